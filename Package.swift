@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "quantize",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "quantize", targets: ["QuantizeCLI"]),
+        .library(name: "Formats", targets: ["Formats"]),
+        .library(name: "Quantize", targets: ["Quantize"]),
+        .library(name: "Fit", targets: ["Fit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // MARK: System libraries and C kernels
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
+        // MARK: Library modules (each imports only those below it)
+        .target(name: "Formats", dependencies: ["CZstd", "CKernels"]),
+        .target(name: "Quantize", dependencies: ["Formats", "CBLAS", "CKernels"]),
+        .target(name: "Fit", dependencies: ["Quantize", "Formats"], resources: [.copy("Resources")]),
+
+        // MARK: Command line
+        .executableTarget(
+            name: "QuantizeCLI",
+            dependencies: [
+                "Formats", "Quantize", "Fit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .executableTarget(name: "QuantizeBench", dependencies: ["Formats", "Quantize", "Fit", "CKernels"]),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Formats"], path: "Sources/TestSupport"),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
+        .testTarget(name: "QuantizeTests", dependencies: ["Quantize", "Formats", "TestSupport"]),
+        .testTarget(name: "FitTests", dependencies: ["Fit", "TestSupport"]),
+        .testTarget(name: "QuantizeCLITests", dependencies: ["TestSupport"]),
+    ]
+)
