@@ -1,0 +1,154 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file written atomically: bytes go to a temporary file in the destination's directory, and
+/// only ``commit()`` renames it into place, so an interrupted run leaves nothing half-written.
+///
+/// Writes are buffered (4 MiB) and large writes go straight to the kernel, so streaming a model
+/// through it costs one copy. If the object is released without ``commit()``, the temporary file
+/// is removed.
+public final class OutputFile {
+    /// The final path.
+    public let path: String
+    /// The temporary path the bytes are written to until ``commit()``.
+    public let temporaryPath: String
+    /// Bytes written so far (the offset of the next byte).
+    public private(set) var position: Int = 0
+
+    private var descriptor: Int32
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    private var finished = false
+
+    /// Creates the temporary file next to `path`.
+    /// - Parameter overwrite: when false, an existing file at `path` is an error.
+    public init(path: String, overwrite: Bool = false) throws(FormatError) {
+        self.path = path
+        if !overwrite, FileManager.default.fileExists(atPath: path) {
+            throw FormatError(.writeFailed, path: path, message: "the output already exists",
+                              remedy: "choose another output path or pass --force to replace it")
+        }
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        temporaryPath = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if descriptor < 0 {
+            let reason = String(cString: strerror(errno))
+            buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 64)
+            finished = true
+            throw FormatError(.writeFailed, path: path, message: "cannot create a temporary file in \(directory) (\(reason))",
+                              remedy: "check that the directory exists and is writable")
+        }
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 64)
+    }
+
+    /// Appends raw bytes.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+        if buffered + bytes.count <= buffer.count {
+            if bytes.count > 0 {
+                (buffer.baseAddress! + buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            }
+            buffered += bytes.count
+        } else {
+            try flush()
+            if bytes.count >= buffer.count {
+                try writeFully(bytes)
+            } else {
+                buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                buffered = bytes.count
+            }
+        }
+        position += bytes.count
+    }
+
+    /// Appends the bytes of an array.
+    public func write(_ bytes: [UInt8]) throws(FormatError) {
+        var failure: FormatError?
+        bytes.withUnsafeBytes { raw in
+            do throws(FormatError) { try write(raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Appends a little-endian fixed-width integer.
+    public func write<T: FixedWidthInteger>(integer value: T) throws(FormatError) {
+        var little = value.littleEndian
+        var failure: FormatError?
+        withUnsafeBytes(of: &little) { raw in
+            do throws(FormatError) { try write(raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Appends `count` zero bytes (padding).
+    public func writeZeros(_ count: Int) throws(FormatError) {
+        precondition(count >= 0)
+        var left = count
+        while left > 0 {
+            let chunk = min(left, 4096)
+            try write(UnsafeRawBufferPointer(start: OutputFile.zeroPage, count: chunk))
+            left -= chunk
+        }
+    }
+
+    nonisolated(unsafe) private static let zeroPage: UnsafeRawPointer = {
+        let page = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)
+        page.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        return UnsafeRawPointer(page)
+    }()
+
+    /// Writes buffered bytes to the kernel.
+    public func flush() throws(FormatError) {
+        guard buffered > 0 else { return }
+        try writeFully(UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+        buffered = 0
+    }
+
+    /// Flushes, syncs and renames the temporary file to ``path``.
+    public func commit() throws(FormatError) {
+        guard !finished else { return }
+        try flush()
+        if fsync(descriptor) != 0 {
+            throw FormatError(.writeFailed, path: path, message: "cannot sync the output to disk (\(String(cString: strerror(errno))))")
+        }
+        close(descriptor)
+        finished = true
+        if rename(temporaryPath, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw FormatError(.writeFailed, path: path, message: "cannot move the finished output into place (\(reason))")
+        }
+    }
+
+    /// Abandons the output: closes and removes the temporary file. Safe to call more than once.
+    public func discard() {
+        guard !finished else { return }
+        finished = true
+        close(descriptor)
+        unlink(temporaryPath)
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                throw FormatError(.writeFailed, path: path, offset: position,
+                                  message: "cannot write the output (\(reason))",
+                                  remedy: errno == ENOSPC ? "free disk space and run again" : nil)
+            }
+            done += n
+        }
+    }
+
+    deinit {
+        discard()
+        buffer.deallocate()
+    }
+}
