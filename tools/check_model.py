@@ -8,9 +8,12 @@
      tokens/merges against tokenizer.json, and every tensor, after undoing the Q/K permutation,
      equal to the safetensors weight rounded to the GGUF tensor type (F16 round-to-nearest-even for
      matrices, exact F32 for norms).
+  3b. A float64 numpy Llama forward pass on the GGUF tensors with llama.cpp's interleaved RoPE
+     gives the same logits as on the safetensors tensors with transformers' rotate-half RoPE, and
+     differs when the Q/K permutation is left out (so the permutation means what llama.cpp needs).
   4. When `transformers` is importable: AutoConfig and AutoTokenizer load the directory; when
-     `torch` is importable too, AutoModelForCausalLM loads it, its weights equal the shards and a
-     forward pass is finite. What cannot be imported is skipped with a message (tools/setup.sh
+     `torch` is importable too, AutoModelForCausalLM loads it, its weights equal the shards and its
+     logits equal the float64 Llama forward pass of this script (which anchors check 3b). What cannot be imported is skipped with a message (tools/setup.sh
      installs neither).
 
 Exit status 0 when every check passes, 1 otherwise.
@@ -228,7 +231,119 @@ def check_gguf(path: Path, config: dict, weights: dict[str, np.ndarray], tokeniz
     check(permuted_differs, "attn_q/attn_k rows are permuted in the GGUF (differ before un-permuting)")
 
 
-def check_transformers(model_dir: Path, weights: dict[str, np.ndarray]) -> None:
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * weight
+
+
+def rope_rotate_half(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:
+    """transformers' Llama RoPE: dimension i pairs with i + head_dim/2."""
+    half = x.shape[-1] // 2
+    angles = positions[:, None] * theta ** (-np.arange(half) * 2.0 / x.shape[-1])
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def rope_interleaved(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:
+    """llama.cpp's LLAMA_ROPE_TYPE_NORM (used for llama): dimension 2i pairs with 2i + 1."""
+    half = x.shape[-1] // 2
+    angles = positions[:, None] * theta ** (-np.arange(half) * 2.0 / x.shape[-1])
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = odd * cos + even * sin
+    return out
+
+
+def llama_forward(tensors: dict[str, np.ndarray], names: dict[str, str], config: dict,
+                  ids: list[int], rope) -> np.ndarray:
+    """Float64 Llama forward pass (causal, GQA, RMSNorm, SiLU MLP); returns logits [tokens, vocab].
+
+    `names` maps the role ("embed", "q.0", ...) to the tensor name; weights are [out, in]."""
+    w = lambda role: tensors[names[role]].astype(np.float64)  # noqa: E731
+    heads = config["num_attention_heads"]
+    kv_heads = config["num_key_value_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    eps, theta = config["rms_norm_eps"], config["rope_theta"]
+    positions = np.arange(len(ids), dtype=np.float64)
+    mask = np.triu(np.full((len(ids), len(ids)), -np.inf), k=1)
+    x = w("embed")[ids]
+    for layer in range(config["num_hidden_layers"]):
+        h = rms_norm(x, w(f"attn_norm.{layer}"), eps)
+        q = (h @ w(f"q.{layer}").T).reshape(len(ids), heads, head_dim)
+        k = (h @ w(f"k.{layer}").T).reshape(len(ids), kv_heads, head_dim)
+        v = (h @ w(f"v.{layer}").T).reshape(len(ids), kv_heads, head_dim)
+        q, k = rope(q, positions, theta), rope(k, positions, theta)
+        group = heads // kv_heads
+        out = np.empty_like(q)
+        for head in range(heads):
+            scores = q[:, head] @ k[:, head // group].T / np.sqrt(head_dim) + mask
+            probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
+            out[:, head] = probs @ v[:, head // group]
+        x = x + out.reshape(len(ids), -1) @ w(f"o.{layer}").T
+        h = rms_norm(x, w(f"ffn_norm.{layer}"), eps)
+        gate = h @ w(f"gate.{layer}").T
+        x = x + ((gate / (1 + np.exp(-gate))) * (h @ w(f"up.{layer}").T)) @ w(f"down.{layer}").T
+    return rms_norm(x, w("final_norm"), eps) @ w("lm_head").T
+
+
+ROLES_HF = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+            "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+            "down": "mlp.down_proj", "attn_norm": "input_layernorm",
+            "ffn_norm": "post_attention_layernorm"}
+ROLES_GGUF = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output", "gate": "ffn_gate",
+              "up": "ffn_up", "down": "ffn_down", "attn_norm": "attn_norm", "ffn_norm": "ffn_norm"}
+
+
+def role_names(config: dict, gguf_names: bool) -> dict[str, str]:
+    if gguf_names:
+        names = {"embed": "token_embd.weight", "final_norm": "output_norm.weight",
+                 "lm_head": "output.weight"}
+        layer_name = lambda role, n: f"blk.{n}.{ROLES_GGUF[role]}.weight"  # noqa: E731
+    else:
+        names = {"embed": "model.embed_tokens.weight", "final_norm": "model.norm.weight",
+                 "lm_head": "lm_head.weight"}
+        layer_name = lambda role, n: f"model.layers.{n}.{ROLES_HF[role]}.weight"  # noqa: E731
+    for n in range(config["num_hidden_layers"]):
+        names.update({f"{role}.{n}": layer_name(role, n) for role in ROLES_HF})
+    return names
+
+
+SAMPLE_IDS_TEXT = "Maria kept the lighthouse at the end of the northern pier."
+
+
+def check_forward(config: dict, weights: dict[str, np.ndarray], gguf_path: Path,
+                  tokenizer: Tokenizer) -> np.ndarray:
+    """The GGUF, run the llama.cpp way (interleaved RoPE on the permuted rows), must compute what
+    the safetensors weights compute the transformers way (rotate-half RoPE)."""
+    ids = tokenizer.encode(SAMPLE_IDS_TEXT).ids
+    reader = gguf.GGUFReader(str(gguf_path))
+    gguf_tensors = {t.name: np.asarray(t.data) for t in reader.tensors}
+    hf_names, gguf_names = role_names(config, False), role_names(config, True)
+    hf_as_f16 = {n: (a.astype(np.float32).astype(np.float16) if a.ndim == 2 else a)
+                 for n, a in weights.items()}
+    reference = llama_forward(hf_as_f16, hf_names, config, ids, rope_rotate_half)
+    from_gguf = llama_forward(gguf_tensors, gguf_names, config, ids, rope_interleaved)
+    difference = float(np.abs(from_gguf - reference).max())
+    check(difference < 1e-9 * max(1.0, float(np.abs(reference).max())),
+          f"GGUF forward (interleaved RoPE) = safetensors forward (rotate-half RoPE) on "
+          f"{len(ids)} tokens, max |logit difference| {difference:.1e}")
+    unpermuted = dict(gguf_tensors)
+    for n in range(config["num_hidden_layers"]):
+        unpermuted[f"blk.{n}.attn_q.weight"] = hf_as_f16[f"model.layers.{n}.self_attn.q_proj.weight"]
+        unpermuted[f"blk.{n}.attn_k.weight"] = hf_as_f16[f"model.layers.{n}.self_attn.k_proj.weight"]
+    wrong = llama_forward(unpermuted, gguf_names, config, ids, rope_interleaved)
+    wrong_difference = float(np.abs(wrong - reference).max())
+    check(wrong_difference > 1000 * max(difference, 1e-12),
+          f"control: without the Q/K permutation the GGUF forward differs "
+          f"(max |logit difference| {wrong_difference:.1e})")
+    return llama_forward(weights, hf_names, config, ids, rope_rotate_half)
+
+
+def check_transformers(model_dir: Path, weights: dict[str, np.ndarray], logits: np.ndarray,
+                       sample_ids: list[int]) -> None:
     try:
         import transformers
     except ImportError:
@@ -257,19 +372,22 @@ def check_transformers(model_dir: Path, weights: dict[str, np.ndarray]) -> None:
                   if not torch.equal(state[n].float(), torch.from_numpy(a.astype(np.float32)))]
     check(not mismatched, f"AutoModelForCausalLM weights equal the shards {mismatched[:3]}")
     with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits
-    check(tuple(logits.shape) == (1, len(ids), config.vocab_size) and bool(torch.isfinite(logits).all()),
-          "forward pass gives finite logits of shape [1, tokens, vocab]")
+        output = model.float()(torch.tensor([sample_ids])).logits[0].double().numpy()
+    difference = float(np.abs(output - logits).max())
+    check(output.shape == logits.shape and difference < 1e-4,
+          f"AutoModelForCausalLM (float32) logits = this script's float64 Llama forward, "
+          f"max |difference| {difference:.1e} (max |logit| {np.abs(logits).max():.2f})")
 
 
 def main() -> int:
     model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "fixtures" / "tiny-llama"
     gguf_path = Path(sys.argv[2]) if len(sys.argv) > 2 else REPO / "fixtures" / "tiny-llama.gguf"
     config, weights = check_directory(model_dir)
-    check_tokenizer(model_dir, config)
+    tokenizer = check_tokenizer(model_dir, config)
     tokenizer_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     check_gguf(gguf_path, config, weights, tokenizer_json)
-    check_transformers(model_dir, weights)
+    logits = check_forward(config, weights, gguf_path, tokenizer)
+    check_transformers(model_dir, weights, logits, tokenizer.encode(SAMPLE_IDS_TEXT).ids)
     if failures:
         print(f"{len(failures)} check(s) failed")
         return 1
