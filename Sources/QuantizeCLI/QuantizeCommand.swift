@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Formats
 
 @main
@@ -9,4 +10,26 @@ struct QuantizeCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [Inspect.self, FitCommand.self]
     )
+
+    /// Runs the command; errors about the user's input (a malformed file, an impossible request)
+    /// print one clear sentence on stderr and exit 2, as DESIGN.md's contract says.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as FormatError {
+            Format.note("error: \(error.description)")
+            Foundation.exit(2)
+        } catch {
+            if let exitCode = error as? ExitCode { Foundation.exit(exitCode.rawValue) }
+            if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError || error is CleanExit {
+                let code = exitCode(for: error).rawValue
+                let message = fullMessage(for: error)
+                if !message.isEmpty { (code == 0 ? print(message) : Format.note(message)) }
+                Foundation.exit(code == 0 ? 0 : (code == 64 ? 2 : code))
+            }
+            Format.note("error: \(error)")
+            Foundation.exit(2)
+        }
+    }
 }
