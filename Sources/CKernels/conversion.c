@@ -85,6 +85,12 @@ static inline uint32_t f8e4m3fn_to_f32_bits(uint8_t b) {
     return sign | float_bits((float)magnitude * 0x1p-9f);
 }
 
+static inline uint32_t f8e5m2_to_f32_bits(uint8_t b) {
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
+    if ((b & 0x7Fu) > 0x7Cu) return sign | 0x7FC00000u;  // every NaN code to the quiet NaN
+    return f16_to_f32_bits((uint16_t)(b << 8));       // E5M2 is the high byte of a float16
+}
+
 // MARK: Scalar kernels
 
 void qk_f16_to_f32_scalar(const void *source, float *destination, size_t count) {
@@ -116,6 +122,11 @@ void qk_f32_to_bf16_scalar(const float *source, void *destination, size_t count)
 void qk_f8e4m3fn_to_f32_scalar(const void *source, float *destination, size_t count) {
     const uint8_t *s = source;
     for (size_t i = 0; i < count; i++) destination[i] = bits_float(f8e4m3fn_to_f32_bits(s[i]));
+}
+
+void qk_f8e5m2_to_f32_scalar(const void *source, float *destination, size_t count) {
+    const uint8_t *s = source;
+    for (size_t i = 0; i < count; i++) destination[i] = bits_float(f8e5m2_to_f32_bits(s[i]));
 }
 
 void qk_u8_table_to_f32(const void *source, float *destination, size_t count, const float *table) {
@@ -214,27 +225,53 @@ QK_AVX2 void qk_f32_to_bf16_avx2(const float *source, void *destination, size_t 
     qk_f32_to_bf16_scalar(source + i, d + 2 * i, count - i);
 }
 
+// Both FP8 kernels widen 16 codes to float16 bit patterns and let vcvtph2ps do the rest.
+QK_AVX2 static inline void store_halves(__m256i halves, float *destination, __m256 scale) {
+    __m256 low = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(halves)), scale);
+    __m256 high = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1)), scale);
+    _mm256_storeu_ps(destination, low);
+    _mm256_storeu_ps(destination + 8, high);
+}
+
+// E4M3FN code b as float16 bits: sign | (b & 0x7F) << 7 has the value 2^-8 times the E4M3 value,
+// for normal and subnormal codes alike (the exponent fields differ by 8 in bias), so a multiply by
+// 256 finishes it exactly. The NaN code 0x7F becomes the float16 quiet NaN 0x7E00, which converts
+// to 0x7FC00000 and passes through the multiply unchanged.
 QK_AVX2 void qk_f8e4m3fn_to_f32_avx2(const void *source, float *destination, size_t count) {
     const uint8_t *s = source;
-    const __m256i magnitudeMask = _mm256_set1_epi32(0x7F);
-    const __m256i rebias = _mm256_set1_epi32(120 << 23);
-    const __m256i nanCode = _mm256_set1_epi32(0x7F);
-    const __m256i quietNaN = _mm256_set1_epi32(0x7FC00000);
-    const __m256i subnormalLimit = _mm256_set1_epi32(8);
-    const __m256 subnormalScale = _mm256_set1_ps(0x1p-9f);
+    const __m256i signMask = _mm256_set1_epi16((short)0x8000);
+    const __m256i magnitudeMask = _mm256_set1_epi16(0x7F00);
+    const __m256i quietNaN = _mm256_set1_epi16(0x7E00);
+    const __m256 scale = _mm256_set1_ps(256.0f);
     size_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-        __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(s + i)));
-        __m256i magnitude = _mm256_and_si256(b, magnitudeMask);
-        __m256i sign = _mm256_slli_epi32(_mm256_andnot_si256(magnitudeMask, b), 24);
-        __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(magnitude, 20), rebias);
-        __m256i subnormal = _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(magnitude), subnormalScale));
-        __m256i isSubnormal = _mm256_cmpgt_epi32(subnormalLimit, magnitude);
-        __m256i value = _mm256_blendv_epi8(normal, subnormal, isSubnormal);
-        value = _mm256_blendv_epi8(value, quietNaN, _mm256_cmpeq_epi32(magnitude, nanCode));
-        _mm256_storeu_si256((__m256i *)(destination + i), _mm256_or_si256(value, sign));
+    for (; i + 16 <= count; i += 16) {
+        __m256i w = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(s + i))), 8);
+        __m256i magnitude = _mm256_and_si256(w, magnitudeMask);
+        __m256i nan = _mm256_cmpeq_epi16(magnitude, magnitudeMask);
+        __m256i body = _mm256_or_si256(_mm256_andnot_si256(nan, _mm256_srli_epi16(magnitude, 1)),
+                                       _mm256_and_si256(nan, quietNaN));
+        store_halves(_mm256_or_si256(_mm256_and_si256(w, signMask), body), destination + i, scale);
     }
     qk_f8e4m3fn_to_f32_scalar(s + i, destination + i, count - i);
+}
+
+// E5M2 code b is exactly the float16 b << 8; its NaN codes become the quiet NaN 0x7E00 first.
+QK_AVX2 void qk_f8e5m2_to_f32_avx2(const void *source, float *destination, size_t count) {
+    const uint8_t *s = source;
+    const __m256i signMask = _mm256_set1_epi16((short)0x8000);
+    const __m256i magnitudeMask = _mm256_set1_epi16(0x7FFF);
+    const __m256i infinity = _mm256_set1_epi16(0x7C00);
+    const __m256i quietNaN = _mm256_set1_epi16(0x7E00);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256i w = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(s + i))), 8);
+        __m256i magnitude = _mm256_and_si256(w, magnitudeMask);
+        __m256i nan = _mm256_cmpgt_epi16(magnitude, infinity);
+        __m256i body = _mm256_or_si256(_mm256_andnot_si256(nan, magnitude), _mm256_and_si256(nan, quietNaN));
+        store_halves(_mm256_or_si256(_mm256_and_si256(w, signMask), body), destination + i, one);
+    }
+    qk_f8e5m2_to_f32_scalar(s + i, destination + i, count - i);
 }
 
 #else
@@ -253,6 +290,9 @@ void qk_f32_to_bf16_avx2(const float *source, void *destination, size_t count) {
 }
 void qk_f8e4m3fn_to_f32_avx2(const void *source, float *destination, size_t count) {
     qk_f8e4m3fn_to_f32_scalar(source, destination, count);
+}
+void qk_f8e5m2_to_f32_avx2(const void *source, float *destination, size_t count) {
+    qk_f8e5m2_to_f32_scalar(source, destination, count);
 }
 
 #endif

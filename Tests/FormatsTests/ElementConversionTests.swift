@@ -46,6 +46,12 @@ struct ElementConversionTests {
         for kernel in Self.kernels {
             let result = try decode(codes, dtype, count: 256, kernel: kernel)
             expectBitsEqual(result, expected, "\(dtype.rawValue) → F32 (\(kernel))")
+            // Slices shorter than a vector block run entirely through each kernel's scalar tail.
+            for start in stride(from: 0, to: 256, by: 15) {
+                let slice = Array(codes[start..<min(256, start + 15)])
+                let tail = try decode(slice, dtype, count: slice.count, kernel: kernel)
+                expectBitsEqual(tail, Array(expected[start..<(start + slice.count)]), "\(dtype.rawValue) tail at \(start)")
+            }
         }
         let scalar = codes.map { ElementConversion.float32(fromFloat8Bits: $0, of: dtype)?.bitPattern ?? 0 }
         expectBitsEqual(scalar, expected, "float32(fromFloat8Bits:of: .\(dtype))")
@@ -96,6 +102,7 @@ struct ElementConversionTests {
         let expectedF16 = try Fixture.words32("f16.expected.bin")
         let expectedBF16 = try Fixture.words32("bf16.expected.bin")
         let expectedE4M3 = try Fixture.words32("f8_e4m3fn.expected.bin")
+        let expectedE5M2 = try Fixture.words32("f8_e5m2.expected.bin")
         for count in 0..<40 {
             // Start inside the NaN range of float16 for some counts, in finite values for others.
             let first = (count * 1637 + 0x7BF0) % (65536 - 40)
@@ -108,6 +115,8 @@ struct ElementConversionTests {
             let codes = (0..<count).map { UInt8(truncatingIfNeeded: $0 * 37 + 101) }
             let e4m3 = try decodeSlice([0] + codes, from: 1, .f8E4M3, count: count, kernel: kernel)
             expectBitsEqual(e4m3, codes.map { expectedE4M3[Int($0)] }, "F8_E4M3 tail \(count)")
+            let e5m2 = try decodeSlice([0] + codes, from: 1, .f8E5M2, count: count, kernel: kernel)
+            expectBitsEqual(e5m2, codes.map { expectedE5M2[Int($0)] }, "F8_E5M2 tail \(count)")
         }
     }
 

@@ -38,6 +38,10 @@ void qk_f32_to_bf16_avx2(const float *source, void *destination, size_t count);
 /// the code's sign, as ml_dtypes does.
 void qk_f8e4m3fn_to_f32_scalar(const void *source, float *destination, size_t count);
 void qk_f8e4m3fn_to_f32_avx2(const void *source, float *destination, size_t count);
+/// OCP E5M2 (safetensors F8_E5M2) to float32; every NaN code becomes the quiet NaN 0x7FC00000 with the
+/// code's sign, as ml_dtypes does.
+void qk_f8e5m2_to_f32_scalar(const void *source, float *destination, size_t count);
+void qk_f8e5m2_to_f32_avx2(const void *source, float *destination, size_t count);
 
 /// Any 8-bit code to float32 through a 256-entry table of float32 values (FP8 variants, E8M0, I8, U8).
 void qk_u8_table_to_f32(const void *source, float *destination, size_t count, const float *table);
