@@ -127,22 +127,20 @@ func runConversionBenchmarks(_ options: BenchmarkOptions) throws {
         copy.initializeMemory(as: UInt8.self, repeating: 0)
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let chunks = cores * 4
-        let pointers = UncheckedSendable(value: (input, output, copy))
-        let convert = UncheckedSendable(value: conversion)
+        guard let sourceBase = input.baseAddress, let destinationBase = output.baseAddress, let copyBase = copy.baseAddress else { return }
+        // The workers write disjoint chunks of these buffers.
+        let bases = UncheckedSendable(value: (sourceBase, destinationBase, copyBase))
         // Chunk boundaries in elements, multiples of 64 so every chunk starts on a cache line.
-        let bounds = (0...chunks).map { min(count, ($0 * count / chunks) & ~63) }.enumerated().map { $0.offset == chunks ? count : $0.element }
+        let bounds = (0...chunks).map { $0 == chunks ? count : ($0 * count / chunks) & ~63 }
         func parallel(_ body: @escaping @Sendable (Int, Int) -> Void) -> () -> Void {
             { DispatchQueue.concurrentPerform(iterations: chunks) { chunk in body(bounds[chunk], bounds[chunk + 1] - bounds[chunk]) } }
         }
-        let (source, destination, copyDestination) = pointers.value
-        guard let sourceBase = source.baseAddress, let destinationBase = destination.baseAddress, let copyBase = copyDestination.baseAddress else { return }
-        let bases = UncheckedSendable(value: (sourceBase, destinationBase, copyBase))
         let times = medianSeconds(repeats: options.repeats, [
             parallel { start, length in
-                convert.value.kernel(bases.value.0 + 2 * start, bases.value.1 + 4 * start, length)
+                conversion.kernel(bases.value.0 + 2 * start, bases.value.1 + 4 * start, length)
             },
             parallel { start, length in
-                convert.value.scalar(bases.value.0 + 2 * start, bases.value.1 + 4 * start, length)
+                conversion.scalar(bases.value.0 + 2 * start, bases.value.1 + 4 * start, length)
             },
             parallel { start, length in
                 memcpy(bases.value.2 + 2 * start, bases.value.0 + 2 * start, 2 * length)

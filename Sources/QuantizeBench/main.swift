@@ -33,6 +33,7 @@ do {
         exit(2)
     }
     print(machineDescription())
+    print("command: QuantizeBench \(groupName) --megabytes \(options.megabytes) --repeats \(options.repeats)")
     for group in selected {
         print("\n## \(group.name)\n")
         try group.run(options)
