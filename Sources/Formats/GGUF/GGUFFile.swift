@@ -179,14 +179,12 @@ struct GGUFParser {
         let tensorCountOffset = reader.offset
         let rawTensorCount = try reader.read(UInt64.self, "the tensor count")
         let rawKVCount = try reader.read(UInt64.self, "the metadata key-value count")
-        let tensorCount = try bound(rawTensorCount, eachAtLeast: Self.minimumTensorInfoSize,
-                                    what: "the tensor count", at: tensorCountOffset)
-        let kvCount = try bound(rawKVCount, eachAtLeast: Self.minimumEntrySize,
-                                what: "the metadata key-value count", at: tensorCountOffset + 8)
-        let headerNeed = kvCount * Self.minimumEntrySize + tensorCount * Self.minimumTensorInfoSize
-        if headerNeed > reader.remaining {
-            try reader.require(headerNeed, for: "\(kvCount) metadata entries and \(tensorCount) tensor infos")
-        }
+        let tensorCount = try bound(rawTensorCount, eachAtLeast: Self.minimumTensorInfoSize, what: "the tensor count",
+                                    contents: "the \(rawTensorCount) tensor infos the tensor count announces",
+                                    at: tensorCountOffset)
+        let kvCount = try bound(rawKVCount, eachAtLeast: Self.minimumEntrySize, what: "the metadata key-value count",
+                                contents: "the \(rawKVCount) metadata entries the key-value count announces",
+                                at: tensorCountOffset + 8)
 
         var metadata: [(key: String, value: GGUFValue)] = []
         var keyIndex: [String: Int] = [:]
@@ -307,17 +305,16 @@ struct GGUFParser {
 
     /// Converts a count read at `offset` into an `Int` after checking that `count` items of at
     /// least `size` bytes each fit in the bytes left. Nothing is allocated before this check.
-    private func bound(_ count: UInt64, eachAtLeast size: Int, what: String, at offset: Int) throws(FormatError) -> Int {
+    ///
+    /// A count up to 2^30 (ggml's historical cap on strings and arrays) that the rest of the file
+    /// cannot hold means the file was cut short (`.truncated`, naming `contents`); a larger one
+    /// cannot come from a real file (`.implausibleSize`).
+    private func bound(_ count: UInt64, eachAtLeast size: Int, what: String, contents: @autoclosure () -> String,
+                       at offset: Int) throws(FormatError) -> Int {
         let left = max(reader.remaining, 0)
         if count <= UInt64(left / size) { return Int(count) }
-        let (need, overflow) = count.multipliedReportingOverflow(by: UInt64(size))
-        if !overflow, need <= UInt64(fileSize) {
-            // A sane count that the rest of the file cannot hold: the file was cut short.
-            throw FormatError(
-                .truncated, path: path, offset: offset,
-                message: "the file ends inside the \(count) items \(what) announces: they need at least \(need) bytes, "
-                    + "\(left) are left (the file is \(formatByteCount(fileSize)))",
-                remedy: "the file is truncated; download it again")
+        if count <= Self.plausibleCount {
+            try reader.require(Int(count) * size, for: contents())
         }
         throw FormatError(
             .implausibleSize, path: path, offset: offset,
@@ -325,10 +322,13 @@ struct GGUFParser {
             remedy: "the file is corrupt or not a GGUF file; download it again")
     }
 
+    /// The largest count treated as a plausible value in a truncated file (2^30).
+    private static let plausibleCount: UInt64 = 1 << 30
+
     private mutating func readString(_ what: String) throws(FormatError) -> String {
         let offset = reader.offset
         let length = try reader.read(UInt64.self, "the length of \(what)")
-        let count = try bound(length, eachAtLeast: 1, what: "the byte length of \(what)", at: offset)
+        let count = try bound(length, eachAtLeast: 1, what: "the byte length of \(what)", contents: what, at: offset)
         let bytes = try reader.take(count, what)
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw FormatError(.invalidUTF8, path: path, offset: offset + 8,
@@ -338,12 +338,12 @@ struct GGUFParser {
         return string
     }
 
-    private mutating func readType(_ what: String) throws(FormatError) -> GGUFValueType {
+    private mutating func readType(_ what: String, role: String = "value type") throws(FormatError) -> GGUFValueType {
         let offset = reader.offset
-        let raw = try reader.read(UInt32.self, "the value type of \(what)")
+        let raw = try reader.read(UInt32.self, "the \(role) of \(what)")
         guard let type = GGUFValueType(rawValue: raw) else {
             throw FormatError(.ggufUnknownValueType, path: path, offset: offset,
-                              message: "\(what) has value type \(raw), which GGUF does not define (0–12)",
+                              message: "\(what) has \(role) \(raw), which GGUF does not define (0–12)",
                               remedy: "the file is corrupt or from an incompatible writer")
         }
         return type
@@ -353,7 +353,7 @@ struct GGUFParser {
         let type = try readType(what)
         guard type == .array else { return try readScalar(type, "the value of \(what)") }
         let elementOffset = reader.offset
-        let elementType = try readType("the elements of \(what)")
+        let elementType = try readType("the array of \(what)", role: "element type")
         if elementType == .array {
             throw FormatError(.ggufNestedArray, path: path, offset: elementOffset,
                               message: "\(what) holds an array of arrays, which ggml does not accept",
@@ -362,7 +362,8 @@ struct GGUFParser {
         let countOffset = reader.offset
         let rawCount = try reader.read(UInt64.self, "the element count of \(what)")
         let count = try bound(rawCount, eachAtLeast: elementType.minimumEncodedSize,
-                              what: "the element count of \(what)", at: countOffset)
+                              what: "the element count of \(what)",
+                              contents: "the \(rawCount) elements of the array of \(what)", at: countOffset)
         var elements: [GGUFValue] = []
         elements.reserveCapacity(count)
         for index in 0..<count {
@@ -500,10 +501,14 @@ struct GGUFParser {
             let first = tensors.first { dataStart + $0.offset + $0.byteCount > fileSize } ?? last
             throw FormatError(
                 .truncated, path: path, offset: dataStart + first.offset, tensor: first.name,
-                message: "the file is \(formatByteCount(fileSize)) (\(fileSize) bytes) but its header places tensors up to "
-                    + "\(formatByteCount(end)) (\(end) bytes): it is truncated",
+                message: "the file is \(Self.size(fileSize)) but its header places tensors up to \(Self.size(end)): it is truncated",
                 remedy: "download it again")
         }
+    }
+
+    /// "52.0 MB (52034816 bytes)", or "352 bytes" where the exact count adds nothing.
+    private static func size(_ bytes: Int) -> String {
+        bytes < 1000 ? "\(bytes) bytes" : "\(formatByteCount(bytes)) (\(bytes) bytes)"
     }
 
     private func overflow(_ what: String, at offset: Int) -> FormatError {

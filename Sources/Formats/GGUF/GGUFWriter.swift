@@ -146,6 +146,15 @@ public final class GGUFWriter {
         try write(bytes)
     }
 
+    /// Writes the complete data of the current tensor from an array; see ``writeTensor(_:)-(UnsafeRawBufferPointer)``.
+    public func writeTensor(_ bytes: [UInt8]) throws(FormatError) {
+        var failure: FormatError?
+        bytes.withUnsafeBytes { raw in
+            do throws(FormatError) { try writeTensor(raw) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
     /// Finishes the file: checks every tensor was written, flushes, syncs and renames it into place.
     /// - Throws: `.invalidArgument` (and discards the output) if some tensor's data is missing;
     ///   `.writeFailed` on an I/O error.
