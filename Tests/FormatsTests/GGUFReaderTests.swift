@@ -74,6 +74,26 @@ struct GGUFReaderTests {
         }
     }
 
+    @Test("accepts a file without the padding after its last tensor (as llama.cpp does) but not one byte less")
+    func trailingPaddingIsOptional() throws {
+        let source = try Self.open("v2")  // its last tensor (5 × F32) is followed by 12 bytes of padding
+        let last = try #require(source.tensors.last)
+        let end = source.dataStart + last.offset + last.byteCount
+        let bytes = try ggufReadBytes(source.path)
+        #expect(bytes.count > end)  // the fixture has padding after its last tensor
+        let directory = try Fixtures.temporaryDirectory("gguf-reader")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let unpadded = directory.appendingPathComponent("unpadded.gguf").path
+        try Data(bytes[..<end]).write(to: URL(fileURLWithPath: unpadded))
+        let file = try GGUFFile(path: unpadded)
+        #expect(Array(file.data(for: last)) == Array(source.data(for: last)))
+        let short = directory.appendingPathComponent("short.gguf").path
+        try Data(bytes[..<(end - 1)]).write(to: URL(fileURLWithPath: short))
+        #expect { try GGUFFile(path: short) } throws: { error in
+            (error as? FormatError)?.code == .truncated && (error as? FormatError)?.tensor == last.name
+        }
+    }
+
     @Test("metadata keeps file order and the accessors convert values")
     func metadataAccessors() throws {
         let file = try Self.open("all_types_v3")

@@ -64,6 +64,8 @@ public struct GGUFTensorInfo: Sendable, Hashable {
 /// The header is parsed once at `init`; tensor data is never copied: ``data(for:)`` returns a view
 /// into the mapping. Every count and length read from the file is bounded by the bytes left in
 /// the file before anything is allocated from it, so a corrupt or hostile header fails fast.
+/// Every tensor's data must lie inside the file; the zero padding after the last tensor may be
+/// missing, as llama.cpp's loader allows (its bounds check is per tensor, unpadded).
 public final class GGUFFile: @unchecked Sendable {
     /// The path the file was opened from.
     public let path: String
