@@ -9,9 +9,11 @@ Files written:
                       finite fp16 scale where the block layout puts it), I8, I32, F64; 1-D to 4-D.
   alignment64.gguf    the same kind of content with `general.alignment` = 64 (u32).
   v2.gguf             written as v3 by gguf-py, then the version field patched to 2. GGUF v2 has the
-                      same layout as v3 (v2 widened the counts and lengths to 64 bits; v3 only added
-                      big-endian files — ggml docs/gguf.md "Version history"), and gguf-py's reader
-                      accepts both (READER_SUPPORTED_VERSIONS = [2, 3]).
+                      same layout as v3: v2 widened every count and length to 64 bits (llama.cpp
+                      commit "gguf : bump version to 2 / update all counts to 64-bit", Aug 2023; v1
+                      had 32-bit ones, see huggingface/huggingface.js#568, which reads u32 for v1 and
+                      u64 for v2 and v3), and v3 only added big-endian files. gguf-py's reader
+                      accepts both (READER_SUPPORTED_VERSIONS = [2, 3]); ggml's accepts 2 and 3.
   NAME.expected.json  what gguf-py's GGUFReader reads from NAME.gguf (tools/oracle_read_gguf.py).
 
 Run: .venv/bin/python tools/fixtures_gguf.py

@@ -190,6 +190,7 @@ struct GGUFParser {
 
         var metadata: [(key: String, value: GGUFValue)] = []
         var keyIndex: [String: Int] = [:]
+        var alignmentOffset: Int?
         metadata.reserveCapacity(kvCount)
         keyIndex.reserveCapacity(kvCount)
         for index in 0..<kvCount {
@@ -208,16 +209,19 @@ struct GGUFParser {
             let value = try readValue(of: "key '\(key)'")
             keyIndex[key] = metadata.count
             metadata.append((key, value))
+            if key == "general.alignment" { alignmentOffset = entryOffset }
         }
 
-        let alignment = try readAlignment(metadata: metadata, keyIndex: keyIndex)
+        let alignment = try readAlignment(metadata: metadata, keyIndex: keyIndex, at: alignmentOffset)
 
         var tensors: [GGUFTensorInfo] = []
         var rawOffsets: [UInt64] = []
+        var infoOffsets: [Int] = []
         var names: [String: Int] = [:]
         tensors.reserveCapacity(tensorCount)
         rawOffsets.reserveCapacity(tensorCount)
         for index in 0..<tensorCount {
+            infoOffsets.append(reader.offset)
             let (info, rawOffset) = try readTensorInfo(index: index, names: names)
             names[info.name] = index
             tensors.append(info)
@@ -235,7 +239,8 @@ struct GGUFParser {
                     + "\(headerEnd) and the data section would start at byte \(dataStart), but the file is \(fileSize) bytes",
                 remedy: "the file is truncated; download it again")
         }
-        try checkOffsets(tensors: tensors, rawOffsets: rawOffsets, alignment: alignment, dataStart: dataStart)
+        try checkOffsets(tensors: tensors, rawOffsets: rawOffsets, infoOffsets: infoOffsets, alignment: alignment,
+                         dataStart: dataStart)
         return GGUFHeader(version: version, alignment: alignment, metadata: metadata, keyIndex: keyIndex,
                           tensors: tensors, dataStart: dataStart)
     }
@@ -397,22 +402,23 @@ struct GGUFParser {
 
     // MARK: Alignment
 
-    private func readAlignment(metadata: [(key: String, value: GGUFValue)], keyIndex: [String: Int]) throws(FormatError) -> Int {
+    private func readAlignment(metadata: [(key: String, value: GGUFValue)], keyIndex: [String: Int],
+                               at offset: Int?) throws(FormatError) -> Int {
         guard let index = keyIndex["general.alignment"] else { return GGUFFile.defaultAlignment }
         let value = metadata[index].value
         guard case .uint32(let raw) = value else {
-            throw FormatError(.ggufBadAlignment, path: path,
+            throw FormatError(.ggufBadAlignment, path: path, offset: offset,
                               message: "general.alignment is stored as \(value.type) (\(value.summary)); ggml requires a uint32",
                               remedy: "rewrite the file with general.alignment as a uint32")
         }
         let alignment = Int(raw)
         guard alignment > 0, alignment & (alignment - 1) == 0 else {
-            throw FormatError(.ggufBadAlignment, path: path,
+            throw FormatError(.ggufBadAlignment, path: path, offset: offset,
                               message: "general.alignment is \(alignment), which is not a power of two",
                               remedy: "the file is corrupt; regenerate it")
         }
         guard alignment <= GGUFFile.maximumAlignment else {
-            throw FormatError(.ggufBadAlignment, path: path,
+            throw FormatError(.ggufBadAlignment, path: path, offset: offset,
                               message: "general.alignment is \(alignment), above the 1 MiB ggml accepts",
                               remedy: "the file is corrupt; regenerate it")
         }
@@ -478,13 +484,13 @@ struct GGUFParser {
 
     /// Checks ggml's layout rule: tensor i starts where tensor i−1 ends, padded to `alignment`; and
     /// that every tensor's data lies inside the file.
-    private func checkOffsets(tensors: [GGUFTensorInfo], rawOffsets: [UInt64], alignment: Int,
+    private func checkOffsets(tensors: [GGUFTensorInfo], rawOffsets: [UInt64], infoOffsets: [Int], alignment: Int,
                               dataStart: Int) throws(FormatError) {
         var expected = 0
         for (index, tensor) in tensors.enumerated() {
             if rawOffsets[index] != UInt64(expected) {
                 throw FormatError(
-                    .ggufOffsetMismatch, path: path, tensor: tensor.name,
+                    .ggufOffsetMismatch, path: path, offset: infoOffsets[index], tensor: tensor.name,
                     message: "tensor \(index) ('\(tensor.name)') has data offset \(rawOffsets[index]), expected \(expected): "
                         + "ggml requires each tensor to follow the previous one, padded to \(alignment) bytes",
                     remedy: "rewrite the file with a GGUF writer that lays tensors out in order")
