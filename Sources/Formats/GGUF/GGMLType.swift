@@ -80,14 +80,24 @@ public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
     /// The type with this name (case-insensitive: `q4_k` finds `Q4_K`), or nil.
     public static func named(_ name: String) -> GGMLType? { byName[name.uppercased()] }
 
+    /// The ggml type F32.
     public static let f32 = named("F32")!
+    /// The ggml type F16.
     public static let f16 = named("F16")!
+    /// The ggml type BF16.
     public static let bf16 = named("BF16")!
+    /// The ggml type Q8_0.
     public static let q8_0 = named("Q8_0")!
+    /// The ggml type Q4_0.
     public static let q4_0 = named("Q4_0")!
+    /// The ggml type Q4_1.
     public static let q4_1 = named("Q4_1")!
+    /// The ggml type Q5_0.
     public static let q5_0 = named("Q5_0")!
+    /// The ggml type Q5_1.
     public static let q5_1 = named("Q5_1")!
+    /// The ggml type Q4_K.
     public static let q4_K = named("Q4_K")!
+    /// The ggml type Q6_K.
     public static let q6_K = named("Q6_K")!
 }
