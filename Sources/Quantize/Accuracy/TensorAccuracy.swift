@@ -283,8 +283,8 @@ func weightDifference(
         let wq = rawDecoded.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
         let d = wq - w
         raw.storeBytes(of: d, toByteOffset: i * 4, as: SIMD16<Float>.self)
-        weights.addProduct(w, w)
-        errors.addProduct(d, d)
+        weights += w * w
+        errors += d * d
         i += 16
     }
     while i < count {
@@ -316,9 +316,9 @@ func outputSums(reference: UnsafePointer<Float>, error: UnsafePointer<Float>, co
         while i + 16 <= end {
             let y = rawReference.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
             let d = rawError.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-            yy.addProduct(y, y)
-            dd.addProduct(d, d)
-            yd.addProduct(y, d)
+            yy += y * y
+            dd += d * d
+            yd += y * d
             maxima = pointwiseMax(maxima, pointwiseMax(d, -d))
             i += 16
         }
