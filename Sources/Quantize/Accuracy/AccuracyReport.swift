@@ -74,12 +74,12 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
             try c.encode(accuracy.isSampled, forKey: .sampled)
             try c.encode(accuracy.probe, forKey: .probe)
             try c.encode(accuracy.probeRows, forKey: .probeRows)
-            try c.encode(finite(accuracy.bitsPerWeight), forKey: .bitsPerWeight)
-            try c.encode(finite(accuracy.relativeError), forKey: .relativeError)
-            try c.encode(finite(accuracy.sqnrDecibels), forKey: .sqnrDecibels)
-            try c.encode(finite(accuracy.cosineSimilarity), forKey: .cosineSimilarity)
-            try c.encode(finite(accuracy.maxAbsoluteError), forKey: .maxAbsoluteError)
-            try c.encode(finite(accuracy.relativeWeightError), forKey: .relativeWeightError)
+            try c.encode(finiteOrNil(accuracy.bitsPerWeight), forKey: .bitsPerWeight)
+            try c.encode(finiteOrNil(accuracy.relativeError), forKey: .relativeError)
+            try c.encode(finiteOrNil(accuracy.sqnrDecibels), forKey: .sqnrDecibels)
+            try c.encode(finiteOrNil(accuracy.cosineSimilarity), forKey: .cosineSimilarity)
+            try c.encode(finiteOrNil(accuracy.maxAbsoluteError), forKey: .maxAbsoluteError)
+            try c.encode(finiteOrNil(accuracy.relativeWeightError), forKey: .relativeWeightError)
             try c.encode(threshold, forKey: .threshold)
             try c.encode(passed, forKey: .passed)
         }
@@ -328,7 +328,7 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
 }
 
 /// `value` or nil when it is not finite (JSON has no infinity or NaN).
-func finite(_ value: Double?) -> Double? {
+func finiteOrNil(_ value: Double?) -> Double? {
     guard let value, value.isFinite else { return nil }
     return value
 }
