@@ -117,6 +117,12 @@ struct AccuracyMetricsTests {
         #expect(options.checkedRows(rows: 10, columns: 100) == [1, 3, 6, 8])
         #expect(options.checkedRows(rows: 4, columns: 100) == nil)
         #expect(AccuracyOptions(maxCheckedWeights: 10).checkedRows(rows: 10, columns: 100) == [5])
+        // A row fraction keeps at least 64 rows, and the tighter of the two limits wins.
+        #expect(AccuracyOptions(rowFraction: 0.25).checkedRows(rows: 1000, columns: 8)?.count == 250)
+        #expect(AccuracyOptions(rowFraction: 0.25).checkedRows(rows: 100, columns: 8)?.count == 64)
+        #expect(AccuracyOptions(rowFraction: 0.25).checkedRows(rows: 50, columns: 8) == nil)
+        #expect(AccuracyOptions(maxCheckedWeights: 80, rowFraction: 0.25).checkedRows(rows: 1000, columns: 8)?.count == 10)
+        #expect(AccuracyOptions(rowFraction: 1).checkedRows(rows: 1000, columns: 8) == nil)
         // A uniform 10 % error is the same on any subset.
         let w = gaussianWeights(rows: 300, columns: 64, seed: 6)
         let m = try TensorAccuracy.measure(

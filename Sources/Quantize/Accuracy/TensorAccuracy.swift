@@ -3,11 +3,20 @@ import Formats
 import Foundation
 
 /// How the accuracy check runs: how much of a tensor it looks at and how many BLAS threads it uses.
+///
+/// Sampling is deterministic (no timing decides it), so the same input always gives the same report.
 public struct AccuracyOptions: Sendable, Hashable {
+    /// The fewest rows a sampled tensor is checked on (all rows of a smaller tensor).
+    public static let minimumSampledRows = 64
+
     /// The most weights (rows × columns) checked per tensor; a larger tensor is checked on an
-    /// evenly spaced subset of its rows (output channels) and flagged as sampled. nil checks every
-    /// row.
+    /// evenly spaced subset of its rows (output channels) and flagged as sampled. nil: no cap.
     public var maxCheckedWeights: Int?
+    /// The share of each tensor's rows to check (0 < fraction ≤ 1), never fewer than
+    /// ``minimumSampledRows``; nil checks every row. The check costs a fixed time per checked
+    /// weight, as quantizing does per weight, so a fixed fraction keeps the check's share of the
+    /// run's time constant — the way to hold it under a budget such as 25 %.
+    public var rowFraction: Double?
     /// Rows of W processed per step; bounds the scratch memory to about
     /// `blockRows × columns × 4` bytes (8 MiB for 512 × 4096 weights) whatever the tensor's size.
     public var blockRows: Int
@@ -17,19 +26,29 @@ public struct AccuracyOptions: Sendable, Hashable {
 
     /// Creates options; the defaults check every row in blocks of 512 with OpenBLAS's own thread
     /// count.
-    public init(maxCheckedWeights: Int? = nil, blockRows: Int = 512, blasThreads: Int? = nil) {
+    public init(
+        maxCheckedWeights: Int? = nil, rowFraction: Double? = nil, blockRows: Int = 512, blasThreads: Int? = nil
+    ) {
         self.maxCheckedWeights = maxCheckedWeights
+        self.rowFraction = rowFraction
         self.blockRows = max(blockRows, 1)
         self.blasThreads = blasThreads
     }
 
-    /// The rows of a `rows` × `columns` weight that are checked: all of them, or `k` rows at
-    /// `floor((2i + 1) · rows / 2k)` for i in 0..<k (the centre of k equal slices, so every part
-    /// of the tensor — every head, every expert — is represented), k = max(1, maxCheckedWeights /
-    /// columns).
+    /// The rows of a `rows` × `columns` weight that are checked, nil meaning all of them.
+    ///
+    /// k = the smaller of max(1, maxCheckedWeights / columns) and
+    /// max(⌈rowFraction · rows⌉, min(rows, ``minimumSampledRows``)); when k < rows the rows are
+    /// `⌊(2i + 1) · rows / 2k⌋` for i in 0..<k — the centres of k equal slices, so every part of
+    /// the tensor (every head, every expert) is represented.
     public func checkedRows(rows: Int, columns: Int) -> [Int]? {
-        guard let limit = maxCheckedWeights, rows > 0, columns > 0 else { return nil }
-        let k = max(1, limit / columns)
+        guard rows > 0, columns > 0 else { return nil }
+        var k = rows
+        if let limit = maxCheckedWeights { k = min(k, max(1, limit / columns)) }
+        if let fraction = rowFraction, fraction > 0, fraction < 1 {
+            let share = Int((fraction * Double(rows)).rounded(.up))
+            k = min(k, max(share, min(rows, AccuracyOptions.minimumSampledRows)))
+        }
         guard k < rows else { return nil }
         return (0..<k).map { ((2 * $0 + 1) * rows) / (2 * k) }
     }
