@@ -13,6 +13,14 @@ public struct AccuracyThreshold: Sendable, Hashable {
     /// Measured relative output error: heavy-tailed weights (Student-t, 5 degrees of freedom),
     /// probe with outlier channels — the worst of the measured cases.
     public var measuredHeavyTailed: Double
+
+    /// Creates a line of the table.
+    public init(_ scheme: SchemeName, limit: Double, gaussian: Double, heavyTailed: Double) {
+        self.scheme = scheme
+        self.maxRelativeError = limit
+        self.measuredGaussian = gaussian
+        self.measuredHeavyTailed = heavyTailed
+    }
 }
 
 /// The default thresholds, one line per scheme (data, not code).
@@ -22,25 +30,24 @@ public enum AccuracyThresholds {
     /// quantizers (gguf-py, ml_dtypes, numpy formulas) on 512 × 4096 weights and 64 probe rows;
     /// re-measure with this tool's own kernels through `quantize` once they exist.
     public static let table: [AccuracyThreshold] = [
-        AccuracyThreshold(scheme: .fp8, maxRelativeError: 0.041, measuredGaussian: 0.02632, measuredHeavyTailed: 0.02712),
-        AccuracyThreshold(scheme: .fp8E5M2, maxRelativeError: 0.080, measuredGaussian: 0.05206, measuredHeavyTailed: 0.05306),
-        AccuracyThreshold(scheme: .int8, maxRelativeError: 0.031, measuredGaussian: 0.00858, measuredHeavyTailed: 0.02051),
-        AccuracyThreshold(scheme: .int4, maxRelativeError: 0.27, measuredGaussian: 0.11685, measuredHeavyTailed: 0.17732),
-        AccuracyThreshold(scheme: .q8_0, maxRelativeError: 0.011, measuredGaussian: 0.00534, measuredHeavyTailed: 0.00693),
-        AccuracyThreshold(scheme: .q4_0, maxRelativeError: 0.17, measuredGaussian: 0.08518, measuredHeavyTailed: 0.11151),
-        AccuracyThreshold(scheme: .q4_1, maxRelativeError: 0.14, measuredGaussian: 0.07764, measuredHeavyTailed: 0.09196),
-        AccuracyThreshold(scheme: .q5_0, maxRelativeError: 0.083, measuredGaussian: 0.04236, measuredHeavyTailed: 0.05474),
-        AccuracyThreshold(scheme: .q5_1, maxRelativeError: 0.068, measuredGaussian: 0.03730, measuredHeavyTailed: 0.04509),
-        AccuracyThreshold(scheme: .q4_K, maxRelativeError: 0.14, measuredGaussian: 0.07827, measuredHeavyTailed: 0.09286),
-        AccuracyThreshold(scheme: .q6_K, maxRelativeError: 0.035, measuredGaussian: 0.01866, measuredHeavyTailed: 0.02299),
-        AccuracyThreshold(scheme: .f16, maxRelativeError: 0.00032, measuredGaussian: 0.00021, measuredHeavyTailed: 0.00021),
-        AccuracyThreshold(scheme: .bf16, maxRelativeError: 0.0026, measuredGaussian: 0.00165, measuredHeavyTailed: 0.00168),
+        AccuracyThreshold(.fp8, limit: 0.041, gaussian: 0.02632, heavyTailed: 0.02712),
+        AccuracyThreshold(.fp8E5M2, limit: 0.080, gaussian: 0.05206, heavyTailed: 0.05306),
+        AccuracyThreshold(.int8, limit: 0.031, gaussian: 0.00858, heavyTailed: 0.02051),
+        AccuracyThreshold(.int4, limit: 0.27, gaussian: 0.11685, heavyTailed: 0.17732),
+        AccuracyThreshold(.q8_0, limit: 0.011, gaussian: 0.00534, heavyTailed: 0.00693),
+        AccuracyThreshold(.q4_0, limit: 0.17, gaussian: 0.08518, heavyTailed: 0.11151),
+        AccuracyThreshold(.q4_1, limit: 0.14, gaussian: 0.07764, heavyTailed: 0.09196),
+        AccuracyThreshold(.q5_0, limit: 0.083, gaussian: 0.04236, heavyTailed: 0.05474),
+        AccuracyThreshold(.q5_1, limit: 0.068, gaussian: 0.03730, heavyTailed: 0.04509),
+        AccuracyThreshold(.q4_K, limit: 0.14, gaussian: 0.07827, heavyTailed: 0.09286),
+        AccuracyThreshold(.q6_K, limit: 0.035, gaussian: 0.01866, heavyTailed: 0.02299),
+        AccuracyThreshold(.f16, limit: 0.00032, gaussian: 0.00021, heavyTailed: 0.00021),
+        AccuracyThreshold(.bf16, limit: 0.0026, gaussian: 0.00165, heavyTailed: 0.00168),
     ]
 
-    /// The limit for `scheme`.
-    public static func maxRelativeError(for scheme: SchemeName) -> Double {
-        // Every SchemeName has a line; the fallback only guards a case added without one.
-        table.first { $0.scheme == scheme }?.maxRelativeError ?? 0.05
+    /// The limit for `scheme` (every ``SchemeName`` has one; the tests check it).
+    public static func maxRelativeError(for scheme: SchemeName) -> Double? {
+        table.first { $0.scheme == scheme }?.maxRelativeError
     }
 
     /// The limit for a scheme written as text (`q4_k`, `Q4_K`, `fp8-e5m2`): `override` when given
