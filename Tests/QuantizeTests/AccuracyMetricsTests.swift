@@ -111,6 +111,29 @@ struct AccuracyMetricsTests {
         #expect(m.maxAbsoluteError == reference.maxAbsoluteError)
     }
 
+    @Test("a sampled check equals the full check of the sampled rows, with the parallel difference pass")
+    func sampledEqualsExtracted() throws {
+        // 600 checked rows × 512 columns is above the size where the difference pass runs in parallel.
+        let (rows, columns) = (1200, 512)
+        let w = gaussianWeights(rows: rows, columns: columns, seed: 8)
+        let decoded = ReferenceQuantizer.int4(w, rows: rows, columns: columns)
+        let x = ProbeActivations.gaussian(rows: 8, columns: columns)
+        let options = AccuracyOptions(rowFraction: 0.5, blasThreads: 2)
+        let picked = try #require(options.checkedRows(rows: rows, columns: columns))
+        #expect(picked.count == 600)
+        let sampled = try TensorAccuracy.measure(
+            original: w, decoded: decoded, rows: rows, columns: columns, activations: x, options: options)
+        let pick = { (source: [Float]) in picked.flatMap { source[($0 * columns)..<(($0 + 1) * columns)] } }
+        let extracted = try TensorAccuracy.measure(
+            original: pick(w), decoded: pick(decoded), rows: picked.count, columns: columns, activations: x,
+            options: AccuracyOptions(blasThreads: 1))
+        #expect(sampled.isSampled && sampled.checkedRows == 600 && sampled.rows == rows)
+        #expect(isClose(sampled.relativeError, extracted.relativeError, relative: 1e-6))
+        #expect(isClose(sampled.relativeWeightError, extracted.relativeWeightError, relative: 1e-6))
+        #expect(isClose(sampled.cosineSimilarity, extracted.cosineSimilarity, relative: 1e-9))
+        #expect(sampled.maxAbsoluteError == extracted.maxAbsoluteError)
+    }
+
     @Test("sampling picks evenly spaced rows and flags the result")
     func sampledRows() throws {
         let options = AccuracyOptions(maxCheckedWeights: 4 * 100)

@@ -171,50 +171,53 @@ public struct TensorAccuracy: Sendable, Hashable {
         var sums = AccuracySums()
         let n = activations.rows
         let block = min(options.blockRows, checked)
-        // Scratch: Ŵ − W for a block, W for a block when rows are gathered, Y and D for a block.
+        let workers = max(1, min(options.blasThreads ?? OpenBLAS.threadCount, ProcessInfo.processInfo.activeProcessorCount))
+        // Scratch: Ŵ − W for a block, W for a block when rows are gathered, Y and D for a block,
+        // and ‖w‖², ‖ŵ − w‖² per row (summed in row order, so the result does not depend on threads).
         var difference = [Float](repeating: 0, count: block * columns)
         var gathered = [Float](repeating: 0, count: selected == nil ? 0 : block * columns)
         var outputs = [Float](repeating: 0, count: 2 * n * block)
+        var rowSums = [Float](repeating: 0, count: 2 * block)
         activations.values.withUnsafeBufferPointer { x in
             difference.withUnsafeMutableBufferPointer { diff in
                 gathered.withUnsafeMutableBufferPointer { gather in
                     outputs.withUnsafeMutableBufferPointer { out in
-                        var start = 0
-                        while start < checked {
-                            let count = min(block, checked - start)
-                            let w: UnsafePointer<Float>
-                            if let selected {
-                                for i in 0..<count {
-                                    let row = selected[start + i]
-                                    let source = original.baseAddress! + row * columns
-                                    let target = gather.baseAddress! + i * columns
-                                    target.update(from: source, count: columns)
-                                    weightDifference(
-                                        original: source, decoded: decoded.baseAddress! + row * columns,
-                                        into: diff.baseAddress! + i * columns, count: columns, sums: &sums)
+                        rowSums.withUnsafeMutableBufferPointer { perRow in
+                            var start = 0
+                            while start < checked {
+                                let count = min(block, checked - start)
+                                let pass = DifferencePass(
+                                    original: original.baseAddress!, decoded: decoded.baseAddress!,
+                                    difference: diff.baseAddress!, gathered: selected == nil ? nil : gather.baseAddress,
+                                    rowSums: perRow.baseAddress!,
+                                    selected: selected, start: start, count: count, columns: columns)
+                                // The pass is memory-bound: spread it over the cores BLAS may use,
+                                // unless the block is too small to pay for the dispatch.
+                                let pieces = count * columns >= 1 << 18 ? min(workers, count) : 1
+                                if pieces == 1 {
+                                    pass.run(piece: 0, of: 1)
+                                } else {
+                                    DispatchQueue.concurrentPerform(iterations: pieces) { pass.run(piece: $0, of: pieces) }
                                 }
-                                w = UnsafePointer(gather.baseAddress!)
-                            } else {
-                                w = original.baseAddress! + start * columns
                                 for i in 0..<count {
-                                    weightDifference(
-                                        original: w + i * columns,
-                                        decoded: decoded.baseAddress! + (start + i) * columns,
-                                        into: diff.baseAddress! + i * columns, count: columns, sums: &sums)
+                                    sums.weightSquares += Double(perRow[2 * i])
+                                    sums.weightErrorSquares += Double(perRow[2 * i + 1])
                                 }
+                                let w = selected == nil
+                                    ? original.baseAddress! + start * columns : UnsafePointer(gather.baseAddress!)
+                                let y = out.baseAddress!
+                                let d = out.baseAddress! + n * count
+                                // Y = X·Wᵀ and D = X·(Ŵ − W)ᵀ for this block of output channels.
+                                cblas_sgemm(
+                                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(columns),
+                                    1, x.baseAddress, Int32(columns), w, Int32(columns), 0, y, Int32(count))
+                                cblas_sgemm(
+                                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(columns),
+                                    1, x.baseAddress, Int32(columns), diff.baseAddress, Int32(columns), 0, d,
+                                    Int32(count))
+                                outputSums(reference: y, error: d, count: n * count, sums: &sums)
+                                start += count
                             }
-                            let y = out.baseAddress!
-                            let d = out.baseAddress! + n * count
-                            // Y = X·Wᵀ and D = X·(Ŵ − W)ᵀ for this block of output channels.
-                            cblas_sgemm(
-                                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(columns),
-                                1, x.baseAddress, Int32(columns), w, Int32(columns), 0, y, Int32(count))
-                            cblas_sgemm(
-                                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(columns),
-                                1, x.baseAddress, Int32(columns), diff.baseAddress, Int32(columns), 0, d,
-                                Int32(count))
-                            outputSums(reference: y, error: d, count: n * count, sums: &sums)
-                            start += count
                         }
                     }
                 }
@@ -280,15 +283,45 @@ struct AccuracySums {
     }
 }
 
-/// Writes `decoded − original` into `difference` and adds ‖W‖² and ‖Ŵ − W‖² of the row to `sums`.
+/// One block's difference pass: for each of `count` rows, `decoded − original` into `difference`
+/// (and the original row into `gathered` when rows are sampled), with ‖w‖² and ‖ŵ − w‖² of row i
+/// in `rowSums[2i]` and `rowSums[2i + 1]`. Pieces cover disjoint rows, so they may run in parallel.
+struct DifferencePass: @unchecked Sendable {
+    let original: UnsafePointer<Float>
+    let decoded: UnsafePointer<Float>
+    let difference: UnsafeMutablePointer<Float>
+    let gathered: UnsafeMutablePointer<Float>?
+    let rowSums: UnsafeMutablePointer<Float>
+    let selected: [Int]?
+    let start: Int
+    let count: Int
+    let columns: Int
+
+    func run(piece: Int, of pieces: Int) {
+        let first = count * piece / pieces
+        let end = count * (piece + 1) / pieces
+        for i in first..<end {
+            let row = selected?[start + i] ?? start + i
+            let source = original + row * columns
+            if let gathered { (gathered + i * columns).update(from: source, count: columns) }
+            let (weights, errors) = weightDifference(
+                original: source, decoded: decoded + row * columns, into: difference + i * columns, count: columns)
+            rowSums[2 * i] = weights
+            rowSums[2 * i + 1] = errors
+        }
+    }
+}
+
+/// Writes `decoded − original` into `difference` and returns ‖w‖² and ‖ŵ − w‖² of the row.
 ///
 /// Sums run in SIMD16<Float> lanes within a row (at most a few hundred adds per lane, relative
-/// error below 1e-5) and are added to the Double totals once per row.
+/// error below 1e-5); the caller adds the row totals in Double. Plain `+=` of products, not
+/// `addProduct`: without FMA in the baseline x86-64 target the latter is a libm call per lane.
 @inline(__always)
 func weightDifference(
     original: UnsafePointer<Float>, decoded: UnsafePointer<Float>, into difference: UnsafeMutablePointer<Float>,
-    count: Int, sums: inout AccuracySums
-) {
+    count: Int
+) -> (weights: Float, errors: Float) {
     var weights = SIMD16<Float>()
     var errors = SIMD16<Float>()
     var weightsTail: Float = 0
@@ -313,8 +346,7 @@ func weightDifference(
         errorsTail += d * d
         i += 1
     }
-    sums.weightSquares += Double(weights.sum() + weightsTail)
-    sums.weightErrorSquares += Double(errors.sum() + errorsTail)
+    return (weights.sum() + weightsTail, errors.sum() + errorsTail)
 }
 
 /// Adds ‖Y‖², ‖D‖², ⟨Y, D⟩ and max |D| of `count` output entries to `sums` (Float lanes per
