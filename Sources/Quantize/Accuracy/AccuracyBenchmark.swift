@@ -43,7 +43,8 @@ public enum AccuracyBenchmark {
 
     /// Checks a Gaussian `rows` × `columns` weight against its bf16 rounding on the default probe,
     /// and times a plain `cblas_sgemm` of the same shape, alternating the two `repetitions` times
-    /// after one warm-up each and keeping the best time of each.
+    /// after one warm-up each and keeping the best time of each. OpenBLAS's thread count is
+    /// restored afterwards.
     ///
     /// - Throws: what ``TensorAccuracy/measure(original:decoded:rows:columns:activations:storedByteCount:tensorName:options:)`` throws (not for valid sizes).
     public static func run(
@@ -55,7 +56,9 @@ public enum AccuracyBenchmark {
         let decoded = weights.map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) }
         let probe = ProbeActivations.gaussian(rows: probeRows, columns: columns)
         var output = [Float](repeating: 0, count: probeRows * rows)
+        let previousThreads = OpenBLAS.threadCount
         if let threads = options.blasThreads { OpenBLAS.threadCount = threads }
+        defer { OpenBLAS.threadCount = previousThreads }
         let threads = OpenBLAS.threadCount
 
         func sgemm() {
