@@ -79,6 +79,16 @@ struct AccuracyReportTests {
         #expect(hopeless["sampled"] as? Bool == true && hopeless["rows_checked"] as? Int == 2)
     }
 
+    @Test("TensorAccuracy alone round-trips through JSON, infinities included")
+    func metricsRoundTrip() throws {
+        for metrics in [Self.perfect, Self.hopeless] {
+            let data = try JSONEncoder().encode(metrics)
+            #expect(try JSONDecoder().decode(TensorAccuracy.self, from: data) == metrics)
+            let text = try #require(String(data: data, encoding: .utf8))
+            #expect(text.contains("\"sqnr_db\":null"))
+        }
+    }
+
     @Test("the documented example in formats/accuracy-report.md decodes and has exactly the keys we write")
     func documentedSchema() throws {
         let doc = try String(contentsOfFile: Fixtures.repositoryRoot.appendingPathComponent("formats/accuracy-report.md").path, encoding: .utf8)

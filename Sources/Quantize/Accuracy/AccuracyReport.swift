@@ -52,62 +52,29 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
             self.threshold = threshold ?? AccuracyThresholds.maxRelativeError(forSchemeNamed: scheme)
         }
 
-        enum CodingKeys: String, CodingKey {
-            case name, scheme, threshold, passed, shape, sampled, probe
-            case layerType = "layer_type", layerIndex = "layer_index", expertIndex = "expert_index"
-            case checkedRows = "rows_checked", probeRows = "probe_rows", bitsPerWeight = "bits_per_weight"
-            case relativeError = "relative_error", sqnrDecibels = "sqnr_db"
-            case cosineSimilarity = "cosine_similarity", maxAbsoluteError = "max_abs_error"
-            case relativeWeightError = "relative_weight_error"
-        }
-
         /// Writes the flat JSON object of formats/accuracy-report.md (non-finite numbers as null).
         public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
+            var c = encoder.container(keyedBy: TensorKey.self)
             try c.encode(name, forKey: .name)
             try c.encode(scheme, forKey: .scheme)
             try c.encode(layerType, forKey: .layerType)
             try c.encode(layerIndex, forKey: .layerIndex)
             try c.encode(expertIndex, forKey: .expertIndex)
-            try c.encode([accuracy.rows, accuracy.columns], forKey: .shape)
-            try c.encode(accuracy.checkedRows, forKey: .checkedRows)
-            try c.encode(accuracy.isSampled, forKey: .sampled)
-            try c.encode(accuracy.probe, forKey: .probe)
-            try c.encode(accuracy.probeRows, forKey: .probeRows)
-            try c.encode(finiteOrNil(accuracy.bitsPerWeight), forKey: .bitsPerWeight)
-            try c.encode(finiteOrNil(accuracy.relativeError), forKey: .relativeError)
-            try c.encode(finiteOrNil(accuracy.sqnrDecibels), forKey: .sqnrDecibels)
-            try c.encode(finiteOrNil(accuracy.cosineSimilarity), forKey: .cosineSimilarity)
-            try c.encode(finiteOrNil(accuracy.maxAbsoluteError), forKey: .maxAbsoluteError)
-            try c.encode(finiteOrNil(accuracy.relativeWeightError), forKey: .relativeWeightError)
+            try accuracy.encodeFields(into: &c)
             try c.encode(threshold, forKey: .threshold)
             try c.encode(passed, forKey: .passed)
         }
 
         /// Reads the JSON object back; nulls become the infinities they stand for.
         public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let c = try decoder.container(keyedBy: TensorKey.self)
             name = try c.decode(String.self, forKey: .name)
             scheme = try c.decode(String.self, forKey: .scheme)
             layerType = try c.decode(LayerType.self, forKey: .layerType)
             layerIndex = try c.decodeIfPresent(Int.self, forKey: .layerIndex)
             expertIndex = try c.decodeIfPresent(Int.self, forKey: .expertIndex)
             threshold = try c.decodeIfPresent(Double.self, forKey: .threshold)
-            let shape = try c.decode([Int].self, forKey: .shape)
-            guard shape.count == 2 else {
-                throw DecodingError.dataCorruptedError(
-                    forKey: .shape, in: c, debugDescription: "shape must be [rows, columns]")
-            }
-            let relative = try c.decodeIfPresent(Double.self, forKey: .relativeError) ?? .infinity
-            let sqnr = try c.decodeIfPresent(Double.self, forKey: .sqnrDecibels) ?? (relative == 0 ? .infinity : -.infinity)
-            accuracy = TensorAccuracy(
-                rows: shape[0], columns: shape[1], checkedRows: try c.decode(Int.self, forKey: .checkedRows),
-                probeRows: try c.decode(Int.self, forKey: .probeRows),
-                probe: try c.decode(ProbeKind.self, forKey: .probe), relativeError: relative, sqnrDecibels: sqnr,
-                cosineSimilarity: try c.decodeIfPresent(Double.self, forKey: .cosineSimilarity) ?? 0,
-                maxAbsoluteError: try c.decodeIfPresent(Double.self, forKey: .maxAbsoluteError) ?? .infinity,
-                relativeWeightError: try c.decodeIfPresent(Double.self, forKey: .relativeWeightError) ?? .infinity,
-                bitsPerWeight: try c.decodeIfPresent(Double.self, forKey: .bitsPerWeight))
+            accuracy = try TensorAccuracy(fields: c)
         }
     }
 
@@ -324,6 +291,61 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
                 return rightAligned.contains(i) ? pad + cell : cell + pad
             }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }
+    }
+}
+
+/// The keys of a tensor object in the JSON report (formats/accuracy-report.md §4).
+enum TensorKey: String, CodingKey {
+    case name, scheme, threshold, passed, shape, sampled, probe
+    case layerType = "layer_type", layerIndex = "layer_index", expertIndex = "expert_index"
+    case checkedRows = "rows_checked", probeRows = "probe_rows", bitsPerWeight = "bits_per_weight"
+    case relativeError = "relative_error", sqnrDecibels = "sqnr_db"
+    case cosineSimilarity = "cosine_similarity", maxAbsoluteError = "max_abs_error"
+    case relativeWeightError = "relative_weight_error"
+}
+
+extension TensorAccuracy: Codable {
+    /// Writes the metric keys of a tensor object (formats/accuracy-report.md §4), non-finite
+    /// numbers as null.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: TensorKey.self)
+        try encodeFields(into: &c)
+    }
+
+    /// Reads the metric keys of a tensor object; nulls become the infinities they stand for.
+    public init(from decoder: any Decoder) throws {
+        try self.init(fields: try decoder.container(keyedBy: TensorKey.self))
+    }
+
+    func encodeFields(into c: inout KeyedEncodingContainer<TensorKey>) throws {
+        try c.encode([rows, columns], forKey: .shape)
+        try c.encode(checkedRows, forKey: .checkedRows)
+        try c.encode(isSampled, forKey: .sampled)
+        try c.encode(probe, forKey: .probe)
+        try c.encode(probeRows, forKey: .probeRows)
+        try c.encode(finiteOrNil(bitsPerWeight), forKey: .bitsPerWeight)
+        try c.encode(finiteOrNil(relativeError), forKey: .relativeError)
+        try c.encode(finiteOrNil(sqnrDecibels), forKey: .sqnrDecibels)
+        try c.encode(finiteOrNil(cosineSimilarity), forKey: .cosineSimilarity)
+        try c.encode(finiteOrNil(maxAbsoluteError), forKey: .maxAbsoluteError)
+        try c.encode(finiteOrNil(relativeWeightError), forKey: .relativeWeightError)
+    }
+
+    init(fields c: KeyedDecodingContainer<TensorKey>) throws {
+        let shape = try c.decode([Int].self, forKey: .shape)
+        guard shape.count == 2 else {
+            throw DecodingError.dataCorruptedError(forKey: .shape, in: c, debugDescription: "shape must be [rows, columns]")
+        }
+        let relative = try c.decodeIfPresent(Double.self, forKey: .relativeError) ?? .infinity
+        self.init(
+            rows: shape[0], columns: shape[1], checkedRows: try c.decode(Int.self, forKey: .checkedRows),
+            probeRows: try c.decode(Int.self, forKey: .probeRows), probe: try c.decode(ProbeKind.self, forKey: .probe),
+            relativeError: relative,
+            sqnrDecibels: try c.decodeIfPresent(Double.self, forKey: .sqnrDecibels) ?? (relative == 0 ? .infinity : -.infinity),
+            cosineSimilarity: try c.decodeIfPresent(Double.self, forKey: .cosineSimilarity) ?? 0,
+            maxAbsoluteError: try c.decodeIfPresent(Double.self, forKey: .maxAbsoluteError) ?? .infinity,
+            relativeWeightError: try c.decodeIfPresent(Double.self, forKey: .relativeWeightError) ?? .infinity,
+            bitsPerWeight: try c.decodeIfPresent(Double.self, forKey: .bitsPerWeight))
     }
 }
 
