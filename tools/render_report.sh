@@ -7,7 +7,7 @@
 # page is about 1200 px wide; make HEIGHT larger for reports with many tensors — the PNG is cut at
 # the window's height). Installs Debian's `chromium` package (and a font) with apt-get when no
 # Chromium is on the PATH; that needs root (or sudo) and network access once.
-# The page has no script and no external reference, so Chromium runs with JavaScript and network off.
+# The page has no script and no external reference, so nothing but the file itself is loaded.
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
@@ -40,7 +40,7 @@ abs_output="$(cd "$(dirname "$output")" && pwd)/$(basename "$output")"
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
 # --no-sandbox: needed when running as root (CI containers); the page is our own static file.
-"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-javascript \
+"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars \
     --user-data-dir="$profile" --no-first-run --disable-extensions --disable-background-networking \
     --window-size="${width},${height}" --screenshot="$abs_output" "file://$abs_input" >/dev/null 2>&1 || true
 if [[ ! -s "$abs_output" ]]; then
