@@ -20,8 +20,9 @@ public struct AccuracyOptions: Sendable, Hashable {
     /// Rows of W processed per step; bounds the scratch memory to about
     /// `blockRows × columns × 4` bytes (8 MiB for 512 × 4096 weights) whatever the tensor's size.
     public var blockRows: Int
-    /// OpenBLAS threads for the check, restored afterwards; nil leaves OpenBLAS's setting alone.
-    /// Use 1 when several checks run at the same time on different threads.
+    /// OpenBLAS threads for the check (a process-wide setting, restored afterwards), also the
+    /// number of threads of the difference pass; nil uses OpenBLAS's current setting. Use 1 when
+    /// several checks run at the same time on different threads.
     public var blasThreads: Int?
 
     /// Creates options; the defaults check every row in blocks of 512 with OpenBLAS's own thread
