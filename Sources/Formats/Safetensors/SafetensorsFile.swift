@@ -116,16 +116,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         // The length is compared with the limit and the file size before anything uses it.
         if declared > UInt64(SafetensorsFile.maxHeaderByteCount) {
             if let error = otherFormat() { throw error }
-            let declaredText = declared < UInt64(Int.max) ? formatByteCount(Int(declared)) : "\(declared) bytes"
             throw FormatError(.headerTooLarge, path: path, offset: 0,
-                              message: "the header length field says \(declaredText) (\(declared) bytes), above the 100 MB limit of the format; the whole file is \(formatByteCount(bytes.count))",
+                              message: "the header length field says \(describeSize(declared)), above the 100 MB limit of the format; the whole file is \(describeSize(UInt64(bytes.count)))",
                               remedy: "this is not a safetensors file, or its first 8 bytes are damaged; download it again")
         }
         let headerLength = Int(declared)
         guard 8 + headerLength <= bytes.count else {
             if let error = otherFormat() { throw error }
             throw FormatError(.truncated, path: path, offset: 8,
-                              message: "the file is \(formatByteCount(bytes.count)) but its header alone says it needs \(formatByteCount(8 + headerLength)) (\(8 + headerLength) bytes): it is truncated",
+                              message: "the file is \(describeSize(UInt64(bytes.count))) but its header alone says it needs \(describeSize(UInt64(8 + headerLength))): it is truncated",
                               remedy: "download or copy the file again")
         }
         headerByteCount = headerLength
@@ -209,14 +208,14 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         if end < bufferSize {
             throw FormatError(.trailingBytes, path: path, offset: dataStart + end,
-                              message: "\(bufferSize - end) bytes follow the end of the last tensor's data (the header accounts for \(formatByteCount(dataStart + end)), the file is \(formatByteCount(bytes.count))); the format forbids trailing bytes",
+                              message: "\(bufferSize - end) bytes follow the end of the last tensor's data (the header accounts for \(describeSize(UInt64(dataStart + end))), the file is \(describeSize(UInt64(bytes.count)))); the format forbids trailing bytes",
                               remedy: "the file was appended to or is not a plain safetensors file; regenerate it")
         }
         if end > bufferSize {
             let first = sorted.first { $0.dataOffsets.upperBound > bufferSize }
             let name = first?.name ?? ""
             throw FormatError(.truncated, path: path, offset: bytes.count, tensor: name,
-                              message: "the file is \(formatByteCount(bytes.count)) but its header says \(formatByteCount(dataStart + end)) (\(dataStart + end) bytes); the data of tensor '\(name)' runs past the end: it is truncated",
+                              message: "the file is \(describeSize(UInt64(bytes.count))) but its header says \(describeSize(UInt64(dataStart + end))); the data of tensor '\(name)' runs past the end: it is truncated",
                               remedy: "download or copy the file again")
         }
         var finalIndex: [String: Int] = [:]
@@ -366,4 +365,16 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         return SafetensorsTensor(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end, elementCount: elementCount)
     }
+}
+
+/// "232 bytes", or "52.0 MB (52000000 bytes)" / "4.61 EB (4611686018427387904 bytes)" for
+/// larger sizes, so messages give both the readable and the exact size.
+func describeSize(_ bytes: UInt64) -> String {
+    if bytes < 1_000 { return "\(bytes) bytes" }
+    let units = ["kB", "MB", "GB", "TB", "PB", "EB"]
+    var value = Double(bytes) / 1_000
+    var unit = 0
+    while value >= 1_000, unit < units.count - 1 { value /= 1_000; unit += 1 }
+    let digits = unit < 2 ? "%.1f" : "%.2f"
+    return String(format: digits, value) + " " + units[unit] + " (\(bytes) bytes)"
 }

@@ -176,6 +176,9 @@ public final class SafetensorsWriter {
         guard !finished else {
             throw FormatError(.invalidArgument, path: path, tensor: name, message: "the writer is already finished or discarded")
         }
+        // An empty chunk for the tensor just completed (a zero-byte tensor, or an empty last
+        // chunk) is harmless.
+        if chunk.isEmpty, writtenInCurrent == 0, current > 0, tensors[current - 1].name == name { return }
         skipCompletedEmptyTensors(before: name)
         guard current < tensors.count else {
             fail()
