@@ -58,10 +58,13 @@ static inline float h2f(const uint8_t *p) { return qk_quant_f16_to_f32(rd16(p));
 static inline int is_inf16(uint16_t h) { return (h & 0x7FFF) == 0x7C00; }
 
 // C roundf: half away from zero, written so that 0.49999997 stays 0.
+// floor(a) + floor(2(a - floor(a))) as gguf-py's np_roundf, with floors of non-negative values done
+// by integer truncation (a libm call at baseline x86-64 otherwise); |v| >= 2^31 and NaN pass through.
 static inline float round_away(float v) {
     float a = fabsf(v);
-    float fl = floorf(a);
-    float r = fl + floorf(2.0f * (a - fl));
+    if (!(a < 2147483648.0f)) return v;
+    float fl = (float)(int32_t)a;
+    float r = fl + (float)(int32_t)(2.0f * (a - fl));
     return v < 0 ? -r : r;
 }
 
