@@ -167,11 +167,23 @@ def pack4_rows(codes):
     return np.bitwise_or.reduce(v, axis=2).astype("<u4").view("<i4")
 
 
-def int_case(x, bits, granularity, symmetric, scale_type):
+def pack8_rows(codes):
+    rows, cols = codes.shape
+    words = -(-cols // 4)
+    v = np.zeros((rows, words * 4), dtype=np.uint8)
+    v[:, :cols] = (codes.astype(np.int32) + 128).astype(np.uint8)
+    return v.view("<i4")
+
+
+def int_case(x, bits, granularity, symmetric, scale_type, packed=False):
     rows, cols = x.shape
     size = cols if granularity[0] == "channel" else granularity[1]
     codes, scales, zeros = int_codes(x, bits, size, symmetric, scale_type)
     sb = scale_bytes(scales, scale_type)
+    if bits == 8 and packed:
+        return [("weight_packed", "I32", [rows, -(-cols // 4)], pack8_rows(codes).tobytes()),
+                ("weight_scale", scale_type, list(scales.shape), sb),
+                ("weight_shape", "I64", [2], np.array([rows, cols], dtype="<i8").tobytes())]
     if bits == 8:
         return [("weight", "I8", [rows, cols], codes.tobytes()), ("weight_scale", scale_type, list(scales.shape), sb)]
     parts = [("weight_packed", "I32", [rows, -(-cols // 8)], pack4_rows(codes).tobytes()),
@@ -258,9 +270,9 @@ def main():
         mat_bytes += m.astype("<f4").tobytes()
     expected = bytearray()
 
-    def add(matrix, scheme, granularity, parts, symmetric=True, scale_type="F32", error=None):
+    def add(matrix, scheme, granularity, parts, symmetric=True, scale_type="F32", packed=False):
         entry = {"matrix": matrix, "scheme": scheme, "granularity": granularity, "symmetric": symmetric,
-                 "scaleType": scale_type, "parts": []}
+                 "scaleType": scale_type, "packInt8": packed, "parts": []}
         for suffix, dtype, shape, data in parts:
             entry["parts"].append({"suffix": suffix, "type": dtype, "shape": shape, "offset": len(expected), "length": len(data)})
             expected.extend(data)
@@ -277,6 +289,8 @@ def main():
             if st == "F16" and mname == "edges":
                 continue  # ±FLT_MAX overflows an F16 scale: tested as an error instead
             add(mname, "int8", ["channel"], int_case(x, 8, ["channel"], True, st), scale_type=st)
+        add(mname, "int8", ["channel"], int_case(x, 8, ["channel"], True, "BF16", packed=True), scale_type="BF16", packed=True)
+        add(mname, "int8", ["group", 64], int_case(x, 8, ["group", 64], True, "F32"), scale_type="F32")
         for g, sym, st in ((["group", 128], True, "BF16"), (["group", 64], False, "BF16"), (["group", 32], True, "F32"),
                            (["group", 32], False, "F32"), (["channel"], True, "BF16")):
             if not sym and mname == "edges":

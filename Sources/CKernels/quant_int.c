@@ -172,3 +172,19 @@ void qk_quant_unpack_int4_columns(const uint8_t *packed, size_t rows, size_t gro
             zeros[r * groups + g] = (int8_t)(((v >> (4 * (r % 8))) & 0xF) - 8);
         }
 }
+
+void qk_quant_pack_int8_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out) {
+    // compressed-tensors pack_to_int32 (8 bits): value + 128, element k of each run of 4 in byte k
+    // of a little-endian int32; missing elements of the last word are 0.
+    size_t words = (cols + 3) / 4;
+    for (size_t r = 0; r < rows; r++) {
+        uint8_t *o = out + r * words * 4;
+        for (size_t c = 0; c < words * 4; c++) o[c] = c < cols ? (uint8_t)(codes[r * cols + c] + 128) : 0;
+    }
+}
+
+void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes) {
+    size_t words = (cols + 3) / 4;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) codes[r * cols + c] = (int8_t)((int)packed[r * words * 4 + c] - 128);
+}

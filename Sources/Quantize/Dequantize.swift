@@ -25,7 +25,7 @@ public func dequantizeGGML(_ type: GGMLType, bytes: UnsafeRawBufferPointer, elem
 /// reads); compressed-tensors `float-quantized` / vLLM `fp8` (`weight` F8_E4M3 or F8_E5M2 with
 /// `weight_scale` per tensor, channel or group, or DeepSeek `weight_scale_inv` blocks);
 /// `int-quantized` (`weight` I8, `weight_scale`, optional `weight_zero_point`); `pack-quantized`
-/// 4-bit (`weight_packed` I32, `weight_scale`, optional packed `weight_zero_point`). Scales may be
+/// 4-bit or 8-bit (`weight_packed` I32, `weight_scale`, optional packed 4-bit `weight_zero_point`). Scales may be
 /// F32, BF16 or F16. `groupSize` and `blockSize` resolve layouts whose last group or block is
 /// partial (defaults: groups of ceil(columns / scale columns), 128 × 128 blocks when consistent).
 public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize: Int? = nil,
@@ -87,16 +87,20 @@ public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize
     }
 
     if let packed = tensor.part("weight_packed"), packed.type == .dtype(.i32), let scalePart = tensor.part("weight_scale") {
-        let words = ceilDiv(columns, 8)
-        guard packed.data.count == rows * words * 4 else {
-            throw layoutError("weight_packed of \(packed.data.count) bytes; only 4-bit packing of \(rows)×\(columns) (\(rows * words * 4) bytes) is read")
+        let words4 = ceilDiv(columns, 8), words8 = ceilDiv(columns, 4)
+        let bits = packed.data.count == rows * words4 * 4 ? 4 : packed.data.count == rows * words8 * 4 ? 8 : 0
+        guard bits != 0 else {
+            throw layoutError("weight_packed of \(packed.data.count) bytes; 4-bit (\(rows * words4 * 4) bytes) or 8-bit (\(rows * words8 * 4) bytes) packing of \(rows)×\(columns) is read")
         }
         let scales = try scaleValues(scalePart, tensorName: tensorName)
         let (rps, cps, sc) = try scaleGrid(scales.count, shape: scalePart.shape, rows: rows, columns: columns, block: false,
                                            groupSize: groupSize, blockSize: nil, tensorName: tensorName)
         var codes = [Int8](repeating: 0, count: count)
         packed.data.withUnsafeBufferPointer { p in
-            codes.withUnsafeMutableBufferPointer { qk_quant_unpack_int4_rows(p.baseAddress!, rows, columns, $0.baseAddress!) }
+            codes.withUnsafeMutableBufferPointer {
+                if bits == 4 { qk_quant_unpack_int4_rows(p.baseAddress!, rows, columns, $0.baseAddress!) }
+                else { qk_quant_unpack_int8_rows(p.baseAddress!, rows, columns, $0.baseAddress!) }
+            }
         }
         var zeros: [Int8]? = nil
         if let z = tensor.part("weight_zero_point") {

@@ -110,7 +110,12 @@ public struct TensorQuantizer: Sendable {
             blockRows = 1
             let groups = ceilDiv(columns, groupSize)
             let scale = PartLayout(suffix: "weight_scale", type: .dtype(options.scaleType), shape: [rows, groups], byteCount: rows * groups * scaleBytes)
-            if bits == 8 {
+            if bits == 8 && options.packInt8 {
+                rowAlignment = 1
+                let words = ceilDiv(columns, 4)
+                layouts = [PartLayout(suffix: "weight_packed", type: .dtype(.i32), shape: [rows, words], byteCount: rows * words * 4), scale,
+                           PartLayout(suffix: "weight_shape", type: .dtype(.i64), shape: [2], byteCount: 16)]
+            } else if bits == 8 {
                 rowAlignment = 1
                 layouts = [PartLayout(suffix: "weight", type: .dtype(.i8), shape: [rows, columns], byteCount: rows * columns), scale]
             } else {
@@ -265,7 +270,7 @@ public struct TensorQuantizer: Sendable {
             var scales = [Float](repeating: 0, count: n * groups)
             var zeros = [Int8](repeating: 0, count: scheme.symmetric ? 0 : n * groups)
             // INT8 codes go straight to the output; INT4 codes are staged, then packed.
-            let staging: UnsafeMutablePointer<Int8>? = bits == 8 ? nil : .allocate(capacity: n * columns)
+            let staging: UnsafeMutablePointer<Int8>? = bits == 8 && !options.packInt8 ? nil : .allocate(capacity: n * columns)
             defer { staging?.deallocate() }
             let codesOut = staging ?? output[0].baseAddress!.assumingMemoryBound(to: Int8.self) + r0 * columns
             let status = scales.withUnsafeMutableBufferPointer { s in
@@ -281,6 +286,10 @@ public struct TensorQuantizer: Sendable {
             }
             let scaleBase = output[1].baseAddress!
             for i in 0..<(n * groups) { writeScale(scales[i], to: scaleBase, index: r0 * groups + i) }
+            if bits == 8, options.packInt8, let staging {
+                let words = (columns + 3) / 4
+                qk_quant_pack_int8_rows(staging, n, columns, output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * words * 4)
+            }
             if bits == 4 {
                 let words = (columns + 7) / 8
                 qk_quant_pack_int4_rows(codesOut, n, columns, output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * words * 4)

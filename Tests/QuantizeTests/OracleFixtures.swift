@@ -14,6 +14,7 @@ struct OracleFixtures: Decodable {
         let granularity: [GranularityItem]
         let symmetric: Bool
         let scaleType: String
+        let packInt8: Bool
         let parts: [Part]
     }
     enum GranularityItem: Decodable {
@@ -61,7 +62,7 @@ struct OracleFixtures: Decodable {
 }
 
 extension OracleFixtures.Case: CustomTestStringConvertible {
-    var testDescription: String { "\(scheme) \(granularity.map(\.text).joined(separator: "×")) \(symmetric ? "sym" : "asym") \(scaleType) on \(matrix)" }
+    var testDescription: String { "\(scheme) \(granularity.map(\.text).joined(separator: "×")) \(symmetric ? "sym" : "asym") \(scaleType)\(packInt8 ? " packed" : "") on \(matrix)" }
 
     var schemeValue: Scheme {
         let name = SchemeName(rawValue: scheme)!
@@ -75,7 +76,7 @@ extension OracleFixtures.Case: CustomTestStringConvertible {
         return Scheme(name: name, granularity: g, symmetric: symmetric)
     }
 
-    var options: QuantizeOptions { QuantizeOptions(scaleType: DType(rawValue: scaleType)!) }
+    var options: QuantizeOptions { QuantizeOptions(scaleType: DType(rawValue: scaleType)!, packInt8: packInt8) }
 }
 
 extension OracleFixtures.GranularityItem {

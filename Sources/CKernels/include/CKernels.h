@@ -67,5 +67,8 @@ void qk_quant_unpack_int4_rows(const uint8_t *packed, size_t rows, size_t cols, 
 /// compressed-tensors int4 packing along dim 0 (zero points: [ceil(rows/8), groups] int32).
 void qk_quant_pack_int4_columns(const int8_t *zeros, size_t rows, size_t groups, uint8_t *out);
 void qk_quant_unpack_int4_columns(const uint8_t *packed, size_t rows, size_t groups, int8_t *zeros);
+/// compressed-tensors int8 packing along the last dim ([rows, ceil(cols/4)] int32, value + 128).
+void qk_quant_pack_int8_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out);
+void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes);
 
 #endif
