@@ -90,6 +90,10 @@ void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2) {
 }
 
 void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, int e5m2) {
+    if (n < 512) {   // short runs (one group): convert directly instead of building the table
+        for (size_t i = 0; i < n; i++) out[i] = (e5m2 ? qk_quant_e5m2_to_f32(q[i]) : qk_quant_e4m3_to_f32(q[i])) * scale;
+        return;
+    }
     float table[256];
     for (int i = 0; i < 256; i++) table[i] = e5m2 ? qk_quant_e5m2_to_f32((uint8_t)i) : qk_quant_e4m3_to_f32((uint8_t)i);
     for (size_t i = 0; i < n; i++) out[i] = table[q[i]] * scale;
@@ -122,5 +126,17 @@ long qk_quant_first_nonfinite(const float *x, size_t n) {
         if (any) break;
     }
     for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7F800000u) == 0x7F800000u) return (long)i; }
+    return -1;
+}
+
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+    // First index whose |x| bit pattern (sign cleared) is >= magnitudeBits, or -1.
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t any = 0;
+        for (int k = 0; k < 16; k++) { uint32_t u; memcpy(&u, x + i + k, 4); any |= ((u & 0x7FFFFFFFu) >= magnitudeBits); }
+        if (any) break;
+    }
+    for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7FFFFFFFu) >= magnitudeBits) return (long)i; }
     return -1;
 }

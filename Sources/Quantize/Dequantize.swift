@@ -53,14 +53,21 @@ public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize
         let isBlock = tensor.part("weight_scale_inv") != nil
         guard let scalePart = tensor.part("weight_scale_inv") ?? tensor.part("weight_scale") else { throw layoutError(description) }
         let scales = try scaleValues(scalePart, tensorName: tensorName)
-        let table = (0..<256).map { dtype == .f8E5M2 ? qk_quant_e5m2_to_f32(UInt8($0)) : qk_quant_e4m3_to_f32(UInt8($0)) }
         let (rowsPerScale, columnsPerScale, scaleColumns) = try scaleGrid(scales.count, shape: scalePart.shape, rows: rows, columns: columns,
                                                                          block: isBlock, groupSize: groupSize, blockSize: blockSize,
                                                                          tensorName: tensorName)
-        for r in 0..<rows {
-            for c in 0..<columns {
-                let s = scales[(r / rowsPerScale) * scaleColumns + c / columnsPerScale]
-                out[r * columns + c] = table[Int(weight.data[r * columns + c])] * s
+        let e5m2: Int32 = dtype == .f8E5M2 ? 1 : 0
+        weight.data.withUnsafeBufferPointer { q in
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<rows {
+                    var c = 0
+                    while c < columns {
+                        let n = min(columnsPerScale - c % columnsPerScale, columns - c)
+                        let s = scales[(r / rowsPerScale) * scaleColumns + c / columnsPerScale]
+                        qk_quant_fp8_decode(q.baseAddress! + r * columns + c, o.baseAddress! + r * columns + c, n, s, e5m2)
+                        c += n
+                    }
+                }
             }
         }
         return out

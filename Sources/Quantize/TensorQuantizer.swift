@@ -306,8 +306,10 @@ public struct TensorQuantizer: Sendable {
             let count = n * columns
             if type.blockSize == 1 {
                 if !options.allowNonFinite {
+                    // Finite values from which F16 (65520) or BF16 rounds to infinity.
                     let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
-                    for i in 0..<count where (x[i].bitPattern & 0x7FFF_FFFF) >= limit {
+                    let i = qk_quant_first_abs_at_least(x, count, limit)
+                    if i >= 0 {
                         throw .valueOutOfRange(tensor: tensorName, row: r0 + i / columns, column: i % columns, value: x[i], type: type.name)
                     }
                 }

@@ -28,6 +28,8 @@ float qk_quant_amax(const float *x, size_t n);
 void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut);
 /// Index of the first NaN or infinity, or -1.
 long qk_quant_first_nonfinite(const float *x, size_t n);
+/// Index of the first value whose magnitude bits (sign cleared) are >= magnitudeBits, or -1.
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits);
 
 /// FP32 → IEEE binary16 bits, round-to-nearest-even, overflow → ±inf, NaN → 0x7E00 (ggml rule).
 uint16_t qk_quant_f32_to_f16(float value);
