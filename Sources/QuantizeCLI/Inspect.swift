@@ -1,12 +1,202 @@
 import ArgumentParser
+import Foundation
 import Formats
 
 extension QuantizeCommand {
     struct Inspect: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show what is in a checkpoint file or directory.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show what is in a checkpoint file or directory: tensors, totals, metadata, architecture.",
+            discussion: "Reads headers only, so even a checkpoint of hundreds of GB inspects in well under a second.")
+
         @Argument(help: "A .safetensors or .gguf file, a model directory, or a model.safetensors.index.json.")
         var path: String
-        @Flag(help: "Print one JSON document on stdout.") var json = false
-        func run() throws {}
+
+        @Flag(help: "Print one JSON document on stdout (schema: formats/inspect.md).")
+        var json = false
+
+        @Option(help: "Show at most this many tensors in the text table (all in JSON).")
+        var limit: Int?
+
+        func run() throws {
+            let checkpoint = try Checkpoint(path: path)
+            let report = InspectReport(checkpoint)
+            if json {
+                print(report.json().serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+            } else {
+                print(report.text(limit: limit))
+            }
+        }
+    }
+}
+
+/// What `inspect` reports, built once and rendered as text or JSON.
+struct InspectReport {
+    let checkpoint: Checkpoint
+
+    init(_ checkpoint: Checkpoint) { self.checkpoint = checkpoint }
+
+    /// Tensors, parameters and bytes per storage type, most bytes first.
+    var histogram: [(type: String, tensors: Int, parameters: Int, bytes: Int)] {
+        var table: [String: (Int, Int, Int)] = [:]
+        for tensor in checkpoint.tensors {
+            let entry = table[tensor.type.description] ?? (0, 0, 0)
+            table[tensor.type.description] = (entry.0 + 1, entry.1 + tensor.elementCount, entry.2 + tensor.byteCount)
+        }
+        return table.map { (type: $0.key, tensors: $0.value.0, parameters: $0.value.1, bytes: $0.value.2) }
+            .sorted { $0.bytes != $1.bytes ? $0.bytes > $1.bytes : $0.type < $1.type }
+    }
+
+    /// Metadata as JSON: safetensors strings as they are; GGUF values typed, long arrays summarised.
+    var metadata: JSONValue {
+        if let gguf = checkpoint.gguf {
+            return .object(gguf.metadata.map { JSONMember($0.key, InspectReport.json($0.value)) })
+        }
+        var members: [JSONMember] = []
+        for (index, shard) in (checkpoint.safetensors?.shards ?? []).enumerated() {
+            guard let metadata = shard.metadata else { continue }
+            for key in metadata.keys.sorted() where !members.contains(where: { $0.key == key }) {
+                members.append(JSONMember(key, .string(metadata[key]!)))
+            }
+            _ = index
+        }
+        return .object(members)
+    }
+
+    static let arrayHead = 8
+
+    static func json(_ value: GGUFValue) -> JSONValue {
+        func scalar(_ value: GGUFValue) -> JSONValue {
+            if let string = value.string { return .string(string) }
+            if let bool = value.bool { return .bool(bool) }
+            if let int = value.int { return .number(JSONNumber(int)) }
+            if let double = value.double { return double.isFinite ? .number(JSONNumber(double)) : .string("\(double)") }
+            return .null
+        }
+        if let array = value.array {
+            var members = [JSONMember("type", .string(value.type.description)), JSONMember("count", .number(JSONNumber(array.count)))]
+            if array.count > arrayHead {
+                members.append(JSONMember("head", .array(array.prefix(arrayHead).map(scalar))))
+            } else {
+                members.append(JSONMember("values", .array(array.map(scalar))))
+            }
+            return .object(members)
+        }
+        return .object([JSONMember("type", .string(value.type.description)), JSONMember("value", scalar(value))])
+    }
+
+    func architectureJSON(_ a: ModelArchitecture) -> JSONValue {
+        func int(_ v: Int?) -> JSONValue { v.map { .number(JSONNumber($0)) } ?? .null }
+        return .object([
+            JSONMember("name", .string(a.name)),
+            JSONMember("family", a.family.map(JSONValue.string) ?? .null),
+            JSONMember("layers", int(a.layers)),
+            JSONMember("hiddenSize", int(a.hiddenSize)),
+            JSONMember("intermediateSize", int(a.intermediateSize)),
+            JSONMember("attentionHeads", int(a.attentionHeads)),
+            JSONMember("keyValueHeads", int(a.keyValueHeads)),
+            JSONMember("headSize", int(a.headSize)),
+            JSONMember("vocabularySize", int(a.vocabularySize)),
+            JSONMember("contextLength", int(a.contextLength)),
+            JSONMember("tiedEmbeddings", a.tiedEmbeddings.map(JSONValue.bool) ?? .null),
+            JSONMember("expertCount", int(a.expertCount)),
+            JSONMember("expertsPerToken", int(a.expertsPerToken)),
+            JSONMember("slidingWindow", int(a.slidingWindow)),
+            JSONMember("source", .string(a.source)),
+        ])
+    }
+
+    func json() -> JSONValue {
+        let files = checkpoint.files
+        let sizes = checkpoint.fileByteCounts
+        var members: [JSONMember] = [
+            JSONMember("format", .string(checkpoint.format.rawValue)),
+            JSONMember("path", .string(checkpoint.path)),
+            JSONMember("files", .array(zip(files, sizes).map { file, size in
+                .object([JSONMember("path", .string(file)), JSONMember("bytes", .number(JSONNumber(size)))])
+            })),
+            JSONMember("tensorCount", .number(JSONNumber(checkpoint.tensors.count))),
+            JSONMember("parameterCount", .number(JSONNumber(checkpoint.parameterCount))),
+            JSONMember("tensorBytes", .number(JSONNumber(checkpoint.tensorByteCount))),
+            JSONMember("dtypes", .object(histogram.map { entry in
+                JSONMember(entry.type, .object([
+                    JSONMember("tensors", .number(JSONNumber(entry.tensors))),
+                    JSONMember("parameters", .number(JSONNumber(entry.parameters))),
+                    JSONMember("bytes", .number(JSONNumber(entry.bytes))),
+                ]))
+            })),
+            JSONMember("architecture", checkpoint.architecture.map(architectureJSON) ?? .null),
+        ]
+        if let gguf = checkpoint.gguf {
+            members.append(JSONMember("gguf", .object([
+                JSONMember("version", .number(JSONNumber(Int(gguf.version)))),
+                JSONMember("alignment", .number(JSONNumber(gguf.alignment))),
+                JSONMember("dataStart", .number(JSONNumber(gguf.dataStart))),
+            ])))
+        }
+        members.append(JSONMember("metadata", metadata))
+        members.append(JSONMember("tensors", .array(checkpoint.tensors.map { tensor in
+            .object([
+                JSONMember("name", .string(tensor.name)),
+                JSONMember("dtype", .string(tensor.type.description)),
+                JSONMember("shape", .array(tensor.shape.map { .number(JSONNumber($0)) })),
+                JSONMember("parameters", .number(JSONNumber(tensor.elementCount))),
+                JSONMember("bytes", .number(JSONNumber(tensor.byteCount))),
+                JSONMember("offset", .number(JSONNumber(tensor.fileOffset))),
+                JSONMember("file", .string((files[tensor.fileIndex] as NSString).lastPathComponent)),
+            ])
+        })))
+        return .object(members)
+    }
+
+    func text(limit: Int?) -> String {
+        var lines: [String] = []
+        let files = checkpoint.files
+        let sizes = checkpoint.fileByteCounts
+        var header = "\(checkpoint.path): \(checkpoint.format.rawValue)"
+        if let gguf = checkpoint.gguf { header += " v\(gguf.version), alignment \(gguf.alignment)" }
+        header += ", \(files.count) file\(files.count == 1 ? "" : "s"), \(Format.bytes(sizes.reduce(0, +)))"
+        lines.append(header)
+        lines.append("parameters: \(Format.count(checkpoint.parameterCount)) (\(checkpoint.parameterCount)) in \(checkpoint.tensors.count) tensors, \(Format.bytes(checkpoint.tensorByteCount)) of tensor data")
+        if let a = checkpoint.architecture {
+            var parts: [String] = []
+            func add(_ label: String, _ value: Int?) { if let value { parts.append("\(label) \(value)") } }
+            add("layers", a.layers); add("hidden", a.hiddenSize); add("intermediate", a.intermediateSize)
+            add("heads", a.attentionHeads); add("kv heads", a.keyValueHeads); add("head size", a.headSize)
+            add("vocab", a.vocabularySize); add("context", a.contextLength)
+            add("experts", a.expertCount); add("experts/token", a.expertsPerToken); add("sliding window", a.slidingWindow)
+            if let tied = a.tiedEmbeddings { parts.append(tied ? "tied embeddings" : "untied embeddings") }
+            lines.append("architecture: \(a.name) (\(a.source)): " + parts.joined(separator: ", "))
+        } else {
+            lines.append("architecture: not declared (no config.json or GGUF architecture metadata)")
+        }
+        lines.append("")
+        var typeRows = [["dtype", "tensors", "parameters", "bytes", "share"]]
+        let total = max(checkpoint.tensorByteCount, 1)
+        for entry in histogram {
+            typeRows.append([entry.type, "\(entry.tensors)", Format.count(entry.parameters), Format.bytes(entry.bytes),
+                             String(format: "%.1f%%", Double(entry.bytes) * 100 / Double(total))])
+        }
+        lines.append(Format.table(typeRows, rightAligned: [1, 2, 3, 4]))
+        if let gguf = checkpoint.gguf {
+            lines.append("")
+            lines.append("metadata (\(gguf.metadata.count) keys):")
+            for (key, value) in gguf.metadata { lines.append("  \(key) = \(value.summary)") }
+        } else if case .object(let members) = metadata, !members.isEmpty {
+            lines.append("")
+            lines.append("metadata: " + members.map { "\($0.key)=\($0.value.string ?? "")" }.joined(separator: ", "))
+        }
+        lines.append("")
+        var rows = [["name", "dtype", "shape", "parameters", "bytes", "offset", "file"]]
+        let shown = limit.map { Array(checkpoint.tensors.prefix($0)) } ?? checkpoint.tensors
+        for tensor in shown {
+            rows.append([tensor.name, tensor.type.description, "[" + tensor.shape.map(String.init).joined(separator: ", ") + "]",
+                         "\(tensor.elementCount)", "\(tensor.byteCount)", "\(tensor.fileOffset)",
+                         (files[tensor.fileIndex] as NSString).lastPathComponent])
+        }
+        lines.append(Format.table(rows, rightAligned: [3, 4, 5]))
+        if shown.count < checkpoint.tensors.count {
+            lines.append("… \(checkpoint.tensors.count - shown.count) more tensors (use --json for all)")
+        }
+        return lines.joined(separator: "\n")
     }
 }
