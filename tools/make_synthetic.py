@@ -164,9 +164,14 @@ class Source:
         self.pool = None if fresh else self._draw(max(pool_elements, self.chunk_elements * 3 // 2))
 
     def _draw(self, n: int) -> np.ndarray:
-        values = self.rng.standard_normal(n, dtype=np.float32)
-        values *= np.float32(MATRIX_STD)
-        return values.astype(self.np_type)
+        """n values normal(0, 0.02) in the output dtype, drawn in pieces to bound float32 scratch."""
+        out = np.empty(n, dtype=self.np_type)
+        piece = 4_000_000
+        for start in range(0, n, piece):
+            values = self.rng.standard_normal(min(piece, n - start), dtype=np.float32)
+            values *= np.float32(MATRIX_STD)
+            out[start:start + values.size] = values    # rounds to nearest even (ml_dtypes for bf16)
+        return out
 
     def chunks(self, elements: int, ones: bool, element_type=None):
         np_type = element_type or self.np_type
