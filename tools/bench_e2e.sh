@@ -190,11 +190,15 @@ run_case() {   # $1 = label, $2 = input, $3 = output, $4 = cache mode, $5.. = co
         return
     fi
     local in_bytes; in_bytes=$(bytes_of "$input")
-    local time_file log_file; time_file=$(mktemp); log_file=$(mktemp)
+    local time_file log_file stamp_file; time_file=$(mktemp); log_file=$(mktemp); stamp_file=$(mktemp)
     log "$cache: $*"
-    local t0 t1 t2 rc
-    t0=$(now)
-    /usr/bin/time -f '%M' -o "$time_file" "$@" >"$log_file" 2>&1 &
+    local t0 t1 t2 t3 rc
+    # The command's own start and end times come from a wrapper, so the sampler below adds no
+    # error; /usr/bin/time's %M (ru_maxrss of its child and the child's children) is the
+    # command's, the wrapper shell being far smaller.
+    BENCH_E2E_STAMP="$stamp_file" /usr/bin/time -f '%M' -o "$time_file" bash -c \
+        's=$(date +%s.%N); "$@"; rc=$?; e=$(date +%s.%N); echo "$s $e" > "$BENCH_E2E_STAMP"; exit $rc' \
+        bench_e2e "$@" >"$log_file" 2>&1 &
     local tpid=$! anon_kb=0 child kb
     # Peak RssAnon (heap, not mapped file pages), sampled 10 times a second: ru_maxrss (%M)
     # counts the resident pages of memory-mapped inputs too, which the kernel may keep.
@@ -208,15 +212,16 @@ run_case() {   # $1 = label, $2 = input, $3 = output, $4 = cache mode, $5.. = co
     done
     wait "$tpid"
     rc=$?
-    t1=$(now)
+    read -r t0 t1 < "$stamp_file" || { t0=0; t1=0; }
+    t2=$(now)
     if [ "$FSYNC" -eq 1 ] && [ -e "$output" ]; then
         find "$output" -type f -exec sync -- {} +
     fi
-    t2=$(now)
+    t3=$(now)
     local rss_kb; rss_kb=$(tail -n 1 "$time_file" | tr -dc '0-9')
     local secs fsecs gbps rss_mb out_gb status ratio fratio
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
-    fsecs=$(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.3f", b - a}')
+    fsecs=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN{printf "%.3f", b - a + d - c}')
     if [ "$FSYNC" -eq 0 ]; then fsecs=""; fi
     rss_mb=$(awk -v k="${rss_kb:-0}" 'BEGIN{printf "%.0f", k / 1024}')
     local anon_mb; anon_mb=$(awk -v k="$anon_kb" 'BEGIN{printf "%.0f", k / 1024}')
@@ -239,7 +244,7 @@ run_case() {   # $1 = label, $2 = input, $3 = output, $4 = cache mode, $5.. = co
     local shown_cmd="${*/#$ROOT\//}"
     shown_cmd=$(md_escape "${shown_cmd//$BENCH_DIR/\$B}")
     add_row "$label" "\`$shown_cmd\`" "$cache" "$secs" "$fsecs" "$ratio" "$fratio" "$gbps" "$rss_mb" "$anon_mb" "$out_gb" "$status"
-    rm -f -- "$time_file" "$log_file"
+    rm -f -- "$time_file" "$log_file" "$stamp_file"
     rm -rf -- "$output"
 }
 
