@@ -230,7 +230,8 @@ run_case() {   # $1 = label, $2 = input, $3 = output, $4 = cache mode, $5.. = co
         gbps=$(awk -v n="$in_bytes" -v s="$secs" -v gb=$GB 'BEGIN{printf "%.2f", n / gb / s}')
         out_gb=$( [ -e "$output" ] && awk -v n="$(bytes_of "$output")" -v gb=$GB 'BEGIN{printf "%.3f", n / gb}' || printf 'none')
     else
-        status="failed (exit $rc): $(md_escape "$(grep -v '^[[:space:]]*$' "$log_file" | tail -n 1)")"
+        local why; why=$(grep -m1 -i 'error' "$log_file" || grep -v '^[[:space:]]*$' "$log_file" | tail -n 1)
+        status="failed (exit $rc): $(md_escape "$why")"
         gbps=""; out_gb=""; secs=""; fsecs=""; rss_mb=""; anon_mb=""
     fi
     if [ "$label" = cp ]; then
