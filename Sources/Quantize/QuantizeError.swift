@@ -52,3 +52,41 @@ extension SchemeName {
         }
     }
 }
+
+/// An error in what a quantize run was asked to do (before or around the kernels): the
+/// combination of input, scheme and options cannot work, and the message says what would.
+public struct QuantizeJobError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// A stable identifier of the failure, for tests and scripts.
+    public enum Code: String, Sendable {
+        /// The scheme writes a different container than the input is (HF safetensors vs GGUF).
+        case unsupportedConversion
+        /// The output exists and `--force` was not given.
+        case outputExists
+        /// The output would overwrite the input.
+        case outputIsInput
+        /// A `--only`/`--skip` pattern matched no tensor.
+        case patternMatchedNothing
+        /// Nothing would be quantized.
+        case nothingToQuantize
+        /// The written output failed its post-write check.
+        case outputCheckFailed
+        /// A tensor failed the accuracy threshold and `--strict` was given.
+        case accuracyCheckFailed
+        /// Activations given for the check do not fit.
+        case invalidActivations
+    }
+
+    /// What went wrong.
+    public var code: Code
+    /// The sentence for the user: what is wrong and what to do.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The message.
+    public var description: String { message }
+}

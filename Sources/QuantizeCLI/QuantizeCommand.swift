@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Formats
+import Quantize
 
 @main
 struct QuantizeCommand: ParsableCommand {
@@ -8,7 +9,8 @@ struct QuantizeCommand: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize LLM checkpoints to FP8, INT8 and INT4, check their accuracy, and tell which GPUs they fit.",
         version: "0.1.0",
-        subcommands: [Inspect.self, FitCommand.self]
+        subcommands: [QuantizeRun.self, Inspect.self, FitCommand.self],
+        defaultSubcommand: QuantizeRun.self
     )
 
     /// Runs the command; errors about the user's input (a malformed file, an impossible request)
@@ -18,6 +20,12 @@ struct QuantizeCommand: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as FormatError {
+            Format.note("error: \(error.description)")
+            Foundation.exit(2)
+        } catch let error as QuantizeError {
+            Format.note("error: \(error.description)")
+            Foundation.exit(2)
+        } catch let error as QuantizeJobError {
             Format.note("error: \(error.description)")
             Foundation.exit(2)
         } catch {

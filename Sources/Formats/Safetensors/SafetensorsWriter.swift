@@ -33,6 +33,15 @@ public struct SafetensorsEntry: Sendable, Hashable {
 /// (metadata keys are written sorted; the reference writer's order for several keys is its hash
 /// map's and so not reproducible).
 public final class SafetensorsWriter {
+    /// The order tensors are laid out in.
+    public enum Order: Sendable {
+        /// The reference writer's: dtype descending in enum order, then name (byte-identical output).
+        case reference
+        /// The order given, so a producer can stream tensors as it makes them (a quantized
+        /// weight next to its scale) instead of holding all of one dtype back.
+        case given
+    }
+
     /// The final path.
     public let path: String
     /// The tensors in the order their bytes must be written, with their data offsets: sorted by
@@ -63,8 +72,8 @@ public final class SafetensorsWriter {
     ///   dimensions, sizes that overflow or do not fill whole bytes, or a header over 100 MB;
     ///   `.writeFailed` when the output cannot be created.
     public init(path: String, tensors: [SafetensorsEntry], metadata: [String: String]? = ["format": "pt"],
-                overwrite: Bool = false) throws(FormatError) {
-        let plan = try SafetensorsWriter.plan(tensors, metadata: metadata, path: path)
+                order: Order = .reference, overwrite: Bool = false) throws(FormatError) {
+        let plan = try SafetensorsWriter.plan(tensors, metadata: metadata, order: order, path: path)
         self.path = path
         self.tensors = plan.tensors
         self.metadata = metadata
@@ -82,7 +91,8 @@ public final class SafetensorsWriter {
     /// The header bytes (length field, JSON, padding) and the tensors in write order, exactly as
     /// the reference writer lays them out (formats.md §1.3).
     /// - Throws: ``FormatError`` `.invalidArgument` as ``init(path:tensors:metadata:overwrite:)``.
-    public static func plan(_ entries: [SafetensorsEntry], metadata: [String: String]?, path: String = "<safetensors>")
+    public static func plan(_ entries: [SafetensorsEntry], metadata: [String: String]?, order: Order = .reference,
+                            path: String = "<safetensors>")
         throws(FormatError) -> (header: [UInt8], tensors: [SafetensorsTensor])
     {
         var names = Set<String>()
@@ -111,10 +121,10 @@ public final class SafetensorsWriter {
             sized.append((entry, bytes, elements))
         }
         // Reference order: dtype descending in enum order, then name ascending (byte order).
-        sized.sort { a, b in
+        if order == .reference { sized.sort { a, b in
             if a.entry.dtype != b.entry.dtype { return a.entry.dtype.order > b.entry.dtype.order }
             return a.entry.name.utf8.lexicographicallyPrecedes(b.entry.name.utf8)
-        }
+        } }
         var tensors: [SafetensorsTensor] = []
         tensors.reserveCapacity(sized.count)
         var json: [UInt8] = [UInt8(ascii: "{")]

@@ -1,0 +1,551 @@
+import CBLAS
+import Dispatch
+import Formats
+import Foundation
+
+/// One `quantize --to SCHEME INPUT` run: the plan (which tensor becomes what, where it goes) and
+/// its execution, streaming tensor by tensor from the mapped input into atomically written outputs.
+///
+/// Memory: the input is mapped, never read whole; pages of tensors already done are released, so
+/// resident memory follows the largest tensor, not the model: about 4 bytes per weight of the
+/// tensor being quantized for its FP32 copy, plus its encoded output, plus (with the accuracy
+/// check) 4 bytes per weight for the decoded copy.
+public final class QuantizeJob {
+    /// What a run is asked to do.
+    public struct Settings: Sendable {
+        /// The scheme to write.
+        public var scheme: Scheme
+        /// Kernel options (non-finite handling, scale dtype, clipping search).
+        public var options: QuantizeOptions
+        /// Which tensors are quantized.
+        public var selection: TensorSelection
+        /// The output path; nil derives one from the input (`model` → `model-fp8`).
+        public var output: String?
+        /// Whether an existing output may be replaced.
+        public var overwrite: Bool
+        /// The accuracy check; nil skips it (`--no-check`).
+        public var check: CheckSettings?
+
+        /// Creates settings.
+        public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
+                    output: String? = nil, overwrite: Bool = false, check: CheckSettings? = CheckSettings()) {
+            self.scheme = scheme
+            self.options = options
+            self.selection = selection
+            self.output = output
+            self.overwrite = overwrite
+            self.check = check
+        }
+    }
+
+    /// How the accuracy check runs during quantization.
+    public struct CheckSettings: Sendable {
+        /// Where probe activations come from.
+        public var activations: ProbeActivationSource
+        /// The `--activations` file, for the report.
+        public var activationsFile: String?
+        /// Overrides the per-scheme threshold (`--max-error`).
+        public var maxError: Double?
+        /// Refuse to write the output when a tensor fails (`--strict`).
+        public var strict: Bool
+        /// Row sampling of large tensors, keeping the check's cost within a quarter of the run.
+        public var accuracy: AccuracyOptions
+
+        /// Creates check settings; large tensors are checked on about a million sampled weights.
+        public init(activations: ProbeActivationSource = ProbeActivationSource(), activationsFile: String? = nil,
+                    maxError: Double? = nil, strict: Bool = false,
+                    accuracy: AccuracyOptions = AccuracyOptions(maxCheckedWeights: 1 << 20)) {
+            self.activations = activations
+            self.activationsFile = activationsFile
+            self.maxError = maxError
+            self.strict = strict
+            self.accuracy = accuracy
+        }
+    }
+
+    /// The container written.
+    public enum OutputKind: String, Sendable {
+        /// A Hugging Face model directory (config.json, shards, tokenizer files).
+        case safetensorsDirectory = "safetensors-directory"
+        /// A single .safetensors file.
+        case safetensorsFile = "safetensors"
+        /// A GGUF file.
+        case gguf
+    }
+
+    /// One output tensor.
+    public struct OutputTensor: Sendable, Hashable {
+        /// Its name in the output.
+        public var name: String
+        /// Its storage type.
+        public var type: TensorType
+        /// Its row-major shape.
+        public var shape: [Int]
+        /// Its size in bytes.
+        public var byteCount: Int
+    }
+
+    /// What happens to one input tensor.
+    public struct PlannedTensor: Sendable {
+        /// The input tensor.
+        public var source: TensorRecord
+        /// Quantize or keep, and why.
+        public var decision: TensorSelection.Decision
+        /// What it becomes (itself when kept).
+        public var outputs: [OutputTensor]
+        /// Rows and columns of the matrix it is quantized as (3-D experts fold their leading dims).
+        public var matrix: (rows: Int, columns: Int)?
+        /// Output bytes.
+        public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
+    }
+
+    /// What a finished run reports.
+    public struct Summary: Sendable {
+        /// The output path.
+        public var output: String
+        /// The container written.
+        public var kind: OutputKind
+        /// Tensors quantized.
+        public var quantizedCount: Int
+        /// Tensors copied unchanged.
+        public var keptCount: Int
+        /// Input tensor bytes.
+        public var inputBytes: Int
+        /// Output tensor bytes.
+        public var outputBytes: Int
+        /// Wall time of the run.
+        public var seconds: Double
+        /// Seconds spent in the accuracy check.
+        public var checkSeconds: Double
+        /// Peak resident memory of the process, where known.
+        public var peakResidentBytes: Int?
+        /// The accuracy report, when the check ran.
+        public var report: AccuracyReport?
+        /// Where the report's JSON was written.
+        public var reportPath: String?
+    }
+
+    /// Progress of a run: tensor index (1-based), count, input bytes done, total, and the tensor's name.
+    public typealias ProgressHandler = (_ index: Int, _ count: Int, _ bytesDone: Int, _ bytesTotal: Int, _ name: String) -> Void
+
+    /// The input.
+    public let checkpoint: Checkpoint
+    /// The settings.
+    public let settings: Settings
+    /// The output path (given or derived).
+    public let outputPath: String
+    /// The container written.
+    public let outputKind: OutputKind
+    /// Every input tensor with its fate, in input order.
+    public let tensors: [PlannedTensor]
+
+    /// Opens the input and makes the plan; nothing is written.
+    /// - Throws: ``FormatError`` for unreadable input, ``QuantizeJobError`` for impossible requests
+    ///   (conversion between containers, existing output without `overwrite`, patterns that match
+    ///   nothing, nothing to quantize), ``QuantizeError`` for unsupported scheme options.
+    public init(input: String, settings: Settings) throws {
+        let checkpoint = try Checkpoint(path: input)
+        self.checkpoint = checkpoint
+        self.settings = settings
+        let scheme = settings.scheme
+        let writesGGUF = scheme.name.ggmlType != nil
+        switch (checkpoint.format, writesGGUF) {
+        case (.gguf, true):
+            outputKind = .gguf
+        case (.safetensors, false):
+            var isDirectory: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory)
+            outputKind = isDirectory.boolValue || input.hasSuffix(".index.json") ? .safetensorsDirectory : .safetensorsFile
+        case (.safetensors, true):
+            throw QuantizeJobError(.unsupportedConversion,
+                "\(input) is a Hugging Face safetensors checkpoint, and \(scheme.name.rawValue) is a GGUF type: writing GGUF from it needs the model conversion (llama.cpp tensor names, the Q/K permutation, tokenizer metadata), which quantize does not do yet. Convert it with llama.cpp's convert_hf_to_gguf.py (--outtype f16) and run quantize on the .gguf, or choose fp8, int8 or int4 for a safetensors output")
+        case (.gguf, false):
+            throw QuantizeJobError(.unsupportedConversion,
+                "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
+        }
+        outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
+        let standardized = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        let inputRoot = outputKind == .safetensorsDirectory ? checkpoint.directory : input
+        if standardized(outputPath) == standardized(inputRoot) || checkpoint.files.map(standardized).contains(standardized(outputPath)) {
+            throw QuantizeJobError(.outputIsInput, "the output \(outputPath) is the input; quantize never overwrites its input. Name another output with -o")
+        }
+        if FileManager.default.fileExists(atPath: outputPath) && !settings.overwrite {
+            throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
+        }
+
+        var selection = settings.selection
+        selection.allowsStackedExperts = outputKind == .gguf
+        let unmatched = selection.unmatchedPatterns(in: checkpoint.tensors.map(\.name))
+        if !unmatched.isEmpty {
+            let examples = checkpoint.tensors.prefix(3).map { "'\($0.name)'" }.joined(separator: ", ")
+            throw QuantizeJobError(.patternMatchedNothing,
+                "\(unmatched.map(\.label).joined(separator: ", ")) matched no tensor of \(input); tensor names look like \(examples). Patterns are globs on whole names (`*` matches dots too); check them with --dry-run")
+        }
+
+        var planned: [PlannedTensor] = []
+        for tensor in checkpoint.tensors {
+            var decision = selection.decide(name: tensor.name, type: tensor.type, shape: tensor.shape)
+            var outputs = [OutputTensor(name: tensor.name, type: tensor.type, shape: tensor.shape, byteCount: tensor.byteCount)]
+            var matrix: (rows: Int, columns: Int)? = nil
+            if decision.quantize {
+                let columns = tensor.shape.last ?? 0
+                let rows = columns > 0 ? tensor.elementCount / columns : 0
+                switch Result(catching: { () throws(QuantizeError) in
+                    try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options)
+                }) {
+                case .success(let quantizer):
+                    matrix = (rows, columns)
+                    outputs = quantizer.layouts.map { part in
+                        OutputTensor(name: QuantizedTensor.tensorName(weightName: tensor.name, suffix: part.suffix), type: part.type,
+                                     shape: part.suffix.isEmpty ? tensor.shape : part.shape, byteCount: part.byteCount)
+                    }
+                case .failure(.shapeNotDivisible(_, _, let blockSize)):
+                    decision = TensorSelection.Decision(quantize: false,
+                        rule: "rows of \(columns) are not a multiple of the \(blockSize)-element block (kept, as llama.cpp does)")
+                case .failure(let error):
+                    throw error
+                }
+            }
+            planned.append(PlannedTensor(source: tensor, decision: decision, outputs: outputs, matrix: matrix))
+        }
+        tensors = planned
+        if !planned.contains(where: { $0.decision.quantize }) {
+            throw QuantizeJobError(.nothingToQuantize,
+                "no tensor of \(input) would be quantized (\(planned.count) tensors, none a 2-D floating-point linear weight that the rules select); see --dry-run for each tensor's rule, and use --only to name tensors explicitly")
+        }
+    }
+
+    /// The default output: a sibling of the input named after the scheme.
+    public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
+        var label = scheme.name.rawValue
+        switch scheme.granularity {
+        case .tensor where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-tensor"
+        case .block where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-block"
+        case .group(let size) where scheme.name == .int4 && size != 128: label += "-g\(size)"
+        default: break
+        }
+        if scheme.name == .int4 && !scheme.symmetric { label += "-asym" }
+        var url = URL(fileURLWithPath: input)
+        if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
+        let trimmed = url.standardizedFileURL
+        switch kind {
+        case .safetensorsDirectory:
+            return trimmed.deletingLastPathComponent().appendingPathComponent(trimmed.lastPathComponent + "-" + label).path
+        case .safetensorsFile, .gguf:
+            let ext = trimmed.pathExtension
+            let stem = trimmed.deletingPathExtension().lastPathComponent
+            return trimmed.deletingLastPathComponent().appendingPathComponent("\(stem)-\(label).\(ext)").path
+        }
+    }
+
+    /// Input bytes of all tensors.
+    public var inputBytes: Int { tensors.reduce(0) { $0 + $1.source.byteCount } }
+    /// Output bytes of all tensors.
+    public var outputBytes: Int { tensors.reduce(0) { $0 + $1.outputByteCount } }
+
+    // MARK: - Running
+
+    /// Runs the plan: writes every output into a temporary directory beside the output, checks
+    /// what was written, then moves it into place.
+    /// - Throws: ``FormatError``, ``QuantizeError`` (non-finite weights, scale overflow),
+    ///   ``QuantizeJobError`` (`outputCheckFailed`, `accuracyCheckFailed` with `strict`). Nothing is
+    ///   left at the output path when it throws.
+    public func run(progress: ProgressHandler? = nil) throws -> Summary {
+        let start = Date()
+        let fm = FileManager.default
+        let outputURL = URL(fileURLWithPath: outputPath)
+        let parent = outputURL.deletingLastPathComponent().path
+        if !fm.fileExists(atPath: parent) {
+            throw FormatError(.writeFailed, path: outputPath, message: "the output's directory \(parent) does not exist", remedy: "create it first")
+        }
+        let staging = parent + "/." + outputURL.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        } catch {
+            throw FormatError(.writeFailed, path: staging, message: "cannot create a working directory beside the output (\(error.localizedDescription))")
+        }
+        var committed = false
+        defer { if !committed { try? fm.removeItem(atPath: staging) } }
+
+        var entries: [AccuracyReport.Entry] = []
+        var checkSeconds = 0.0
+        var done = 0
+        var index = 0
+        let total = inputBytes
+        let process = { (planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws in
+            index += 1
+            progress?(index, self.tensors.count, done, total, planned.source.name)
+            if let result = try self.process(planned, write: write) {
+                entries.append(result.entry)
+                checkSeconds += result.checkSeconds
+            }
+            done += planned.source.byteCount
+            self.checkpoint.mappedFile(planned.source.fileIndex)
+                .advise(planned.source.fileOffset..<(planned.source.fileOffset + planned.source.byteCount), willNeed: false)
+            progress?(index, self.tensors.count, done, total, planned.source.name)
+        }
+
+        let stagedFiles: [String]
+        switch outputKind {
+        case .gguf:
+            stagedFiles = [try writeGGUF(into: staging, process: process)]
+        case .safetensorsFile, .safetensorsDirectory:
+            stagedFiles = try writeSafetensors(into: staging, process: process)
+        }
+
+        try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
+
+        var report: AccuracyReport? = nil
+        var reportPath: String? = nil
+        if let check = settings.check {
+            let source = check.activations
+            let built = AccuracyReport(tensors: entries, probe: AccuracyReport.Probe(source: source, file: check.activationsFile))
+            report = built
+            if check.strict && !built.passed {
+                throw QuantizeJobError(.accuracyCheckFailed,
+                    "\(built.failedCount) tensor(s) exceed the accuracy threshold (worst: \(built.worstTensor ?? "?")); with --strict nothing was written. Choose a scheme with more bits, skip the worst tensors with --skip, or raise the limit with --max-error")
+            }
+        }
+
+        if outputKind == .safetensorsDirectory {
+            try copySideFiles(into: staging)
+            if let report {
+                let path = staging + "/quantize-report.json"
+                try writeAtomically(try report.jsonData(), to: path)
+                reportPath = outputPath + "/quantize-report.json"
+            }
+        }
+
+        // Move into place: the staged directory becomes the output directory, or the staged file the output file.
+        let staged = outputKind == .safetensorsDirectory ? staging : stagedFiles[0]
+        var displaced: String? = nil
+        if fm.fileExists(atPath: outputPath) {
+            displaced = staging + ".old"
+            try moveItem(outputPath, to: displaced!)
+        }
+        do {
+            try moveItem(staged, to: outputPath)
+        } catch {
+            if let displaced { try? moveItem(displaced, to: outputPath) }
+            throw error
+        }
+        committed = outputKind == .safetensorsDirectory
+        if let displaced { try? fm.removeItem(atPath: displaced) }
+
+        if outputKind != .safetensorsDirectory, let report {
+            let path = outputPath + ".quantize-report.json"
+            try writeAtomically(try report.jsonData(), to: path, overwrite: true)
+            reportPath = path
+        }
+
+        return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
+                       keptCount: tensors.filter { !$0.decision.quantize }.count, inputBytes: inputBytes, outputBytes: outputBytes,
+                       seconds: Date().timeIntervalSince(start), checkSeconds: checkSeconds,
+                       peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath)
+    }
+
+    private func moveItem(_ from: String, to: String) throws {
+        if rename(from, to) != 0 {
+            throw FormatError(.writeFailed, path: to, message: "cannot move \(from) into place (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    private func writeAtomically(_ data: Data, to path: String, overwrite: Bool = false) throws {
+        let file = try OutputFile(path: path, overwrite: overwrite)
+        try file.write([UInt8](data))
+        try file.commit()
+    }
+
+    /// Writes the safetensors shards (the input's shard layout, file names kept) and the index.
+    private func writeSafetensors(into staging: String,
+                                  process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> [String] {
+        let inputFiles = checkpoint.files.map { URL(fileURLWithPath: $0).lastPathComponent }
+        var written: [String] = []
+        var weightMap: [(String, String)] = []
+        for (shard, fileName) in inputFiles.enumerated() {
+            let planned = tensors.filter { $0.source.fileIndex == shard }
+            let entries = planned.flatMap { item in
+                item.outputs.map { output -> SafetensorsEntry in
+                    guard case .dtype(let dtype) = output.type else { preconditionFailure("safetensors output of a GGUF type") }
+                    return SafetensorsEntry(name: output.name, dtype: dtype, shape: output.shape)
+                }
+            }
+            let path = staging + "/" + fileName
+            let metadata = checkpoint.safetensors?.shards[shard].metadata ?? ["format": "pt"]
+            let writer = try SafetensorsWriter(path: path, tensors: entries, metadata: metadata.isEmpty ? ["format": "pt"] : metadata, order: .given)
+            for item in planned {
+                try process(item) { output, bytes in try writer.write(bytes, for: output.name) }
+            }
+            try writer.finish()
+            written.append(path)
+            weightMap += entries.map { ($0.name, fileName) }
+        }
+        if outputKind == .safetensorsDirectory, checkpoint.safetensors?.indexPath != nil || inputFiles.count > 1 {
+            let totalSize = tensors.reduce(0) { $0 + $1.outputByteCount }
+            let totalParameters = tensors.reduce(0) { $0 + $1.source.elementCount }
+            let index = JSONValue.object([
+                JSONMember("metadata", .object([
+                    JSONMember("total_parameters", .number(JSONNumber(totalParameters))),
+                    JSONMember("total_size", .number(JSONNumber(totalSize))),
+                ])),
+                JSONMember("weight_map", .object(weightMap.sorted { $0.0 < $1.0 }.map { JSONMember($0.0, .string($0.1)) })),
+            ])
+            let indexName = checkpoint.safetensors?.indexPath.map { URL(fileURLWithPath: $0).lastPathComponent } ?? SafetensorsCheckpoint.indexFileName
+            var bytes = index.serialized(JSONStyle(indent: 2, sortKeys: true, escapeNonASCII: false))
+            bytes.append(UInt8(ascii: "\n"))
+            try writeAtomically(Data(bytes), to: staging + "/" + indexName)
+        }
+        return written
+    }
+
+    /// Writes the GGUF output: the input's metadata with the file type updated, tensors in input order.
+    private func writeGGUF(into staging: String,
+                           process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
+        guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType else { preconditionFailure("GGUF output without GGUF input") }
+        var metadata = gguf.metadata
+        func set(_ key: String, _ value: GGUFValue) {
+            if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
+        }
+        set("general.file_type", .uint32(QuantizeJob.llamaFileType(ggml)))
+        if ggml.isQuantized { set("general.quantization_version", .uint32(2)) }
+        let infos = tensors.flatMap { item in
+            item.outputs.map { output -> GGUFWriter.Tensor in
+                guard case .ggml(let type) = output.type else { preconditionFailure("GGUF output of a safetensors type") }
+                return GGUFWriter.Tensor(name: output.name, type: type, shape: output.shape)
+            }
+        }
+        let path = staging + "/" + URL(fileURLWithPath: outputPath).lastPathComponent
+        let writer = try GGUFWriter(path: path, metadata: metadata, tensors: infos)
+        for item in tensors {
+            try process(item) { _, bytes in try writer.write(bytes) }
+        }
+        try writer.finish()
+        return path
+    }
+
+    /// The `general.file_type` (llama.cpp `llama_ftype`) of a file whose weights are mostly `type`.
+    static func llamaFileType(_ type: GGMLType) -> UInt32 {
+        switch type.name {
+        case "F32": return 0
+        case "F16": return 1
+        case "Q4_0": return 2
+        case "Q4_1": return 3
+        case "Q8_0": return 7
+        case "Q5_0": return 8
+        case "Q5_1": return 9
+        case "Q4_K": return 14  // MOSTLY_Q4_K_S: every matrix Q4_K
+        case "Q6_K": return 18
+        case "BF16": return 32
+        default: return 1
+        }
+    }
+
+    /// Copies config.json (with `quantization_config`), tokenizer and other non-weight files.
+    private func copySideFiles(into staging: String) throws {
+        let fm = FileManager.default
+        let directory = checkpoint.directory
+        let names = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names.sorted() where !name.hasPrefix(".") {
+            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
+            if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
+            let path = directory + "/" + name
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            do {
+                try fm.copyItem(atPath: path, toPath: staging + "/" + name)
+            } catch {
+                throw FormatError(.writeFailed, path: path, message: "cannot copy it to the output (\(error.localizedDescription))")
+            }
+        }
+        guard case .object(var members)? = checkpoint.config else { return }
+        let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
+            && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
+            .map { String($0.source.name.dropLast(".weight".count)) }
+        guard let config = QuantizationConfig.json(for: settings.scheme, options: settings.options, ignore: ignore) else { return }
+        members.removeAll { $0.key == "quantization_config" }
+        members.append(JSONMember("quantization_config", config))
+        var bytes = JSONValue.object(members).serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false))
+        bytes.append(UInt8(ascii: "\n"))
+        try writeAtomically(Data(bytes), to: staging + "/config.json")
+    }
+
+    // MARK: - One tensor
+
+    private struct TensorResult {
+        var entry: AccuracyReport.Entry
+        var checkSeconds: Double
+    }
+
+    /// Copies or quantizes one tensor and hands its output bytes to `write`.
+    private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
+        let source = checkpoint.data(for: planned.source)
+        guard planned.decision.quantize, let matrix = planned.matrix else {
+            // Kept: copied byte for byte, in pieces, releasing what was read.
+            let piece = 16 << 20
+            var offset = 0
+            repeat {
+                let end = min(source.count, offset + piece)
+                try write(planned.outputs[0], UnsafeRawBufferPointer(rebasing: source[offset..<end]))
+                offset = end
+            } while offset < source.count
+            return nil
+        }
+        let count = matrix.rows * matrix.columns
+        let weights = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        defer { weights.deallocate() }
+        try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
+        let result = try quantized(UnsafeBufferPointer(weights), rows: matrix.rows, columns: matrix.columns, scheme: settings.scheme,
+                                   tensorName: planned.source.name, options: settings.options)
+        var measured: TensorResult? = nil
+        if let check = settings.check {
+            let started = Date()
+            let decoded = try dequantized(result, tensorName: planned.source.name)
+            let activations = try check.activations.activations(forTensor: planned.source.name, columns: matrix.columns)
+            let accuracy = try decoded.withUnsafeBufferPointer { decodedBuffer in
+                try TensorAccuracy.measure(original: UnsafeBufferPointer(weights), decoded: decodedBuffer, rows: matrix.rows,
+                                           columns: matrix.columns, activations: activations,
+                                           storedByteCount: planned.outputByteCount, tensorName: planned.source.name,
+                                           options: check.accuracy)
+            }
+            let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: settings.scheme.name.rawValue, override: check.maxError)
+            measured = TensorResult(entry: AccuracyReport.Entry(name: planned.source.name, scheme: settings.scheme.name.rawValue,
+                                                                accuracy: accuracy, threshold: threshold),
+                                    checkSeconds: Date().timeIntervalSince(started))
+        }
+        for (part, output) in zip(result.parts, planned.outputs) {
+            try part.data.withUnsafeBytes { raw in try write(output, raw) }
+        }
+        return measured
+    }
+
+    /// Converts a float tensor's bytes to FP32 on all cores.
+    static func convertToFloat32(_ source: UnsafeRawBufferPointer, type: TensorType, into output: UnsafeMutableBufferPointer<Float>,
+                                 name: String) throws {
+        let dtype: DType
+        switch type {
+        case .dtype(let d): dtype = d
+        case .ggml(let g) where g == .f32: dtype = .f32
+        case .ggml(let g) where g == .f16: dtype = .f16
+        case .ggml(let g) where g == .bf16: dtype = .bf16
+        case .ggml(let g):
+            throw QuantizeError.unsupportedLayout(tensor: name, found: "a \(g.name) tensor, which is already quantized")
+        }
+        let elementBytes = dtype.bitWidth / 8
+        let count = output.count
+        let chunk = 1 << 18
+        let chunks = (count + chunk - 1) / chunk
+        let shared = UncheckedSendable(value: (source, output))
+        let failure = UncheckedSendable(value: ErrorBox())
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let lo = i * chunk, hi = min(count, lo + chunk)
+            let (src, dst) = shared.value
+            do throws(FormatError) {
+                try ElementConversion.toFloat32(UnsafeRawBufferPointer(rebasing: src[(lo * elementBytes)..<(hi * elementBytes)]), from: dtype,
+                                                into: UnsafeMutableBufferPointer(rebasing: dst[lo..<hi]))
+            } catch {
+                failure.value.record(.unsupportedLayout(tensor: name, found: error.description), chunk: i)
+            }
+        }
+        if let error = failure.value.first { throw error }
+    }
+}

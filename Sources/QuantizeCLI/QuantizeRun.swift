@@ -1,0 +1,246 @@
+import ArgumentParser
+import Foundation
+import Formats
+import Quantize
+
+extension SchemeName: ExpressibleByArgument {}
+
+extension QuantizeCommand {
+    /// `quantize --to SCHEME INPUT`: the main job.
+    struct QuantizeRun: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run",
+            abstract: "Quantize a checkpoint (the default command: `quantize --to fp8 MODEL`).",
+            discussion: """
+            Schemes: fp8 (E4M3, per-channel), fp8-e5m2, int8 (per-channel), int4 (groups of 128) write \
+            safetensors that vLLM and transformers load (compressed-tensors layouts); q8_0, q4_0, q4_1, q5_0, \
+            q5_1, q4_k, q6_k, f16, bf16 write GGUF from a GGUF input. Layouts: formats/quantize-*.md.
+            """)
+
+        @Option(name: .long, help: "The scheme: \(SchemeName.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var to: SchemeName
+
+        @Argument(help: "A .safetensors file, a model directory (or its model.safetensors.index.json), or a .gguf file.")
+        var input: String
+
+        @Option(name: [.short, .long], help: "Output path (default: beside the input, named after the scheme).")
+        var output: String?
+
+        @Flag(help: "Replace an existing output.")
+        var force = false
+
+        @Option(help: "fp8: channel (default), tensor or block (128×128); int4: group.")
+        var granularity: String?
+
+        @Option(help: "int4: weights per scale (32, 64 or 128; default 128). fp8 block: rows and columns of a block (default 128).")
+        var groupSize: Int?
+
+        @Flag(help: "int4: asymmetric groups with zero points.")
+        var asymmetric = false
+
+        @Flag(help: "int4/int8: per group, search the clipping scale that minimises squared error.")
+        var search = false
+
+        @Option(help: "int8/int4: scale dtype, bf16 (default), f16 or f32.")
+        var scaleDtype: String = "bf16"
+
+        @Flag(help: "int8: write the pack-quantized layout (int32 words) instead of int-quantized.")
+        var packInt8 = false
+
+        @Option(parsing: .singleValue, help: ArgumentHelp("Quantize only tensors matching this glob (repeatable; first match wins).", valueName: "pattern"))
+        var only: [String] = []
+
+        @Option(parsing: .singleValue, help: ArgumentHelp("Keep tensors matching this glob unquantized (repeatable; first match wins).", valueName: "pattern"))
+        var skip: [String] = []
+
+        @Flag(help: "Print the plan (each tensor, its action, the rule that chose it, output bytes) and write nothing.")
+        var dryRun = false
+
+        @Flag(help: "Keep NaN/Inf weights (NaN → 0, ±Inf → the row's largest magnitude) instead of failing.")
+        var allowNonFinite = false
+
+        @Flag(help: "Skip the accuracy check.")
+        var noCheck = false
+
+        @Option(help: "Maximum relative output error per tensor (default: per scheme, formats/accuracy-report.md).")
+        var maxError: Double?
+
+        @Flag(help: "Write nothing if any tensor exceeds its accuracy threshold.")
+        var strict = false
+
+        @Option(help: "Write the accuracy report as a self-contained HTML file.")
+        var report: String?
+
+        @Option(help: "Probe activations for the check: a safetensors file with one [tokens, in] tensor per layer name, or one for all.")
+        var activations: String?
+
+        @Option(help: "Probe rows of generated activations (default 64).")
+        var probeRows: Int = 64
+
+        @Flag(help: "Add a few large outlier channels to the generated probe activations, as real activations have.")
+        var outliers = false
+
+        @Flag(help: "No progress or summary on stderr.")
+        var quiet = false
+
+        @Flag(help: "Print one JSON summary document on stdout.")
+        var json = false
+
+        func validate() throws {
+            if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
+            if packInt8 && to != .int8 { throw ValidationError("--pack-int8 applies to int8 only") }
+            if let g = granularity, !["channel", "tensor", "block", "group"].contains(g) {
+                throw ValidationError("--granularity must be channel, tensor, block or group, not '\(g)'")
+            }
+            if granularity != nil && to.ggmlType != nil { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
+            if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
+            if !["bf16", "f16", "f32"].contains(scaleDtype) { throw ValidationError("--scale-dtype must be bf16, f16 or f32") }
+            if noCheck && (strict || maxError != nil || report != nil || activations != nil) {
+                throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")
+            }
+            if probeRows <= 0 { throw ValidationError("--probe-rows must be positive") }
+        }
+
+        func scheme() throws -> Scheme {
+            var granularity: Granularity? = nil
+            switch (to, self.granularity) {
+            case (.fp8, "tensor"), (.fp8E5M2, "tensor"): granularity = .tensor
+            case (.fp8, "block"), (.fp8E5M2, "block"):
+                granularity = .block(rows: groupSize ?? 128, columns: groupSize ?? 128)
+            case (.fp8, "group"), (.fp8E5M2, "group"), (.int8, "group"), (.int4, "group"), (.int4, nil):
+                if let g = groupSize { granularity = .group(size: g) }
+            case (_, "channel"), (_, nil): break
+            default:
+                throw ValidationError("--granularity \(self.granularity ?? "") does not apply to \(to.rawValue)")
+            }
+            if to == .int4, let g = groupSize, ![32, 64, 128].contains(g) {
+                throw ValidationError("int4 groups are 32, 64 or 128 weights (compressed-tensors W4A16 presets), not \(g)")
+            }
+            return Scheme(name: to, granularity: granularity, symmetric: !asymmetric)
+        }
+
+        /// `--only`/`--skip` in command-line order (argument parser keeps two separate lists).
+        func patterns() -> [TensorSelection.Pattern] {
+            var result: [TensorSelection.Pattern] = []
+            var arguments = Array(CommandLine.arguments.dropFirst())[...]
+            while let argument = arguments.popFirst() {
+                for (flag, quantize) in [("--only", true), ("--skip", false)] {
+                    if argument == flag, let value = arguments.popFirst() {
+                        result.append(.init(quantize: quantize, glob: value))
+                    } else if argument.hasPrefix(flag + "=") {
+                        result.append(.init(quantize: quantize, glob: String(argument.dropFirst(flag.count + 1))))
+                    }
+                }
+            }
+            let expected = only.count + skip.count
+            if result.count != expected {  // parsed from elsewhere (tests): --only first, then --skip
+                result = only.map { .init(quantize: true, glob: $0) } + skip.map { .init(quantize: false, glob: $0) }
+            }
+            return result
+        }
+
+        func checkSettings() throws -> QuantizeJob.CheckSettings? {
+            guard !noCheck else { return nil }
+            var named: [String: ProbeActivations] = [:]
+            var shared: ProbeActivations? = nil
+            if let activations {
+                let file = try SafetensorsFile(path: activations)
+                for tensor in file.tensors {
+                    guard tensor.shape.count == 2 || tensor.shape.count == 1, let columns = tensor.shape.last, columns > 0 else {
+                        throw QuantizeJobError(.invalidActivations, "\(activations): tensor '\(tensor.name)' has shape \(tensor.shape); activations must be [tokens, in_features]")
+                    }
+                    var values = [Float](repeating: 0, count: tensor.elementCount)
+                    try values.withUnsafeMutableBufferPointer { buffer throws(FormatError) in
+                        try ElementConversion.toFloat32(file.data(for: tensor), from: tensor.dtype, into: buffer)
+                    }
+                    let probe = try ProbeActivations(values: values, rows: tensor.elementCount / columns, columns: columns)
+                    named[tensor.name] = probe
+                    if file.tensors.count == 1 { shared = probe }
+                }
+            }
+            let source = ProbeActivationSource(rows: probeRows, outliers: outliers ? OutlierChannels() : nil, named: named, shared: shared)
+            return QuantizeJob.CheckSettings(activations: source, activationsFile: activations, maxError: maxError, strict: strict)
+        }
+
+        func run() throws {
+            let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: DType(rawValue: scaleDtype.uppercased()) ?? .bf16,
+                                          search: search, packInt8: packInt8)
+            let settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
+                                                output: output, overwrite: force, check: try checkSettings())
+            let job = try QuantizeJob(input: input, settings: settings)
+            if dryRun {
+                printPlan(job)
+                return
+            }
+            let progress = ProgressReporter(totalItems: job.tensors.count, totalBytes: job.inputBytes, enabled: !quiet && !json)
+            let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
+            progress.finish()
+            if let report, let accuracy = summary.report {
+                let file = try OutputFile(path: report, overwrite: true)
+                try file.write(Array(accuracy.html(title: "quantize --to \(to.rawValue) \(input)").utf8))
+                try file.commit()
+            }
+            if json {
+                print(summaryJSON(summary, job: job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+            } else if !quiet {
+                printSummary(summary, job: job)
+            }
+            if let accuracy = summary.report, !accuracy.passed { throw ExitCode(1) }
+        }
+
+        func printPlan(_ job: QuantizeJob) {
+            var rows = [["tensor", "action", "rule", "output", "bytes in", "bytes out"]]
+            for item in job.tensors {
+                let output = item.outputs.map { "\($0.type)" }.joined(separator: "+")
+                rows.append([item.source.name, item.decision.quantize ? "quantize" : "keep", item.decision.rule, output,
+                             "\(item.source.byteCount)", "\(item.outputByteCount)"])
+            }
+            print(Format.table(rows, rightAligned: [4, 5]))
+            let quantized = job.tensors.filter(\.decision.quantize).count
+            print("\nplan: \(quantized) tensors quantized to \(to.rawValue), \(job.tensors.count - quantized) kept; \(Format.bytes(job.inputBytes)) → \(Format.bytes(job.outputBytes)) of tensor data; output \(job.outputPath) (\(job.outputKind.rawValue)); nothing written (--dry-run)")
+        }
+
+        func printSummary(_ summary: QuantizeJob.Summary, job: QuantizeJob) {
+            if let accuracy = summary.report {
+                Format.note(accuracy.textTable(limit: 10))
+            }
+            var line = "quantized \(summary.quantizedCount) tensors to \(to.rawValue), kept \(summary.keptCount); "
+            line += "\(Format.bytes(summary.inputBytes)) → \(Format.bytes(summary.outputBytes)) "
+            line += String(format: "(%.2f×) in %@", Double(summary.inputBytes) / Double(max(summary.outputBytes, 1)), Format.duration(summary.seconds))
+            if summary.report != nil { line += String(format: " (check %@)", Format.duration(summary.checkSeconds)) }
+            if let peak = summary.peakResidentBytes { line += ", peak RSS \(Format.bytes(peak))" }
+            Format.note(line)
+            Format.note("wrote \(summary.output)" + (summary.reportPath.map { "; accuracy report \($0)" } ?? "") + (report.map { "; HTML \($0)" } ?? ""))
+            if let accuracy = summary.report, !accuracy.passed {
+                Format.note("accuracy check FAILED: \(accuracy.failedCount) tensor(s) over the threshold (worst: \(accuracy.worstTensor ?? "?")); the output was written, exit code 1")
+            }
+        }
+
+        func summaryJSON(_ summary: QuantizeJob.Summary, job: QuantizeJob) -> JSONValue {
+            func number(_ value: Int) -> JSONValue { .number(JSONNumber(value)) }
+            func real(_ value: Double) -> JSONValue { .number(JSONNumber(value)) }
+            var members: [JSONMember] = [
+                JSONMember("input", .string(input)),
+                JSONMember("output", .string(summary.output)),
+                JSONMember("outputKind", .string(summary.kind.rawValue)),
+                JSONMember("scheme", .string(to.rawValue)),
+                JSONMember("quantizedTensors", number(summary.quantizedCount)),
+                JSONMember("keptTensors", number(summary.keptCount)),
+                JSONMember("inputBytes", number(summary.inputBytes)),
+                JSONMember("outputBytes", number(summary.outputBytes)),
+                JSONMember("seconds", real(summary.seconds)),
+                JSONMember("checkSeconds", real(summary.checkSeconds)),
+                JSONMember("peakResidentBytes", summary.peakResidentBytes.map(number) ?? .null),
+                JSONMember("reportPath", summary.reportPath.map(JSONValue.string) ?? .null),
+            ]
+            if let accuracy = summary.report {
+                members.append(JSONMember("accuracy", .object([
+                    JSONMember("passed", .bool(accuracy.passed)),
+                    JSONMember("failedTensors", number(accuracy.failedCount)),
+                    JSONMember("worstTensor", accuracy.worstTensor.map(JSONValue.string) ?? .null),
+                ])))
+            }
+            return .object(members)
+        }
+    }
+}
