@@ -70,6 +70,26 @@ struct SafetensorsMalformedTests {
         }
     }
 
+    @Test("a 52 MB file whose header promises 9.4 GB is reported as truncated with both sizes (sparse file)")
+    func bigTruncationMessage() throws {
+        let directory = try Fixtures.temporaryDirectory("st-sparse")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = #"{"embed":{"dtype":"U8","shape":[9399999917],"data_offsets":[0,9399999917]}}"#
+        var bytes: [UInt8] = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) }
+        bytes += Array(json.utf8)
+        #expect(8 + json.utf8.count == 83)  // so the header promises 83 + 9_399_999_917 = 9.4e9 bytes
+        let path = directory.appendingPathComponent("cut.safetensors").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 52_000_000)  // sparse: no real disk use
+        try handle.close()
+        let error = #expect(throws: FormatError.self) { _ = try SafetensorsFile(path: path) }
+        #expect(error?.code == .truncated)
+        #expect(error?.tensor == "embed")
+        #expect(error?.description.contains("the file is 52.0 MB (52000000 bytes) but its header says 9.40 GB (9400000000 bytes)") == true,
+                "\(error?.description ?? "")")
+    }
+
     @Test("a truncated file's message gives the file size and the size the header promises")
     func truncationMessageGivesBothSizes() throws {
         let error = #expect(throws: FormatError.self) {
