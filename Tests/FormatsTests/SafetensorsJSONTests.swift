@@ -109,6 +109,41 @@ struct SafetensorsJSONTests {
         #expect(error?.message.contains(item.phrase) == true, "\(error?.description ?? "")")
     }
 
+    @Test("large objects keep every distinct key and still catch a late duplicate")
+    func largeObjects() throws {
+        let keys = (0..<5000).map { "model.layers.\($0 / 7).weight_\($0)" }
+        let text = "{" + keys.enumerated().map { "\"\($0.element)\":\($0.offset)" }.joined(separator: ",") + "}"
+        let value = try JSONValue.parse(text)
+        #expect(value.object?.map(\.key) == keys)
+        #expect(value["model.layers.714.weight_4999"]?.int == 4999)
+        var table = NameTable()
+        for key in keys { #expect(table.insert(key) == nil) }
+        #expect(table.insert(keys[1234]) == 1234)
+        #expect(table.position(of: keys[4321]) == 4321)
+        #expect(table.position(of: "absent") == nil)
+        let duplicated = String(text.dropLast()) + ",\"\(keys[17])\":0}"
+        let error = #expect(throws: FormatError.self) { _ = try JSONValue.parse(duplicated) }
+        #expect(error?.code == .duplicateKey)
+        #expect(error?.offset == text.utf8.count)
+    }
+
+    @Test("a JSON file that is empty or a Git LFS pointer is named as such")
+    func fileLevelChecks() throws {
+        let directory = try Fixtures.temporaryDirectory("json-file")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let empty = directory.appendingPathComponent("empty.json").path
+        #expect(FileManager.default.createFile(atPath: empty, contents: Data()))
+        #expect(throws: FormatError.self) { _ = try JSONValue.parse(contentsOf: empty) }
+        let pointer = directory.appendingPathComponent("index.json").path
+        #expect(FileManager.default.createFile(atPath: pointer, contents: Data("version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 42\n".utf8)))
+        let error = #expect(throws: FormatError.self) { _ = try JSONValue.parse(contentsOf: pointer) }
+        #expect(error?.code == .gitLFSPointer)
+        let config = directory.appendingPathComponent("config.json").path
+        #expect(FileManager.default.createFile(atPath: config, contents: Data("{\"hidden_size\": 4096, \"rope_theta\": 1e6}\n".utf8)))
+        let value = try JSONValue.parse(contentsOf: config)
+        #expect(value["hidden_size"]?.int == 4096 && value["rope_theta"]?.double == 1e6)
+    }
+
     @Test("error offsets are file offsets when the text is part of a file")
     func offsetsIncludeBase() throws {
         let bytes = Array("[1,,2]".utf8)

@@ -70,6 +70,26 @@ struct SafetensorsMalformedTests {
         }
     }
 
+    @Test("a 52 MB file whose header promises 9.4 GB is reported as truncated with both sizes (sparse file)")
+    func bigTruncationMessage() throws {
+        let directory = try Fixtures.temporaryDirectory("st-sparse")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = #"{"embed":{"dtype":"U8","shape":[9399999917],"data_offsets":[0,9399999917]}}"#
+        var bytes: [UInt8] = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) }
+        bytes += Array(json.utf8)
+        #expect(8 + json.utf8.count == 83)  // so the header promises 83 + 9_399_999_917 = 9.4e9 bytes
+        let path = directory.appendingPathComponent("cut.safetensors").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 52_000_000)  // sparse: no real disk use
+        try handle.close()
+        let error = #expect(throws: FormatError.self) { _ = try SafetensorsFile(path: path) }
+        #expect(error?.code == .truncated)
+        #expect(error?.tensor == "embed")
+        #expect(error?.description.contains("the file is 52.0 MB (52000000 bytes) but its header says 9.40 GB (9400000000 bytes)") == true,
+                "\(error?.description ?? "")")
+    }
+
     @Test("a truncated file's message gives the file size and the size the header promises")
     func truncationMessageGivesBothSizes() throws {
         let error = #expect(throws: FormatError.self) {
@@ -78,5 +98,56 @@ struct SafetensorsMalformedTests {
         let file = try MappedFile(path: Fixtures.path("malformed/safetensors/truncated_mid_tensor.safetensors"))
         #expect(error?.description.contains("the file is \(file.count) bytes but its header says") == true, "\(error?.description ?? "")")
         #expect(error?.tensor == "a")
+    }
+}
+
+@Suite("Safetensors reader robustness")
+struct SafetensorsRobustnessTests {
+    /// Deterministic mutations (byte flips in the length and header, truncations, insertions) of a
+    /// valid fixture: each must either read as a consistent file or throw a FormatError — never
+    /// trap, hang or read outside the file.
+    @Test("thousands of mutated headers either read consistently or fail with a FormatError")
+    func mutatedHeadersNeverTrap() throws {
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.path("safetensors/all_dtypes.safetensors"))))
+        let headerEnd = 8 + Int(original[0]) + Int(original[1]) << 8
+        let directory = try Fixtures.temporaryDirectory("st-fuzz")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("m.safetensors").path
+        var state: UInt64 = 0x5EED
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let interesting: [UInt8] = Array("{}[],:\"0123456789-.eE \\u".utf8) + [0x00, 0x7F, 0x80, 0xC3, 0xFF]
+        var accepted = 0, rejected = 0
+        for _ in 0..<1500 {
+            var bytes = original
+            switch next(4) {
+            case 0:
+                for _ in 0..<(1 + next(3)) { bytes[next(headerEnd)] = interesting[next(interesting.count)] }
+            case 1:
+                bytes = Array(bytes[0..<next(bytes.count)])
+            case 2:
+                bytes.insert(interesting[next(interesting.count)], at: 8 + next(headerEnd - 8))
+            default:
+                bytes[next(8)] = UInt8(next(256))
+            }
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+            do {
+                let file = try SafetensorsFile(path: path)
+                accepted += 1
+                var end = 0
+                for tensor in file.tensors {
+                    #expect(tensor.dataOffsets.lowerBound == end)
+                    end = tensor.dataOffsets.upperBound
+                    #expect(tensor.dtype.byteCount(elementCount: tensor.elementCount) == tensor.byteCount)
+                }
+                #expect(file.dataStart + end == bytes.count)
+            } catch {
+                rejected += 1
+                #expect(!error.message.isEmpty)
+            }
+        }
+        #expect(rejected > 1000)
     }
 }

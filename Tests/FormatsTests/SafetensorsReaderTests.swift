@@ -65,6 +65,27 @@ struct SafetensorsReaderTests {
     }
 }
 
+extension SafetensorsReaderTests {
+    @Test("sorts entries listed out of offset order, and reads unusual but valid entries (escapes, extra keys, spacing)")
+    func readsUnusualValidHeaders() throws {
+        let directory = try Fixtures.temporaryDirectory("st-odd")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = #"{"z" : { "data_offsets" : [ 4 , 6 ], "shape": [1], "dtype": "I16"}, "\u0061\n": {"dtype":"F32","shape":[],"data_offsets":[0,4],"extra":{"k":[1.5]}}, "e":{"dtype":"U8","shape":[0],"data_offsets":[6,6]}, "__metadata__": {"x": "\u00e9"}}"#
+        var bytes: [UInt8] = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) }
+        bytes += Array(json.utf8) + [0, 0, 0x80, 0x3f, 5, 0]
+        let path = directory.appendingPathComponent("odd.safetensors").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let file = try SafetensorsFile(path: path)
+        #expect(file.tensors.map(\.name) == ["a\n", "z", "e"])
+        #expect(file.tensors.map(\.dataOffsets) == [0..<4, 4..<6, 6..<6])
+        #expect(file.tensor(named: "z")?.dtype == .i16)
+        #expect(file.tensor(named: "a\n")?.shape == [])
+        #expect(file.tensor(named: "missing") == nil)
+        #expect(file.metadata == ["x": "é"])
+        #expect(Array(file.data(for: try #require(file.tensor(named: "z")))) == [5, 0])
+    }
+}
+
 @Suite("Sharded safetensors checkpoints")
 struct SafetensorsCheckpointTests {
     @Test("opens a 3-shard checkpoint from its directory or index and matches the oracle listing")

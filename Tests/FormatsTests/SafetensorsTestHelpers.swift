@@ -54,6 +54,9 @@ func sha256Hex(_ bytes: UnsafeRawBufferPointer) -> String {
 
 func sha256Hex(_ bytes: [UInt8]) -> String { bytes.withUnsafeBytes { sha256Hex($0) } }
 
+/// Thrown after the failure is recorded, to stop a test whose oracle cannot run.
+struct OracleUnavailable: Error {}
+
 /// Runs `tools/oracle_read_safetensors.py` (or another tools/ script) with the repository's
 /// `.venv` Python and returns its standard output. Fails the test when the venv is missing.
 func runOracle(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> [UInt8] {
@@ -62,7 +65,7 @@ func runOracle(_ arguments: [String], sourceLocation: SourceLocation = #_sourceL
     guard FileManager.default.isExecutableFile(atPath: python) else {
         Issue.record("the oracle Python \(python) is missing; run tools/setup.sh to create .venv with safetensors, numpy and ml_dtypes",
                      sourceLocation: sourceLocation)
-        throw CancellationError()
+        throw OracleUnavailable()
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
@@ -77,7 +80,7 @@ func runOracle(_ arguments: [String], sourceLocation: SourceLocation = #_sourceL
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
         Issue.record("oracle \(arguments) failed with status \(process.terminationStatus): \(errorText)", sourceLocation: sourceLocation)
-        throw CancellationError()
+        throw OracleUnavailable()
     }
     return [UInt8](data)
 }

@@ -415,6 +415,8 @@ struct JSONParser {
     let baseOffset: Int
     let maxDepth: Int
     var index = 0
+    private var memberStack: [JSONMember] = []
+    private var valueStack: [JSONValue] = []
 
     init(bytes: UnsafeRawBufferPointer, path: String, baseOffset: Int, maxDepth: Int) {
         self.bytes = bytes
@@ -430,12 +432,13 @@ struct JSONParser {
         return value
     }
 
-    /// Parses a document that must be an object, handing each member to `body` as it is read
-    /// (key, absolute offset of the key, value) instead of building the whole tree. Duplicate
-    /// keys at this level are left to `body`.
+    /// Parses a document that must be an object, handing each member's key (and the absolute
+    /// offset of the key) to `body`, which must read the value from the parser passed to it —
+    /// so a caller can read big documents member by member without building the whole tree.
+    /// Duplicate keys at this level are left to `body`.
     /// - Returns: false (without consuming anything) when the document is not an object.
     mutating func parseTopLevelObject(
-        _ body: (String, Int, JSONValue) throws(FormatError) -> Void
+        _ body: (inout JSONParser, String, Int) throws(FormatError) -> Void
     ) throws(FormatError) -> Bool {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
@@ -453,10 +456,9 @@ struct JSONParser {
                 guard peek() == UInt8(ascii: ":") else { throw syntax("expected ':' after the key") }
                 index += 1
                 skipWhitespace()
-                let value = try parseValue(depth: 1)
-                try body(key, keyOffset, value)
+                try body(&self, key, keyOffset)
                 skipWhitespace()
-                let next = peek()
+                guard let next = peek() else { throw syntax("expected ',' or '}' in an object") }
                 index += 1
                 if next == UInt8(ascii: ",") { continue }
                 if next == UInt8(ascii: "}") { break }
@@ -476,10 +478,10 @@ struct JSONParser {
     }
 
     @inline(__always)
-    private func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
+    func peek() -> UInt8? { index < bytes.count ? bytes[index] : nil }
 
     @inline(__always)
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x0A, 0x0D, 0x09: index += 1
@@ -501,7 +503,7 @@ struct JSONParser {
                            remedy: "the file is damaged or was not written by a JSON writer; regenerate or download it again")
     }
 
-    private mutating func parseValue(depth: Int) throws(FormatError) -> JSONValue {
+    mutating func parseValue(depth: Int) throws(FormatError) -> JSONValue {
         guard let byte = peek() else { throw syntax("expected a value") }
         switch byte {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
@@ -536,23 +538,30 @@ struct JSONParser {
         try checkDepth(depth)
         index += 1
         skipWhitespace()
-        var members: [JSONMember] = []
-        if peek() == UInt8(ascii: "}") { index += 1; return .object(members) }
-        var seen: Set<String>? = nil
+        if peek() == UInt8(ascii: "}") { index += 1; return .object([]) }
+        // Members collect on a stack shared by all levels, so each object costs one exact-size
+        // allocation instead of a growing array.
+        let base = memberStack.count
+        defer { memberStack.removeSubrange(base...) }
+        var seen: NameTable? = nil
         while true {
             skipWhitespace()
             let keyOffset = index
             guard peek() == UInt8(ascii: "\"") else { throw syntax("expected a string key") }
             let key = try parseString()
-            // Linear search is faster for the small objects that are the norm; switch to a set
-            // once an object grows.
+            // Linear search is faster for the small objects that are the norm; switch to a hash
+            // table once an object grows.
             if seen != nil {
-                if !seen!.insert(key).inserted { throw duplicate(key, at: keyOffset) }
+                if seen!.insert(key) != nil { throw duplicate(key, at: keyOffset) }
             } else {
-                for member in members where member.key == key { throw duplicate(key, at: keyOffset) }
-                if members.count >= 16 {
-                    seen = Set(members.map(\.key))
-                    seen!.insert(key)
+                for position in base..<memberStack.count where memberStack[position].key == key {
+                    throw duplicate(key, at: keyOffset)
+                }
+                if memberStack.count - base >= 16 {
+                    var table = NameTable(expectedCount: 64)
+                    for position in base..<memberStack.count { _ = table.insert(memberStack[position].key) }
+                    _ = table.insert(key)
+                    seen = table
                 }
             }
             skipWhitespace()
@@ -560,12 +569,12 @@ struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append(JSONMember(key, value))
+            memberStack.append(JSONMember(key, value))
             skipWhitespace()
             guard let next = peek() else { throw syntax("expected ',' or '}' in an object") }
             index += 1
             if next == UInt8(ascii: ",") { continue }
-            if next == UInt8(ascii: "}") { return .object(members) }
+            if next == UInt8(ascii: "}") { return .object(Array(memberStack[base...])) }
             index -= 1
             throw syntax("expected ',' or '}' in an object")
         }
@@ -581,16 +590,18 @@ struct JSONParser {
         try checkDepth(depth)
         index += 1
         skipWhitespace()
-        var elements: [JSONValue] = []
-        if peek() == UInt8(ascii: "]") { index += 1; return .array(elements) }
+        if peek() == UInt8(ascii: "]") { index += 1; return .array([]) }
+        let base = valueStack.count
+        defer { valueStack.removeSubrange(base...) }
         while true {
             skipWhitespace()
-            elements.append(try parseValue(depth: depth))
+            let value = try parseValue(depth: depth)
+            valueStack.append(value)
             skipWhitespace()
             guard let next = peek() else { throw syntax("expected ',' or ']' in an array") }
             index += 1
             if next == UInt8(ascii: ",") { continue }
-            if next == UInt8(ascii: "]") { return .array(elements) }
+            if next == UInt8(ascii: "]") { return .array(Array(valueStack[base...])) }
             index -= 1
             throw syntax("expected ',' or ']' in an array")
         }
@@ -784,5 +795,110 @@ struct JSONParser {
             }
         }
         return nil
+    }
+}
+
+// MARK: - Name table
+
+/// An insert-only hash table from strings to positions (0, 1, 2, … in insertion order), several
+/// times faster than `Dictionary<String, Int>` for the hundreds of thousands of names a large
+/// header holds: a multiply-mix hash over 8-byte words of the UTF-8 bytes with a per-process
+/// random seed (so crafted files cannot aim for collisions), and open addressing with linear
+/// probing on a power-of-two table that keeps each slot's full hash.
+struct NameTable: Sendable {
+    private(set) var keys: [String] = []
+    /// Each key's full hash, by position (read only when the table grows).
+    private var hashes: [UInt64] = []
+    /// Per slot: the high 32 bits of the key's hash, then position + 1 in the low 32 bits
+    /// (0 = empty) — one array, so a probe touches one cache line.
+    private var slots: [UInt64] = []
+    private var mask = 0
+
+    private static let seed = UInt64.random(in: 1...UInt64.max)
+
+    init(expectedCount: Int = 0) {
+        var capacity = 16
+        while capacity < expectedCount * 2 { capacity <<= 1 }
+        slots = [UInt64](repeating: 0, count: capacity)
+        mask = capacity - 1
+        keys.reserveCapacity(expectedCount)
+        hashes.reserveCapacity(expectedCount)
+    }
+
+    var count: Int { keys.count }
+
+    @inline(__always)
+    static func hash(_ key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { bytes in
+            var h = seed ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+            var i = 0
+            let raw = UnsafeRawBufferPointer(bytes)
+            while i + 8 <= bytes.count {
+                let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                h = (h ^ word) &* 0xBF58_476D_1CE4_E5B9
+                h ^= h >> 31
+                i += 8
+            }
+            var tail: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < bytes.count {
+                tail |= UInt64(bytes[i]) << shift
+                shift += 8
+                i += 1
+            }
+            h = (h ^ tail) &* 0x94D0_49BB_1331_11EB
+            h ^= h >> 29
+            h = h &* 0xBF58_476D_1CE4_E5B9
+            return h ^ (h >> 32)
+        }
+    }
+
+    /// The position of `key`, if present.
+    func position(of key: String) -> Int? {
+        guard !keys.isEmpty else { return nil }
+        let h = NameTable.hash(key)
+        let tag = h & 0xFFFF_FFFF_0000_0000
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let stored = slots[slot]
+            if stored == 0 { return nil }
+            let position = Int(stored & 0xFFFF_FFFF) - 1
+            if stored & 0xFFFF_FFFF_0000_0000 == tag, keys[position] == key { return position }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Adds `key` at the next position, or returns the position it already has (and adds nothing).
+    mutating func insert(_ key: String) -> Int? {
+        if (keys.count + 1) * 2 > slots.count { grow() }
+        let h = NameTable.hash(key)
+        let tag = h & 0xFFFF_FFFF_0000_0000
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let stored = slots[slot]
+            if stored == 0 { break }
+            let position = Int(stored & 0xFFFF_FFFF) - 1
+            if stored & 0xFFFF_FFFF_0000_0000 == tag, keys[position] == key { return position }
+            slot = (slot + 1) & mask
+        }
+        keys.append(key)
+        hashes.append(h)
+        slots[slot] = tag | UInt64(keys.count)
+        return nil
+    }
+
+    /// Doubles the table.
+    private mutating func grow() {
+        let capacity = slots.count * 2
+        var newSlots = [UInt64](repeating: 0, count: capacity)
+        let newMask = capacity - 1
+        for (position, h) in hashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: h) & newMask
+            while newSlots[slot] != 0 { slot = (slot + 1) & newMask }
+            newSlots[slot] = (h & 0xFFFF_FFFF_0000_0000) | UInt64(position + 1)
+        }
+        slots = newSlots
+        mask = newMask
     }
 }

@@ -201,6 +201,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             }
             weightMap.append((member.key, file))
         }
+        if weightMap.isEmpty { throw invalid("\"weight_map\" lists no tensors") }
         let metadata = document["metadata"]
         if let metadata, !metadata.isNull, metadata.object == nil {
             throw invalid("\"metadata\" is \(metadata.kindDescription), not an object")

@@ -76,7 +76,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// The string map under `__metadata__`, or nil when the header has none.
     public let metadata: [String: String]?
 
-    private let indexByName: [String: Int]
+    private let indexByName: NameTable
+    private let sortedPositionOfEntry: [Int]
 
     /// The largest header the reference reader accepts (`MAX_HEADER_SIZE`).
     public static let maxHeaderByteCount = 100_000_000
@@ -134,30 +135,44 @@ public final class SafetensorsFile: @unchecked Sendable {
 
         var parser = JSONParser(bytes: header, path: path, baseOffset: 8, maxDepth: JSONValue.defaultMaxDepth)
         var entries: [SafetensorsTensor] = []
-        var indexByName: [String: Int] = [:]
+        // A well-formed entry takes at least ~50 header bytes and typically ~100; sizing for the
+        // typical size (the header is known to be inside the file) avoids most rehashing.
+        var indexByName = NameTable(expectedCount: header.count / 100)
         var metadata: [String: String]? = nil
         var metadataSeen = false
         let isObject: Bool
         do {
-            isObject = try parser.parseTopLevelObject { (key, keyOffset, value) throws(FormatError) in
-            if key == "__metadata__" {
-                if metadataSeen {
-                    throw FormatError(.duplicateKey, path: path, offset: keyOffset,
-                                      message: "the header has two __metadata__ entries",
-                                      remedy: "the file is ambiguous; regenerate it")
+            isObject = try parser.parseTopLevelObject { (parser, key, keyOffset) throws(FormatError) in
+                if key == "__metadata__" {
+                    if metadataSeen {
+                        throw FormatError(.duplicateKey, path: path, offset: keyOffset,
+                                          message: "the header has two __metadata__ entries",
+                                          remedy: "the file is ambiguous; regenerate it")
+                    }
+                    metadataSeen = true
+                    let value = try parser.parseValue(depth: 1)
+                    metadata = try SafetensorsFile.parseMetadata(value, path: path, offset: keyOffset)
+                    return
                 }
-                metadataSeen = true
-                metadata = try SafetensorsFile.parseMetadata(value, path: path, offset: keyOffset)
-                return
-            }
-            if let previous = indexByName[key] {
-                throw FormatError(.duplicateTensor, path: path, offset: keyOffset, tensor: key,
-                                  message: "the tensor name appears twice in the header (first with data_offsets [\(entries[previous].dataOffsets.lowerBound), \(entries[previous].dataOffsets.upperBound)])",
-                                  remedy: "the file is ambiguous; regenerate it with a writer that does not repeat names")
-            }
-            let tensor = try SafetensorsFile.parseEntry(key, value, path: path, offset: keyOffset)
-            indexByName[key] = entries.count
-            entries.append(tensor)
+                // One hash per name: insert, and learn about a duplicate from the old value.
+                if let previous = indexByName.insert(key) {
+                    throw FormatError(.duplicateTensor, path: path, offset: keyOffset, tensor: key,
+                                      message: "the tensor name appears twice in the header (first with data_offsets [\(entries[previous].dataOffsets.lowerBound), \(entries[previous].dataOffsets.upperBound)])",
+                                      remedy: "the file is ambiguous; regenerate it with a writer that does not repeat names")
+                }
+                // The common well-formed entry is read straight from the bytes; anything unusual
+                // is re-read as a generic JSON value, whose checks give the precise error.
+                let start = parser.index
+                let tensor: SafetensorsTensor
+                if let fast = parser.parseWellFormedTensorEntry() {
+                    tensor = try SafetensorsFile.validatedTensor(key, dtype: fast.dtype, shape: fast.shape, begin: fast.begin,
+                                                                 end: fast.end, path: path, offset: keyOffset)
+                } else {
+                    parser.index = start
+                    let value = try parser.parseValue(depth: 1)
+                    tensor = try SafetensorsFile.parseEntry(key, value, path: path, offset: keyOffset)
+                }
+                entries.append(tensor)
             }
         } catch {
             if error.code == .invalidJSON || error.code == .invalidUTF8, let other = otherFormat() { throw other }
@@ -174,22 +189,28 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
 
         // The reference reader sorts by offsets, then requires the ranges to tile the buffer.
-        let order = entries.indices.sorted { a, b in
-            let x = entries[a], y = entries[b]
-            if x.dataOffsets.lowerBound != y.dataOffsets.lowerBound { return x.dataOffsets.lowerBound < y.dataOffsets.lowerBound }
-            if x.dataOffsets.upperBound != y.dataOffsets.upperBound { return x.dataOffsets.upperBound < y.dataOffsets.upperBound }
-            return x.name.utf8.lexicographicallyPrecedes(y.name.utf8)
+        func precedes(_ a: Int, _ b: Int) -> Bool {
+            let x = entries[a].dataOffsets, y = entries[b].dataOffsets
+            if x.lowerBound != y.lowerBound { return x.lowerBound < y.lowerBound }
+            if x.upperBound != y.upperBound { return x.upperBound < y.upperBound }
+            return entries[a].name.utf8.lexicographicallyPrecedes(entries[b].name.utf8)
         }
-        var sorted: [SafetensorsTensor] = []
-        sorted.reserveCapacity(entries.count)
+        // Writers list tensors in offset order, so sorting is usually unnecessary.
+        var alreadySorted = true
+        for position in entries.indices.dropFirst() where !precedes(position - 1, position) {
+            alreadySorted = false
+            break
+        }
+        let order = alreadySorted ? Array(entries.indices) : entries.indices.sorted(by: precedes)
+        let sorted = alreadySorted ? entries : order.map { entries[$0] }
         var end = 0
-        var previous: SafetensorsTensor? = nil
-        for position in order {
-            let tensor = entries[position]
-            let range = tensor.dataOffsets
+        for position in sorted.indices {
+            let range = sorted[position].dataOffsets
             if range.lowerBound > end {
+                let tensor = sorted[position]
                 let message: String
-                if let previous {
+                if position > 0 {
+                    let previous = sorted[position - 1]
                     message = "\(range.lowerBound - end) unused bytes lie between tensor '\(previous.name)' (data_offsets [\(previous.dataOffsets.lowerBound), \(previous.dataOffsets.upperBound)]) and tensor '\(tensor.name)' (data_offsets [\(range.lowerBound), \(range.upperBound)])"
                 } else {
                     message = "the first tensor's data begins at \(range.lowerBound), not 0 (data_offsets [\(range.lowerBound), \(range.upperBound)]): \(range.lowerBound) bytes before it belong to no tensor"
@@ -197,14 +218,13 @@ public final class SafetensorsFile: @unchecked Sendable {
                 throw FormatError(.offsetGap, path: path, offset: dataStart + end, tensor: tensor.name, message: message,
                                   remedy: "the header is inconsistent; regenerate the file")
             }
-            if range.lowerBound < end, let previous {
+            if range.lowerBound < end, position > 0 {
+                let tensor = sorted[position], previous = sorted[position - 1]
                 throw FormatError(.offsetOverlap, path: path, offset: dataStart + range.lowerBound, tensor: tensor.name,
                                   message: "the data of tensor '\(tensor.name)' (data_offsets [\(range.lowerBound), \(range.upperBound)]) overlaps tensor '\(previous.name)' (data_offsets [\(previous.dataOffsets.lowerBound), \(previous.dataOffsets.upperBound)])",
                                   remedy: "the header is inconsistent; regenerate the file")
             }
             end = range.upperBound
-            previous = tensor
-            sorted.append(tensor)
         }
         if end < bufferSize {
             throw FormatError(.trailingBytes, path: path, offset: dataStart + end,
@@ -218,18 +238,22 @@ public final class SafetensorsFile: @unchecked Sendable {
                               message: "the file is \(describeSize(UInt64(bytes.count))) but its header says \(describeSize(UInt64(dataStart + end))); the data of tensor '\(name)' runs past the end: it is truncated",
                               remedy: "download or copy the file again")
         }
-        var finalIndex: [String: Int] = [:]
-        finalIndex.reserveCapacity(sorted.count)
-        for (position, tensor) in sorted.enumerated() { finalIndex[tensor.name] = position }
+        // Names map to header positions; one permutation maps those to sorted positions, so the
+        // names are hashed only once.
+        var sortedPosition = order
+        if !alreadySorted {
+            for (position, entry) in order.enumerated() { sortedPosition[entry] = position }
+        }
         self.tensors = sorted
-        self.indexByName = finalIndex
+        self.indexByName = indexByName
+        self.sortedPositionOfEntry = sortedPosition
         self.metadata = metadata
     }
 
     /// The tensor called `name`, if the file has it.
     public func tensor(named name: String) -> SafetensorsTensor? {
-        guard let position = indexByName[name] else { return nil }
-        return tensors[position]
+        guard let entry = indexByName.position(of: name) else { return nil }
+        return tensors[sortedPositionOfEntry[entry]]
     }
 
     /// The tensor's bytes in the mapped file (no copy; valid while this object lives).
@@ -339,7 +363,21 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             bounds.append(offsetValue)
         }
-        let begin = bounds[0], end = bounds[1]
+        return try validatedTensor(name, dtype: dtype, shape: shape, begin: bounds[0], end: bounds[1], path: path, offset: offset)
+    }
+
+    /// The size and offset rules of formats.md §1.2 for one entry whose fields are well-typed.
+    private static func validatedTensor(_ name: String, dtype: DType, shape: [Int], begin: Int, end: Int,
+                                        path: String, offset: Int) throws(FormatError) -> SafetensorsTensor {
+        func schema(_ code: FormatError.Code, _ message: String) -> FormatError {
+            FormatError(code, path: path, offset: offset, tensor: name, message: message,
+                        remedy: "the header is damaged or was not written by a safetensors writer; regenerate or download the file again")
+        }
+        for (label, value) in [("begin", begin), ("end", end)] where value > SafetensorsFile.maxOffset {
+            throw FormatError(.offsetOutOfRange, path: path, offset: offset, tensor: name,
+                              message: "data_offsets \(label) is \(value), beyond the format's 48-bit limit (\(SafetensorsFile.maxOffset)) and any real file",
+                              remedy: "the header is damaged; download or regenerate the file")
+        }
         guard begin <= end else {
             throw schema(.invalidOffsets, "data_offsets [\(begin), \(end)] are reversed: the end is before the beginning")
         }
@@ -377,4 +415,121 @@ func describeSize(_ bytes: UInt64) -> String {
     while value >= 1_000, unit < units.count - 1 { value /= 1_000; unit += 1 }
     let digits = unit < 2 ? "%.1f" : "%.2f"
     return String(format: digits, value) + " " + units[unit] + " (\(bytes) bytes)"
+}
+
+extension JSONParser {
+    /// Reads a tensor entry written the usual way — `{"dtype":"…","shape":[…],"data_offsets":[…,…]}`
+    /// in any key order, no escapes, non-negative integer literals — directly from the bytes,
+    /// without building JSON values. Returns nil (with the position undefined) for anything else,
+    /// so the caller can re-read the entry generically for a precise error or an unusual form.
+    mutating func parseWellFormedTensorEntry() -> (dtype: DType, shape: [Int], begin: Int, end: Int)? {
+        guard peek() == UInt8(ascii: "{") else { return nil }
+        index += 1
+        var dtype: DType? = nil
+        var shape: [Int]? = nil
+        var offsets: [Int]? = nil
+        while true {
+            skipWhitespace()
+            guard let key = rawASCIIString() else { return nil }
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { return nil }
+            index += 1
+            skipWhitespace()
+            switch key.count {
+            case 5 where JSONParser.equals(key, "dtype"):
+                guard dtype == nil, let name = rawASCIIString(), let value = DType(utf8: name) else { return nil }
+                dtype = value
+            case 5 where JSONParser.equals(key, "shape"):
+                guard shape == nil, let value = unsignedIntegerArray() else { return nil }
+                shape = value
+            case 12 where JSONParser.equals(key, "data_offsets"):
+                guard offsets == nil, let value = unsignedIntegerArray(), value.count == 2 else { return nil }
+                offsets = value
+            default:
+                return nil
+            }
+            skipWhitespace()
+            guard let next = peek() else { return nil }
+            index += 1
+            if next == UInt8(ascii: ",") { continue }
+            guard next == UInt8(ascii: "}"), let dtype, let shape, let offsets else { return nil }
+            return (dtype, shape, offsets[0], offsets[1])
+        }
+    }
+
+    /// A string literal of printable ASCII without escapes, as the bytes between the quotes.
+    private mutating func rawASCIIString() -> UnsafeRawBufferPointer? {
+        guard peek() == UInt8(ascii: "\"") else { return nil }
+        let start = index + 1
+        var position = start
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                index = position + 1
+                return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return nil }
+            position += 1
+        }
+        return nil
+    }
+
+    /// `[d, d, …]` of integer literals without sign, fraction or exponent that fit `Int`.
+    private mutating func unsignedIntegerArray() -> [Int]? {
+        guard peek() == UInt8(ascii: "[") else { return nil }
+        index += 1
+        skipWhitespace()
+        var values: [Int] = []
+        if peek() == UInt8(ascii: "]") { index += 1; return values }
+        while true {
+            skipWhitespace()
+            guard let first = peek(), first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else { return nil }
+            var value = 0
+            var digits = 0
+            while let digit = peek(), digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") {
+                let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+                let (next, o2) = times10.addingReportingOverflow(Int(digit - UInt8(ascii: "0")))
+                if o1 || o2 { return nil }
+                value = next
+                digits += 1
+                index += 1
+            }
+            if first == UInt8(ascii: "0"), digits > 1 { return nil }
+            if let after = peek(), after == UInt8(ascii: ".") || after == UInt8(ascii: "e") || after == UInt8(ascii: "E") { return nil }
+            values.append(value)
+            skipWhitespace()
+            guard let next = peek() else { return nil }
+            index += 1
+            if next == UInt8(ascii: ",") { continue }
+            if next == UInt8(ascii: "]") { return values }
+            return nil
+        }
+    }
+}
+
+extension JSONParser {
+    /// Whether `bytes` are exactly the UTF-8 of `literal`.
+    @inline(__always)
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
+        bytes.count == literal.utf8CodeUnitCount
+            && (bytes.count == 0 || memcmp(bytes.baseAddress!, literal.utf8Start, bytes.count) == 0)
+    }
+}
+
+extension DType {
+    /// The names as UTF-8 bytes, for matching header bytes without making strings.
+    private static let utf8Names: [(bytes: [UInt8], dtype: DType)] = DType.allCases.map { (Array($0.rawValue.utf8), $0) }
+
+    /// The dtype whose safetensors name is exactly these UTF-8 bytes.
+    init?(utf8 name: UnsafeRawBufferPointer) {
+        guard let base = name.baseAddress else { return nil }
+        for candidate in DType.utf8Names where candidate.bytes.count == name.count {
+            let same = candidate.bytes.withUnsafeBytes { memcmp($0.baseAddress!, base, name.count) == 0 }
+            if same {
+                self = candidate.dtype
+                return
+            }
+        }
+        return nil
+    }
 }

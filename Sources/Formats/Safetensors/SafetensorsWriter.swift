@@ -224,7 +224,7 @@ public final class SafetensorsWriter {
         }
     }
 
-    /// Appends the next chunk of tensor `name` from an array (see ``write(_:for:)-(UnsafeRawBufferPointer,_)``).
+    /// Appends the next chunk of tensor `name` from an array (same rules as the raw-buffer form).
     public func write(_ chunk: [UInt8], for name: String) throws(FormatError) {
         var failure: FormatError?
         chunk.withUnsafeBytes { raw in
