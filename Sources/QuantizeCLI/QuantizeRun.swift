@@ -62,23 +62,11 @@ extension QuantizeCommand {
         @Flag(help: "Skip the accuracy check.")
         var noCheck = false
 
-        @Option(help: "Maximum relative output error per tensor (default: per scheme, formats/accuracy-report.md).")
-        var maxError: Double?
-
         @Flag(help: "Write nothing if any tensor exceeds its accuracy threshold.")
         var strict = false
 
-        @Option(help: "Write the accuracy report as a self-contained HTML file.")
-        var report: String?
-
-        @Option(help: "Probe activations for the check: a safetensors file with one [tokens, in] tensor per layer name, or one for all.")
-        var activations: String?
-
-        @Option(help: "Probe rows of generated activations (default 64).")
-        var probeRows: Int = 64
-
-        @Flag(help: "Add a few large outlier channels to the generated probe activations, as real activations have.")
-        var outliers = false
+        @OptionGroup(title: "Accuracy check")
+        var check: CheckOptions
 
         @Flag(help: "No progress or summary on stderr.")
         var quiet = false
@@ -95,10 +83,9 @@ extension QuantizeCommand {
             if granularity != nil && to.ggmlType != nil { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if !["bf16", "f16", "f32"].contains(scaleDtype) { throw ValidationError("--scale-dtype must be bf16, f16 or f32") }
-            if noCheck && (strict || maxError != nil || report != nil || activations != nil) {
+            if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
                 throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")
             }
-            if probeRows <= 0 { throw ValidationError("--probe-rows must be positive") }
         }
 
         func scheme() throws -> Scheme {
@@ -141,25 +128,8 @@ extension QuantizeCommand {
 
         func checkSettings() throws -> QuantizeJob.CheckSettings? {
             guard !noCheck else { return nil }
-            var named: [String: ProbeActivations] = [:]
-            var shared: ProbeActivations? = nil
-            if let activations {
-                let file = try SafetensorsFile(path: activations)
-                for tensor in file.tensors {
-                    guard tensor.shape.count == 2 || tensor.shape.count == 1, let columns = tensor.shape.last, columns > 0 else {
-                        throw QuantizeJobError(.invalidActivations, "\(activations): tensor '\(tensor.name)' has shape \(tensor.shape); activations must be [tokens, in_features]")
-                    }
-                    var values = [Float](repeating: 0, count: tensor.elementCount)
-                    try values.withUnsafeMutableBufferPointer { buffer throws(FormatError) in
-                        try ElementConversion.toFloat32(file.data(for: tensor), from: tensor.dtype, into: buffer)
-                    }
-                    let probe = try ProbeActivations(values: values, rows: tensor.elementCount / columns, columns: columns)
-                    named[tensor.name] = probe
-                    if file.tensors.count == 1 { shared = probe }
-                }
-            }
-            let source = ProbeActivationSource(rows: probeRows, outliers: outliers ? OutlierChannels() : nil, named: named, shared: shared)
-            return QuantizeJob.CheckSettings(activations: source, activationsFile: activations, maxError: maxError, strict: strict)
+            return QuantizeJob.CheckSettings(activations: try check.source(), activationsFile: check.activations,
+                                             maxError: check.maxError, strict: strict)
         }
 
         func run() throws {
@@ -175,10 +145,8 @@ extension QuantizeCommand {
             let progress = ProgressReporter(totalItems: job.tensors.count, totalBytes: job.inputBytes, enabled: !quiet && !json)
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
-            if let report, let accuracy = summary.report {
-                let file = try OutputFile(path: report, overwrite: true)
-                try file.write(Array(accuracy.html(title: "quantize --to \(to.rawValue) \(input)").utf8))
-                try file.commit()
+            if let accuracy = summary.report {
+                try check.writeHTML(accuracy, title: "quantize --to \(to.rawValue) \(input)")
             }
             if json {
                 print(summaryJSON(summary, job: job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
@@ -210,7 +178,7 @@ extension QuantizeCommand {
             if summary.report != nil { line += String(format: " (check %@)", Format.duration(summary.checkSeconds)) }
             if let peak = summary.peakResidentBytes { line += ", peak RSS \(Format.bytes(peak))" }
             Format.note(line)
-            Format.note("wrote \(summary.output)" + (summary.reportPath.map { "; accuracy report \($0)" } ?? "") + (report.map { "; HTML \($0)" } ?? ""))
+            Format.note("wrote \(summary.output)" + (summary.reportPath.map { "; accuracy report \($0)" } ?? "") + (check.report.map { "; HTML \($0)" } ?? ""))
             if let accuracy = summary.report, !accuracy.passed {
                 Format.note("accuracy check FAILED: \(accuracy.failedCount) tensor(s) over the threshold (worst: \(accuracy.worstTensor ?? "?")); the output was written, exit code 1")
             }
