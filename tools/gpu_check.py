@@ -10,10 +10,9 @@ and its small dependencies may be installed from wheels first. Usage:
 For each variant: load it with AutoModelForCausalLM (transformers reads quantization_config and
 hands the checkpoint to compressed-tensors), run a few fixed token sequences, and report against
 the BF16 original: relative logit error ||L_q - L|| / ||L||, top-1 agreement, mean KL(p || p_q)
-of the next-token distributions, and the max absolute logit difference. It also rebuilds each
-variant's weights by decoding our tensors in numpy (q * scale, formats/quantize-*.md) and checks
-that the model transformers loaded holds those same weights (max |diff|), which separates a
-layout problem from quantization error.
+of the next-token distributions, and the max absolute logit difference. It also compares the
+projection weights transformers holds after loading (decompressed by compressed-tensors) with the
+BF16 original, which separates a layout problem (huge weight error) from quantization error.
 """
 import argparse
 import json
