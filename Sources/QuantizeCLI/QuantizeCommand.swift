@@ -27,7 +27,7 @@ struct QuantizeCommand: ParsableCommand {
             Foundation.exit(2)
         } catch let error as QuantizeJobError {
             Format.note("error: \(error.description)")
-            Foundation.exit(2)
+            Foundation.exit(error.code == .accuracyCheckFailed ? 1 : 2)
         } catch {
             if let exitCode = error as? ExitCode { Foundation.exit(exitCode.rawValue) }
             if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError || error is CleanExit {
