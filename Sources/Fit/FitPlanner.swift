@@ -180,9 +180,9 @@ public struct OffloadPlan: Codable, Sendable {
     public var hostWeightBytes: Double
     /// Layers on the device(s) out of all layers.
     public var deviceLayers: Int
-    /// Seconds per output token at batch 1.
+    /// Seconds per decode step (per output token of each sequence).
     public var secondsPerToken: Double
-    /// Tokens per second at batch 1.
+    /// Output tokens per second of all sequences (concurrency ÷ step).
     public var tokensPerSecond: Double
     /// What limits it.
     public var bound: String

@@ -1,12 +1,14 @@
 import Foundation
 
 /// Plans for a model whose weights do not fit the devices: stream them over the host link, split
-/// layers with the CPU computing its share, or run on the CPU alone (all at batch 1).
+/// layers with the CPU computing its share, or run on the CPU alone (at the request's concurrency, 1 for `max`).
 public enum OffloadPlanner {
     /// Every applicable plan for `request` (stream needs a host link; split and cpu need `request.host`).
     public static func plans(_ request: FitRequest, bytes: WeightBytes, execution: Execution) -> [OffloadPlan] {
+        let users: Int
+        if case .count(let n) = request.concurrency { users = n } else { users = 1 }
         var single = request
-        single.concurrency = .count(1)
+        single.concurrency = .count(users)
         let memory = FitPlanner.memoryBreakdown(single, bytes: bytes)
         let count = Double(request.devices.count)
         let total = Double(bytes.total)
@@ -20,8 +22,8 @@ public enum OffloadPlanner {
 
         // Device time for its share: the full-model step scaled by the share, fixed costs kept.
         let full = SpeedModel(request: single, bytes: bytes, execution: execution, memory: memory)
-        let step = full.decode(concurrency: 1).stepSeconds
-        let fixed = full.overhead(sequences: 1)
+        let step = full.decode(concurrency: users).stepSeconds
+        let fixed = full.overhead(sequences: Double(users))
         let deviceSeconds = fraction * max(step - fixed, 0) + fixed
 
         var plans: [OffloadPlan] = []
@@ -29,16 +31,16 @@ public enum OffloadPlanner {
             let transfer = hostBytes / (link.gigabytesPerSecond * 1e9 * request.engine.offloadLinkEfficiency)
             let seconds = deviceSeconds + transfer
             plans.append(OffloadPlan(mode: "stream", deviceWeightBytes: deviceBytes, hostWeightBytes: hostBytes, deviceLayers: deviceLayers,
-                                     secondsPerToken: seconds, tokensPerSecond: 1 / seconds,
+                                     secondsPerToken: seconds, tokensPerSecond: Double(users) / seconds,
                                      bound: "\(link.name) at \(Int(request.engine.offloadLinkEfficiency * 100)) % of \(link.gigabytesPerSecond) GB/s"))
         }
-        if let host = request.host, let cpu = cpuStep(request, host: host, bytes: bytes) {
+        if let host = request.host, let cpu = cpuStep(request, host: host, bytes: bytes, users: users) {
             let cpuShare = (1 - fraction) * cpu
             let seconds = deviceSeconds + cpuShare
             plans.append(OffloadPlan(mode: "split", deviceWeightBytes: deviceBytes, hostWeightBytes: hostBytes, deviceLayers: deviceLayers,
-                                     secondsPerToken: seconds, tokensPerSecond: 1 / seconds, bound: "host memory bandwidth of \(host.name)"))
+                                     secondsPerToken: seconds, tokensPerSecond: Double(users) / seconds, bound: "host memory bandwidth of \(host.name)"))
             plans.append(OffloadPlan(mode: "cpu", deviceWeightBytes: 0, hostWeightBytes: total, deviceLayers: 0,
-                                     secondsPerToken: cpu, tokensPerSecond: 1 / cpu, bound: "host memory bandwidth of \(host.name)"))
+                                     secondsPerToken: cpu, tokensPerSecond: Double(users) / cpu, bound: "host memory bandwidth of \(host.name)"))
         }
         switch request.offload {
         case .stream, .split, .cpu: return plans.filter { $0.mode == request.offload.rawValue }
@@ -47,14 +49,14 @@ public enum OffloadPlanner {
     }
 
     /// Seconds per token at batch 1 with every weight on `host` (llama.cpp-style CPU decode).
-    static func cpuStep(_ request: FitRequest, host: Hardware, bytes: WeightBytes) -> Double? {
+    static func cpuStep(_ request: FitRequest, host: Hardware, bytes: WeightBytes, users: Int) -> Double? {
         var cpu = request
         cpu.devices = DeviceSelection(hardware: host, count: 1)
-        cpu.concurrency = .count(1)
+        cpu.concurrency = .count(users)
         cpu.interconnect = nil
         let execution = request.variant.execution(on: host)
         let memory = FitPlanner.memoryBreakdown(cpu, bytes: bytes)
-        return SpeedModel(request: cpu, bytes: bytes, execution: execution, memory: memory).decode(concurrency: 1).stepSeconds
+        return SpeedModel(request: cpu, bytes: bytes, execution: execution, memory: memory).decode(concurrency: users).stepSeconds
     }
 
     /// CPU-only estimate for `request` on `host` as a full result (used by `--device local`).
