@@ -118,7 +118,10 @@ public struct Execution: Sendable, Hashable, Codable {
     public var weightOnly: Bool
 
     /// A phrase for output: `native fp8` or `weight-only (bf16 math)`.
-    public var summary: String { weightOnly ? "weight-only (dequantized to \(mathPrecision))" : "native \(mathPrecision)" }
+    public var summary: String {
+        if weightOnly && mathPrecision == "int8" { return "weight-only (quantized blocks, int8 dot products)" }
+        return weightOnly ? "weight-only (dequantized to \(mathPrecision))" : "native \(mathPrecision)"
+    }
 }
 
 /// Weight bytes of a variant, by role.

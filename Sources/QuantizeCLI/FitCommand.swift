@@ -93,7 +93,7 @@ extension QuantizeCommand {
                 guard device.lowercased() == "local" else {
                     throw FormatError(.invalidRequest, path: device, message: "--device takes 'local'", remedy: "use --gpu NAME for catalog devices")
                 }
-                FileHandle.standardError.write(Data("probing this machine (cores, memory, read bandwidth)…\n".utf8))
+                FileHandle.standardError.write(Data("probing this machine (cores, memory, memcpy bandwidth)…\n".utf8))
                 selections.append(DeviceSelection(hardware: LocalProbe.probe(), count: 1))
             }
             if selections.isEmpty {
