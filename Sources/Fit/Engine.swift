@@ -56,6 +56,8 @@ public struct EngineProfile: Codable, Sendable, Hashable {
     public var stepOverheadSecondsPerLayer: Double
     /// Cost per running sequence per step in seconds (Python-side scheduling and detokenisation).
     public var stepOverheadSecondsPerSequence: Double
+    /// Cost per step for each device beyond the first (vLLM 0.5's per-worker input broadcast, llama.cpp's hand-over between split layers).
+    public var stepOverheadSecondsPerExtraDevice: Double
     /// Cost per layer of a prefill pass in seconds (small-GEMM inefficiency at short prompts).
     public var prefillOverheadSecondsPerLayer: Double
     /// Fraction of the host link's per-direction bandwidth reached when streaming offloaded weights.

@@ -457,7 +457,7 @@ struct SpeedModel {
 
     func overhead(sequences: Double) -> Double {
         var value = engine.stepOverheadSeconds + engine.stepOverheadSecondsPerLayer * Double(model.layerCount) + engine.stepOverheadSecondsPerSequence * sequences
-        if engine.splitMode == .layer { value += 0.0002 * Double(request.devices.count - 1) }
+        value += engine.stepOverheadSecondsPerExtraDevice * Double(request.devices.count - 1)
         return value
     }
 
