@@ -54,15 +54,17 @@ def main():
         error = value / r["measured"] - 1
         errors.append(abs(error)); ratios.append(max(value / r["measured"], r["measured"] / value))
         lines.append(f"| {r['id']} | {r['model']} | {r['variant']} | {r['gpu']} | {r['engine']} | {r['metric']} | {r['measured']:.4g} | {value:.4g} | {error:+.1%} |")
+    by_engine = {}
+    for (r, _, _), e in zip(results, errors):
+        by_engine.setdefault(r["engine"], []).append(e)
+    engine_lines = [f"- {name}: {len(v)} rows, median |error| {statistics.median(v):.1%}, largest {max(v):.1%}" for name, v in by_engine.items()]
     median = statistics.median(errors)
     worst = max(ratios)
     worst_row = results[ratios.index(worst)][0]["id"]
     summary = f"{len(results)} rows: median |error| {median:.1%}, worst row {worst_row} off by {worst:.2f}x (targets: median <= 15 %, worst <= 2x)"
-    if a.markdown:
-        print("\n".join(lines)); print(); print(summary)
-    else:
-        for line in lines: print(line)
-        print(summary)
+    print("\n".join(lines)); print()
+    print("\n".join(engine_lines)); print()
+    print(summary)
     return 0 if median <= 0.15 and worst <= 2 else 1
 
 if __name__ == "__main__":

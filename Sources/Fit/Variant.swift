@@ -71,8 +71,11 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
         case "fp16": return Execution(mathPrecision: "fp16", weightOnly: false)
         case "fp8":
             return hardware.runsNatively("fp8") ? Execution(mathPrecision: "fp8", weightOnly: false) : Execution(mathPrecision: sixteen, weightOnly: true)
+        case "gguf":
+            // llama.cpp dequantizes GGUF blocks to FP16 for cuBLAS and its own kernels.
+            return Execution(mathPrecision: "fp16", weightOnly: !isSixteenBit)
         default:
-            return Execution(mathPrecision: isSixteenBit ? "fp16" : sixteen, weightOnly: !isSixteenBit)
+            return Execution(mathPrecision: sixteen, weightOnly: true)
         }
     }
 
