@@ -16,6 +16,7 @@ LAMBDA = "LambdaLabsML/vllm-benchmark benchmark_v0.md"
 GPTFAST = "pytorch-labs/gpt-fast README.md (8x A100-80GB at 330 W, 5-token prompt)"
 KIPPLY = "cli99/llm-analysis examples/fastertransformer/README.md (kipply, https://kipp.ly/blog/transformer-inference-arithmetic/)"
 XD = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference README.md"
+HERE = "measured in this project: tools/fit_device_check.py on NVIDIA H100 80GB HBM3, fixtures/fit/h100-device-check.json"
 FLEX = "FMInference/FlexiGen benchmark/batch_size_table.md"
 # ShareGPT averages used by vLLM's benchmark_serving (about 215 prompt and 198 output tokens per request).
 SG_IN, SG_OUT = 215, 198
@@ -79,6 +80,11 @@ rows = [
     row("48b", "llama-2-70b", "bf16", "a100-sxm-80gb:4", "gpt-fast", "decodePerUser", 38.0, GPTFAST, 5, 200, 1),
     row("48c", "llama-2-70b", "bf16", "a100-sxm-80gb:8", "gpt-fast", "decodePerUser", 62.5, GPTFAST, 5, 200, 1),
     row("49", "llama-2-7b", "bf16", "a100-sxm-80gb:8", "gpt-fast", "decodePerUser", 328.4, GPTFAST, 5, 200, 1),
+    # Measured in this project on the device machine (tools/fit_device_check.py): a Llama-3.1-8B-shaped
+    # stack of BF16 GEMVs (no attention, no embedding lookup) replayed as a CUDA graph.
+    row("H1", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodePerUser", 1 / 0.00613141, HERE, 1, 2, 1, note="6.13 ms per step"),
+    row("H2", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodeTotal", 64 / 0.00643282, HERE, 1, 2, 64, note="6.43 ms per step at batch 64"),
+    row("H3", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodeTotal", 256 / 0.00806547, HERE, 1, 2, 256, note="8.07 ms per step at batch 256"),
     # C.6 FasterTransformer 13B (kipply), batch 1, 512-token prompt
     row("51a", "llama-2-13b", "fp16", "a100-sxm-40gb:1", "trtllm", "ttft", 0.06317, KIPPLY, 512, 1, 1, note="FasterTransformer; a 13B model with the Llama-2-13B shape"),
     row("51b", "llama-2-13b", "fp16", "a100-sxm-40gb:1", "trtllm", "decodePerUser", 1 / 0.0220, KIPPLY, 512, 128, 1, note="22.0 ms per token"),

@@ -326,3 +326,38 @@ struct SpeedTests {
         #expect((local.cores ?? 0) >= 1)
     }
 }
+
+@Suite("Fit: numbers measured on a real H100 (fixtures/fit/h100-device-check.json)")
+struct DeviceMeasurementTests {
+    static func measurement() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("fit/h100-device-check.json")))
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    @Test("the catalog's usable memory of the H100 SXM is what CUDA reported on the device, within 0.5 %")
+    func usableMemory() throws {
+        let measured = try #require(try Self.measurement()["memory_total_gib"] as? Double)
+        let entry = try Setup.catalog().device(named: "h100-sxm-80gb")
+        #expect(abs(entry.memoryBytes / 1_073_741_824 - measured) / measured < 0.005)
+    }
+
+    @Test("vLLM's offload link efficiency is the pinned host-to-device rate measured over PCIe Gen5, within 3 %")
+    func pinnedLinkEfficiency() throws {
+        let measured = try #require(try Self.measurement()["h2d_pinned_gbps"] as? Double)
+        let link = try #require(try Setup.catalog().link(named: "pcie-gen5-x16"))
+        let engine = try Engines.named("vllm")
+        #expect(abs(engine.offloadLinkEfficiency - measured / link.gigabytesPerSecond) < 0.03)
+    }
+
+    @Test("predicted batch-1 decode of the 8B-shaped GEMV stack is within 15 % of the measured 6.13 ms step")
+    func decodeStack() throws {
+        let stack = try #require(try Self.measurement()["decode_stack_cuda_graph"] as? [String: Any])
+        let one = try #require(stack["1"] as? [String: Any])
+        let measured = try #require(one["step_ms"] as? Double) / 1000
+        var request = try Setup.request("llama-3.1-8b", "bf16", "h100-sxm-80gb", engine: "gpt-fast", concurrency: .count(1))
+        request.inputTokens = 1
+        request.outputTokens = 2
+        let predicted = try #require(try FitPlanner.plan(request).decode).stepSeconds
+        #expect(abs(predicted - measured) / measured < 0.15, "predicted \(predicted * 1000) ms")
+    }
+}
