@@ -270,8 +270,13 @@ public enum FitPlanner {
         guard count >= 1 else {
             throw FormatError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
         }
-        guard request.inputTokens >= 1, request.outputTokens >= 1, request.context >= 1 else {
-            throw FormatError(.invalidRequest, path: "request", message: "input tokens, output tokens and context must be at least 1", remedy: "fix --input-tokens, --output-tokens or --context")
+        let limit = 100_000_000
+        var concurrencyOK = true
+        if case .count(let n) = request.concurrency { concurrencyOK = n >= 1 && n <= limit }
+        guard request.inputTokens >= 1, request.outputTokens >= 1, request.context >= 1,
+              request.inputTokens <= limit, request.outputTokens <= limit, request.context <= limit, concurrencyOK,
+              request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
+            throw FormatError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
         }
         guard let bytes = request.variant.weightBytes(of: model) else {
             throw FormatError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")

@@ -148,10 +148,20 @@ public struct HardwareCatalog: Codable, Sendable {
                                   message: "memoryGB, memoryBandwidthGBps and every teraflops value must be positive numbers",
                                   remedy: "fix the entry '\(entry.name)'")
             }
+            let optional = [entry.usableMemoryGiB, entry.tdpWatts].compactMap { $0 }
+            guard optional.allSatisfy({ $0.isFinite && $0 > 0 }), (entry.pricePerHour ?? 0) >= 0, (entry.interconnectGroup ?? 1) >= 1 else {
+                throw FormatError(.invalidCatalog, path: path, tensor: entry.name,
+                                  message: "usableMemoryGiB and tdpWatts must be positive, pricePerHour not negative, interconnectGroup at least 1",
+                                  remedy: "fix the entry '\(entry.name)'")
+            }
             if let count = entry.defaultCount, count < 1 {
                 throw FormatError(.invalidCatalog, path: path, tensor: entry.name, message: "defaultCount must be at least 1",
                                   remedy: "fix the entry '\(entry.name)'")
             }
+        }
+        for link in catalog.links where !(link.gigabytesPerSecond > 0 && link.allReduceLatencyMicroseconds >= 0) {
+            throw FormatError(.invalidCatalog, path: path, tensor: link.name, message: "a link needs gigabytesPerSecond > 0 and allReduceLatencyMicroseconds ≥ 0",
+                              remedy: "fix the link '\(link.name)'")
         }
         return catalog
     }
@@ -172,7 +182,13 @@ public struct HardwareCatalog: Codable, Sendable {
     /// The device called `name` (case-insensitive); an unknown name throws `unknownHardware` listing every known name.
     public func device(named name: String) throws -> Hardware {
         let key = name.lowercased()
-        if let found = hardware.first(where: { $0.name.lowercased() == key }) { return found }
+        if let found = hardware.first(where: { $0.name.lowercased() == key }) {
+            for linkName in [found.interconnect, found.hostLink].compactMap({ $0 }) where link(named: linkName) == nil {
+                throw FormatError(.invalidCatalog, path: name, message: "'\(found.name)' refers to the link '\(linkName)', which the catalog does not define; links: \(links.map(\.name).joined(separator: ", "))",
+                                  remedy: "add the link to the catalog's links or use a defined one")
+            }
+            return found
+        }
         throw FormatError(.unknownHardware, path: name,
                           message: "unknown hardware '\(name)'; known: \(hardware.map(\.name).joined(separator: ", "))",
                           remedy: "use one of the known names, or describe the device in a JSON file passed with --catalog")

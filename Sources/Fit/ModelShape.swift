@@ -97,6 +97,19 @@ public struct ModelShape: Codable, Sendable, Hashable {
                               message: "sizes must be positive (hidden \(hiddenSize), layers \(layerCount), heads \(attentionHeads), kv heads \(kvHeads), head dim \(headDim), intermediate \(intermediateSize), vocab \(vocabularySize), context \(maxContext))",
                               remedy: "check config.json or the GGUF metadata")
         }
+        // Every product the planner forms from these sizes must fit in Int (sizes come from files).
+        var total = 0
+        for tensor in weightTensors {
+            guard let elements = CheckedSize.product([tensor.rows, tensor.columns, tensor.count]),
+                  let bytes = CheckedSize.multiply(elements, 4), let sum = CheckedSize.sum(total, bytes) else {
+                throw FormatError(.overflow, path: path, tensor: tensor.name, message: "the size of \(tensor.name) overflows 64-bit arithmetic",
+                                  remedy: "check the sizes in config.json or the GGUF metadata")
+            }
+            total = sum
+        }
+        guard CheckedSize.product([2, layerCount, kvHeads, headDim, 2]) != nil else {
+            throw FormatError(.overflow, path: path, message: "the KV bytes per token overflow 64-bit arithmetic", remedy: "check the sizes")
+        }
         guard attentionHeads % kvHeads == 0 else {
             throw FormatError(.invalidModelConfig, path: path, message: "\(attentionHeads) attention heads are not a multiple of \(kvHeads) KV heads",
                               remedy: "check num_key_value_heads")
@@ -196,8 +209,9 @@ public struct ModelShape: Codable, Sendable, Hashable {
         var copy = self
         copy.tensors = records.map { record in
             let name = record.name.lowercased()
-            let rows = record.shape.count >= 2 ? record.shape.dropLast().reduce(1, *) : 1
-            let columns = record.shape.last ?? 1
+            // rows × columns = elementCount, which the reader has already checked.
+            let columns = max(record.shape.count >= 2 ? record.shape.last ?? 1 : record.elementCount, 1)
+            let rows = record.elementCount / columns
             let role: WeightTensor.Role
             if record.shape.count < 2 || name.contains("norm") || name.hasSuffix(".bias") {
                 role = .vector

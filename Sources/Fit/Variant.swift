@@ -89,22 +89,23 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
         var bytes = WeightBytes()
         let q6 = Scheme(name: .q6_K)
         for tensor in shape.weightTensors {
+            guard let elements = CheckedSize.multiply(tensor.rows, tensor.columns) else { return nil }
             let perTensor: Int?
             if tensor.isQuantizable {
                 perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns, scaleBytes: 2)
             } else if isGGUF {
                 switch tensor.role {
                 case .embedding:
-                    perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(tensor.rows * tensor.columns, 2)
+                    perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
                 case .lmHead:
                     let lowBit: Set<SchemeName> = [.q4_0, .q4_1, .q5_0, .q5_1, .q4_K]
                     let kept = lowBit.contains(scheme.name) ? q6 : scheme
-                    perTensor = kept.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(tensor.rows * tensor.columns, 2)
+                    perTensor = kept.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
                 default:
-                    perTensor = CheckedSize.multiply(tensor.rows * tensor.columns, 4)
+                    perTensor = CheckedSize.multiply(elements, 4)
                 }
             } else {
-                perTensor = CheckedSize.multiply(tensor.rows * tensor.columns, 2)
+                perTensor = CheckedSize.multiply(elements, 2)
             }
             guard let perTensor, let total = CheckedSize.multiply(perTensor, tensor.count) else { return nil }
             bytes.add(total, role: tensor.role)

@@ -361,3 +361,42 @@ struct DeviceMeasurementTests {
         #expect(abs(predicted - measured) / measured < 0.15, "predicted \(predicted * 1000) ms")
     }
 }
+
+@Suite("Fit: bad input")
+struct BadInputTests {
+    @Test("a config.json whose sizes overflow 64-bit products is rejected with overflow, not a crash")
+    func overflowingConfig() throws {
+        let config: [String: Any] = ["model_type": "llama", "hidden_size": 1 << 30, "num_hidden_layers": 1 << 30,
+                                     "num_attention_heads": 1, "intermediate_size": 1 << 30, "vocab_size": 1 << 30]
+        let error = try #require(throws: FormatError.self) { try ModelShape(config: config, path: "config.json") }
+        #expect(error.code == .overflow)
+    }
+
+    @Test("a config.json without hidden_size names the missing key")
+    func missingKey() throws {
+        let error = try #require(throws: FormatError.self) {
+            try ModelShape(config: ["model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 10], path: "config.json")
+        }
+        #expect(error.code == .invalidModelConfig)
+        #expect(error.message.contains("hidden_size"))
+    }
+
+    @Test("a catalog entry naming an undefined link is rejected when it is used")
+    func undefinedLink() throws {
+        let user = """
+        {"hardware": [{"name": "odd", "displayName": "Odd", "kind": "gpu", "memoryGB": 10, "memoryBandwidthGBps": 100,
+          "teraflops": {"bf16": 10}, "native": ["bf16"], "interconnect": "warp-drive", "sources": {}}]}
+        """
+        let merged = try Setup.catalog().merging(try HardwareCatalog.decode(Data(user.utf8), path: "user.json"))
+        let error = try #require(throws: FormatError.self) { try merged.device(named: "odd") }
+        #expect(error.code == .invalidCatalog)
+        #expect(error.message.contains("warp-drive"))
+    }
+
+    @Test("a context beyond 100 million tokens is rejected as an invalid request")
+    func hugeContext() throws {
+        let request = try Setup.request("llama-3.1-8b", "bf16", "h100-sxm-80gb", context: 1_000_000_000_000)
+        let error = try #require(throws: FormatError.self) { try FitPlanner.plan(request) }
+        #expect(error.code == .invalidRequest)
+    }
+}
