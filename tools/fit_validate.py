@@ -22,6 +22,7 @@ def predict(binary, r):
     try:
         if m == "throughput": return out["throughput"]["outputTokensPerSecond"], None
         if m == "decodePerUser": return out["decode"]["tokensPerSecondPerUser"], None
+        if m == "stepSeconds": return out["decode"]["stepSeconds"], None
         if m == "decodeTotal": return out["decode"]["tokensPerSecondTotal"], None
         if m == "ttft": return out["prefill"]["ttftSeconds"], None
         if m == "prefillTokensPerSecond": return out["prefill"]["tokensPerSecond"], None

@@ -17,6 +17,7 @@ GPTFAST = "pytorch-labs/gpt-fast README.md (8x A100-80GB at 330 W, 5-token promp
 KIPPLY = "cli99/llm-analysis examples/fastertransformer/README.md (kipply, https://kipp.ly/blog/transformer-inference-arithmetic/)"
 XD = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference README.md"
 HERE = "measured in this project: tools/fit_device_check.py on NVIDIA H100 80GB HBM3, fixtures/fit/h100-device-check.json"
+HERE_ATT = "measured in this project: tools/fit_device_attention.py on NVIDIA H100 80GB HBM3, fixtures/fit/h100-attention-check.json"
 FLEX = "FMInference/FlexiGen benchmark/batch_size_table.md"
 # ShareGPT averages used by vLLM's benchmark_serving (about 215 prompt and 198 output tokens per request).
 SG_IN, SG_OUT = 215, 198
@@ -85,6 +86,11 @@ rows = [
     row("H1", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodePerUser", 1 / 0.00613141, HERE, 1, 2, 1, note="6.13 ms per step"),
     row("H2", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodeTotal", 64 / 0.00643282, HERE, 1, 2, 64, note="6.43 ms per step at batch 64"),
     row("H3", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "decodeTotal", 256 / 0.00806547, HERE, 1, 2, 256, note="8.07 ms per step at batch 256"),
+    # Same model with a KV cache (SDPA, GQA), tools/fit_device_attention.py; step time per batch x context.
+    row("H4", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "stepSeconds", 0.0121745, HERE_ATT, 2048, 1, 64),
+    row("H5", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "stepSeconds", 0.0119339, HERE_ATT, 8192, 1, 16),
+    row("H6", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "stepSeconds", 0.0077716, HERE_ATT, 32768, 1, 1),
+    row("H7", "llama-3.1-8b", "bf16", "h100-sxm-80gb:1", "gpt-fast", "stepSeconds", 0.0128692, HERE_ATT, 1024, 1, 128),
     # C.6 FasterTransformer 13B (kipply), batch 1, 512-token prompt
     row("51a", "llama-2-13b", "fp16", "a100-sxm-40gb:1", "trtllm", "ttft", 0.06317, KIPPLY, 512, 1, 1, note="FasterTransformer; a 13B model with the Llama-2-13B shape"),
     row("51b", "llama-2-13b", "fp16", "a100-sxm-40gb:1", "trtllm", "decodePerUser", 1 / 0.0220, KIPPLY, 512, 128, 1, note="22.0 ms per token"),

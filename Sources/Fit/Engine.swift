@@ -42,6 +42,8 @@ public struct EngineProfile: Codable, Sendable, Hashable {
     public var splitMode: SplitMode
     /// Fraction of datasheet memory bandwidth reached by decode kernels on 16-bit or native weights.
     public var bandwidthEfficiency: Double
+    /// Fraction of datasheet bandwidth reached reading the KV cache in attention kernels.
+    public var kvBandwidthEfficiency: Double
     /// Bandwidth efficiency by weight variant where dequantization kernels do worse (`int4`, `fp8-weight-only`, `q4_0`).
     public var variantBandwidthEfficiency: [String: Double]
     /// Fraction of datasheet memory bandwidth reached on a CPU with datasheet (theoretical) DRAM bandwidth.

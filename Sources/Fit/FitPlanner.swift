@@ -426,7 +426,7 @@ struct SpeedModel {
                                                                        measuredBandwidth: hardware.sources["bandwidth"] == "measured")
     }
     var kvBandwidth: Double {
-        hardware.bandwidthBytesPerSecond * (hardware.kind == .cpu ? engine.cpuBandwidthEfficiency : engine.bandwidthEfficiency)
+        hardware.bandwidthBytesPerSecond * (hardware.kind == .cpu ? engine.cpuBandwidthEfficiency : engine.kvBandwidthEfficiency)
     }
 
     /// Weight bytes read by one step that processes `tokens` tokens, on one device.
