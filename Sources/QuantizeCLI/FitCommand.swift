@@ -1,8 +1,247 @@
 import ArgumentParser
+import Fit
+import Formats
+import Foundation
 
 extension QuantizeCommand {
     struct FitCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "fit", abstract: "Which GPU, multi-GPU or offload setup a model variant fits, and how fast it runs there.")
-        func run() throws {}
+        static let configuration = CommandConfiguration(
+            commandName: "fit",
+            abstract: "Which GPU, multi-GPU or offload setup a model variant fits, and how fast it runs there.",
+            discussion: """
+            MODEL is a model directory with config.json (weights optional), a config.json file, or a preset:
+            \(((try? ModelShape.presets()) ?? []).map(\.name).joined(separator: ", ")).
+            Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4.
+            Exit status: 0 fits, 1 does not fit, 2 bad usage or input.
+            """)
+
+        @Argument(help: "Model directory, config.json, or preset name.")
+        var model: String
+        @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
+        var gpus: [String] = []
+        @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
+        var device: String?
+        @Option(help: "A JSON catalog whose entries add to or replace the built-in ones (formats/fit-catalog.md).")
+        var catalog: String?
+        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …).")
+        var variant: String = "bf16"
+        @Option(help: "Context tokens per sequence for the KV budget (default: input + output tokens).")
+        var context: Int?
+        @Option(help: "Concurrent sequences: a number or 'max'.")
+        var concurrency: String = "max"
+        @Option(help: "Prompt tokens per request.")
+        var inputTokens: Int = 1024
+        @Option(help: "Generated tokens per request.")
+        var outputTokens: Int = 256
+        @Option(help: "Serving engine: vllm, vllm-0.5, trtllm, llamacpp, transformers, gpt-fast (default vllm; llamacpp on CPUs).")
+        var engine: String?
+        @Option(help: "KV-cache element type: fp16 (also bf16) or fp8.")
+        var kvDtype: String = "fp16"
+        @Option(help: "When weights do not fit: none, auto, stream, split or cpu.")
+        var offload: String = "auto"
+        @Option(help: "Host CPU catalog entry used by offload plans.")
+        var host: String = "xeon-8480"
+        @Option(help: "Price per device-hour in US dollars (overrides the catalog).")
+        var price: Double?
+        @Option(help: "Service objective: tokens per second each user must see.")
+        var sloTps: Double?
+        @Option(help: "Service objective: longest time to first token, seconds.")
+        var sloTtft: Double?
+        @Flag(help: "Print one JSON document on stdout.")
+        var json = false
+
+        func run() throws {
+            do {
+                let fits = try execute()
+                if !fits { throw ExitCode(1) }
+            } catch let error as FormatError {
+                FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+
+        /// Runs the command; returns whether every requested configuration fits.
+        func execute() throws -> Bool {
+            var hardware = try HardwareCatalog.builtIn()
+            if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
+            let shape = try loadModelShape(path: model)
+            let variantValue = try Variant.parse(variant)
+            let concurrencyValue = try parseConcurrency()
+            guard let offloadMode = OffloadMode(rawValue: offload.lowercased()) else {
+                throw FormatError(.invalidRequest, path: offload, message: "unknown offload mode '\(offload)'; known: \(OffloadMode.allCases.map(\.rawValue).joined(separator: ", "))", remedy: "pick one")
+            }
+            let kvBytes: Int
+            switch kvDtype.lowercased() {
+            case "fp16", "bf16", "f16", "auto": kvBytes = 2
+            case "fp8", "fp8_e4m3", "fp8-e4m3", "fp8_e5m2": kvBytes = 1
+            default: throw FormatError(.invalidRequest, path: kvDtype, message: "unknown KV dtype '\(kvDtype)'; known: fp16, bf16, fp8", remedy: "pick one")
+            }
+            guard inputTokens >= 1, outputTokens >= 1, (context ?? 1) >= 1 else {
+                throw FormatError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
+            }
+            let hostHardware = try? hardware.device(named: host)
+            func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
+                let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
+                return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
+                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrencyValue,
+                                  kvBytesPerElement: kvBytes, offload: offloadMode, host: hostHardware, pricePerHour: price,
+                                  sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
+            }
+
+            var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
+            if let device {
+                guard device.lowercased() == "local" else {
+                    throw FormatError(.invalidRequest, path: device, message: "--device takes 'local'", remedy: "use --gpu NAME for catalog devices")
+                }
+                FileHandle.standardError.write(Data("probing this machine (cores, memory, memcpy bandwidth)…\n".utf8))
+                selections.append(DeviceSelection(hardware: LocalProbe.probe(), count: 1))
+            }
+            if selections.isEmpty {
+                return try overview(shape: shape, catalog: hardware, request: request)
+            }
+            let results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let data = results.count == 1 ? try encoder.encode(results[0]) : try encoder.encode(results)
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                for result in results { print(FitReport.breakdown(result)) }
+            }
+            return results.allSatisfy(\.fits)
+        }
+
+        func parseConcurrency() throws -> Concurrency {
+            if concurrency.lowercased() == "max" { return .max }
+            guard let value = Int(concurrency), value >= 1 else {
+                throw FormatError(.invalidRequest, path: concurrency, message: "--concurrency takes a whole number ≥ 1 or 'max'", remedy: "for example --concurrency 32")
+            }
+            return .count(value)
+        }
+
+        /// The table of every catalog device × the overview variants, each at its smallest fitting count.
+        func overview(shape: ModelShape, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
+            var rows: [FitResult] = []
+            let variants = try Variant.overview.map { try Variant.parse($0) }
+            for hardware in catalog.hardware {
+                for variant in variants {
+                    var counts = [1, 2, 4, 8]
+                    if let base = hardware.defaultCount { counts = [base] + counts.filter { $0 > base } }
+                    if hardware.kind == .cpu { counts = [1] }
+                    var chosen: FitResult?
+                    for count in counts {
+                        let result = try FitPlanner.plan(try request(DeviceSelection(hardware: hardware, count: count), variant).withOffload(.none))
+                        chosen = result
+                        if result.fits { break }
+                    }
+                    if let chosen { rows.append(chosen) }
+                }
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            } else {
+                print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens))
+            }
+            return true
+        }
+    }
+}
+
+extension FitRequest {
+    func withOffload(_ mode: OffloadMode) -> FitRequest {
+        var copy = self
+        copy.offload = mode
+        return copy
+    }
+}
+
+/// Builds the model shape for `quantize fit MODEL`.
+///
+/// PLUG-IN POINT for checkpoint headers: today this accepts a preset name, a directory holding
+/// config.json, or a config.json file. When the Formats readers land, a .safetensors/.gguf file or a
+/// directory with weights should read the tensor headers (`[TensorRecord]`) and return
+/// `shape.withTensors(records)` (exact parameter count and bytes), and a .gguf file should build the
+/// shape with `ModelShape(ggufMetadata:path:)`.
+func loadModelShape(path: String) throws -> ModelShape {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        if isDirectory.boolValue || path.hasSuffix(".json") { return try ModelShape.load(configAt: path) }
+        throw FormatError(.notThisFormat, path: path, message: "reading tensor headers of weight files is not wired into fit yet",
+                          remedy: "pass the model directory (with config.json) or a preset name")
+    }
+    if let preset = try ModelShape.preset(named: path) { return preset }
+    let names = try ModelShape.presets().map(\.name)
+    throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
+                      remedy: "pass a model directory with config.json or one of the presets")
+}
+
+/// Human-readable renderings of fit results.
+enum FitReport {
+    static func gb(_ bytes: Double) -> String { String(format: "%.2f GB", bytes / 1e9) }
+    static func number(_ value: Double) -> String {
+        if value >= 100 { return String(format: "%.0f", value) }
+        if value >= 10 { return String(format: "%.1f", value) }
+        return String(format: "%.2f", value)
+    }
+
+    static func breakdown(_ r: FitResult) -> String {
+        var lines: [String] = []
+        let m = r.memory
+        lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), TP \(r.tensorParallel)): \(r.fits ? "FITS" : "DOES NOT FIT")")
+        lines.append("  parameters      \(String(format: "%.2f", Double(r.model.parameterCount) / 1e9)) B (active per token \(String(format: "%.2f", Double(r.model.activeParameterCount) / 1e9)) B), \(r.execution)")
+        lines.append("  memory / device weights \(gb(m.weights)) + KV \(gb(m.kvCache)) + activations \(gb(m.activations)) + overhead \(gb(m.overhead)) = \(gb(m.total)) of \(gb(m.available)) available (headroom \(gb(m.headroom)))")
+        lines.append("  KV cache        \(Int(m.kvBytesPerTokenModel)) bytes/token for the model, budget \(gb(m.kvCapacity))/device = \(m.kvCacheTokens) tokens")
+        lines.append("  context \(r.context): max concurrent sequences \(r.maxConcurrency); longest single context \(r.longestContext)")
+        if let d = r.decodeSingleUser {
+            lines.append("  decode, 1 user  \(number(d.tokensPerSecondPerUser)) tok/s (\(String(format: "%.1f", d.stepSeconds * 1000)) ms/token, \(d.bound)-bound)")
+        }
+        if let d = r.decode, d.concurrency > 1 {
+            lines.append("  decode, \(d.concurrency) users \(number(d.tokensPerSecondPerUser)) tok/s each, \(number(d.tokensPerSecondTotal)) tok/s total (\(d.bound)-bound)")
+        }
+        if let t = r.throughput {
+            lines.append("  serving         \(number(t.outputTokensPerSecond)) output tok/s at \(t.concurrency) in flight with prompts interleaved (\(number(t.tokensPerSecondPerUser)) tok/s each)")
+        }
+        if let p = r.prefill {
+            lines.append("  prefill         \(p.inputTokens) tokens: TTFT \(String(format: "%.3f", p.ttftSeconds)) s (\(number(p.tokensPerSecond)) tok/s, \(p.bound)-bound)")
+        }
+        if let s = r.slo {
+            lines.append("  SLO             \(s.maxUsers) users meet \(s.tokensPerSecondPerUser.map { "≥ \(number($0)) tok/s" } ?? "")\(s.ttftSeconds.map { " TTFT ≤ \($0) s" } ?? "") (\(number(s.tokensPerSecondTotal)) tok/s total)")
+        }
+        if let cost = r.costPerMillionTokens, let price = r.pricePerHour {
+            lines.append("  cost            $\(String(format: "%.3f", cost)) per million output tokens at $\(String(format: "%.2f", price))/device-hour")
+        }
+        if let plans = r.offload {
+            for plan in plans {
+                let marker = plan.mode == r.offloadBest ? " (fastest)" : ""
+                let speed = plan.secondsPerToken >= 1 ? String(format: "%.1f s/token", plan.secondsPerToken) : String(format: "%.1f ms/token", plan.secondsPerToken * 1000)
+                lines.append("  offload \(plan.mode.padding(toLength: 6, withPad: " ", startingAt: 0)) \(speed) = \(number(plan.tokensPerSecond)) tok/s; \(plan.deviceLayers) layers on device, \(gb(plan.hostWeightBytes)) on host; \(plan.bound)\(marker)")
+            }
+        }
+        for note in r.notes { lines.append("  note: \(note)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func table(_ rows: [FitResult], model: ModelShape, context: Int) -> String {
+        var lines = ["\(model.name): \(String(format: "%.2f", Double(model.parameterCount) / 1e9)) B parameters, context \(context)"]
+        let header = ["hardware", "variant", "fits", "config", "max users", "tok/s/user", "total tok/s", "$/M tok"]
+        var table = [header]
+        for r in rows {
+            let config = r.fits ? "\(r.deviceCount)× TP\(r.tensorParallel)" : "-"
+            table.append([
+                r.hardware.split(separator: ":").first.map(String.init) ?? r.hardware, r.variant, r.fits ? "yes" : "no", config,
+                r.fits ? "\(r.maxConcurrency)" : "-",
+                r.decodeSingleUser.map { number($0.tokensPerSecondPerUser) } ?? "-",
+                r.throughput.map { number($0.outputTokensPerSecond) } ?? "-",
+                r.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-",
+            ])
+        }
+        let widths = (0..<header.count).map { column in table.map { $0[column].count }.max() ?? 0 }
+        for row in table {
+            lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        lines.append("tok/s/user: one user; total tok/s and $/M: full load at the context with prompts interleaved (vLLM unless --engine).")
+        return lines.joined(separator: "\n")
     }
 }

@@ -1,0 +1,537 @@
+import Foundation
+import Formats
+
+/// How many sequences run at once.
+public enum Concurrency: Sendable, Hashable {
+    /// A fixed number of concurrent sequences.
+    case count(Int)
+    /// As many as the KV cache and the engine's batch limit allow.
+    case max
+}
+
+/// Where weights that do not fit on the devices go.
+public enum OffloadMode: String, Sendable, Hashable, Codable, CaseIterable {
+    /// No offloading: a model that does not fit is reported as not fitting.
+    case none
+    /// Try every mode below and report the fastest.
+    case auto
+    /// Weights kept in host RAM and streamed over the host link every step (accelerate, vLLM --cpu-offload-gb).
+    case stream
+    /// Layers split between device and CPU, the CPU computing its share (llama.cpp -ngl).
+    case split
+    /// Everything on the CPU.
+    case cpu
+}
+
+/// Everything the planner needs for one answer.
+public struct FitRequest: Sendable {
+    /// The model.
+    public var model: ModelShape
+    /// The weight variant.
+    public var variant: Variant
+    /// The devices.
+    public var devices: DeviceSelection
+    /// The serving engine.
+    public var engine: EngineProfile
+    /// Tokens of context per sequence used for the KV budget (max users, fits).
+    public var context: Int
+    /// Prompt tokens per request.
+    public var inputTokens: Int
+    /// Generated tokens per request.
+    public var outputTokens: Int
+    /// Concurrent sequences.
+    public var concurrency: Concurrency
+    /// KV-cache element bytes: 2 (FP16/BF16) or 1 (FP8).
+    public var kvBytesPerElement: Int
+    /// Offloading policy.
+    public var offload: OffloadMode
+    /// Host CPU (for offload modes); nil means none described.
+    public var host: Hardware?
+    /// Host link for streaming (from the device's `hostLink`).
+    public var hostLink: Link?
+    /// Device-to-device link for tensor parallelism.
+    public var interconnect: Link?
+    /// Price per device-hour overriding the catalog's.
+    public var pricePerHour: Double?
+    /// Decode speed each user must see, tokens per second.
+    public var sloTokensPerSecond: Double?
+    /// Longest acceptable time to first token, seconds.
+    public var sloTTFTSeconds: Double?
+
+    /// Creates a request; links are looked up in `catalog`.
+    public init(model: ModelShape, variant: Variant, devices: DeviceSelection, engine: EngineProfile, catalog: HardwareCatalog,
+                context: Int? = nil, inputTokens: Int = 1024, outputTokens: Int = 256, concurrency: Concurrency = .max,
+                kvBytesPerElement: Int = 2, offload: OffloadMode = .none, host: Hardware? = nil, pricePerHour: Double? = nil,
+                sloTokensPerSecond: Double? = nil, sloTTFTSeconds: Double? = nil) {
+        self.model = model
+        self.variant = variant
+        self.devices = devices
+        self.engine = engine
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.context = context ?? inputTokens + outputTokens
+        self.concurrency = concurrency
+        self.kvBytesPerElement = kvBytesPerElement
+        self.offload = offload
+        self.host = host
+        self.pricePerHour = pricePerHour
+        self.sloTokensPerSecond = sloTokensPerSecond
+        self.sloTTFTSeconds = sloTTFTSeconds
+        let hardware = devices.hardware
+        let groupFits = devices.count <= (hardware.interconnectGroup ?? Int.max)
+        self.interconnect = catalog.link(named: groupFits ? hardware.interconnect : hardware.hostLink) ?? catalog.link(named: hardware.hostLink)
+        self.hostLink = catalog.link(named: hardware.hostLink)
+    }
+}
+
+/// Memory per device, in bytes (the JSON `memory` object; formats/fit-output.md).
+public struct MemoryBreakdown: Codable, Sendable {
+    /// Devices the model is spread over.
+    public var devices: Int
+    /// Weight bytes on each device.
+    public var weights: Double
+    /// KV bytes the requested workload needs on each device (concurrency × context; one sequence at `max`).
+    public var kvCache: Double
+    /// KV bytes the engine reserves on each device (its budget).
+    public var kvCapacity: Double
+    /// Activation buffers on each device.
+    public var activations: Double
+    /// CUDA context, non-torch allocations, CUDA graphs or llama.cpp's margin on each device.
+    public var overhead: Double
+    /// weights + kvCache + activations + overhead.
+    public var total: Double
+    /// What the engine lets itself use on each device (memory × utilization rule).
+    public var available: Double
+    /// available − total (negative: does not fit).
+    public var headroom: Double
+    /// KV bytes per token on each device.
+    public var kvBytesPerToken: Double
+    /// KV bytes per token for the whole model.
+    public var kvBytesPerTokenModel: Int
+    /// Tokens of KV the budget holds.
+    public var kvCacheTokens: Int
+    /// Weight bytes of the variant for the whole model.
+    public var weightsModel: Int
+}
+
+/// Decode speed (the JSON `decode` object).
+public struct DecodeEstimate: Codable, Sendable {
+    /// Sequences decoded together.
+    public var concurrency: Int
+    /// Seconds per decode step (per output token of each user).
+    public var stepSeconds: Double
+    /// Output tokens per second seen by each user.
+    public var tokensPerSecondPerUser: Double
+    /// Output tokens per second summed over users.
+    public var tokensPerSecondTotal: Double
+    /// `memory`, `compute` or `overhead`: what limits a step.
+    public var bound: String
+    /// Weight bytes read per step per device.
+    public var weightBytesPerStep: Double
+    /// KV bytes read per step per device.
+    public var kvBytesPerStep: Double
+}
+
+/// Prefill time of one prompt on an idle server (the JSON `prefill` object).
+public struct PrefillEstimate: Codable, Sendable {
+    /// Prompt tokens.
+    public var inputTokens: Int
+    /// Time to first token, seconds.
+    public var ttftSeconds: Double
+    /// Prompt tokens per second.
+    public var tokensPerSecond: Double
+    /// `memory` or `compute`.
+    public var bound: String
+}
+
+/// Steady-state serving with prompts interleaved into decode steps (chunked prefill / in-flight batching).
+public struct ThroughputEstimate: Codable, Sendable {
+    /// Sequences in flight.
+    public var concurrency: Int
+    /// Seconds per engine step including the amortized prefill share.
+    public var stepSeconds: Double
+    /// Output tokens per second of all users.
+    public var outputTokensPerSecond: Double
+    /// Output tokens per second of each user.
+    public var tokensPerSecondPerUser: Double
+    /// Completed requests per second.
+    public var requestsPerSecond: Double
+}
+
+/// Largest load that meets a service-level objective.
+public struct SLOEstimate: Codable, Sendable {
+    /// Required tokens per second per user, if any.
+    public var tokensPerSecondPerUser: Double?
+    /// Required TTFT in seconds, if any.
+    public var ttftSeconds: Double?
+    /// Most concurrent users that meet both (0: not even one).
+    public var maxUsers: Int
+    /// Output tokens per second of all users at that load.
+    public var tokensPerSecondTotal: Double
+}
+
+/// One way of running a model that does not fit the devices.
+public struct OffloadPlan: Codable, Sendable {
+    /// `stream`, `split` or `cpu`.
+    public var mode: String
+    /// Weight bytes left in device memory (all devices).
+    public var deviceWeightBytes: Double
+    /// Weight bytes in host memory.
+    public var hostWeightBytes: Double
+    /// Layers on the device(s) out of all layers.
+    public var deviceLayers: Int
+    /// Seconds per decode step (per output token of each sequence).
+    public var secondsPerToken: Double
+    /// Output tokens per second of all sequences (concurrency ÷ step).
+    public var tokensPerSecond: Double
+    /// What limits it.
+    public var bound: String
+}
+
+/// The whole answer (`quantize fit --json`; formats/fit-output.md).
+public struct FitResult: Codable, Sendable {
+    /// Model summary.
+    public struct Model: Codable, Sendable {
+        /// Name.
+        public var name: String
+        /// All parameters (all experts).
+        public var parameterCount: Int
+        /// Parameters read per token.
+        public var activeParameterCount: Int
+        /// Layers.
+        public var layers: Int
+        /// KV heads.
+        public var kvHeads: Int
+        /// Head dimension.
+        public var headDim: Int
+        /// Trained context.
+        public var maxContext: Int
+        /// Sliding window when declared.
+        public var slidingWindow: Int?
+        /// Experts (1: dense).
+        public var experts: Int
+    }
+    /// The model.
+    public var model: Model
+    /// Variant name.
+    public var variant: String
+    /// How it runs: `native fp8` or `weight-only (dequantized to bf16)`.
+    public var execution: String
+    /// Whether the variant runs weight-only on this hardware.
+    public var weightOnly: Bool
+    /// Device label `name:count`.
+    public var hardware: String
+    /// Devices.
+    public var deviceCount: Int
+    /// Tensor-parallel degree (1 for layer split).
+    public var tensorParallel: Int
+    /// Engine name.
+    public var engine: String
+    /// Context used for the KV budget.
+    public var context: Int
+    /// Whether weights + overhead + KV for the workload fit in device memory.
+    public var fits: Bool
+    /// Memory per device.
+    public var memory: MemoryBreakdown
+    /// Most sequences of `context` tokens the KV budget holds (vLLM's "maximum concurrency").
+    public var maxConcurrency: Int
+    /// Longest context one sequence can have (capped by the model's trained context).
+    public var longestContext: Int
+    /// Decode at the requested concurrency (nil when it does not fit).
+    public var decode: DecodeEstimate?
+    /// Decode of a single user.
+    public var decodeSingleUser: DecodeEstimate?
+    /// Prefill of one prompt.
+    public var prefill: PrefillEstimate?
+    /// Serving with prefill interleaved.
+    public var throughput: ThroughputEstimate?
+    /// SLO result when an objective was given.
+    public var slo: SLOEstimate?
+    /// Price per device-hour used.
+    public var pricePerHour: Double?
+    /// Dollars per million output tokens at `throughput` (nil without a price).
+    public var costPerMillionTokens: Double?
+    /// Offload plans when the model does not fit and offloading was allowed.
+    public var offload: [OffloadPlan]?
+    /// The fastest offload plan's mode.
+    public var offloadBest: String?
+    /// Caveats in words.
+    public var notes: [String]
+}
+
+/// Computes memory, speed and cost for a ``FitRequest`` (model in formats/fit-output.md §Model).
+public enum FitPlanner {
+    static let gibibyte = 1_073_741_824.0
+
+    /// Plans one request.
+    public static func plan(_ request: FitRequest) throws -> FitResult {
+        let model = request.model, hardware = request.devices.hardware, engine = request.engine
+        let count = request.devices.count
+        guard count >= 1 else {
+            throw FormatError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
+        }
+        let limit = 100_000_000
+        var concurrencyOK = true
+        if case .count(let n) = request.concurrency { concurrencyOK = n >= 1 && n <= limit }
+        guard request.inputTokens >= 1, request.outputTokens >= 1, request.context >= 1,
+              request.inputTokens <= limit, request.outputTokens <= limit, request.context <= limit, concurrencyOK,
+              request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
+            throw FormatError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
+        }
+        guard let bytes = request.variant.weightBytes(of: model) else {
+            throw FormatError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
+        }
+        let execution = request.variant.execution(on: hardware)
+        var notes: [String] = []
+        if execution.weightOnly && request.variant.weightFormat == "fp8" {
+            notes.append("\(hardware.displayName) has no FP8 tensor cores: FP8 weights run weight-only (dequantized to \(execution.mathPrecision), Marlin-style W8A16), saving memory but not math")
+        }
+        if request.context > model.maxContext {
+            notes.append("context \(request.context) is longer than the model's trained \(model.maxContext) tokens")
+        }
+        if model.isMixtureOfExperts {
+            notes.append("MoE: memory holds all \(model.expertCount) experts; a decode step reads the experts its tokens are routed to (\(model.expertsPerToken) per token; more as the batch grows); routing imbalance is not modelled")
+        }
+        let memory = memoryBreakdown(request, bytes: bytes)
+        let kvPerSequence = Double(model.kvTokens(context: request.context)) * memory.kvBytesPerToken
+        let maxConcurrency = kvPerSequence > 0 ? Int((Double(memory.kvCacheTokens) / Double(model.kvTokens(context: request.context))).rounded(.down)) : 0
+        var longest = min(memory.kvCacheTokens, model.maxContext)
+        if let window = model.slidingWindow, memory.kvCacheTokens >= window { longest = model.maxContext }
+        let fits: Bool
+        switch request.concurrency {
+        case .count(let n): fits = memory.headroom >= 0 && maxConcurrency >= n
+        case .max: fits = memory.headroom >= 0 && maxConcurrency >= 1
+        }
+
+        var result = FitResult(
+            model: .init(name: model.name, parameterCount: model.parameterCount, activeParameterCount: model.activeParameterCount,
+                         layers: model.layerCount, kvHeads: model.kvHeads, headDim: model.headDim, maxContext: model.maxContext,
+                         slidingWindow: model.slidingWindow, experts: model.expertCount),
+            variant: request.variant.name, execution: execution.summary, weightOnly: execution.weightOnly,
+            hardware: request.devices.label, deviceCount: count,
+            tensorParallel: engine.splitMode == .tensor ? count : 1, engine: engine.name, context: request.context,
+            fits: fits, memory: memory, maxConcurrency: maxConcurrency, longestContext: max(longest, 0),
+            pricePerHour: request.pricePerHour ?? hardware.pricePerHour, notes: notes)
+
+        let speed = SpeedModel(request: request, bytes: bytes, execution: execution, memory: memory)
+        if fits {
+            let users: Int
+            switch request.concurrency {
+            case .count(let n): users = n
+            case .max: users = max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences))
+            }
+            result.decode = speed.decode(concurrency: users)
+            result.decodeSingleUser = speed.decode(concurrency: 1)
+            result.prefill = speed.prefill(tokens: request.inputTokens)
+            let throughput = speed.throughput(concurrency: users)
+            result.throughput = throughput
+            if let price = result.pricePerHour {
+                result.costPerMillionTokens = price * Double(count) / 3600 / throughput.outputTokensPerSecond * 1e6
+            }
+            if request.sloTokensPerSecond != nil || request.sloTTFTSeconds != nil {
+                result.slo = speed.slo(limit: max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences)),
+                                       tokensPerSecond: request.sloTokensPerSecond, ttft: request.sloTTFTSeconds)
+            }
+        } else if request.offload != .none {
+            let plans = OffloadPlanner.plans(request, bytes: bytes, execution: execution)
+            result.offload = plans
+            result.offloadBest = plans.max(by: { $0.tokensPerSecond < $1.tokensPerSecond })?.mode
+        }
+        if engine.memoryRule == .llamacpp, count > 1 {
+            result.notes.append("llama.cpp splits layers across devices (--split-mode layer): memory adds up, decode speed does not")
+        }
+        return result
+    }
+
+    /// Sequences in flight under full load: the KV budget divided by the average tokens a running sequence holds.
+    static func maxConcurrencyForLoad(_ request: FitRequest, memory: MemoryBreakdown) -> Int {
+        let tokens = request.model.kvTokens(context: request.inputTokens + request.outputTokens)
+        return tokens > 0 ? memory.kvCacheTokens / tokens : 0
+    }
+
+    /// Memory per device for `request` (see ``EngineProfile/MemoryRule``).
+    public static func memoryBreakdown(_ request: FitRequest, bytes: WeightBytes) -> MemoryBreakdown {
+        let model = request.model, hardware = request.devices.hardware, engine = request.engine
+        let count = Double(request.devices.count)
+        let total = hardware.memoryBytes
+        let weights = Double(bytes.total) / count
+        let kvModel = model.kvBytesPerToken(bytesPerElement: request.kvBytesPerElement)
+        // KV heads are split across tensor-parallel ranks, replicated when there are fewer heads than ranks.
+        let kvPerDevice: Double
+        if engine.splitMode == .tensor {
+            let headsPerDevice = (model.kvHeads + request.devices.count - 1) / request.devices.count
+            kvPerDevice = Double(kvModel) * Double(headsPerDevice) / Double(model.kvHeads)
+        } else {
+            kvPerDevice = Double(kvModel) / count
+        }
+        let overhead = hardware.kind == .cpu ? 0.5 * gibibyte : engine.runtimeOverheadGiB * gibibyte
+        let ffn = Double(model.isMixtureOfExperts ? max(model.expertIntermediateSize, model.intermediateSize) : model.intermediateSize)
+        let h = Double(model.hiddenSize)
+        let tokens = Double(engine.maxBatchedTokens)
+        // Peak of one forward pass over max_num_batched_tokens: residual and attention streams (4h) and
+        // the gated MLP (gate/up output and activation, 3 × ffn) in 16 bits, plus FP32 logits of the sampled rows.
+        var activations = tokens * (4 * h + 3 * ffn) * 2 / count
+            + Double(min(engine.maxSequences, engine.maxBatchedTokens)) * Double(model.vocabularySize) * 4 * 2
+        if engine.memoryRule == .llamacpp {
+            // llama.cpp compute buffer: one n_ubatch of activations in F32 plus the output row.
+            activations = tokens * (4 * h + 2 * ffn) * 4 / count + Double(model.vocabularySize) * 4 * tokens / count
+        }
+        let wanted: Int
+        switch request.concurrency {
+        case .count(let n): wanted = n
+        case .max: wanted = 1
+        }
+        let kvNeeded = Double(wanted) * Double(model.kvTokens(context: request.context)) * kvPerDevice
+        let available: Double
+        let kvCapacity: Double
+        switch engine.memoryRule {
+        case .vllm:
+            available = total * engine.memoryUtilization
+            kvCapacity = available - weights - activations - overhead
+        case .trtllm:
+            let free = total - weights - activations - overhead
+            kvCapacity = free * engine.memoryUtilization
+            available = weights + activations + overhead + kvCapacity
+        case .llamacpp, .transformers:
+            available = total * engine.memoryUtilization
+            kvCapacity = available - weights - activations - overhead
+        }
+        var kvTokens = kvPerDevice > 0 ? max(0, Int((kvCapacity / kvPerDevice).rounded(.down))) : 0
+        if engine.memoryRule == .vllm { kvTokens = kvTokens / 16 * 16 }
+        let used = weights + activations + overhead + kvNeeded
+        return MemoryBreakdown(devices: request.devices.count, weights: weights, kvCache: kvNeeded, kvCapacity: max(kvCapacity, 0),
+                               activations: activations, overhead: overhead, total: used, available: available,
+                               headroom: available - used, kvBytesPerToken: kvPerDevice, kvBytesPerTokenModel: kvModel,
+                               kvCacheTokens: kvTokens, weightsModel: bytes.total)
+    }
+}
+
+/// The roofline step model: per step, weight GEMMs (bytes over effective bandwidth against math over
+/// effective compute, whichever is slower), then attention over the KV cache (likewise), then
+/// tensor-parallel all-reduces and the engine's fixed per-step cost. GEMMs and attention are separate
+/// kernels, so their times add.
+struct SpeedModel {
+    let request: FitRequest
+    let bytes: WeightBytes
+    let execution: Execution
+    let memory: MemoryBreakdown
+
+    var model: ModelShape { request.model }
+    var hardware: Hardware { request.devices.hardware }
+    var engine: EngineProfile { request.engine }
+    /// Devices that work on a step at the same time (1 under layer split).
+    var parallel: Double { engine.splitMode == .tensor ? Double(request.devices.count) : 1 }
+    var bandwidth: Double {
+        hardware.bandwidthBytesPerSecond * engine.bandwidthEfficiency(variant: request.variant, execution: execution, kind: hardware.kind,
+                                                                       measuredBandwidth: hardware.sources["bandwidth"] == "measured")
+    }
+    var kvBandwidth: Double {
+        hardware.bandwidthBytesPerSecond * (hardware.kind == .cpu ? engine.cpuBandwidthEfficiency : engine.kvBandwidthEfficiency)
+    }
+
+    /// Weight bytes read by one step that processes `tokens` tokens, on one device.
+    func weightBytesRead(tokens: Double) -> Double {
+        var read = Double(bytes.projections + bytes.lmHead + bytes.other)
+        if model.tiedEmbeddings { read += Double(bytes.embeddings) }
+        if bytes.experts > 0 {
+            // Distinct experts touched by `tokens` routed tokens, each picking k of E.
+            let share = Double(model.expertsPerToken) / Double(model.expertCount)
+            read += Double(bytes.experts) * (1 - pow(1 - share, max(tokens, 1)))
+        }
+        return read / Double(request.devices.count) * (engine.splitMode == .tensor ? 1 : Double(request.devices.count))
+    }
+
+    /// FLOPs of the weight GEMMs for `tokens` tokens (lm_head only for `sampled` of them), one device.
+    func linearFlops(tokens: Double, sampled: Double) -> Double {
+        let vocabParams = Double(model.vocabularySize * model.hiddenSize)
+        let body = Double(model.activeParameterCount) - vocabParams
+        return (2 * body * tokens + 2 * vocabParams * sampled) / parallel
+    }
+
+    var attentionWidth: Double { Double(model.layerCount * model.attentionHeads * model.headDim) }
+    var peak: Double { hardware.peakFlops(execution.mathPrecision) }
+    var sixteenBitPeak: Double { hardware.peakFlops(hardware.kind == .cpu ? "fp32" : "bf16") }
+
+    func allReduceSeconds(tokens: Double) -> Double {
+        guard engine.splitMode == .tensor, request.devices.count > 1, let link = request.interconnect else { return 0 }
+        let n = Double(request.devices.count)
+        let message = tokens * Double(model.hiddenSize) * 2
+        let perCall = link.allReduceLatencyMicroseconds * 1e-6 + 2 * (n - 1) / n * message / (link.gigabytesPerSecond * 1e9)
+        return 2 * Double(model.layerCount) * perCall
+    }
+
+    func overhead(sequences: Double) -> Double {
+        var value = engine.stepOverheadSeconds + engine.stepOverheadSecondsPerLayer * Double(model.layerCount) + engine.stepOverheadSecondsPerSequence * sequences
+        value += engine.stepOverheadSecondsPerExtraDevice * Double(request.devices.count - 1)
+        return value
+    }
+
+    /// One engine step with `sequences` decoding at an average `context` and `prefillTokens` prompt tokens (of prompts `promptLength` long) mixed in.
+    func step(sequences: Double, context: Double, prefillTokens: Double, promptLength: Double) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
+        let tokens = sequences + prefillTokens
+        let weightBytes = weightBytesRead(tokens: tokens)
+        let kvTokens = Double(model.kvTokens(context: Int(context)))
+        let kvBytes = sequences * kvTokens * memory.kvBytesPerToken * (engine.splitMode == .tensor ? 1 : Double(request.devices.count))
+        let memoryTime = weightBytes / bandwidth
+        let mathTime = linearFlops(tokens: tokens, sampled: sequences) / (peak * engine.computeEfficiency)
+        let attentionFlops = (4 * attentionWidth * kvTokens * sequences + 2 * attentionWidth * promptLength * prefillTokens) / parallel
+        let attentionMath = attentionFlops / (sixteenBitPeak * engine.computeEfficiency)
+        let attentionMemory = kvBytes / kvBandwidth
+        let fixed = overhead(sequences: sequences) + allReduceSeconds(tokens: tokens)
+        let seconds = max(memoryTime, mathTime) + max(attentionMemory, attentionMath) + fixed
+        let memoryPart = memoryTime + attentionMemory, mathPart = mathTime + attentionMath
+        let bound = fixed > max(memoryPart, mathPart) ? "overhead" : (mathPart > memoryPart ? "compute" : "memory")
+        return (seconds, bound, weightBytes, kvBytes)
+    }
+
+    /// Pure decode of `concurrency` sequences at the request's average context.
+    func decode(concurrency: Int) -> DecodeEstimate {
+        let context = Double(request.inputTokens) + Double(request.outputTokens) / 2
+        let result = step(sequences: Double(concurrency), context: context, prefillTokens: 0, promptLength: 0)
+        return DecodeEstimate(concurrency: concurrency, stepSeconds: result.seconds, tokensPerSecondPerUser: 1 / result.seconds,
+                              tokensPerSecondTotal: Double(concurrency) / result.seconds, bound: result.bound,
+                              weightBytesPerStep: result.weightBytes, kvBytesPerStep: result.kvBytes)
+    }
+
+    /// Steady state: each step also carries `concurrency × input / output` prompt tokens.
+    func throughput(concurrency: Int) -> ThroughputEstimate {
+        let n = Double(concurrency)
+        let context = Double(request.inputTokens) + Double(request.outputTokens) / 2
+        let prefill = n * Double(request.inputTokens) / Double(request.outputTokens)
+        let result = step(sequences: n, context: context, prefillTokens: prefill, promptLength: Double(request.inputTokens))
+        let total = n / result.seconds
+        return ThroughputEstimate(concurrency: concurrency, stepSeconds: result.seconds, outputTokensPerSecond: total,
+                                  tokensPerSecondPerUser: 1 / result.seconds, requestsPerSecond: total / Double(request.outputTokens))
+    }
+
+    /// One prompt of `tokens` tokens on an idle server.
+    func prefill(tokens: Int) -> PrefillEstimate {
+        let t = Double(tokens)
+        let weightBytes = weightBytesRead(tokens: t)
+        let memoryTime = weightBytes / bandwidth
+        let mathTime = linearFlops(tokens: t, sampled: 1) / (peak * engine.prefillComputeEfficiency)
+        let attention = 2 * attentionWidth * t * t / parallel / (sixteenBitPeak * engine.prefillComputeEfficiency)
+        let fixed = engine.prefillOverheadSecondsPerLayer * Double(model.layerCount) + overhead(sequences: 1) + allReduceSeconds(tokens: t)
+        let seconds = max(memoryTime, mathTime) + attention + fixed
+        return PrefillEstimate(inputTokens: tokens, ttftSeconds: seconds, tokensPerSecond: t / seconds,
+                               bound: mathTime + attention > memoryTime ? "compute" : "memory")
+    }
+
+    /// Most users (up to `limit`) whose steady-state speed and TTFT (idle prefill plus one step) meet the objective.
+    func slo(limit: Int, tokensPerSecond: Double?, ttft: Double?) -> SLOEstimate {
+        let idle = prefill(tokens: request.inputTokens).ttftSeconds
+        func meets(_ users: Int) -> Bool {
+            let state = throughput(concurrency: users)
+            if let tokensPerSecond, state.tokensPerSecondPerUser < tokensPerSecond { return false }
+            if let ttft, idle + state.stepSeconds > ttft { return false }
+            return true
+        }
+        var low = 0, high = limit
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if meets(mid) { low = mid } else { high = mid - 1 }
+        }
+        let total = low > 0 ? throughput(concurrency: low).outputTokensPerSecond : 0
+        return SLOEstimate(tokensPerSecondPerUser: tokensPerSecond, ttftSeconds: ttft, maxUsers: low, tokensPerSecondTotal: total)
+    }
+}

@@ -1,0 +1,159 @@
+import Formats
+import Quantize
+
+/// A weight variant to plan for: 16-bit, a Quantize safetensors scheme, or a GGUF type.
+///
+/// Bytes come from ``Scheme/storedByteCount(rows:columns:scaleBytes:)`` per tensor, so scales, zero
+/// points and packing are counted exactly as the writer lays them out (formats/).
+public struct Variant: Sendable, Hashable, CustomStringConvertible {
+    /// The name as users type it (`bf16`, `fp8`, `int4`, `int4-g32`, `q4_0`).
+    public var name: String
+    /// The scheme that stores the quantizable tensors.
+    public var scheme: Scheme
+    /// Whether this is a GGUF variant (llama.cpp rules for embeddings, output and norms).
+    public var isGGUF: Bool
+
+    /// The name.
+    public var description: String { name }
+
+    /// The variants the overview table compares.
+    public static let overview: [String] = ["bf16", "fp8", "int8", "int4"]
+
+    /// Parses a variant name: `bf16`, `fp16`, `fp8`, `fp8-e5m2`, `int8`, `int4`, `int4-gN` (group N),
+    /// `int4-asym`, or a GGUF type (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`, `q6_k`, `f16`).
+    public static func parse(_ text: String) throws -> Variant {
+        let key = text.lowercased()
+        switch key {
+        case "bf16": return Variant(name: "bf16", scheme: Scheme(name: .bf16), isGGUF: false)
+        case "fp16", "f16-safetensors": return Variant(name: "fp16", scheme: Scheme(name: .f16), isGGUF: false)
+        case "int4-asym": return Variant(name: key, scheme: Scheme(name: .int4, symmetric: false), isGGUF: false)
+        default: break
+        }
+        if key.hasPrefix("int4-g"), let group = Int(key.dropFirst("int4-g".count)), group > 0, group <= 1 << 20 {
+            return Variant(name: key, scheme: Scheme(name: .int4, granularity: .group(size: group)), isGGUF: false)
+        }
+        if let name = SchemeName(rawValue: key) {
+            return Variant(name: key, scheme: Scheme(name: name), isGGUF: name.ggmlType != nil)
+        }
+        throw FormatError(.invalidRequest, path: text,
+                          message: "unknown variant '\(text)'; known: bf16, fp16, fp8, fp8-e5m2, int8, int4, int4-gN, int4-asym, \(SchemeName.allCases.filter { $0.ggmlType != nil }.map(\.rawValue).joined(separator: ", "))",
+                          remedy: "pick one of the known variants")
+    }
+
+    /// The precision family used to look up native support and rates: `bf16`, `fp16`, `fp8`, `int8`, `int4`, or `gguf`.
+    public var weightFormat: String {
+        switch scheme.name {
+        case .bf16: return isGGUF ? "gguf" : "bf16"
+        case .f16: return isGGUF ? "gguf" : "fp16"
+        case .fp8, .fp8E5M2: return "fp8"
+        case .int8: return "int8"
+        case .int4: return "int4"
+        default: return "gguf"
+        }
+    }
+
+    /// Whether the weights are stored in 16 bits (no dequantization).
+    public var isSixteenBit: Bool { scheme.name == .bf16 || scheme.name == .f16 }
+
+    /// How the variant executes on `hardware`: the math precision and whether it is weight-only.
+    ///
+    /// FP8 runs as W8A8 where the matrix units have FP8 (H100, H200, MI300X, L40S…) and weight-only
+    /// (dequantized to BF16, Marlin-style) elsewhere (A100, T4, TPU); int8 and int4 are W8A16/W4A16
+    /// everywhere; GGUF types are dequantized to FP16 on GPUs and use int8 dot products on CPUs.
+    public func execution(on hardware: Hardware) -> Execution {
+        let sixteen = hardware.runsNatively("bf16") ? "bf16" : "fp16"
+        if hardware.kind == .cpu {
+            if isSixteenBit { return Execution(mathPrecision: hardware.runsNatively("bf16") ? "bf16" : "fp32", weightOnly: false) }
+            return Execution(mathPrecision: "int8", weightOnly: true)
+        }
+        switch weightFormat {
+        case "bf16": return Execution(mathPrecision: sixteen, weightOnly: false)
+        case "fp16": return Execution(mathPrecision: "fp16", weightOnly: false)
+        case "fp8":
+            return hardware.runsNatively("fp8") ? Execution(mathPrecision: "fp8", weightOnly: false) : Execution(mathPrecision: sixteen, weightOnly: true)
+        case "gguf":
+            // llama.cpp dequantizes GGUF blocks to FP16 for cuBLAS and its own kernels.
+            return Execution(mathPrecision: "fp16", weightOnly: !isSixteenBit)
+        default:
+            return Execution(mathPrecision: sixteen, weightOnly: true)
+        }
+    }
+
+    /// Bytes of every weight tensor in this variant, grouped by role; nil on overflow.
+    ///
+    /// Safetensors schemes quantize projections and experts and keep embeddings, lm_head, routers,
+    /// norms and biases in 16 bits. GGUF variants follow llama-quantize's defaults: the token
+    /// embedding at the variant type, `output.weight` at Q6_K for 4- and 5-bit types, norms and
+    /// routers in F32.
+    public func weightBytes(of shape: ModelShape) -> WeightBytes? {
+        var bytes = WeightBytes()
+        let q6 = Scheme(name: .q6_K)
+        for tensor in shape.weightTensors {
+            guard let elements = CheckedSize.multiply(tensor.rows, tensor.columns) else { return nil }
+            let perTensor: Int?
+            if tensor.isQuantizable {
+                perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns, scaleBytes: 2)
+            } else if isGGUF {
+                switch tensor.role {
+                case .embedding:
+                    perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
+                case .lmHead:
+                    let lowBit: Set<SchemeName> = [.q4_0, .q4_1, .q5_0, .q5_1, .q4_K]
+                    let kept = lowBit.contains(scheme.name) ? q6 : scheme
+                    perTensor = kept.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
+                default:
+                    perTensor = CheckedSize.multiply(elements, 4)
+                }
+            } else {
+                perTensor = CheckedSize.multiply(elements, 2)
+            }
+            guard let perTensor, let total = CheckedSize.multiply(perTensor, tensor.count) else { return nil }
+            bytes.add(total, role: tensor.role)
+        }
+        return bytes
+    }
+}
+
+/// How a variant runs on a device.
+public struct Execution: Sendable, Hashable, Codable {
+    /// The precision of the matrix math (`fp8`, `bf16`, `fp16`, `int8`, `fp32`).
+    public var mathPrecision: String
+    /// Whether weights are dequantized to `mathPrecision` on the fly (W8A16/W4A16, FP8 on A100).
+    public var weightOnly: Bool
+
+    /// A phrase for output: `native fp8` or `weight-only (bf16 math)`.
+    public var summary: String {
+        if weightOnly && mathPrecision == "int8" { return "weight-only (quantized blocks, int8 dot products)" }
+        return weightOnly ? "weight-only (dequantized to \(mathPrecision))" : "native \(mathPrecision)"
+    }
+}
+
+/// Weight bytes of a variant, by role.
+public struct WeightBytes: Sendable, Hashable, Codable {
+    /// Attention and dense-MLP projections.
+    public var projections = 0
+    /// Routed experts (all of them).
+    public var experts = 0
+    /// Embedding tables (token and position).
+    public var embeddings = 0
+    /// The output head.
+    public var lmHead = 0
+    /// Norms, biases and routers.
+    public var other = 0
+
+    /// Creates an empty count.
+    public init() {}
+
+    /// Everything.
+    public var total: Int { projections + experts + embeddings + lmHead + other }
+
+    mutating func add(_ bytes: Int, role: WeightTensor.Role) {
+        switch role {
+        case .attention, .mlp: projections += bytes
+        case .expert: experts += bytes
+        case .embedding: embeddings += bytes
+        case .lmHead: lmHead += bytes
+        case .router, .vector: other += bytes
+        }
+    }
+}
