@@ -58,3 +58,25 @@ struct CastTests {
         for (x, want) in e5 { #expect(FP8Format.e5m2.encode(x) == want, "e5m2(\(x))") }
     }
 }
+
+import CKernels
+
+@Suite("Vector and portable kernels agree")
+struct DispatchTests {
+    @Test("the AVX2 FP8 encoder and the portable one give identical bytes on every fixture pattern and scale",
+          arguments: FP8Format.allCases)
+    func avx2MatchesPortable(_ format: FP8Format) {
+        let e5m2: Int32 = format == .e5m2 ? 1 : 0
+        for chunk in 0..<16 {
+            let x = CastTests.patterns(chunk: chunk)
+            for scale: Float in [1, 0.0123, 3.5e-3, 7.25] {
+                var a = [UInt8](repeating: 0, count: x.count), b = a
+                x.withUnsafeBufferPointer { p in
+                    a.withUnsafeMutableBufferPointer { qk_quant_fp8_encode_scaled(p.baseAddress!, $0.baseAddress!, x.count, scale, format.largestFinite, e5m2) }
+                    b.withUnsafeMutableBufferPointer { qk_quant_fp8_encode_scaled_portable(p.baseAddress!, $0.baseAddress!, x.count, scale, format.largestFinite, e5m2) }
+                }
+                #expect(a == b, "chunk \(chunk), scale \(scale)")
+            }
+        }
+    }
+}

@@ -18,6 +18,8 @@ float qk_quant_e4m3_to_f32(uint8_t value);
 float qk_quant_e5m2_to_f32(uint8_t value);
 /// out[i] = fp8(clamp(x[i] / scale, -limit, limit)) for E4M3 (e5m2 = 0) or E5M2 (e5m2 = 1).
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// The same as qk_quant_fp8_encode_scaled without the AVX2 path (identical bytes; for tests).
+void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
 /// out[i] = fp8(x[i]) with the saturating cast above.
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
 /// out[i] = float(q[i]) * scale.
