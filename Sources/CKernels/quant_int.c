@@ -16,7 +16,6 @@
 #pragma STDC FP_CONTRACT OFF
 #pragma clang fp contract(off)
 
-static inline uint32_t ib(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float ifl(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 // Round half to even for |v| < 2^22 (the caller's values are bounded by the clamp first).
