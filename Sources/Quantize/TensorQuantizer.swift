@@ -182,8 +182,9 @@ public struct TensorQuantizer: Sendable {
             throw .invalidShape(tensor: tensorName, shape: [rows, columns],
                                 expected: "rows \(range) aligned to \(rowAlignment) with \(range.count * columns) input floats and \(layouts.count) output buffers")
         }
-        if case .fp8 = kind, case .tensor = granularity, tensorAmax == nil {
-            throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "the tensor's amax for a per-tensor FP8 scale")
+        if case .fp8 = kind, case .tensor = granularity, !(tensorAmax.map { $0.isFinite && $0 >= 0 } ?? false) {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
         var sanitized: [Float] = []
         let bad = qk_quant_first_nonfinite(base, input.count)
