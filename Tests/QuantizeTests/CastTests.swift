@@ -1,3 +1,4 @@
+import CKernels
 import Formats
 import Foundation
 import Quantize
@@ -59,7 +60,6 @@ struct CastTests {
     }
 }
 
-import CKernels
 
 @Suite("Vector and portable kernels agree")
 struct DispatchTests {

@@ -74,5 +74,9 @@ void qk_quant_unpack_int4_columns(const uint8_t *packed, size_t rows, size_t gro
 /// compressed-tensors int8 packing along the last dim ([rows, ceil(cols/4)] int32, value + 128).
 void qk_quant_pack_int8_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out);
 void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes);
+/// out = (q - zp) * scale with one scale (and zero point, or none when zeros is NULL) per groupSize
+/// consecutive codes of a row; scales/zeros are [rows, ceil(cols/groupSize)].
+void qk_quant_int_decode_rows(const int8_t *codes, size_t rows, size_t cols, size_t groupSize,
+                              const float *scales, const float *zeros, float *out);
 
 #endif
