@@ -93,7 +93,9 @@ public struct Scheme: Sendable, Hashable, Codable {
             }
             return CheckedSize.sum(elements, scales * 4)
         case .int8:
-            return CheckedSize.sum(elements, rows * scaleBytes)
+            let groups: Int
+            if case .group(let size) = granularity, size > 0 { groups = ceilDiv(columns, size) } else { groups = 1 }
+            return CheckedSize.sum(elements, rows * groups * scaleBytes)
         case .int4:
             let groupSize: Int
             if case .group(let size) = granularity { groupSize = size } else { groupSize = columns }

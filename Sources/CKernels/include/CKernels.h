@@ -56,5 +56,77 @@ void qk_u64_to_f32(const void *source, float *destination, size_t count);
 void qk_f64_to_f32(const void *source, float *destination, size_t count);
 /// Bytes to 0.0 (zero byte) or 1.0 (any other byte), as numpy's bool -> float32 cast.
 void qk_bool_to_f32(const void *source, float *destination, size_t count);
+// MARK: Quantize module kernels (quant_fp8.c, quant_ggml.c, quant_int.c)
+
+/// FP32 → FP8 E4M3FN byte: round-to-nearest-even, saturating at ±448, NaN → 0x7F with sign.
+uint8_t qk_quant_f32_to_e4m3(float value);
+/// FP32 → FP8 E5M2 byte: round-to-nearest-even, saturating at ±57344, NaN → 0x7E with sign.
+uint8_t qk_quant_f32_to_e5m2(float value);
+/// FP8 E4M3FN byte → FP32 (0x7F/0xFF decode as NaN).
+float qk_quant_e4m3_to_f32(uint8_t value);
+/// FP8 E5M2 byte → FP32.
+float qk_quant_e5m2_to_f32(uint8_t value);
+/// out[i] = fp8(clamp(x[i] / scale, -limit, limit)) for E4M3 (e5m2 = 0) or E5M2 (e5m2 = 1).
+void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// The same as qk_quant_fp8_encode_scaled without the AVX2 path (identical bytes; for tests).
+void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// out[i] = fp8(x[i]) with the saturating cast above.
+void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
+/// out[i] = float(q[i]) * scale.
+void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, int e5m2);
+/// max |x[i]| (0 for n = 0); the input must be free of NaN.
+float qk_quant_amax(const float *x, size_t n);
+/// Smallest and largest of n >= 1 values.
+void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut);
+/// Index of the first NaN or infinity, or -1.
+long qk_quant_first_nonfinite(const float *x, size_t n);
+/// Index of the first value whose magnitude bits (sign cleared) are >= magnitudeBits, or -1.
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits);
+
+/// FP32 → IEEE binary16 bits, round-to-nearest-even, overflow → ±inf, NaN → 0x7E00 (ggml rule).
+uint16_t qk_quant_f32_to_f16(float value);
+/// IEEE binary16 bits → FP32.
+float qk_quant_f16_to_f32(uint16_t value);
+/// FP32 → BF16 bits exactly as ggml/gguf-py: NaN forced quiet, otherwise round-to-nearest-even.
+uint16_t qk_quant_f32_to_bf16(float value);
+/// n floats → n little-endian F16 / BF16 values (2n bytes).
+void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n);
+void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n);
+/// GGUF block encoders over `blocks` consecutive blocks; return -1 or the first block whose FP16
+/// scale overflowed.
+long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks);
+long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks);
+/// Decodes `blocks` blocks (elements for F32/F16/BF16) of ggml type id `type`; -1 if unsupported.
+int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks);
+
+/// Rounds a positive scale to its stored dtype (0 F32, 1 BF16, 2 F16), raised to the dtype's
+/// smallest normal; +inf if it overflows.
+float qk_quant_round_scale(float scale, int scaleType);
+/// Group-wise integer quantization of a rows × cols block (see quant_int.c); codes [rows, cols],
+/// scales [rows, groups] (already rounded to scaleType), zeros [rows, groups] or NULL when
+/// symmetric. Returns -1 or the flat index of the first group whose scale overflowed.
+long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                              int symmetric, int scaleType, int search,
+                              int8_t *codes, float *scales, int8_t *zeros);
+/// Squared error of one group decoded with (scale, zp) after round-to-nearest.
+double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp, int bits);
+/// compressed-tensors int4 packing along the last dim ([rows, ceil(cols/8)] int32, LE bytes).
+void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out);
+void qk_quant_unpack_int4_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes);
+/// compressed-tensors int4 packing along dim 0 (zero points: [ceil(rows/8), groups] int32).
+void qk_quant_pack_int4_columns(const int8_t *zeros, size_t rows, size_t groups, uint8_t *out);
+void qk_quant_unpack_int4_columns(const uint8_t *packed, size_t rows, size_t groups, int8_t *zeros);
+/// compressed-tensors int8 packing along the last dim ([rows, ceil(cols/4)] int32, value + 128).
+void qk_quant_pack_int8_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out);
+void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes);
+/// out = (q - zp) * scale with one scale (and zero point, or none when zeros is NULL) per groupSize
+/// consecutive codes of a row; scales/zeros are [rows, ceil(cols/groupSize)].
+void qk_quant_int_decode_rows(const int8_t *codes, size_t rows, size_t cols, size_t groupSize,
+                              const float *scales, const float *zeros, float *out);
 
 #endif

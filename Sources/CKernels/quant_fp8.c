@@ -1,0 +1,201 @@
+// FP8 (E4M3FN, E5M2) encode/decode and the per-row scale helpers of the Quantize module.
+//
+// Encoding is exact round-to-nearest-even on the bit pattern (formats.md §3.2), saturating at the
+// largest finite value (inputs are clamped before the cast, so a cast never yields NaN); NaN
+// inputs keep their sign and become the format's NaN (0x7F / 0x7E), as ml_dtypes does.
+#include "CKernels.h"
+#include <string.h>
+#include <math.h>
+
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+
+static inline uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline uint8_t qk_e4m3_from_f32(float f) {
+    uint32_t u = qk_bits(f);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+    uint32_t a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return sign | 0x7F;            // NaN
+    if (a >= 0x43E00000u) return sign | 0x7E;           // |x| >= 448: saturate
+    if (a >= 0x3C800000u) {                             // normal: |x| >= 2^-6
+        uint32_t r = (a + 0x7FFFFu + ((a >> 20) & 1u)) >> 20;
+        return sign | (uint8_t)(r - (120u << 3));
+    }
+    // subnormal: units of 2^-9, RNE through the 2^23 magic number (exact: scaling by 512 is exact)
+    float y = qk_float(a) * 512.0f + 8388608.0f;
+    return sign | (uint8_t)(qk_bits(y) - 0x4B000000u);
+}
+
+static inline uint8_t qk_e5m2_from_f32(float f) {
+    uint32_t u = qk_bits(f);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+    uint32_t a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return sign | 0x7E;            // NaN
+    if (a >= 0x47600000u) return sign | 0x7B;           // |x| >= 57344: saturate
+    if (a >= 0x38800000u) {                             // normal: |x| >= 2^-14
+        uint32_t r = (a + 0xFFFFFu + ((a >> 21) & 1u)) >> 21;
+        return sign | (uint8_t)(r - (112u << 2));
+    }
+    float y = qk_float(a) * 65536.0f + 8388608.0f;      // units of 2^-16
+    return sign | (uint8_t)(qk_bits(y) - 0x4B000000u);
+}
+
+uint8_t qk_quant_f32_to_e4m3(float value) { return qk_e4m3_from_f32(value); }
+uint8_t qk_quant_f32_to_e5m2(float value) { return qk_e5m2_from_f32(value); }
+
+float qk_quant_e4m3_to_f32(uint8_t v) {
+    uint32_t sign = (uint32_t)(v & 0x80) << 24;
+    uint32_t e = (v >> 3) & 0xF, m = v & 7;
+    if (e == 0xF && m == 7) return qk_float(sign | 0x7FC00000u);
+    if (e == 0) {
+        float f = (float)m * 0.001953125f;              // m * 2^-9, exact
+        return qk_float(qk_bits(f) | sign);
+    }
+    return qk_float(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+float qk_quant_e5m2_to_f32(uint8_t v) {
+    uint32_t sign = (uint32_t)(v & 0x80) << 24;
+    uint32_t e = (v >> 2) & 0x1F, m = v & 3;
+    if (e == 0x1F) return qk_float(sign | (m ? 0x7FC00000u : 0x7F800000u));
+    if (e == 0) {
+        float f = (float)m * 0.0000152587890625f;       // m * 2^-16, exact
+        return qk_float(qk_bits(f) | sign);
+    }
+    return qk_float(sign | ((e + 112u) << 23) | (m << 21));
+}
+
+void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+    // q = cast(clamp(x / scale, -limit, limit)); the division (not a reciprocal) matches numpy/torch.
+    if (e5m2) {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i] / scale;
+            v = v > limit ? limit : (v < -limit ? -limit : v);
+            out[i] = qk_e5m2_from_f32(v);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i] / scale;
+            v = v > limit ? limit : (v < -limit ? -limit : v);
+            out[i] = qk_e4m3_from_f32(v);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// Eight lanes of the bit-exact cast above: the same integer rounding for normals, the same
+// 2^23 magic-number RNE for subnormals, the same saturation and NaN codes.
+__attribute__((target("avx2")))
+static inline __m256i fp8_lanes(__m256 v, int e5m2) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
+    const int shift = e5m2 ? 21 : 20;
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, shift), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32((1 << shift) / 2 - 1)), lsb);
+    r = _mm256_sub_epi32(_mm256_srli_epi32(r, shift), _mm256_set1_epi32(e5m2 ? (112 << 2) : (120 << 3)));
+    const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(e5m2 ? 65536.0f : 512.0f)),
+                                   _mm256_set1_ps(8388608.0f));
+    const __m256i sub = _mm256_sub_epi32(_mm256_castps_si256(y), _mm256_set1_epi32(0x4B000000));
+    const __m256i isNormal = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(e5m2 ? 0x387FFFFF : 0x3C7FFFFF));
+    const __m256i isSat = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(e5m2 ? 0x475FFFFF : 0x43DFFFFF));
+    const __m256i isNaN = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+    __m256i res = _mm256_blendv_epi8(sub, r, isNormal);
+    res = _mm256_blendv_epi8(res, _mm256_set1_epi32(e5m2 ? 0x7B : 0x7E), isSat);
+    res = _mm256_blendv_epi8(res, _mm256_set1_epi32(e5m2 ? 0x7E : 0x7F), isNaN);
+    return _mm256_or_si256(res, sign);
+}
+
+__attribute__((target("avx2")))
+static void fp8_encode_scaled_avx2(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+    const __m256 s = _mm256_set1_ps(scale), hi = _mm256_set1_ps(limit), lo = _mm256_set1_ps(-limit);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i r[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i + 8 * k), s);
+            v = _mm256_max_ps(lo, _mm256_min_ps(hi, v));   // NaN (second operand) passes through
+            r[k] = fp8_lanes(v, e5m2);
+        }
+        __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(r[0], r[1]), _mm256_packus_epi32(r[2], r[3]));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+    qk_quant_fp8_encode_scaled_portable(x + i, out + i, n - i, scale, limit, e5m2);
+}
+#endif
+
+static int fp8_isa(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+#if defined(__x86_64__)
+    if (n >= 32 && fp8_isa()) { fp8_encode_scaled_avx2(x, out, n, scale, limit, e5m2); return; }
+#endif
+    qk_quant_fp8_encode_scaled_portable(x, out, n, scale, limit, e5m2);
+}
+
+void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2) {
+    // Division by 1 is exact and the clamp is the saturation, so this is the plain cast.
+    qk_quant_fp8_encode_scaled(x, out, n, 1.0f, e5m2 ? 57344.0f : 448.0f, e5m2);
+}
+
+void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, int e5m2) {
+    if (n < 512) {   // short runs (one group): convert directly instead of building the table
+        for (size_t i = 0; i < n; i++) out[i] = (e5m2 ? qk_quant_e5m2_to_f32(q[i]) : qk_quant_e4m3_to_f32(q[i])) * scale;
+        return;
+    }
+    float table[256];
+    for (int i = 0; i < 256; i++) table[i] = e5m2 ? qk_quant_e5m2_to_f32((uint8_t)i) : qk_quant_e4m3_to_f32((uint8_t)i);
+    for (size_t i = 0; i < n; i++) out[i] = table[q[i]] * scale;
+}
+
+float qk_quant_amax(const float *x, size_t n) {
+    // NaN-free input assumed (checked by the caller); eight lanes let the compiler vectorise.
+    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) { float a = fabsf(x[i + k]); m[k] = a > m[k] ? a : m[k]; }
+    float r = 0;
+    for (int k = 0; k < 8; k++) r = m[k] > r ? m[k] : r;
+    for (; i < n; i++) { float a = fabsf(x[i]); r = a > r ? a : r; }
+    return r;
+}
+
+void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut) {
+    float lo = x[0], hi = x[0];
+    for (size_t i = 1; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    *minOut = lo; *maxOut = hi;
+}
+
+long qk_quant_first_nonfinite(const float *x, size_t n) {
+    // Scans for an exponent of all ones; returns the index or -1.
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t any = 0;
+        for (int k = 0; k < 16; k++) { uint32_t u; memcpy(&u, x + i + k, 4); any |= ((u & 0x7F800000u) == 0x7F800000u); }
+        if (any) break;
+    }
+    for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7F800000u) == 0x7F800000u) return (long)i; }
+    return -1;
+}
+
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+    // First index whose |x| bit pattern (sign cleared) is >= magnitudeBits, or -1.
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t any = 0;
+        for (int k = 0; k < 16; k++) { uint32_t u; memcpy(&u, x + i + k, 4); any |= ((u & 0x7FFFFFFFu) >= magnitudeBits); }
+        if (any) break;
+    }
+    for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7FFFFFFFu) >= magnitudeBits) return (long)i; }
+    return -1;
+}

@@ -1,0 +1,663 @@
+// GGUF block quantizers and dequantizers of the Quantize module (formats.md §2.4–2.7).
+//
+// Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/BF16/F16 encoders reproduce gguf-py 0.19.0 `gguf.quants.quantize`
+// byte for byte: plain float32 arithmetic in the same order, no fused multiply-add (contraction is
+// switched off below), C `roundf` for Q8_0, truncation for the others. Q4_K and Q6_K follow ggml's
+// reference quantizers without an importance matrix (`quantize_row_q4_K_ref` with
+// `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml src/ggml-quants.c),
+// re-implemented here step by step. Dequantizers follow gguf-py's operation order so that the
+// floats are identical to `gguf.quants.dequantize`.
+//
+// Every encoder returns -1, or the index of the first block whose FP16 scale overflowed to
+// infinity (the caller reports it).
+#include "CKernels.h"
+#include <string.h>
+#include <math.h>
+
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+
+static inline uint32_t gb(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float gf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+uint16_t qk_quant_f32_to_f16(float f) {
+    uint32_t u = gb(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return sign | 0x7E00;                  // NaN
+    if (a >= 0x477FF000u) return sign | 0x7C00;                 // >= 65520 rounds to infinity
+    if (a >= 0x38800000u) {                                     // normal (>= 2^-14)
+        uint32_t r = (a + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+        return sign | (uint16_t)(r - (112u << 10));
+    }
+    float y = gf(a) * 16777216.0f + 8388608.0f;                 // units of 2^-24, RNE
+    return sign | (uint16_t)(gb(y) - 0x4B000000u);
+}
+
+float qk_quant_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    if (e == 0x1F) return gf(sign | 0x7F800000u | (m << 13));
+    if (e == 0) {
+        float f = (float)m * 5.9604644775390625e-08f;          // m * 2^-24, exact
+        return gf(gb(f) | sign);
+    }
+    return gf(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+uint16_t qk_quant_f32_to_bf16(float f) {
+    uint32_t n = gb(f);
+    if ((n & 0x7FFFFFFFu) > 0x7F800000u) n = (n & 0xFFFF0000u) | (64u << 16);
+    return (uint16_t)(((uint64_t)n + (0x7FFFu + ((n >> 16) & 1u))) >> 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) { return gf((uint32_t)h << 16); }
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline float h2f(const uint8_t *p) { return qk_quant_f16_to_f32(rd16(p)); }
+static inline int is_inf16(uint16_t h) { return (h & 0x7FFF) == 0x7C00; }
+
+// C roundf: half away from zero, written so that 0.49999997 stays 0.
+// floor(a) + floor(2(a - floor(a))) as gguf-py's np_roundf, with floors of non-negative values done
+// by integer truncation (a libm call at baseline x86-64 otherwise); |v| >= 2^31 and NaN pass through.
+static inline float round_away(float v) {
+    float a = fabsf(v);
+    if (!(a < 2147483648.0f)) return v;
+    float fl = (float)(int32_t)a;
+    float r = fl + (float)(int32_t)(2.0f * (a - fl));
+    return v < 0 ? -r : r;
+}
+
+// float → int as numpy's astype does on x86 for the values these quantizers meet: truncation, and
+// 0 for NaN, ±inf and anything outside the int32 range (written out so vectorised code cannot
+// saturate instead).
+static inline int trunc_int(float v) {
+    return (v > -2147483648.0f && v < 2147483648.0f) ? (int)v : 0;
+}
+
+// numpy's min/max reductions return +0.0 when a block's extreme is a zero of either sign and a +0.0
+// is present; prefer +0.0 on such ties so the stored FP16 min/scale matches gguf-py.
+static inline void block_min_max(const float *xb, int n, float *lo, float *hi) {
+    float l = xb[0], h = xb[0];
+    for (int j = 1; j < n; j++) {
+        if (xb[j] < l || (xb[j] == l && !signbit(xb[j]))) l = xb[j];
+        if (xb[j] > h || (xb[j] == h && !signbit(xb[j]))) h = xb[j];
+    }
+    *lo = l; *hi = h;
+}
+
+void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_f16(x[i]));
+}
+void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
+    for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_bf16(x[i]));
+}
+
+long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
+        float d = amax / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        for (int j = 0; j < 32; j++) { float r = round_away(xb[j] * id); y[2 + j] = (uint8_t)(int8_t)(fabsf(r) < 128.0f ? (int)r : 0); }
+    }
+    return bad;
+}
+
+// The signed value of the first element with the largest magnitude (numpy argmax of |x|).
+static inline float signed_absmax(const float *xb, int n) {
+    float amax = fabsf(xb[0]), v = xb[0];
+    for (int j = 1; j < n; j++) { float a = fabsf(xb[j]); if (a > amax) { amax = a; v = xb[j]; } }
+    return v;
+}
+
+long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
+        float max = signed_absmax(xb, 32);
+        float d = max / -8.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        for (int j = 0; j < 16; j++) {
+            float v0 = xb[j] * id, v1 = xb[j + 16] * id;
+            int q0 = trunc_int(v0 + 8.5f), q1 = trunc_int(v1 + 8.5f);
+            q0 = q0 < 0 ? 0 : (q0 > 15 ? 15 : q0); q1 = q1 < 0 ? 0 : (q1 > 15 ? 15 : q1);
+            y[2 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+    return bad;
+}
+
+long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
+        float lo, hi;
+        block_min_max(xb, 32, &lo, &hi);
+        float d = (hi - lo) / 15.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        for (int j = 0; j < 16; j++) {
+            float v0 = (xb[j] - lo) * id, v1 = (xb[j + 16] - lo) * id;
+            int q0 = trunc_int(v0 + 0.5f), q1 = trunc_int(v1 + 0.5f);
+            q0 = q0 < 0 ? 0 : (q0 > 15 ? 15 : q0); q1 = q1 < 0 ? 0 : (q1 > 15 ? 15 : q1);
+            y[4 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+    return bad;
+}
+
+static void pack_q5(const int *q, uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 32; j++) h |= (uint32_t)((q[j] >> 4) & 1) << j;
+    qh[0] = (uint8_t)h; qh[1] = (uint8_t)(h >> 8); qh[2] = (uint8_t)(h >> 16); qh[3] = (uint8_t)(h >> 24);
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
+}
+
+long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
+        float max = signed_absmax(xb, 32);
+        float d = max / -16.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            float v = xb[j] * id;
+            int t = trunc_int(v + 16.5f);
+            q[j] = t < 0 ? 0 : (t > 31 ? 31 : t);
+        }
+        pack_q5(q, y + 2, y + 6);
+    }
+    return bad;
+}
+
+long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
+        float lo, hi;
+        block_min_max(xb, 32, &lo, &hi);
+        float d = (hi - lo) / 31.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        int q[32];
+        for (int j = 0; j < 32; j++) {
+            float v = (xb[j] - lo) * id;
+            int t = trunc_int(v + 0.5f);
+            q[j] = t < 0 ? 0 : (t > 31 ? 31 : t);
+        }
+        pack_q5(q, y + 4, y + 8);
+    }
+    return bad;
+}
+
+// MARK: K-quants (ggml reference, no importance matrix)
+
+// ggml's nearest_int: round half to even through the 1.5·2^23 magic number (|f| <= 4194303).
+static inline int nearest_int(float f) {
+    float v = f + 12582912.0f;
+    int32_t i; memcpy(&i, &v, 4);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
+
+// ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false) — an asymmetric
+// 16-level fit that tries 21 inverse scales around 15/(max - min) and keeps the weighted
+// least-squares (scale, min) with the lowest weighted squared error — for the eight sub-blocks of
+// a Q4_K block at once. Each sub-block's sums are accumulated element by element in the reference
+// order, so every float is identical to ggml's; interleaving the eight independent chains only
+// hides the latency of the sequential float additions.
+static void qkx2_fit8(const float *x, const float *w, uint8_t *L, float *scales, float *mins) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    float mn[8], mx[8], sumW[8], sumX[8], scale[8], best[8];
+    int live[8];
+    uint8_t Laux[8][N];
+    for (int j = 0; j < 8; j++) {
+        mn[j] = x[32 * j]; mx[j] = x[32 * j];
+        sumW[j] = w[32 * j];
+        sumX[j] = sumW[j] * x[32 * j];
+    }
+    for (int i = 1; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            const float xi = x[32 * j + i], wi = w[32 * j + i];
+            if (xi < mn[j]) mn[j] = xi;
+            if (xi > mx[j]) mx[j] = xi;
+            sumW[j] += wi;
+            sumX[j] += wi * xi;
+        }
+    float iscale[8];
+    for (int j = 0; j < 8; j++) {
+        if (mn[j] > 0) mn[j] = 0;
+        live[j] = mx[j] != mn[j];
+        if (!live[j]) {
+            for (int i = 0; i < N; i++) L[32 * j + i] = 0;
+            mins[j] = -mn[j];
+            scales[j] = 0.f;
+            continue;
+        }
+        iscale[j] = NMAX / (mx[j] - mn[j]);
+        scale[j] = 1 / iscale[j];
+        best[j] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            if (!live[j]) continue;
+            const float xi = x[32 * j + i];
+            int l = nearest_int(iscale[j] * (xi - mn[j]));
+            uint8_t q = (uint8_t)(l < 0 ? 0 : (l > NMAX ? NMAX : l));
+            L[32 * j + i] = q;
+            float diff = scale[j] * q + mn[j] - xi;
+            diff = diff * diff;
+            best[j] += w[32 * j + i] * diff;
+        }
+    for (int is = 0; is <= NSTEP; is++) {
+        float sumL[8], sumL2[8], sumXL[8], cur[8], thisScale[8], thisMin[8];
+        int ok[8];
+        for (int j = 0; j < 8; j++) { iscale[j] = live[j] ? (rmin + rdelta * is + NMAX) / (mx[j] - mn[j]) : 0; sumL[j] = sumL2[j] = sumXL[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                const float xi = x[32 * j + i], wi = w[32 * j + i];
+                int l = nearest_int(iscale[j] * (xi - mn[j]));
+                l = l < 0 ? 0 : (l > NMAX ? NMAX : l);
+                Laux[j][i] = (uint8_t)l;
+                sumL[j] += wi * l;
+                sumL2[j] += wi * l * l;
+                sumXL[j] += wi * l * xi;
+            }
+        for (int j = 0; j < 8; j++) {
+            float D = sumW[j] * sumL2[j] - sumL[j] * sumL[j];
+            ok[j] = live[j] && D > 0;
+            thisScale[j] = 0; thisMin[j] = 0; cur[j] = 0;
+            if (ok[j]) {
+                thisScale[j] = (sumW[j] * sumXL[j] - sumX[j] * sumL[j]) / D;
+                thisMin[j] = (sumL2[j] * sumX[j] - sumL[j] * sumXL[j]) / D;
+                if (thisMin[j] > 0) {
+                    thisMin[j] = 0;
+                    thisScale[j] = sumXL[j] / sumL2[j];
+                }
+            }
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                float diff = thisScale[j] * Laux[j][i] + thisMin[j] - x[32 * j + i];
+                diff = diff * diff;
+                cur[j] += w[32 * j + i] * diff;
+            }
+        for (int j = 0; j < 8; j++) {
+            if (ok[j] && cur[j] < best[j]) {
+                memcpy(L + 32 * j, Laux[j], N);
+                best[j] = cur[j];
+                scale[j] = thisScale[j];
+                mn[j] = thisMin[j];
+            }
+        }
+    }
+    for (int j = 0; j < 8; j++) if (live[j]) { mins[j] = -mn[j]; scales[j] = scale[j]; }
+}
+
+static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) { *d = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+
+long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    uint8_t L[256];
+    float mins[8], scales[8];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
+        uint8_t *sc = y + 4, *qs = y + 16;
+        float maxScale = 0, maxMin = 0;
+        float w256[256];
+        for (int j = 0; j < 8; j++) {
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
+            float avX = sqrtf(sumX2 / 32);
+            for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
+        }
+        qkx2_fit8(xb, w256, L, scales, mins);
+        for (int j = 0; j < 8; j++) {
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
+        float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
+            uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
+            ls = ls > 63 ? 63 : ls;
+            lm = lm > 63 ? 63 : lm;
+            if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
+            else {
+                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        uint16_t dh = qk_quant_f32_to_f16(maxScale / 63.f), mh = qk_quant_f32_to_f16(maxMin / 63.f);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        float dAll = qk_quant_f16_to_f32(dh), mAll = qk_quant_f16_to_f32(mh);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            k4_scale_min(j, sc, &s, &m);
+            const float d = dAll * s;
+            if (!d) continue;
+            const float dm = mAll * m;
+            for (int ii = 0; ii < 32; ii++) {
+                int l = nearest_int((xb[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
+            }
+        }
+        for (int j = 0; j < 256; j += 64) {
+            for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            qs += 32;
+        }
+    }
+    return bad;
+}
+
+// ggml's make_qx_quants(16, 32, x, L, 1, NULL) — a symmetric fit with weights x² that tries 18
+// inverse scales around -32/max — for the sixteen sub-blocks of a Q6_K block at once, with each
+// sub-block's sums in the reference order (identical floats) and the sixteen chains interleaved.
+static void qx_fit16(const float *x, int8_t *L, float *scales) {
+    enum { N = 16, NMAX = 32, B = 16 };
+    float max[B], iscale[B], sumLX[B], sumL2[B], scale[B], best[B];
+    int live[B];
+    for (int j = 0; j < B; j++) {
+        float amax = 0; max[j] = 0;
+        for (int i = 0; i < N; i++) { float ax = fabsf(x[16 * j + i]); if (ax > amax) { amax = ax; max[j] = x[16 * j + i]; } }
+        live[j] = !(amax < 1e-15f);
+        if (!live[j]) { for (int i = 0; i < N; i++) L[16 * j + i] = 0; scales[j] = 0.f; }
+        iscale[j] = live[j] ? -NMAX / max[j] : 0;
+        sumLX[j] = sumL2[j] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < B; j++) {
+            if (!live[j]) continue;
+            const float xi = x[16 * j + i];
+            int l = nearest_int(iscale[j] * xi);
+            l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+            L[16 * j + i] = (int8_t)(l + NMAX);
+            float w = xi * xi;
+            sumLX[j] += w * xi * l;
+            sumL2[j] += w * l * l;
+        }
+    for (int j = 0; j < B; j++) {
+        scale[j] = sumL2[j] ? sumLX[j] / sumL2[j] : 0.0f;
+        best[j] = scale[j] * sumLX[j];
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        for (int j = 0; j < B; j++) { iscale[j] = live[j] ? -(NMAX + 0.1f * is) / max[j] : 0; sumLX[j] = sumL2[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < B; j++) {
+                const float xi = x[16 * j + i];
+                int l = nearest_int(iscale[j] * xi);
+                l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+                float w = xi * xi;
+                sumLX[j] += w * xi * l;
+                sumL2[j] += w * l * l;
+            }
+        for (int j = 0; j < B; j++) {
+            if (live[j] && sumL2[j] > 0 && sumLX[j] * sumLX[j] > best[j] * sumL2[j]) {
+                for (int i = 0; i < N; i++) {
+                    int l = nearest_int(iscale[j] * x[16 * j + i]);
+                    L[16 * j + i] = (int8_t)(NMAX + (l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l)));
+                }
+                scale[j] = sumLX[j] / sumL2[j];
+                best[j] = scale[j] * sumLX[j];
+            }
+        }
+    }
+    for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
+}
+
+long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    int8_t L[256];
+    float scales[16];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
+        uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
+        float maxScale = 0, maxAbsScale = 0;
+        qx_fit16(xb, L, scales);
+        for (int ib = 0; ib < 16; ib++) {
+            float as = fabsf(scales[ib]);
+            if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
+        }
+        if (maxAbsScale < 1e-15f) {
+            memset(y, 0, 210);
+            continue;
+        }
+        float iscale = -128.f / maxScale;
+        uint16_t dh = qk_quant_f32_to_f16(1 / iscale);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y + 208, dh);
+        for (int ib = 0; ib < 16; ib++) {
+            int v = nearest_int(iscale * scales[ib]);
+            sc[ib] = (int8_t)(v > 127 ? 127 : v);
+        }
+        float dAll = qk_quant_f16_to_f32(dh);
+        for (int j = 0; j < 16; j++) {
+            float d = dAll * sc[j];
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int(xb[16 * j + ii] / d);
+                l = l < -32 ? -32 : (l > 31 ? 31 : l);
+                L[16 * j + ii] = (int8_t)(l + 32);
+            }
+        }
+        for (int j = 0; j < 256; j += 128) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+            }
+            ql += 64;
+            qh += 32;
+        }
+    }
+    return bad;
+}
+
+// MARK: Decoders (gguf-py operation order)
+
+static const int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t kMXFP4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+static inline float e8m0_half(uint8_t e) {
+    return gf(e < 2 ? (0x00200000u << e) : ((uint32_t)(e - 1) << 23));
+}
+
+static void dec_q4_0(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((int)(p[2 + j] & 0xF) - 8);
+        y[j + 16] = d * (float)((int)(p[2 + j] >> 4) - 8);
+    }
+}
+static void dec_q4_1(const uint8_t *p, float *y) {
+    float d = h2f(p), m = h2f(p + 2);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)(p[4 + j] & 0xF) + m;
+        y[j + 16] = d * (float)(p[4 + j] >> 4) + m;
+    }
+}
+static void dec_q5_0(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    uint32_t qh = (uint32_t)p[2] | ((uint32_t)p[3] << 8) | ((uint32_t)p[4] << 16) | ((uint32_t)p[5] << 24);
+    for (int j = 0; j < 32; j++) {
+        int lo = j < 16 ? (p[6 + j] & 0xF) : (p[6 + j - 16] >> 4);
+        int q = lo | (int)(((qh >> j) & 1) << 4);
+        y[j] = d * (float)(q - 16);
+    }
+}
+static void dec_q5_1(const uint8_t *p, float *y) {
+    float d = h2f(p), m = h2f(p + 2);
+    uint32_t qh = (uint32_t)p[4] | ((uint32_t)p[5] << 8) | ((uint32_t)p[6] << 16) | ((uint32_t)p[7] << 24);
+    for (int j = 0; j < 32; j++) {
+        int lo = j < 16 ? (p[8 + j] & 0xF) : (p[8 + j - 16] >> 4);
+        int q = lo | (int)(((qh >> j) & 1) << 4);
+        y[j] = d * (float)q + m;
+    }
+}
+static void dec_q8_0(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)p[2 + j] * d;
+}
+static void dec_q8_1(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)p[4 + j] * d;
+}
+static void dec_q2_k(const uint8_t *p, float *y) {
+    const uint8_t *scales = p, *qs = p + 16;
+    float d = h2f(p + 80), dmin = h2f(p + 82);
+    for (int e = 0; e < 256; e++) {
+        int half = e / 128, s = (e % 128) / 32, l = e % 32;
+        int q = (qs[half * 32 + l] >> (2 * s)) & 3;
+        uint8_t sc = scales[e / 16];
+        float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
+        y[e] = dl * (float)q - ml;
+    }
+}
+static void dec_q3_k(const uint8_t *p, float *y) {
+    const uint8_t *hmask = p, *qs = p + 32, *scales = p + 96;
+    float d = h2f(p + 108);
+    for (int e = 0; e < 256; e++) {
+        int j = e / 16;
+        int lsc = j < 8 ? (scales[j] & 0xF) : (scales[j - 8] >> 4);
+        int hsc = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        float dl = d * (float)((lsc | (hsc << 4)) - 32);
+        int half = e / 128, s = (e % 128) / 32, l = e % 32;
+        int ql = (qs[half * 32 + l] >> (2 * s)) & 3;
+        int hb = (hmask[e % 32] >> (e / 32)) & 1;
+        y[e] = dl * (float)(ql - ((hb ^ 1) << 2));
+    }
+}
+static void dec_q4_k(const uint8_t *p, float *y) {
+    float d = h2f(p), dmin = h2f(p + 2);
+    const uint8_t *sc = p + 4, *qs = p + 16;
+    for (int e = 0; e < 256; e++) {
+        uint8_t s, m;
+        k4_scale_min(e / 32, sc, &s, &m);
+        int chunk = e / 64, nib = (e % 64) / 32, l = e % 32;
+        int q = (qs[chunk * 32 + l] >> (4 * nib)) & 0xF;
+        y[e] = (d * (float)s) * (float)q - dmin * (float)m;
+    }
+}
+static void dec_q5_k(const uint8_t *p, float *y) {
+    float d = h2f(p), dmin = h2f(p + 2);
+    const uint8_t *sc = p + 4, *qh = p + 16, *qs = p + 48;
+    for (int e = 0; e < 256; e++) {
+        uint8_t s, m;
+        k4_scale_min(e / 32, sc, &s, &m);
+        int chunk = e / 64, nib = (e % 64) / 32, l = e % 32;
+        int q = ((qs[chunk * 32 + l] >> (4 * nib)) & 0xF) | (((qh[l] >> (e / 32)) & 1) << 4);
+        y[e] = (d * (float)s) * (float)q - dmin * (float)m;
+    }
+}
+static void dec_q6_k(const uint8_t *p, float *y) {
+    const uint8_t *ql = p, *qh = p + 128; const int8_t *sc = (const int8_t *)(p + 192);
+    float d = h2f(p + 208);
+    for (int e = 0; e < 256; e++) {
+        int half = e / 128, r = e % 128;
+        int lo = (ql[half * 64 + (r % 64)] >> (4 * (r / 64))) & 0xF;
+        int hi = (qh[half * 32 + (r % 32)] >> (2 * (r / 32))) & 3;
+        y[e] = (d * (float)sc[e / 16]) * (float)((lo | (hi << 4)) - 32);
+    }
+}
+static void dec_iq4_nl(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)kIQ4NL[p[2 + j] & 0xF];
+        y[j + 16] = d * (float)kIQ4NL[p[2 + j] >> 4];
+    }
+}
+static void dec_iq4_xs(const uint8_t *p, float *y) {
+    float d = h2f(p);
+    uint16_t sh = rd16(p + 2);
+    const uint8_t *sl = p + 4, *qs = p + 8;
+    for (int ib = 0; ib < 8; ib++) {
+        int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
+        float dl = d * (float)(ls - 32);
+        for (int j = 0; j < 16; j++) {
+            y[32 * ib + j] = dl * (float)kIQ4NL[qs[16 * ib + j] & 0xF];
+            y[32 * ib + j + 16] = dl * (float)kIQ4NL[qs[16 * ib + j] >> 4];
+        }
+    }
+}
+static void dec_mxfp4(const uint8_t *p, float *y) {
+    float d = e8m0_half(p[0]);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)kMXFP4[p[1 + j] & 0xF];
+        y[j + 16] = d * (float)kMXFP4[p[1 + j] >> 4];
+    }
+}
+static inline float trit(uint8_t q, uint8_t pow3) {
+    uint8_t v = (uint8_t)(q * pow3);
+    return (float)((int)(((uint16_t)v * 3) >> 8) - 1);
+}
+static void dec_tq1_0(const uint8_t *p, float *y) {
+    static const uint8_t pw[5] = {1, 3, 9, 27, 81};
+    const uint8_t *qs = p, *qh = p + 48;
+    float d = h2f(p + 52);
+    for (int n = 0; n < 5; n++) for (int l = 0; l < 32; l++) y[n * 32 + l] = d * trit(qs[l], pw[n]);
+    for (int n = 0; n < 5; n++) for (int l = 0; l < 16; l++) y[160 + n * 16 + l] = d * trit(qs[32 + l], pw[n]);
+    for (int n = 0; n < 4; n++) for (int l = 0; l < 4; l++) y[240 + n * 4 + l] = d * trit(qh[l], pw[n]);
+}
+static void dec_tq2_0(const uint8_t *p, float *y) {
+    float d = h2f(p + 64);
+    for (int e = 0; e < 256; e++) {
+        int half = e / 128, s = (e % 128) / 32, l = e % 32;
+        y[e] = d * (float)((int)((p[half * 32 + l] >> (2 * s)) & 3) - 1);
+    }
+}
+
+int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks) {
+    void (*f)(const uint8_t *, float *) = 0;
+    size_t bytes = 0, n = 0;
+    switch (type) {
+    case 0: for (size_t i = 0; i < blocks; i++) memcpy(out + i, in + 4 * i, 4); return 0;
+    case 1: for (size_t i = 0; i < blocks; i++) out[i] = h2f(in + 2 * i); return 0;
+    case 30: for (size_t i = 0; i < blocks; i++) out[i] = bf16_to_f32(rd16(in + 2 * i)); return 0;
+    case 2: f = dec_q4_0; bytes = 18; n = 32; break;
+    case 3: f = dec_q4_1; bytes = 20; n = 32; break;
+    case 6: f = dec_q5_0; bytes = 22; n = 32; break;
+    case 7: f = dec_q5_1; bytes = 24; n = 32; break;
+    case 8: f = dec_q8_0; bytes = 34; n = 32; break;
+    case 9: f = dec_q8_1; bytes = 36; n = 32; break;
+    case 10: f = dec_q2_k; bytes = 84; n = 256; break;
+    case 11: f = dec_q3_k; bytes = 110; n = 256; break;
+    case 12: f = dec_q4_k; bytes = 144; n = 256; break;
+    case 13: f = dec_q5_k; bytes = 176; n = 256; break;
+    case 14: f = dec_q6_k; bytes = 210; n = 256; break;
+    case 20: f = dec_iq4_nl; bytes = 18; n = 32; break;
+    case 23: f = dec_iq4_xs; bytes = 136; n = 256; break;
+    case 34: f = dec_tq1_0; bytes = 54; n = 256; break;
+    case 35: f = dec_tq2_0; bytes = 66; n = 256; break;
+    case 39: f = dec_mxfp4; bytes = 17; n = 32; break;
+    default: return -1;
+    }
+    for (size_t b = 0; b < blocks; b++) f(in + bytes * b, out + n * b);
+    return 0;
+}

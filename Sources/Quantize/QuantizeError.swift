@@ -1,0 +1,54 @@
+import Formats
+
+/// An error of the quantization kernels: what is wrong with which tensor, and what to do about it.
+///
+/// Every case carries the tensor name and the position or shape involved, so a message can point
+/// at the exact weight. Tests and callers match on the case.
+public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A weight is NaN or infinite (refused unless ``QuantizeOptions/allowNonFinite`` is set).
+    case nonFiniteWeight(tensor: String, row: Int, column: Int, value: Float)
+    /// A scale does not fit its stored type (an FP16 GGUF scale or a BF16/F16 compressed-tensors
+    /// scale overflowed to infinity); `row`/`column` locate the first element of its block or group.
+    case scaleOutOfRange(tensor: String, row: Int, column: Int, scaleType: String)
+    /// A finite weight does not fit the target float type (F16 holds at most 65504).
+    case valueOutOfRange(tensor: String, row: Int, column: Int, value: Float, type: String)
+    /// The row length is not a multiple of the block size the layout requires.
+    case shapeNotDivisible(tensor: String, shape: [Int], blockSize: Int)
+    /// The scheme cannot be stored with the requested granularity.
+    case unsupportedGranularity(tensor: String, scheme: SchemeName, granularity: Granularity)
+    /// A shape, buffer size or row range does not match what the layout needs.
+    case invalidShape(tensor: String, shape: [Int], expected: String)
+    /// The tensors given for decoding do not form a layout this module can read.
+    case unsupportedLayout(tensor: String, found: String)
+
+    /// A sentence saying what is wrong, where, and what to do.
+    public var description: String {
+        switch self {
+        case let .nonFiniteWeight(tensor, row, column, value):
+            return "tensor '\(tensor)' holds \(value) at [\(row), \(column)]; quantizing it would write a silently broken file. Fix the checkpoint, or pass --allow-non-finite to map NaN to 0 and ±inf to the row's largest finite magnitude"
+        case let .scaleOutOfRange(tensor, row, column, scaleType):
+            return "tensor '\(tensor)': the scale of the block at [\(row), \(column)] overflows \(scaleType); the weights there are too large for this scheme. Use F32 scales or a scheme with FP32 scales (fp8, int8 with F32 scales)"
+        case let .valueOutOfRange(tensor, row, column, value, type):
+            return "tensor '\(tensor)': the weight \(value) at [\(row), \(column)] is outside the finite range of \(type); use bf16 or a quantized scheme, or pass --allow-non-finite to store it as infinity"
+        case let .shapeNotDivisible(tensor, shape, blockSize):
+            return "tensor '\(tensor)' has shape \(shape) but its rows must be a multiple of \(blockSize) elements for this type; leave the tensor unquantized or choose a type with a smaller block"
+        case let .unsupportedGranularity(tensor, scheme, granularity):
+            return "tensor '\(tensor)': scheme \(scheme.rawValue) cannot be stored with granularity \(granularity); use one of the granularities listed in formats/quantize-\(scheme.family).md"
+        case let .invalidShape(tensor, shape, expected):
+            return "tensor '\(tensor)' with shape \(shape): expected \(expected)"
+        case let .unsupportedLayout(tensor, found):
+            return "tensor '\(tensor)': cannot decode \(found); supported layouts are listed in formats/quantize-*.md"
+        }
+    }
+}
+
+extension SchemeName {
+    /// The formats/ document family (`fp8`, `int`, `gguf`).
+    var family: String {
+        switch self {
+        case .fp8, .fp8E5M2: return "fp8"
+        case .int8, .int4: return "int"
+        default: return "gguf"
+        }
+    }
+}

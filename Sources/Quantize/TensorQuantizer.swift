@@ -1,0 +1,416 @@
+import CKernels
+import Dispatch
+import Formats
+import Foundation
+
+/// Quantizes one weight matrix, a range of rows at a time, into the layout of its scheme.
+///
+/// Made once per tensor; ``encode(rows:input:tensorAmax:into:)`` fills the slice of the
+/// output buffers that belongs to the given rows, so row blocks can run on all cores and a caller
+/// streaming a checkpoint can hand rows over as it reads them. ``quantized(_:rows:columns:scheme:tensorName:options:)``
+/// is the whole-tensor convenience that does exactly that in parallel.
+public struct TensorQuantizer: Sendable {
+    /// The shape and storage of one output tensor, before it is filled.
+    public struct PartLayout: Sendable, Equatable {
+        /// The part's suffix (see ``QuantizedTensor/Part/suffix``).
+        public var suffix: String
+        /// The stored type.
+        public var type: TensorType
+        /// The stored shape.
+        public var shape: [Int]
+        /// Bytes the part occupies.
+        public var byteCount: Int
+    }
+
+    enum Kind: Sendable { case fp8(e5m2: Bool), int(bits: Int), ggml(GGMLType) }
+
+    /// The scheme being produced.
+    public let scheme: Scheme
+    /// Rows (output features).
+    public let rows: Int
+    /// Columns (input features).
+    public let columns: Int
+    /// The tensor's name, used in errors.
+    public let tensorName: String
+    /// The options in force.
+    public let options: QuantizeOptions
+    /// The output tensors, in the order ``encode(rows:input:tensorAmax:into:)`` expects buffers.
+    public let layouts: [PartLayout]
+    /// Row ranges given to ``encode(rows:input:tensorAmax:into:)`` must start at a multiple of
+    /// this (128 for 128×128 FP8 blocks, 8 for asymmetric INT4 zero points packed along the rows,
+    /// else 1) and end at such a multiple or at ``rows``.
+    public let rowAlignment: Int
+    /// Whether the scale depends on the whole tensor (FP8 per-tensor): the caller passes the
+    /// tensor's largest finite magnitude as `tensorAmax` (see ``amax(_:allowNonFinite:)``).
+    public var needsTensorAmax: Bool { if case .tensor = granularity, case .fp8 = kind { return true } else { return false } }
+
+    let kind: Kind
+    let granularity: Granularity
+    /// Elements sharing one scale along a row (columns for per-channel and per-tensor).
+    let groupSize: Int
+    /// Rows of an FP8 block (1 otherwise).
+    let blockRows: Int
+    let scaleTypeCode: Int32
+    let scaleBytes: Int
+
+    /// Checks that the scheme can store a `rows` × `columns` matrix and works out the layout.
+    public init(scheme: Scheme, rows: Int, columns: Int, tensorName: String, options: QuantizeOptions = QuantizeOptions()) throws(QuantizeError) {
+        guard rows > 0, columns > 0, rows.multipliedReportingOverflow(by: columns).overflow == false else {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "a non-empty matrix")
+        }
+        self.scheme = scheme
+        self.rows = rows
+        self.columns = columns
+        self.tensorName = tensorName
+        self.options = options
+        self.granularity = scheme.granularity
+        func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
+        let badGranularity = QuantizeError.unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: scheme.granularity)
+        switch scheme.name {
+        case .fp8, .fp8E5M2:
+            let e5m2 = scheme.name == .fp8E5M2
+            kind = .fp8(e5m2: e5m2)
+            scaleTypeCode = 0
+            scaleBytes = 4
+            let weight = PartLayout(suffix: "weight", type: .dtype(e5m2 ? .f8E5M2 : .f8E4M3), shape: [rows, columns], byteCount: rows * columns)
+            switch scheme.granularity {
+            case .tensor:
+                groupSize = columns; blockRows = 1; rowAlignment = 1
+                layouts = [weight, PartLayout(suffix: "weight_scale", type: .dtype(.f32), shape: [1], byteCount: 4)]
+            case .channel:
+                groupSize = columns; blockRows = 1; rowAlignment = 1
+                layouts = [weight, PartLayout(suffix: "weight_scale", type: .dtype(.f32), shape: [rows, 1], byteCount: rows * 4)]
+            case .group(let size):
+                guard size > 0 else { throw badGranularity }
+                groupSize = size; blockRows = 1; rowAlignment = 1
+                let g = ceilDiv(columns, size)
+                layouts = [weight, PartLayout(suffix: "weight_scale", type: .dtype(.f32), shape: [rows, g], byteCount: rows * g * 4)]
+            case .block(let r, let c):
+                guard r > 0, c > 0 else { throw badGranularity }
+                groupSize = c; blockRows = r; rowAlignment = r
+                let shape = [ceilDiv(rows, r), ceilDiv(columns, c)]
+                layouts = [weight, PartLayout(suffix: "weight_scale_inv", type: .dtype(.f32), shape: shape, byteCount: shape[0] * shape[1] * 4)]
+            }
+        case .int8, .int4:
+            let bits = scheme.name == .int8 ? 8 : 4
+            kind = .int(bits: bits)
+            switch options.scaleType {
+            case .f32: scaleTypeCode = 0; scaleBytes = 4
+            case .bf16: scaleTypeCode = 1; scaleBytes = 2
+            case .f16: scaleTypeCode = 2; scaleBytes = 2
+            default:
+                throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "int scales stored as F32, BF16 or F16, not \(options.scaleType.rawValue)")
+            }
+            switch scheme.granularity {
+            case .channel: groupSize = columns
+            case .group(let size) where size > 0: groupSize = size
+            default: throw badGranularity
+            }
+            if bits == 8 && !scheme.symmetric { throw badGranularity }
+            blockRows = 1
+            let groups = ceilDiv(columns, groupSize)
+            let scale = PartLayout(suffix: "weight_scale", type: .dtype(options.scaleType), shape: [rows, groups], byteCount: rows * groups * scaleBytes)
+            if bits == 8 && options.packInt8 {
+                rowAlignment = 1
+                let words = ceilDiv(columns, 4)
+                layouts = [PartLayout(suffix: "weight_packed", type: .dtype(.i32), shape: [rows, words], byteCount: rows * words * 4), scale,
+                           PartLayout(suffix: "weight_shape", type: .dtype(.i64), shape: [2], byteCount: 16)]
+            } else if bits == 8 {
+                rowAlignment = 1
+                layouts = [PartLayout(suffix: "weight", type: .dtype(.i8), shape: [rows, columns], byteCount: rows * columns), scale]
+            } else {
+                let words = ceilDiv(columns, 8)
+                var parts = [PartLayout(suffix: "weight_packed", type: .dtype(.i32), shape: [rows, words], byteCount: rows * words * 4), scale]
+                if !scheme.symmetric {
+                    let zr = ceilDiv(rows, 8)
+                    parts.append(PartLayout(suffix: "weight_zero_point", type: .dtype(.i32), shape: [zr, groups], byteCount: zr * groups * 4))
+                }
+                parts.append(PartLayout(suffix: "weight_shape", type: .dtype(.i64), shape: [2], byteCount: 16))
+                layouts = parts
+                rowAlignment = scheme.symmetric ? 1 : 8
+            }
+        default:
+            guard let type = scheme.name.ggmlType else { throw badGranularity }
+            kind = .ggml(type)
+            scaleTypeCode = 0; scaleBytes = 0; blockRows = 1; rowAlignment = 1
+            groupSize = type.blockSize
+            guard columns % type.blockSize == 0 else {
+                throw .shapeNotDivisible(tensor: tensorName, shape: [rows, columns], blockSize: type.blockSize)
+            }
+            let bytes = rows * (columns / type.blockSize) * type.bytesPerBlock
+            layouts = [PartLayout(suffix: "", type: .ggml(type), shape: [rows, columns], byteCount: bytes)]
+        }
+    }
+
+    /// A zero-filled output with every part allocated (and `weight_shape` already written).
+    public func makeOutput() -> QuantizedTensor {
+        var parts = layouts.map { QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: [UInt8](repeating: 0, count: $0.byteCount)) }
+        if let i = parts.firstIndex(where: { $0.suffix == "weight_shape" }) {
+            var bytes: [UInt8] = []
+            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+            parts[i].data = bytes
+        }
+        return QuantizedTensor(rows: rows, columns: columns, parts: parts)
+    }
+
+    /// The largest finite magnitude of `values` (NaN and ±inf are skipped when `allowNonFinite`;
+    /// otherwise the input must be finite).
+    public static func amax(_ values: UnsafeBufferPointer<Float>, allowNonFinite: Bool) -> Float {
+        guard let base = values.baseAddress, !values.isEmpty else { return 0 }
+        if !allowNonFinite || qk_quant_first_nonfinite(base, values.count) < 0 { return qk_quant_amax(base, values.count) }
+        var m: Float = 0
+        for v in values where v.isFinite { m = max(m, abs(v)) }
+        return m
+    }
+
+    /// Encodes rows `range` into `output`, whose buffers follow ``layouts`` and span the whole tensor.
+    ///
+    /// - Parameters:
+    ///   - range: the rows to encode; see ``rowAlignment``.
+    ///   - input: exactly those rows, `range.count * columns` floats, row-major.
+    ///   - tensorAmax: for ``needsTensorAmax`` schemes, the tensor's largest finite magnitude.
+    ///   - output: one buffer per layout part, each at least its ``PartLayout/byteCount`` bytes;
+    ///     only the bytes belonging to `range` are written.
+    public func encode(rows range: Range<Int>, input: UnsafeBufferPointer<Float>, tensorAmax: Float? = nil,
+                       into output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
+        guard range.lowerBound >= 0, range.upperBound <= rows, !range.isEmpty,
+              range.lowerBound % rowAlignment == 0, range.upperBound % rowAlignment == 0 || range.upperBound == rows,
+              input.count == range.count * columns, output.count == layouts.count,
+              zip(output, layouts).allSatisfy({ $0.count >= $1.byteCount && ($1.byteCount == 0 || $0.baseAddress != nil) }),
+              let base = input.baseAddress
+        else {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "rows \(range) aligned to \(rowAlignment) with \(range.count * columns) input floats and \(layouts.count) output buffers")
+        }
+        if case .fp8 = kind, case .tensor = granularity, !(tensorAmax.map { $0.isFinite && $0 >= 0 } ?? false) {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
+        }
+        var sanitized: [Float] = []
+        let bad = qk_quant_first_nonfinite(base, input.count)
+        let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
+        if bad >= 0 {
+            if !options.allowNonFinite {
+                throw .nonFiniteWeight(tensor: tensorName, row: range.lowerBound + bad / columns, column: bad % columns, value: input[bad])
+            }
+            if !plainFloat {
+                sanitized = Array(input)
+                for r in 0..<range.count {
+                    var m: Float = 0
+                    for c in 0..<columns where sanitized[r * columns + c].isFinite { m = max(m, abs(sanitized[r * columns + c])) }
+                    for c in 0..<columns {
+                        let v = sanitized[r * columns + c]
+                        if v.isNaN { sanitized[r * columns + c] = 0 } else if v.isInfinite { sanitized[r * columns + c] = v > 0 ? m : -m }
+                    }
+                }
+            }
+        }
+        if sanitized.isEmpty {
+            try encodeSanitized(range, base, tensorAmax, output)
+        } else {
+            let result: Result<Void, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
+                Result { () throws(QuantizeError) in try encodeSanitized(range, p.baseAddress!, tensorAmax, output) }
+            }
+            try result.get()
+        }
+    }
+
+    private func writeScale(_ value: Float, to p: UnsafeMutableRawPointer, index: Int) {
+        switch scaleBytes {
+        case 4: p.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: index * 4, as: UInt32.self)
+        default:
+            let bits = scaleTypeCode == 1 ? qk_quant_f32_to_bf16(value) : qk_quant_f32_to_f16(value)
+            p.storeBytes(of: bits.littleEndian, toByteOffset: index * 2, as: UInt16.self)
+        }
+    }
+
+    private func encodeSanitized(_ range: Range<Int>, _ x: UnsafePointer<Float>, _ tensorAmax: Float?,
+                                 _ output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
+        let r0 = range.lowerBound, n = range.count
+        switch kind {
+        case .fp8(let e5m2):
+            let limit: Float = e5m2 ? 57344 : 448
+            let weight = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * columns
+            let scales = output[1].baseAddress!
+            let isE5M2: Int32 = e5m2 ? 1 : 0
+            switch granularity {
+            case .tensor:
+                let s = qk_quant_round_scale((tensorAmax ?? 0) / limit, 0)
+                if r0 == 0 { writeScale(s, to: scales, index: 0) }
+                qk_quant_fp8_encode_scaled(x, weight, n * columns, s, limit, isE5M2)
+            case .block(let br, let bc):
+                let colBlocks = (columns + bc - 1) / bc
+                var rb = 0
+                while rb < n {
+                    let h = min(br, n - rb)
+                    for cb in 0..<colBlocks {
+                        let c0 = cb * bc, w = min(bc, columns - c0)
+                        var amax: Float = 0
+                        for r in rb..<(rb + h) { amax = max(amax, qk_quant_amax(x + r * columns + c0, w)) }
+                        let s = qk_quant_round_scale(amax / limit, 0)
+                        writeScale(s, to: scales, index: ((r0 + rb) / br) * colBlocks + cb)
+                        for r in rb..<(rb + h) {
+                            qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
+                        }
+                    }
+                    rb += h
+                }
+            default:
+                let groups = (columns + groupSize - 1) / groupSize
+                for r in 0..<n {
+                    for g in 0..<groups {
+                        let c0 = g * groupSize, w = min(groupSize, columns - c0)
+                        let s = qk_quant_round_scale(qk_quant_amax(x + r * columns + c0, w) / limit, 0)
+                        writeScale(s, to: scales, index: (r0 + r) * groups + g)
+                        qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
+                    }
+                }
+            }
+        case .int(let bits):
+            let groups = (columns + groupSize - 1) / groupSize
+            var scales = [Float](repeating: 0, count: n * groups)
+            var zeros = [Int8](repeating: 0, count: scheme.symmetric ? 0 : n * groups)
+            // INT8 codes go straight to the output; INT4 codes are staged, then packed.
+            let staging: UnsafeMutablePointer<Int8>? = bits == 8 && !options.packInt8 ? nil : .allocate(capacity: n * columns)
+            defer { staging?.deallocate() }
+            let codesOut = staging ?? output[0].baseAddress!.assumingMemoryBound(to: Int8.self) + r0 * columns
+            let status = scales.withUnsafeMutableBufferPointer { s in
+                zeros.withUnsafeMutableBufferPointer { z in
+                    qk_quant_int_encode_rows(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
+                                             scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
+                                             scheme.symmetric ? nil : z.baseAddress)
+                }
+            }
+            if status >= 0 {
+                throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / groups, column: (status % groups) * groupSize,
+                                       scaleType: options.scaleType.rawValue)
+            }
+            let scaleBase = output[1].baseAddress!
+            for i in 0..<(n * groups) { writeScale(scales[i], to: scaleBase, index: r0 * groups + i) }
+            if bits == 8, options.packInt8, let staging {
+                let words = (columns + 3) / 4
+                qk_quant_pack_int8_rows(staging, n, columns, output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * words * 4)
+            }
+            if bits == 4 {
+                let words = (columns + 7) / 8
+                qk_quant_pack_int4_rows(codesOut, n, columns, output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * words * 4)
+                if !scheme.symmetric {
+                    zeros.withUnsafeBufferPointer { z in
+                        qk_quant_pack_int4_columns(z.baseAddress!, n, groups, output[2].baseAddress!.assumingMemoryBound(to: UInt8.self) + (r0 / 8) * groups * 4)
+                    }
+                }
+            }
+        case .ggml(let type):
+            let out = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let blocksPerRow = columns / type.blockSize
+            let dst = out + r0 * blocksPerRow * type.bytesPerBlock
+            let count = n * columns
+            if type.blockSize == 1 {
+                if !options.allowNonFinite {
+                    // Finite values from which F16 (65520) or BF16 rounds to infinity.
+                    let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
+                    let i = qk_quant_first_abs_at_least(x, count, limit)
+                    if i >= 0 {
+                        throw .valueOutOfRange(tensor: tensorName, row: r0 + i / columns, column: i % columns, value: x[i], type: type.name)
+                    }
+                }
+                if type == .f16 { qk_quant_f16_encode(x, dst, count) } else { qk_quant_bf16_encode(x, dst, count) }
+                return
+            }
+            let blocks = n * blocksPerRow
+            let status: Int
+            switch type {
+            case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
+            case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
+            case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
+            case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
+            case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
+            case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
+            case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
+            default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+            }
+            if status >= 0 {
+                throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / blocksPerRow,
+                                       column: (status % blocksPerRow) * type.blockSize, scaleType: "F16")
+            }
+        }
+    }
+}
+
+/// A pointer wrapper that may cross into `concurrentPerform` (each task touches disjoint bytes).
+struct UncheckedSendable<T>: @unchecked Sendable { var value: T }
+
+/// Quantizes a whole `rows` × `columns` FP32 matrix (row-major) with `scheme`, in parallel over
+/// row blocks on all cores.
+///
+/// The result holds every stored tensor of the layout (formats/quantize-*.md). Throws
+/// ``QuantizeError`` for non-finite weights (unless allowed), shapes the layout cannot hold, and
+/// scales that overflow their stored type.
+public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, scheme: Scheme,
+                      tensorName: String, options: QuantizeOptions = QuantizeOptions()) throws(QuantizeError) -> QuantizedTensor {
+    let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensorName, options: options)
+    guard weights.count == rows * columns, let base = weights.baseAddress else {
+        throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "\(rows * columns) floats, got \(weights.count)")
+    }
+    let align = quantizer.rowAlignment
+    let units = (rows + align - 1) / align
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    // Enough chunks to balance, each at least ~64k elements so the dispatch cost stays negligible.
+    let byWork = max(1, rows * columns / 65_536)
+    let chunks = max(1, min(units, cores * 4, byWork))
+    let unitsPerChunk = (units + chunks - 1) / chunks
+
+    var tensorAmax: Float? = nil
+    if quantizer.needsTensorAmax {
+        let partial = UncheckedSendable(value: UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks))
+        defer { partial.value.deallocate() }
+        let input = UncheckedSendable(value: base)
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+            partial.value[i] = TensorQuantizer.amax(UnsafeBufferPointer(start: input.value + r0 * columns, count: (r1 - r0) * columns),
+                                                    allowNonFinite: true)
+        }
+        tensorAmax = partial.value.max() ?? 0
+    }
+
+    // Every output byte is written by the kernels (padding bits included), so the buffers start
+    // uninitialised; only the constant `weight_shape` is copied in.
+    let buffers = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 16) }
+    defer { buffers.forEach { $0.deallocate() } }
+    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
+        buffers[i].storeBytes(of: Int64(rows).littleEndian, toByteOffset: 0, as: Int64.self)
+        buffers[i].storeBytes(of: Int64(columns).littleEndian, toByteOffset: 8, as: Int64.self)
+    }
+    var output = QuantizedTensor(rows: rows, columns: columns, parts: [])
+
+    let firstError = UncheckedSendable(value: ErrorBox())
+    let shared = UncheckedSendable(value: (base, buffers))
+    let amax = tensorAmax
+    DispatchQueue.concurrentPerform(iterations: chunks) { i in
+        let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+        guard r0 < r1 else { return }
+        do throws(QuantizeError) {
+            try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
+                                 tensorAmax: amax, into: shared.value.1)
+        } catch {
+            firstError.value.record(error, chunk: i)
+        }
+    }
+    if let error = firstError.value.first { throw error }
+    output.parts = quantizer.layouts.enumerated().map { i, layout in
+        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape,
+                             data: Array(UnsafeRawBufferPointer(rebasing: buffers[i][0..<layout.byteCount])))
+    }
+    return output
+}
+
+/// Keeps the error of the lowest-numbered failing chunk, so the report names the first bad row.
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var chunk = Int.max
+    private(set) var first: QuantizeError?
+    func record(_ error: QuantizeError, chunk: Int) {
+        lock.lock(); defer { lock.unlock() }
+        if chunk < self.chunk { self.chunk = chunk; first = error }
+    }
+}
