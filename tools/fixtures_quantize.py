@@ -36,8 +36,6 @@ LOWS = [0x0000, 0x0001, 0x0002, 0x00FF, 0x0100, 0x3FFF, 0x4000, 0x7FFE,
 
 def fnv1a64(data: bytes) -> str:
     h = 0xCBF29CE484222325
-    arr = np.frombuffer(data, dtype=np.uint8)
-    # vectorised FNV is not possible; process in python over bytes (fast enough for 2 MB)
     for b in data:
         h ^= b
         h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF

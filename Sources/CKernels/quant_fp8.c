@@ -67,7 +67,7 @@ float qk_quant_e5m2_to_f32(uint8_t v) {
     return qk_float(sign | ((e + 112u) << 23) | (m << 21));
 }
 
-void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
     // q = cast(clamp(x / scale, -limit, limit)); the division (not a reciprocal) matches numpy/torch.
     if (e5m2) {
         for (size_t i = 0; i < n; i++) {
@@ -84,9 +84,68 @@ void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float sc
     }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// Eight lanes of the bit-exact cast above: the same integer rounding for normals, the same
+// 2^23 magic-number RNE for subnormals, the same saturation and NaN codes.
+__attribute__((target("avx2")))
+static inline __m256i fp8_lanes(__m256 v, int e5m2) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+    const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
+    const int shift = e5m2 ? 21 : 20;
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, shift), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32((1 << shift) / 2 - 1)), lsb);
+    r = _mm256_sub_epi32(_mm256_srli_epi32(r, shift), _mm256_set1_epi32(e5m2 ? (112 << 2) : (120 << 3)));
+    const __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(e5m2 ? 65536.0f : 512.0f)),
+                                   _mm256_set1_ps(8388608.0f));
+    const __m256i sub = _mm256_sub_epi32(_mm256_castps_si256(y), _mm256_set1_epi32(0x4B000000));
+    const __m256i isNormal = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(e5m2 ? 0x387FFFFF : 0x3C7FFFFF));
+    const __m256i isSat = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(e5m2 ? 0x475FFFFF : 0x43DFFFFF));
+    const __m256i isNaN = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+    __m256i res = _mm256_blendv_epi8(sub, r, isNormal);
+    res = _mm256_blendv_epi8(res, _mm256_set1_epi32(e5m2 ? 0x7B : 0x7E), isSat);
+    res = _mm256_blendv_epi8(res, _mm256_set1_epi32(e5m2 ? 0x7E : 0x7F), isNaN);
+    return _mm256_or_si256(res, sign);
+}
+
+__attribute__((target("avx2")))
+static void fp8_encode_scaled_avx2(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+    const __m256 s = _mm256_set1_ps(scale), hi = _mm256_set1_ps(limit), lo = _mm256_set1_ps(-limit);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i r[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i + 8 * k), s);
+            v = _mm256_max_ps(lo, _mm256_min_ps(hi, v));   // NaN (second operand) passes through
+            r[k] = fp8_lanes(v, e5m2);
+        }
+        __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(r[0], r[1]), _mm256_packus_epi32(r[2], r[3]));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+    qk_quant_fp8_encode_scaled_portable(x + i, out + i, n - i, scale, limit, e5m2);
+}
+#endif
+
+static int fp8_isa(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
+#if defined(__x86_64__)
+    if (n >= 32 && fp8_isa()) { fp8_encode_scaled_avx2(x, out, n, scale, limit, e5m2); return; }
+#endif
+    qk_quant_fp8_encode_scaled_portable(x, out, n, scale, limit, e5m2);
+}
+
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2) {
-    if (e5m2) { for (size_t i = 0; i < n; i++) out[i] = qk_e5m2_from_f32(x[i]); }
-    else { for (size_t i = 0; i < n; i++) out[i] = qk_e4m3_from_f32(x[i]); }
+    // Division by 1 is exact and the clamp is the saturation, so this is the plain cast.
+    qk_quant_fp8_encode_scaled(x, out, n, 1.0f, e5m2 ? 57344.0f : 448.0f, e5m2);
 }
 
 void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, int e5m2) {

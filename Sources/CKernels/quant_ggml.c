@@ -216,72 +216,99 @@ static inline int nearest_int(float f) {
     return (i & 0x007FFFFF) - 0x00400000;
 }
 
-// make_qkx2_quants: asymmetric n-level fit of one sub-block, searching nstep+1 inverse scales
-// around nmax/(max-min) and keeping the weighted least-squares (scale, min) with the lowest error.
-static float qkx2_fit(int n, int nmax, const float *x, const float *w, uint8_t *L, float *theMin,
-                      uint8_t *Laux, float rmin, float rdelta, int nstep) {
-    float min = x[0], max = x[0];
-    float sumW = w[0];
-    float sumX = sumW * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        float wi = w[i];
-        sumW += wi;
-        sumX += wi * x[i];
+// ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false) — an asymmetric
+// 16-level fit that tries 21 inverse scales around 15/(max - min) and keeps the weighted
+// least-squares (scale, min) with the lowest weighted squared error — for the eight sub-blocks of
+// a Q4_K block at once. Each sub-block's sums are accumulated element by element in the reference
+// order, so every float is identical to ggml's; interleaving the eight independent chains only
+// hides the latency of the sequential float additions.
+static void qkx2_fit8(const float *x, const float *w, uint8_t *L, float *scales, float *mins) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    float mn[8], mx[8], sumW[8], sumX[8], scale[8], best[8];
+    int live[8];
+    uint8_t Laux[8][N];
+    for (int j = 0; j < 8; j++) {
+        mn[j] = x[32 * j]; mx[j] = x[32 * j];
+        sumW[j] = w[32 * j];
+        sumX[j] = sumW[j] * x[32 * j];
     }
-    if (min > 0) min = 0;
-    if (max == min) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        *theMin = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float bestError = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)(l < 0 ? 0 : (l > nmax ? nmax : l));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        bestError += w[i] * diff;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sumL = 0, sumL2 = 0, sumXL = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest_int(iscale * (x[i] - min));
-            l = l < 0 ? 0 : (l > nmax ? nmax : l);
-            Laux[i] = (uint8_t)l;
-            float wi = w[i];
-            sumL += wi * l;
-            sumL2 += wi * l * l;
-            sumXL += wi * l * x[i];
+    for (int i = 1; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            const float xi = x[32 * j + i], wi = w[32 * j + i];
+            if (xi < mn[j]) mn[j] = xi;
+            if (xi > mx[j]) mx[j] = xi;
+            sumW[j] += wi;
+            sumX[j] += wi * xi;
         }
-        float D = sumW * sumL2 - sumL * sumL;
-        if (D > 0) {
-            float thisScale = (sumW * sumXL - sumX * sumL) / D;
-            float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
-            if (thisMin > 0) {
-                thisMin = 0;
-                thisScale = sumXL / sumL2;
+    float iscale[8];
+    for (int j = 0; j < 8; j++) {
+        if (mn[j] > 0) mn[j] = 0;
+        live[j] = mx[j] != mn[j];
+        if (!live[j]) {
+            for (int i = 0; i < N; i++) L[32 * j + i] = 0;
+            mins[j] = -mn[j];
+            scales[j] = 0.f;
+            continue;
+        }
+        iscale[j] = NMAX / (mx[j] - mn[j]);
+        scale[j] = 1 / iscale[j];
+        best[j] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            if (!live[j]) continue;
+            const float xi = x[32 * j + i];
+            int l = nearest_int(iscale[j] * (xi - mn[j]));
+            uint8_t q = (uint8_t)(l < 0 ? 0 : (l > NMAX ? NMAX : l));
+            L[32 * j + i] = q;
+            float diff = scale[j] * q + mn[j] - xi;
+            diff = diff * diff;
+            best[j] += w[32 * j + i] * diff;
+        }
+    for (int is = 0; is <= NSTEP; is++) {
+        float sumL[8], sumL2[8], sumXL[8], cur[8], thisScale[8], thisMin[8];
+        int ok[8];
+        for (int j = 0; j < 8; j++) { iscale[j] = live[j] ? (rmin + rdelta * is + NMAX) / (mx[j] - mn[j]) : 0; sumL[j] = sumL2[j] = sumXL[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                const float xi = x[32 * j + i], wi = w[32 * j + i];
+                int l = nearest_int(iscale[j] * (xi - mn[j]));
+                l = l < 0 ? 0 : (l > NMAX ? NMAX : l);
+                Laux[j][i] = (uint8_t)l;
+                sumL[j] += wi * l;
+                sumL2[j] += wi * l * l;
+                sumXL[j] += wi * l * xi;
             }
-            float curError = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = thisScale * Laux[i] + thisMin - x[i];
+        for (int j = 0; j < 8; j++) {
+            float D = sumW[j] * sumL2[j] - sumL[j] * sumL[j];
+            ok[j] = live[j] && D > 0;
+            thisScale[j] = 0; thisMin[j] = 0; cur[j] = 0;
+            if (ok[j]) {
+                thisScale[j] = (sumW[j] * sumXL[j] - sumX[j] * sumL[j]) / D;
+                thisMin[j] = (sumL2[j] * sumX[j] - sumL[j] * sumXL[j]) / D;
+                if (thisMin[j] > 0) {
+                    thisMin[j] = 0;
+                    thisScale[j] = sumXL[j] / sumL2[j];
+                }
+            }
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                float diff = thisScale[j] * Laux[j][i] + thisMin[j] - x[32 * j + i];
                 diff = diff * diff;
-                curError += w[i] * diff;
+                cur[j] += w[32 * j + i] * diff;
             }
-            if (curError < bestError) {
-                for (int i = 0; i < n; i++) L[i] = Laux[i];
-                bestError = curError;
-                scale = thisScale;
-                min = thisMin;
+        for (int j = 0; j < 8; j++) {
+            if (ok[j] && cur[j] < best[j]) {
+                memcpy(L + 32 * j, Laux[j], N);
+                best[j] = cur[j];
+                scale[j] = thisScale[j];
+                mn[j] = thisMin[j];
             }
         }
     }
-    *theMin = -min;
-    return scale;
+    for (int j = 0; j < 8; j++) if (live[j]) { mins[j] = -mn[j]; scales[j] = scale[j]; }
 }
 
 static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
@@ -291,18 +318,21 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 
 long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
-    uint8_t L[256], Laux[32];
-    float weights[32], mins[8], scales[8];
+    uint8_t L[256];
+    float mins[8], scales[8];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
         uint8_t *sc = y + 4, *qs = y + 16;
         float maxScale = 0, maxMin = 0;
+        float w256[256];
         for (int j = 0; j < 8; j++) {
             float sumX2 = 0;
             for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
             float avX = sqrtf(sumX2 / 32);
-            for (int l = 0; l < 32; l++) weights[l] = avX + fabsf(xb[32 * j + l]);
-            scales[j] = qkx2_fit(32, 15, xb + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+            for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
+        }
+        qkx2_fit8(xb, w256, L, scales, mins);
+        for (int j = 0; j < 8; j++) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
@@ -344,45 +374,60 @@ long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
     return bad;
 }
 
-// make_qx_quants with rmse_type 1 and no importance weights (w = x²): symmetric fit of one
-// sub-block with nmax levels each side, trying 18 inverse scales around -nmax/max.
-static float qx_fit(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) { float ax = fabsf(x[i]); if (ax > amax) { amax = ax; max = x[i]; } }
-    if (amax < 1e-15f) { for (int i = 0; i < n; i++) L[i] = 0; return 0.f; }
-    float iscale = -nmax / max;
-    float sumLX = 0, sumL2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * x[i]);
-        l = l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l);
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumLX += w * x[i] * l;
-        sumL2 += w * l * l;
+// ggml's make_qx_quants(16, 32, x, L, 1, NULL) — a symmetric fit with weights x² that tries 18
+// inverse scales around -32/max — for the sixteen sub-blocks of a Q6_K block at once, with each
+// sub-block's sums in the reference order (identical floats) and the sixteen chains interleaved.
+static void qx_fit16(const float *x, int8_t *L, float *scales) {
+    enum { N = 16, NMAX = 32, B = 16 };
+    float max[B], iscale[B], sumLX[B], sumL2[B], scale[B], best[B];
+    int live[B];
+    for (int j = 0; j < B; j++) {
+        float amax = 0; max[j] = 0;
+        for (int i = 0; i < N; i++) { float ax = fabsf(x[16 * j + i]); if (ax > amax) { amax = ax; max[j] = x[16 * j + i]; } }
+        live[j] = !(amax < 1e-15f);
+        if (!live[j]) { for (int i = 0; i < N; i++) L[16 * j + i] = 0; scales[j] = 0.f; }
+        iscale[j] = live[j] ? -NMAX / max[j] : 0;
+        sumLX[j] = sumL2[j] = 0;
     }
-    float scale = sumL2 ? sumLX / sumL2 : 0.0f;
-    float best = scale * sumLX;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < B; j++) {
+            if (!live[j]) continue;
+            const float xi = x[16 * j + i];
+            int l = nearest_int(iscale[j] * xi);
+            l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+            L[16 * j + i] = (int8_t)(l + NMAX);
+            float w = xi * xi;
+            sumLX[j] += w * xi * l;
+            sumL2[j] += w * l * l;
+        }
+    for (int j = 0; j < B; j++) {
+        scale[j] = sumL2[j] ? sumLX[j] / sumL2[j] : 0.0f;
+        best[j] = scale[j] * sumLX[j];
+    }
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumLX = sumL2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest_int(iscale * x[i]);
-            l = l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l);
-            float w = x[i] * x[i];
-            sumLX += w * x[i] * l;
-            sumL2 += w * l * l;
-        }
-        if (sumL2 > 0 && sumLX * sumLX > best * sumL2) {
-            for (int i = 0; i < n; i++) {
-                int l = nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + (l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l)));
+        for (int j = 0; j < B; j++) { iscale[j] = live[j] ? -(NMAX + 0.1f * is) / max[j] : 0; sumLX[j] = sumL2[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < B; j++) {
+                const float xi = x[16 * j + i];
+                int l = nearest_int(iscale[j] * xi);
+                l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+                float w = xi * xi;
+                sumLX[j] += w * xi * l;
+                sumL2[j] += w * l * l;
             }
-            scale = sumLX / sumL2;
-            best = scale * sumLX;
+        for (int j = 0; j < B; j++) {
+            if (live[j] && sumL2[j] > 0 && sumLX[j] * sumLX[j] > best[j] * sumL2[j]) {
+                for (int i = 0; i < N; i++) {
+                    int l = nearest_int(iscale[j] * x[16 * j + i]);
+                    L[16 * j + i] = (int8_t)(NMAX + (l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l)));
+                }
+                scale[j] = sumLX[j] / sumL2[j];
+                best[j] = scale[j] * sumLX[j];
+            }
         }
     }
-    return scale;
+    for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
 }
 
 long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
@@ -393,11 +438,10 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
         uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
         float maxScale = 0, maxAbsScale = 0;
+        qx_fit16(xb, L, scales);
         for (int ib = 0; ib < 16; ib++) {
-            float s = qx_fit(16, 32, xb + 16 * ib, L + 16 * ib);
-            scales[ib] = s;
-            float as = fabsf(s);
-            if (as > maxAbsScale) { maxAbsScale = as; maxScale = s; }
+            float as = fabsf(scales[ib]);
+            if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
         }
         if (maxAbsScale < 1e-15f) {
             memset(y, 0, 210);

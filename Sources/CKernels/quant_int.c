@@ -16,7 +16,6 @@
 #pragma STDC FP_CONTRACT OFF
 #pragma clang fp contract(off)
 
-static inline uint32_t ib(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float ifl(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 // Round half to even for |v| < 2^22 (the caller's values are bounded by the clamp first).
@@ -187,4 +186,18 @@ void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, 
     size_t words = (cols + 3) / 4;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) codes[r * cols + c] = (int8_t)((int)packed[r * words * 4 + c] - 128);
+}
+
+void qk_quant_int_decode_rows(const int8_t *codes, size_t rows, size_t cols, size_t groupSize,
+                              const float *scales, const float *zeros, float *out) {
+    // out = (q - zp) * scale, one (scale, zp) per groupSize consecutive elements of a row.
+    size_t groups = (cols + groupSize - 1) / groupSize;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t g = 0; g < groups; g++) {
+            size_t c0 = g * groupSize, n = cols - c0 < groupSize ? cols - c0 : groupSize;
+            float s = scales[r * groups + g], z = zeros ? zeros[r * groups + g] : 0.0f;
+            const int8_t *q = codes + r * cols + c0;
+            float *o = out + r * cols + c0;
+            for (size_t i = 0; i < n; i++) o[i] = ((float)q[i] - z) * s;
+        }
 }

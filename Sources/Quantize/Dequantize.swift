@@ -83,13 +83,9 @@ public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize
             guard v.count == scales.count else { throw layoutError("weight_zero_point of \(v.count) values for \(scales.count) scales") }
             return v
         }
-        for r in 0..<rows {
-            for c in 0..<columns {
-                let i = (r / rps) * sc + c / cps
-                let q = Float(Int8(bitPattern: weight.data[r * columns + c]))
-                out[r * columns + c] = (q - (zeros?[i] ?? 0)) * scales[i]
-            }
-        }
+        try decodeIntegerCodes(weight.data.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }, rows: rows, columns: columns,
+                               rowsPerScale: rps, columnsPerScale: cps, scaleColumns: sc, scales: scales, zeros: zeros, into: &out,
+                               tensorName: tensorName)
         return out
     }
 
@@ -109,7 +105,7 @@ public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize
                 else { qk_quant_unpack_int8_rows(p.baseAddress!, rows, columns, $0.baseAddress!) }
             }
         }
-        var zeros: [Int8]? = nil
+        var zeros: [Float]? = nil
         if let z = tensor.part("weight_zero_point") {
             let groups = scales.count / rows
             guard z.data.count == ceilDiv(rows, 8) * groups * 4 else {
@@ -119,17 +115,38 @@ public func dequantized(_ tensor: QuantizedTensor, tensorName: String, groupSize
             z.data.withUnsafeBufferPointer { p in
                 zs.withUnsafeMutableBufferPointer { qk_quant_unpack_int4_columns(p.baseAddress!, rows, groups, $0.baseAddress!) }
             }
-            zeros = zs
+            zeros = zs.map(Float.init)
         }
-        for r in 0..<rows {
-            for c in 0..<columns {
-                let i = (r / rps) * sc + c / cps
-                out[r * columns + c] = (Float(codes[r * columns + c]) - Float(zeros?[i] ?? 0)) * scales[i]
-            }
-        }
+        try decodeIntegerCodes(codes, rows: rows, columns: columns, rowsPerScale: rps, columnsPerScale: cps, scaleColumns: sc,
+                               scales: scales, zeros: zeros, into: &out, tensorName: tensorName)
         return out
     }
     throw layoutError(description)
+}
+
+/// (q - zp) · scale for per-row scale grids (channel or groups).
+func decodeIntegerCodes(_ codes: [Int8], rows: Int, columns: Int, rowsPerScale: Int, columnsPerScale: Int, scaleColumns: Int,
+                        scales: [Float], zeros: [Float]?, into out: inout [Float], tensorName: String) throws(QuantizeError) {
+    guard rowsPerScale == 1 || scales.count == 1 else {
+        throw .unsupportedLayout(tensor: tensorName, found: "integer codes with block scales")
+    }
+    // A single scale for the whole tensor is a grid of one group per row repeated.
+    let expandedScales = scales.count == 1 ? [Float](repeating: scales[0], count: rows) : scales
+    let expandedZeros = zeros.map { $0.count == 1 ? [Float](repeating: $0[0], count: rows) : $0 }
+    let groupSize = scales.count == 1 ? columns : columnsPerScale
+    codes.withUnsafeBufferPointer { q in
+        expandedScales.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { o in
+                if let expandedZeros {
+                    expandedZeros.withUnsafeBufferPointer { z in
+                        qk_quant_int_decode_rows(q.baseAddress!, rows, columns, groupSize, s.baseAddress!, z.baseAddress!, o.baseAddress!)
+                    }
+                } else {
+                    qk_quant_int_decode_rows(q.baseAddress!, rows, columns, groupSize, s.baseAddress!, nil, o.baseAddress!)
+                }
+            }
+        }
+    }
 }
 
 /// Scale values as floats from an F32, BF16 or F16 part.

@@ -182,8 +182,9 @@ public struct TensorQuantizer: Sendable {
             throw .invalidShape(tensor: tensorName, shape: [rows, columns],
                                 expected: "rows \(range) aligned to \(rowAlignment) with \(range.count * columns) input floats and \(layouts.count) output buffers")
         }
-        if case .fp8 = kind, case .tensor = granularity, tensorAmax == nil {
-            throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "the tensor's amax for a per-tensor FP8 scale")
+        if case .fp8 = kind, case .tensor = granularity, !(tensorAmax.map { $0.isFinite && $0 >= 0 } ?? false) {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
         var sanitized: [Float] = []
         let bad = qk_quant_first_nonfinite(base, input.count)
@@ -372,13 +373,15 @@ public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns:
         tensorAmax = partial.value.max() ?? 0
     }
 
+    // Every output byte is written by the kernels (padding bits included), so the buffers start
+    // uninitialised; only the constant `weight_shape` is copied in.
     let buffers = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 16) }
     defer { buffers.forEach { $0.deallocate() } }
-    var output = quantizer.makeOutput()
-    for (i, part) in output.parts.enumerated() {
-        buffers[i].initializeMemory(as: UInt8.self, repeating: 0)
-        part.data.withUnsafeBytes { buffers[i].copyMemory(from: $0) }
+    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
+        buffers[i].storeBytes(of: Int64(rows).littleEndian, toByteOffset: 0, as: Int64.self)
+        buffers[i].storeBytes(of: Int64(columns).littleEndian, toByteOffset: 8, as: Int64.self)
     }
+    var output = QuantizedTensor(rows: rows, columns: columns, parts: [])
 
     let firstError = UncheckedSendable(value: ErrorBox())
     let shared = UncheckedSendable(value: (base, buffers))
@@ -394,8 +397,9 @@ public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns:
         }
     }
     if let error = firstError.value.first { throw error }
-    for i in output.parts.indices {
-        output.parts[i].data = Array(UnsafeRawBufferPointer(rebasing: buffers[i][0..<quantizer.layouts[i].byteCount]))
+    output.parts = quantizer.layouts.enumerated().map { i, layout in
+        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape,
+                             data: Array(UnsafeRawBufferPointer(rebasing: buffers[i][0..<layout.byteCount])))
     }
     return output
 }

@@ -246,3 +246,46 @@ struct KernelPropertyTests {
         #expect(totalSearched < totalPlain * 0.95, "search lowers the total squared error: \(totalSearched) vs \(totalPlain)")
     }
 }
+
+@Suite("config.json quantization_config")
+struct QuantizationConfigTests {
+    func parse(_ scheme: Scheme, _ options: QuantizeOptions = QuantizeOptions()) throws -> [String: Any] {
+        let text = try #require(scheme.quantizationConfigJSON(ignore: ["lm_head"], options: options))
+        return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    func weights(_ config: [String: Any]) throws -> [String: Any] {
+        let groups = try #require(config["config_groups"] as? [String: Any])
+        let group = try #require(groups["group_0"] as? [String: Any])
+        return try #require(group["weights"] as? [String: Any])
+    }
+
+    @Test("per-channel FP8 is compressed-tensors float-quantized with dynamic per-token activations")
+    func fp8Channel() throws {
+        let c = try parse(Scheme(name: .fp8))
+        #expect(c["quant_method"] as? String == "compressed-tensors")
+        #expect(c["format"] as? String == "float-quantized")
+        #expect(c["ignore"] as? [String] == ["lm_head"])
+        let w = try weights(c)
+        #expect(w["strategy"] as? String == "channel" && w["type"] as? String == "float" && w["num_bits"] as? Int == 8)
+    }
+
+    @Test("block FP8 is vLLM's fp8 method with weight_block_size")
+    func fp8Block() throws {
+        let c = try parse(Scheme(name: .fp8, granularity: .block(rows: 128, columns: 128)))
+        #expect(c["quant_method"] as? String == "fp8")
+        #expect(c["weight_block_size"] as? [Int] == [128, 128])
+        #expect(c["activation_scheme"] as? String == "dynamic")
+    }
+
+    @Test("INT4 is pack-quantized with its group size and symmetry; packed INT8 too")
+    func int4() throws {
+        let c = try parse(Scheme(name: .int4, granularity: .group(size: 64), symmetric: false))
+        #expect(c["format"] as? String == "pack-quantized")
+        let w = try weights(c)
+        #expect(w["group_size"] as? Int == 64 && w["symmetric"] as? Bool == false && w["strategy"] as? String == "group")
+        #expect(try parse(Scheme(name: .int8))["format"] as? String == "int-quantized")
+        #expect(try parse(Scheme(name: .int8), QuantizeOptions(packInt8: true))["format"] as? String == "pack-quantized")
+        #expect(Scheme(name: .q4_K).quantizationConfigJSON(ignore: []) == nil)
+    }
+}

@@ -68,6 +68,8 @@ float qk_quant_e4m3_to_f32(uint8_t value);
 float qk_quant_e5m2_to_f32(uint8_t value);
 /// out[i] = fp8(clamp(x[i] / scale, -limit, limit)) for E4M3 (e5m2 = 0) or E5M2 (e5m2 = 1).
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// The same as qk_quant_fp8_encode_scaled without the AVX2 path (identical bytes; for tests).
+void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
 /// out[i] = fp8(x[i]) with the saturating cast above.
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
 /// out[i] = float(q[i]) * scale.
@@ -122,5 +124,9 @@ void qk_quant_unpack_int4_columns(const uint8_t *packed, size_t rows, size_t gro
 /// compressed-tensors int8 packing along the last dim ([rows, ceil(cols/4)] int32, value + 128).
 void qk_quant_pack_int8_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out);
 void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, int8_t *codes);
+/// out = (q - zp) * scale with one scale (and zero point, or none when zeros is NULL) per groupSize
+/// consecutive codes of a row; scales/zeros are [rows, ceil(cols/groupSize)].
+void qk_quant_int_decode_rows(const int8_t *codes, size_t rows, size_t cols, size_t groupSize,
+                              const float *scales, const float *zeros, float *out);
 
 #endif

@@ -1,0 +1,53 @@
+import Foundation
+
+extension Scheme {
+    /// The `quantization_config` object for config.json that vLLM and transformers read for this
+    /// scheme, as JSON text (formats/quantize-fp8.md, formats/quantize-int.md); nil for GGUF schemes.
+    ///
+    /// - Parameters:
+    ///   - ignore: names (or `re:` patterns) of Linear modules left unquantized, e.g. `lm_head`.
+    ///   - options: the options the tensors were written with (INT8 packing changes the format).
+    public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> String? {
+        let config: [String: Any]
+        switch name {
+        case .fp8, .fp8E5M2:
+            if case .block(let r, let c) = granularity {
+                config = ["quant_method": "fp8", "fmt": name == .fp8 ? "e4m3" : "e5m2", "activation_scheme": "dynamic",
+                          "weight_block_size": [r, c], "ignored_layers": ignore]
+            } else {
+                var weights = Self.weightArgs(bits: 8, type: "float", symmetric: true)
+                switch granularity {
+                case .tensor: weights["strategy"] = "tensor"
+                case .group(let g): weights["strategy"] = "group"; weights["group_size"] = g
+                default: weights["strategy"] = "channel"
+                }
+                let activations: [String: Any] = ["num_bits": 8, "type": "float", "symmetric": true, "strategy": "token",
+                                                  "dynamic": true, "observer": NSNull()]
+                config = Self.compressedTensors(format: "float-quantized", weights: weights, inputActivations: activations, ignore: ignore)
+            }
+        case .int8, .int4:
+            var weights = Self.weightArgs(bits: name == .int8 ? 8 : 4, type: "int", symmetric: symmetric)
+            if case .group(let g) = granularity { weights["strategy"] = "group"; weights["group_size"] = g } else { weights["strategy"] = "channel" }
+            let format = name == .int8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
+            config = Self.compressedTensors(format: format, weights: weights, inputActivations: nil, ignore: ignore)
+        default:
+            return nil
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private static func weightArgs(bits: Int, type: String, symmetric: Bool) -> [String: Any] {
+        ["num_bits": bits, "type": type, "symmetric": symmetric, "strategy": "channel", "group_size": NSNull(),
+         "block_structure": NSNull(), "dynamic": false, "actorder": NSNull(), "observer": "minmax", "observer_kwargs": [String: Any]()]
+    }
+
+    private static func compressedTensors(format: String, weights: [String: Any], inputActivations: [String: Any]?,
+                                          ignore: [String]) -> [String: Any] {
+        let group: [String: Any] = ["targets": ["Linear"], "format": format, "weights": weights,
+                                    "input_activations": inputActivations ?? NSNull(), "output_activations": NSNull()]
+        return ["quant_method": "compressed-tensors", "format": format, "quantization_status": "compressed",
+                "global_compression_ratio": NSNull(), "kv_cache_scheme": NSNull(), "sparsity_config": [String: Any](),
+                "ignore": ignore, "config_groups": ["group_0": group]]
+    }
+}
