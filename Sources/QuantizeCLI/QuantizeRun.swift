@@ -44,8 +44,8 @@ extension QuantizeCommand {
         @Option(help: "int8/int4: scale dtype, bf16 (default), f16 or f32.")
         var scaleDtype: String = "bf16"
 
-        @Flag(help: "int8: write the pack-quantized layout (int32 words) instead of int-quantized.")
-        var packInt8 = false
+        @Option(help: ArgumentHelp("int8: pack-quantized (default: int32 words, the W8A16 layout vLLM loads) or int-quantized (I8 weights, which vLLM loads only with int8 activations).", valueName: "layout"))
+        var int8Layout: String = "pack-quantized"
 
         @Option(parsing: .singleValue, help: ArgumentHelp("Quantize only tensors matching this glob (repeatable; first match wins).", valueName: "pattern"))
         var only: [String] = []
@@ -76,7 +76,9 @@ extension QuantizeCommand {
 
         func validate() throws {
             if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
-            if packInt8 && to != .int8 { throw ValidationError("--pack-int8 applies to int8 only") }
+            if !["pack-quantized", "int-quantized"].contains(int8Layout) {
+                throw ValidationError("--int8-layout must be pack-quantized or int-quantized")
+            }
             if let g = granularity, !["channel", "tensor", "block", "group"].contains(g) {
                 throw ValidationError("--granularity must be channel, tensor, block or group, not '\(g)'")
             }
@@ -134,7 +136,7 @@ extension QuantizeCommand {
 
         func run() throws {
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: DType(rawValue: scaleDtype.uppercased()) ?? .bf16,
-                                          search: search, packInt8: packInt8)
+                                          search: search, packInt8: int8Layout == "pack-quantized")
             let settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
             let job = try QuantizeJob(input: input, settings: settings)

@@ -461,7 +461,8 @@ public final class QuantizeJob {
         let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
             .map { String($0.source.name.dropLast(".weight".count)) }
-        guard let config = QuantizationConfig.json(for: settings.scheme, options: settings.options, ignore: ignore) else { return }
+        guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return }
+        let config = try JSONValue.parse(text, path: "quantization_config")
         members.removeAll { $0.key == "quantization_config" }
         members.append(JSONMember("quantization_config", config))
         var bytes = JSONValue.object(members).serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false))
