@@ -157,24 +157,40 @@ extension FitRequest {
     }
 }
 
-/// Builds the model shape for `quantize fit MODEL`.
-///
-/// PLUG-IN POINT for checkpoint headers: today this accepts a preset name, a directory holding
-/// config.json, or a config.json file. When the Formats readers land, a .safetensors/.gguf file or a
-/// directory with weights should read the tensor headers (`[TensorRecord]`) and return
-/// `shape.withTensors(records)` (exact parameter count and bytes), and a .gguf file should build the
-/// shape with `ModelShape(ggufMetadata:path:)`.
+/// Builds the model shape for `quantize fit MODEL`: a preset name; a directory or config.json
+/// with no weights (plan before downloading); or weight files (.safetensors, sharded directory,
+/// .gguf), whose headers give the exact parameter count and bytes per tensor and whose config.json
+/// or GGUF metadata gives the architecture.
 func loadModelShape(path: String) throws -> ModelShape {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        if isDirectory.boolValue || path.hasSuffix(".json") { return try ModelShape.load(configAt: path) }
-        throw FormatError(.notThisFormat, path: path, message: "reading tensor headers of weight files is not wired into fit yet",
-                          remedy: "pass the model directory (with config.json) or a preset name")
+        if path.hasSuffix(".json") && !path.hasSuffix(".index.json") { return try ModelShape.load(configAt: path) }
+        if isDirectory.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            let hasWeights = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
+            if !hasWeights { return try ModelShape.load(configAt: path) }  // plan before downloading
+        }
+        // Weight files: the architecture from config.json or GGUF metadata, exact sizes from the headers.
+        let checkpoint = try Checkpoint(path: path)
+        if let gguf = checkpoint.gguf {
+            var metadata: [String: MetadataValue] = [:]
+            for (key, value) in gguf.metadata {
+                if let string = value.string { metadata[key] = .string(string) }
+                else if value.array == nil, let int = value.int { metadata[key] = .int(int) }
+                else if value.array == nil, let double = value.double { metadata[key] = .double(double) }
+                else if let array = value.array, let first = array.first {
+                    // Per-layer arrays (head counts of some models): the first layer's value.
+                    if let int = first.int { metadata[key] = .int(int) } else if first.string != nil { metadata[key] = .int(array.count) }
+                }
+            }
+            return try ModelShape(ggufMetadata: metadata, path: path).withTensors(checkpoint.tensors)
+        }
+        return try ModelShape.load(configAt: checkpoint.directory).withTensors(checkpoint.tensors)
     }
     if let preset = try ModelShape.preset(named: path) { return preset }
     let names = try ModelShape.presets().map(\.name)
     throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
-                      remedy: "pass a model directory with config.json or one of the presets")
+                      remedy: "pass a model directory with config.json, a weight file, or one of the presets")
 }
 
 /// Human-readable renderings of fit results.
