@@ -16,6 +16,10 @@ struct BenchmarkGroup: Sendable {
     static let all: [BenchmarkGroup] = [
         BenchmarkGroup(name: "conversion", summary: "element conversion to and from float32 vs memcpy",
                        run: runConversionBenchmarks),
+        BenchmarkGroup(name: "quantize", summary: "quantization kernels, FP32 and BF16 input, 1 core and all cores, vs memcpy",
+                       run: runQuantizeBenchmarks),
+        BenchmarkGroup(name: "check", summary: "accuracy check of a 4096×4096 tensor at n = 64 vs OpenBLAS sgemm",
+                       run: runCheckBenchmark),
     ]
 }
 
