@@ -371,8 +371,13 @@ public final class QuantizeJob {
                 }
             }
             let path = staging + "/" + fileName
-            let metadata = checkpoint.safetensors?.shards[shard].metadata ?? ["format": "pt"]
-            let writer = try SafetensorsWriter(path: path, tensors: entries, metadata: metadata.isEmpty ? ["format": "pt"] : metadata, order: .given)
+            var metadata = checkpoint.safetensors?.shards[shard].metadata ?? [:]
+            if metadata["format"] == nil { metadata["format"] = "pt" }
+            if outputKind == .safetensorsFile, let config = try quantizationConfig() {
+                // A lone file has no config.json: it carries its layout in its own metadata.
+                metadata["quantization_config"] = config.serializedString(.compact)
+            }
+            let writer = try SafetensorsWriter(path: path, tensors: entries, metadata: metadata, order: .given)
             for item in planned {
                 try process(item) { output, bytes in try writer.write(bytes, for: output.name) }
             }
@@ -457,17 +462,22 @@ public final class QuantizeJob {
                 throw FormatError(.writeFailed, path: path, message: "cannot copy it to the output (\(error.localizedDescription))")
             }
         }
-        guard case .object(var members)? = checkpoint.config else { return }
-        let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
-            && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
-            .map { String($0.source.name.dropLast(".weight".count)) }
-        guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return }
-        let config = try JSONValue.parse(text, path: "quantization_config")
+        guard case .object(var members)? = checkpoint.config, let config = try quantizationConfig() else { return }
         members.removeAll { $0.key == "quantization_config" }
         members.append(JSONMember("quantization_config", config))
         var bytes = JSONValue.object(members).serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false))
         bytes.append(UInt8(ascii: "\n"))
         try writeAtomically(Data(bytes), to: staging + "/config.json")
+    }
+
+    /// The `quantization_config` for this run: the scheme's config with the Linear modules left
+    /// unquantized (the output head, MoE routers, anything `--skip` kept) in its ignore list.
+    private func quantizationConfig() throws -> JSONValue? {
+        let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
+            && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
+            .map { String($0.source.name.dropLast(".weight".count)) }
+        guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return nil }
+        return try JSONValue.parse(text, path: "quantization_config")
     }
 
     // MARK: - One tensor
