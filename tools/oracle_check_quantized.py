@@ -11,7 +11,7 @@ ORIGINAL/OUTPUT: a Hugging Face model directory or .safetensors file (fp8, fp8-e
 or a .gguf file (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k, f16, bf16).
 
 What is checked, tensor by tensor (formats/quantize-*.md are the specs):
-  - fp8 / fp8-e5m2 (channel, tensor, 128x128 block): the F32 scales and the FP8 bytes equal numpy +
+  - fp8 / fp8-e5m2 (channel, tensor, groups, 128x128 block): the F32 scales and the FP8 bytes equal numpy +
     ml_dtypes: scale = max(amax / fmax, 1.1754944e-38) in float32, q = clip(w / scale).astype(fp8).
   - int8 / int4: unpacked per formats/quantize-int.md; codes equal the numpy evaluation of the
     documented formulas, and the decoded weights are within the rounding error (0.5 scale, plus
@@ -142,11 +142,15 @@ def compare(result: Result, tensor: str, check: str, ours: np.ndarray, expected:
 
 # MARK: - FP8
 
-def fp8_expected(w: np.ndarray, scheme: str, granularity: str, block: int) -> tuple[np.ndarray, np.ndarray]:
+def fp8_expected(w: np.ndarray, scheme: str, granularity: str, block: int, group: int) -> tuple[np.ndarray, np.ndarray]:
     fp8, fmax, _ = FP8[scheme]
     rows, columns = w.shape
     magnitude = np.abs(w)
-    if granularity == "tensor":
+    if granularity == "group":
+        groups = -(-columns // group)
+        scales = np.stack([magnitude[:, g * group:(g + 1) * group].max(axis=1) for g in range(groups)], axis=1) / fmax
+        expanded = np.repeat(np.maximum(scales.astype(np.float32), SMALLEST_NORMAL_F32), group, axis=1)[:, :columns]
+    elif granularity == "tensor":
         scales = np.array([magnitude.max()], dtype=np.float32) / fmax
         expanded = np.full_like(w, np.maximum(scales[0], SMALLEST_NORMAL_F32))
     elif granularity == "channel":
@@ -171,7 +175,7 @@ def check_fp8(result: Result, original: SafetensorsSet, output: SafetensorsSet, 
         return False
     dtype, shape, _ = output.tensors[name]
     w = as_float32(original, name)
-    codes, scales = fp8_expected(w, args.scheme, args.granularity, args.block)
+    codes, scales = fp8_expected(w, args.scheme, args.granularity, args.block, args.group_size)
     expected_dtype = FP8[args.scheme][2]
     result.add(name, "dtype", dtype == expected_dtype and shape == list(w.shape), f"{dtype} {shape}")
     scale_dtype, scale_shape, _ = output.tensors[scale_name]

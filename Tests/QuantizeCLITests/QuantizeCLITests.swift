@@ -147,11 +147,42 @@ struct QuantizeCLITests {
                       (["--to", "fp8", "fixtures/tiny-llama", "--skip", "nomatch*", "--dry-run"], "--skip 'nomatch*' matched no tensor"),
                       (["--to", "fp9", "fixtures/tiny-llama", "--dry-run"], "fp9"),
                       (["--to", "fp8", "fixtures/tiny-llama", "--asymmetric", "--dry-run"], "--asymmetric applies to int4 only"),
+                      (["--to", "fp8", "fixtures/tiny-llama", "--no-check", "--strict", "--dry-run"], "--no-check cannot be combined"),
+                      (["--to", "int4", "fixtures/tiny-llama", "--group-size", "48", "--dry-run"], "int4 groups are 32, 64 or 128"),
+                      (["--to", "q4_0", "fixtures/tiny-llama.gguf", "--granularity", "tensor", "--dry-run"], "--granularity does not apply to GGUF types"),
                       (["--to", "fp8", "fixtures/no-such-model", "--dry-run"], "no such file or directory")])
     func usageErrors(arguments: [String], message: String) throws {
         let result = try CLI.run(arguments)
         #expect(result.status == 2, "\(arguments): stderr \(result.stderr)")
         #expect(result.stderr.contains(message), "\(arguments): stderr \(result.stderr)")
         #expect(result.stdout.isEmpty)
+    }
+
+    @Test("--report writes a self-contained HTML accuracy report")
+    func htmlReport() throws {
+        let (scratch, model) = try CLI.tinyLlamaCopy("cli-html")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let report = scratch.appendingPathComponent("report.html").path
+        let result = try CLI.run(["--to", "int8", model, "-o", scratch.appendingPathComponent("out").path, "--report", report, "--quiet"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let html = try String(contentsOfFile: report, encoding: .utf8)
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(html.contains("model.layers.1.mlp.down_proj.weight"))
+        #expect(!html.contains("<script src=") && !html.contains("<link "), "self-contained: no external resources")
+    }
+
+    @Test("--granularity group is never silently ignored: without --group-size it is refused or uses groups")
+    func groupWithoutSize() throws {
+        let (scratch, model) = try CLI.tinyLlamaCopy("cli-group")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("out").path
+        let result = try CLI.run(["--to", "int8", "--granularity", "group", model, "-o", output, "--quiet", "--no-check"])
+        if result.status == 2 { return }  // refused: fine
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let inspect = try CLI.jsonObject(try CLI.run(["inspect", output, "--json"]).stdout)
+        let tensors = inspect["tensors"] as? [[String: Any]] ?? []
+        let scale = tensors.first { $0["name"] as? String == "model.layers.0.self_attn.q_proj.weight_scale" }
+        let shape = (scale?["shape"] as? [NSNumber])?.map(\.intValue)
+        #expect(shape != [256, 1], "--granularity group wrote per-channel scales \(shape ?? [])")
     }
 }

@@ -197,6 +197,47 @@ struct QuantizeJobErrorTests {
         }
     }
 
+    @Test("a failed run with overwrite leaves the existing output as it was")
+    func failedOverwriteKeepsOld() throws {
+        let scratch = try Fixtures.temporaryDirectory("err-nan-overwrite")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let directory = try SpecialInputs.nanModel(in: scratch)
+        let output = scratch.appendingPathComponent("out").path
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
+        try Data("previous".utf8).write(to: URL(fileURLWithPath: output + "/keep.txt"))
+        let job = try QuantizeJob(input: directory, settings: .init(scheme: Scheme(name: .int8), output: output, overwrite: true))
+        #expect(throws: QuantizeError.self) { try job.run() }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output) == ["keep.txt"])
+        #expect(try JobFixtures.listing(scratch) == ["nan-model", "out"])
+    }
+
+    @Test("a NaN weight in a GGUF input fails and leaves nothing behind")
+    func ggufNonFinite() throws {
+        let scratch = try Fixtures.temporaryDirectory("err-nan-gguf")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let input = try QuantizeJobShapeTests.smallGGUF(in: scratch, nanAt: 5 * 64 + 9)
+        let job = try QuantizeJob(input: input, settings: .init(scheme: Scheme(name: .q8_0), output: scratch.path + "/out.gguf"))
+        let error = #expect(throws: QuantizeError.self) { try job.run() }
+        if case let .nonFiniteWeight(tensor, row, column, _)? = error {
+            #expect(tensor == "blk.0.ffn_up.weight" && row == 5 && column == 9)
+        } else {
+            Issue.record("expected nonFiniteWeight, got \(String(describing: error))")
+        }
+        #expect(try JobFixtures.listing(scratch) == ["small.gguf"])
+    }
+
+    @Test("an index.json input writes a model directory beside the model")
+    func indexInput() throws {
+        let (scratch, model) = try JobFixtures.tinyLlamaCopy("index-input")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let job = try QuantizeJob(input: model + "/model.safetensors.index.json", settings: .init(scheme: Scheme(name: .fp8), check: nil))
+        #expect(job.outputKind == .safetensorsDirectory)
+        #expect(URL(fileURLWithPath: job.outputPath).lastPathComponent == "tiny-llama-fp8")
+        _ = try job.run()
+        #expect(try JobFixtures.listing(scratch) == ["tiny-llama", "tiny-llama-fp8"])
+        #expect(try SafetensorsCheckpoint(path: scratch.path + "/tiny-llama-fp8").tensors.count == 21 + 14)
+    }
+
     @Test("--strict with an impossible limit fails with accuracyCheckFailed and writes nothing")
     func strictWritesNothing() throws {
         let (scratch, model) = try JobFixtures.tinyLlamaCopy("err-strict")
@@ -318,9 +359,11 @@ struct QuantizeJobShapeTests {
     }
 
     /// A small GGUF: a [8, 64] and a [8, 48] F32 linear weight (48 is not a multiple of 32).
-    static func smallGGUF(in scratch: URL) throws -> String {
+    static func smallGGUF(in scratch: URL, nanAt: Int? = nil) throws -> String {
         let path = scratch.appendingPathComponent("small.gguf").path
-        let tensors = [("blk.0.ffn_up.weight", [8, 64], SpecialInputs.weights(8 * 64, seed: 21)),
+        var up = SpecialInputs.weights(8 * 64, seed: 21)
+        if let nanAt { up[nanAt] = .nan }
+        let tensors = [("blk.0.ffn_up.weight", [8, 64], up),
                        ("blk.0.ffn_down.weight", [8, 48], SpecialInputs.weights(8 * 48, seed: 22))]
         let writer = try GGUFWriter(path: path, metadata: [("general.architecture", .string("llama")), ("general.file_type", .uint32(0))],
                                     tensors: tensors.map { GGUFWriter.Tensor(name: $0.0, type: .f32, shape: $0.1) })

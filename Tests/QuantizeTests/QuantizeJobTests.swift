@@ -32,10 +32,14 @@ struct HFSchemeCase: CustomTestStringConvertible, Sendable {
             return [(name, .f8E4M3, [rows, columns]), (stem + "weight_scale", .f32, [1])]
         case (.fp8, .block(let r, let c)):
             return [(name, .f8E4M3, [rows, columns]), (stem + "weight_scale_inv", .f32, [up(rows, r), up(columns, c)])]
+        case (.fp8, .group(let g)):
+            return [(name, .f8E4M3, [rows, columns]), (stem + "weight_scale", .f32, [rows, up(columns, g)])]
         case (.fp8, _):
             return [(name, .f8E4M3, [rows, columns]), (stem + "weight_scale", .f32, [rows, 1])]
         case (.fp8E5M2, _):
             return [(name, .f8E5M2, [rows, columns]), (stem + "weight_scale", .f32, [rows, 1])]
+        case (.int8, .group(let g)):
+            return [(name, .i8, [rows, columns]), (stem + "weight_scale", .bf16, [rows, up(columns, g)])]
         case (.int8, _):
             return [(name, .i8, [rows, columns]), (stem + "weight_scale", .bf16, [rows, 1])]
         case (.int4, .group(let g)):
@@ -61,6 +65,14 @@ struct HFSchemeCase: CustomTestStringConvertible, Sendable {
                      config: .compressedTensors(format: "float-quantized", bits: 8, type: "float", strategy: "channel", groupSize: nil, symmetric: true)),
         HFSchemeCase(label: "int8 per channel", scheme: Scheme(name: .int8), oracleArguments: [],
                      config: .compressedTensors(format: "int-quantized", bits: 8, type: "int", strategy: "channel", groupSize: nil, symmetric: true)),
+        HFSchemeCase(label: "fp8 groups of 64", scheme: Scheme(name: .fp8, granularity: .group(size: 64)),
+                     oracleArguments: ["--granularity", "group", "--group-size", "64"],
+                     config: .compressedTensors(format: "float-quantized", bits: 8, type: "float", strategy: "group", groupSize: 64, symmetric: true)),
+        HFSchemeCase(label: "int8 groups of 64", scheme: Scheme(name: .int8, granularity: .group(size: 64)),
+                     oracleArguments: ["--granularity", "group", "--group-size", "64"],
+                     config: .compressedTensors(format: "int-quantized", bits: 8, type: "int", strategy: "group", groupSize: 64, symmetric: true)),
+        HFSchemeCase(label: "int4 groups of 32", scheme: Scheme(name: .int4, granularity: .group(size: 32)), oracleArguments: ["--group-size", "32"],
+                     config: .compressedTensors(format: "pack-quantized", bits: 4, type: "int", strategy: "group", groupSize: 32, symmetric: true)),
         HFSchemeCase(label: "int4 groups of 128", scheme: Scheme(name: .int4), oracleArguments: [],
                      config: .compressedTensors(format: "pack-quantized", bits: 4, type: "int", strategy: "group", groupSize: 128, symmetric: true)),
         HFSchemeCase(label: "int4 asymmetric groups of 128", scheme: Scheme(name: .int4, symmetric: false), oracleArguments: ["--asymmetric"],
@@ -221,7 +233,9 @@ struct QuantizeJobTests {
         let (scratch, model) = try JobFixtures.tinyLlamaCopy("job-oracle")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let outputPath = scratch.appendingPathComponent("out").path
-        _ = try QuantizeJob(input: model, settings: .init(scheme: testCase.scheme, output: outputPath, check: nil)).run()
+        let summary = try QuantizeJob(input: model, settings: .init(scheme: testCase.scheme, output: outputPath, check: nil)).run()
+        #expect(summary.report == nil && summary.reportPath == nil, "no check, no report")
+        #expect(!FileManager.default.fileExists(atPath: outputPath + "/quantize-report.json"))
         let document = try JobFixtures.oracle(original: model, output: outputPath, scheme: testCase.scheme.name.rawValue,
                                               extra: testCase.oracleArguments)
         JobFixtures.expectOraclePassed(document, testCase.label)
