@@ -185,4 +185,27 @@ struct QuantizeCLITests {
         let shape = (scale?["shape"] as? [NSNumber])?.map(\.intValue)
         #expect(shape != [256, 1], "--granularity group wrote per-channel scales \(shape ?? [])")
     }
+
+    @Test("--only and --skip apply in command-line order, first match wins, in both option spellings",
+          arguments: [(["--skip", "model.layers.0.mlp.*", "--only", "model.layers.0.*"], false),
+                      (["--only=model.layers.0.*", "--skip=model.layers.0.mlp.*"], true)])
+    func patternOrder(patterns: [String], mlpQuantized: Bool) throws {
+        let result = try CLI.run(["--to", "fp8", "fixtures/tiny-llama", "--dry-run"] + patterns)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        func action(_ name: String) -> String? {
+            lines.first { $0.hasPrefix(name + " ") }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+        }
+        #expect(action("model.layers.0.mlp.up_proj.weight") == (mlpQuantized ? "quantize" : "keep"))
+        #expect(action("model.layers.0.self_attn.q_proj.weight") == "quantize")
+        #expect(action("model.layers.1.self_attn.q_proj.weight") == "keep", "not matched by any --only")
+    }
+
+    @Test("--dry-run --json prints one JSON document on stdout, as every --json does (DESIGN.md)")
+    func dryRunJSON() throws {
+        let result = try CLI.run(["--to", "fp8", "fixtures/tiny-llama", "--dry-run", "--json"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) is [String: Any],
+                "stdout is not one JSON document: \(result.stdout.prefix(120))")
+    }
 }
