@@ -303,6 +303,19 @@ struct QuantizeJobErrorTests {
         #expect(try JobFixtures.listing(ggufScratch) == ["out.gguf", "tiny-llama.gguf"])
     }
 
+    @Test("replacing a GGUF output without the check leaves no stale accuracy report of the old output beside it")
+    func noStaleReport() throws {
+        let (scratch, gguf) = try JobFixtures.tinyGGUFCopy("stale-report")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("out.gguf").path
+        _ = try QuantizeJob(input: gguf, settings: .init(scheme: Scheme(name: .q8_0), output: output)).run()
+        #expect(FileManager.default.fileExists(atPath: output + ".quantize-report.json"))
+        _ = try QuantizeJob(input: gguf, settings: .init(scheme: Scheme(name: .q4_0), output: output, overwrite: true, check: nil)).run()
+        if let report = try? String(contentsOfFile: output + ".quantize-report.json", encoding: .utf8) {
+            #expect(!report.contains("\"q8_0\""), "out.gguf.quantize-report.json still describes the replaced q8_0 output")
+        }
+    }
+
     @Test("quantizing never changes the input files")
     func inputUnchanged() throws {
         let (scratch, model) = try JobFixtures.tinyLlamaCopy("input-same")
