@@ -109,6 +109,29 @@ struct QuantizeJobErrorTests {
         #expect(error?.code == .outputIsInput)
     }
 
+    @Test("an output that contains the input, or is a file of the input directory, is refused even with overwrite",
+          arguments: ["", "/tiny-llama/config.json", "/tiny-llama/model.safetensors.index.json", "/tiny-llama/tokenizer.json"])
+    func outputContainingInput(suffix: String) throws {
+        let (scratch, model) = try JobFixtures.tinyLlamaCopy("err-contains")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        // Only the plan is made here: running such a job replaces (and so deletes) part of the input.
+        let output = scratch.path + suffix
+        let error = #expect(throws: QuantizeJobError.self, "output \(output) would replace the input or part of it") {
+            try QuantizeJob(input: model, settings: .init(scheme: Scheme(name: .fp8), output: output, overwrite: true))
+        }
+        if let error { #expect(error.code == .outputIsInput) }
+    }
+
+    @Test("a GGUF output that is the directory holding the input is refused even with overwrite")
+    func ggufOutputContainingInput() throws {
+        let (scratch, gguf) = try JobFixtures.tinyGGUFCopy("err-contains-gguf")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let error = #expect(throws: QuantizeJobError.self) {
+            try QuantizeJob(input: gguf, settings: .init(scheme: Scheme(name: .q8_0), output: scratch.path, overwrite: true))
+        }
+        if let error { #expect(error.code == .outputIsInput) }
+    }
+
     @Test("a --skip glob that matches no tensor is an error naming the pattern")
     func patternMatchedNothing() throws {
         let (scratch, model) = try JobFixtures.tinyLlamaCopy("err-glob")
