@@ -163,6 +163,7 @@ struct QuantizeJobTests {
         let written = try SafetensorsCheckpoint(path: outputPath)
         #expect(written.shards.map { URL(fileURLWithPath: $0.path).lastPathComponent }
                 == original.shards.map { URL(fileURLWithPath: $0.path).lastPathComponent })
+        #expect(written.shards.map(\.metadata) == original.shards.map(\.metadata), "shard __metadata__ preserved")
         var expectedTensors: [String: (DType, [Int], Int)] = [:]  // name → dtype, shape, shard index
         for tensor in original.tensors {
             let parts = JobFixtures.hfLinearNames.contains(tensor.name)
@@ -319,6 +320,16 @@ struct QuantizeJobTests {
         defer { try? FileManager.default.removeItem(at: ggufScratch) }
         let q4 = try QuantizeJob(input: gguf, settings: .init(scheme: Scheme(name: .q4_K)))
         #expect(URL(fileURLWithPath: q4.outputPath).lastPathComponent == "tiny-llama-q4_k.gguf")
+    }
+
+    @Test("the default output of a file without an extension has no trailing dot")
+    func defaultOutputWithoutExtension() {
+        let file = QuantizeJob.defaultOutputPath(input: "/models/weights", kind: .safetensorsFile, scheme: Scheme(name: .fp8))
+        #expect(file == "/models/weights-fp8", "got \(file)")
+        let gguf = QuantizeJob.defaultOutputPath(input: "/models/llama", kind: .gguf, scheme: Scheme(name: .q8_0))
+        #expect(gguf == "/models/llama-q8_0", "got \(gguf)")
+        #expect(QuantizeJob.defaultOutputPath(input: "/models/w.safetensors", kind: .safetensorsFile, scheme: Scheme(name: .int4, granularity: .group(size: 32)))
+                == "/models/w-int4-g32.safetensors")
     }
 }
 
