@@ -150,7 +150,9 @@ struct QuantizeCLITests {
                       (["--to", "fp8", "fixtures/tiny-llama", "--no-check", "--strict", "--dry-run"], "--no-check cannot be combined"),
                       (["--to", "int4", "fixtures/tiny-llama", "--group-size", "48", "--dry-run"], "int4 groups are 32, 64 or 128"),
                       (["--to", "q4_0", "fixtures/tiny-llama.gguf", "--granularity", "tensor", "--dry-run"], "--granularity does not apply to GGUF types"),
-                      (["--to", "fp8", "fixtures/no-such-model", "--dry-run"], "no such file or directory")])
+                      (["--to", "fp8", "fixtures/no-such-model", "--dry-run"], "no such file or directory"),
+                      ([], "Missing expected argument '--to <to>'"),
+                      (["inspect"], "Missing expected argument '<path>'")])
     func usageErrors(arguments: [String], message: String) throws {
         let result = try CLI.run(arguments)
         #expect(result.status == 2, "\(arguments): stderr \(result.stderr)")
