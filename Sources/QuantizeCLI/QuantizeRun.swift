@@ -96,8 +96,13 @@ extension QuantizeCommand {
             case (.fp8, "tensor"), (.fp8E5M2, "tensor"): granularity = .tensor
             case (.fp8, "block"), (.fp8E5M2, "block"):
                 granularity = .block(rows: groupSize ?? 128, columns: groupSize ?? 128)
-            case (.fp8, "group"), (.fp8E5M2, "group"), (.int8, "group"), (.int4, "group"), (.int4, nil):
+            case (.int4, "group"), (.int4, nil):
                 if let g = groupSize { granularity = .group(size: g) }
+            case (.fp8, "group"), (.fp8E5M2, "group"), (.int8, "group"):
+                guard let g = groupSize else {
+                    throw ValidationError("--granularity group needs --group-size for \(to.rawValue) (weights per scale, e.g. 128)")
+                }
+                granularity = .group(size: g)
             case (_, "channel"), (_, nil): break
             default:
                 throw ValidationError("--granularity \(self.granularity ?? "") does not apply to \(to.rawValue)")
@@ -141,7 +146,11 @@ extension QuantizeCommand {
                                                 output: output, overwrite: force, check: try checkSettings())
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
-                printPlan(job)
+                if json {
+                    print(planJSON(job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                } else {
+                    printPlan(job)
+                }
                 return
             }
             let progress = ProgressReporter(totalItems: job.tensors.count, totalBytes: job.inputBytes, enabled: !quiet && !json)
@@ -168,6 +177,34 @@ extension QuantizeCommand {
             print(Format.table(rows, rightAligned: [4, 5]))
             let quantized = job.tensors.filter(\.decision.quantize).count
             print("\nplan: \(quantized) tensors quantized to \(to.rawValue), \(job.tensors.count - quantized) kept; \(Format.bytes(job.inputBytes)) → \(Format.bytes(job.outputBytes)) of tensor data; output \(job.outputPath) (\(job.outputKind.rawValue)); nothing written (--dry-run)")
+        }
+
+        func planJSON(_ job: QuantizeJob) -> JSONValue {
+            func number(_ value: Int) -> JSONValue { .number(JSONNumber(value)) }
+            return .object([
+                JSONMember("input", .string(input)),
+                JSONMember("output", .string(job.outputPath)),
+                JSONMember("outputKind", .string(job.outputKind.rawValue)),
+                JSONMember("scheme", .string(to.rawValue)),
+                JSONMember("inputBytes", number(job.inputBytes)),
+                JSONMember("outputBytes", number(job.outputBytes)),
+                JSONMember("tensors", .array(job.tensors.map { item in
+                    .object([
+                        JSONMember("name", .string(item.source.name)),
+                        JSONMember("action", .string(item.decision.quantize ? "quantize" : "keep")),
+                        JSONMember("rule", .string(item.decision.rule)),
+                        JSONMember("inputBytes", number(item.source.byteCount)),
+                        JSONMember("outputs", .array(item.outputs.map { output in
+                            .object([
+                                JSONMember("name", .string(output.name)),
+                                JSONMember("dtype", .string(output.type.description)),
+                                JSONMember("shape", .array(output.shape.map(number))),
+                                JSONMember("bytes", number(output.byteCount)),
+                            ])
+                        })),
+                    ])
+                })),
+            ])
         }
 
         func printSummary(_ summary: QuantizeJob.Summary, job: QuantizeJob) {

@@ -164,11 +164,7 @@ public final class QuantizeJob {
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
         outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
-        let standardized = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
-        let inputRoot = outputKind == .safetensorsDirectory ? checkpoint.directory : input
-        if standardized(outputPath) == standardized(inputRoot) || checkpoint.files.map(standardized).contains(standardized(outputPath)) {
-            throw QuantizeJobError(.outputIsInput, "the output \(outputPath) is the input; quantize never overwrites its input. Name another output with -o")
-        }
+        try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
         if FileManager.default.fileExists(atPath: outputPath) && !settings.overwrite {
             throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
         }
@@ -215,6 +211,38 @@ public final class QuantizeJob {
         }
     }
 
+    /// Refuses an output that would overwrite or modify the input: the input itself, any of its
+    /// files, a directory that contains the input (replacing it would delete the input), or — for
+    /// a model directory — anything inside that directory.
+    static func checkOutputSpares(input: String, checkpoint: Checkpoint, kind: OutputKind, output: String) throws {
+        func resolved(_ path: String) -> String {
+            // Resolve what exists (symlinks included), then append the part that does not exist yet.
+            var url = URL(fileURLWithPath: path).standardizedFileURL
+            var tail: [String] = []
+            while !FileManager.default.fileExists(atPath: url.path), url.pathComponents.count > 1 {
+                tail.insert(url.lastPathComponent, at: 0)
+                url.deleteLastPathComponent()
+            }
+            var result = url.resolvingSymlinksInPath()
+            for component in tail { result.appendPathComponent(component) }
+            return result.path
+        }
+        func isSameOrInside(_ path: String, _ directory: String) -> Bool {
+            path == directory || path.hasPrefix(directory.hasSuffix("/") ? directory : directory + "/")
+        }
+        let target = resolved(output)
+        var protected = checkpoint.files.map(resolved) + [resolved(input)]
+        if kind == .safetensorsDirectory { protected.append(resolved(checkpoint.directory)) }
+        for path in protected where isSameOrInside(path, target) {
+            throw QuantizeJobError(.outputIsInput,
+                "the output \(output) is the input or contains it (\(path)); writing there would replace the input, and quantize never modifies its input. Name another output with -o")
+        }
+        if kind == .safetensorsDirectory, isSameOrInside(target, resolved(checkpoint.directory)) {
+            throw QuantizeJobError(.outputIsInput,
+                "the output \(output) is inside the input model directory \(checkpoint.directory); quantize never modifies its input. Name an output outside it with -o")
+        }
+    }
+
     /// The default output: a sibling of the input named after the scheme.
     public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
         var label = scheme.name.rawValue
@@ -234,7 +262,8 @@ public final class QuantizeJob {
         case .safetensorsFile, .gguf:
             let ext = trimmed.pathExtension
             let stem = trimmed.deletingPathExtension().lastPathComponent
-            return trimmed.deletingLastPathComponent().appendingPathComponent("\(stem)-\(label).\(ext)").path
+            let name = ext.isEmpty ? "\(stem)-\(label)" : "\(stem)-\(label).\(ext)"
+            return trimmed.deletingLastPathComponent().appendingPathComponent(name).path
         }
     }
 
@@ -332,10 +361,16 @@ public final class QuantizeJob {
         committed = outputKind == .safetensorsDirectory
         if let displaced { try? fm.removeItem(atPath: displaced) }
 
-        if outputKind != .safetensorsDirectory, let report {
+        if outputKind != .safetensorsDirectory {
+            // The report beside a file output belongs to it: replace it, or remove a stale one left
+            // by an earlier output of the same name.
             let path = outputPath + ".quantize-report.json"
-            try writeAtomically(try report.jsonData(), to: path, overwrite: true)
-            reportPath = path
+            if let report {
+                try writeAtomically(try report.jsonData(), to: path, overwrite: true)
+                reportPath = path
+            } else if fm.fileExists(atPath: path) {
+                try? fm.removeItem(atPath: path)
+            }
         }
 
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
@@ -475,7 +510,7 @@ public final class QuantizeJob {
     private func quantizationConfig() throws -> JSONValue? {
         let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
-            .map { String($0.source.name.dropLast(".weight".count)) }
+            .map { String($0.source.name.dropLast(".weight".count)) }.sorted()
         guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return nil }
         return try JSONValue.parse(text, path: "quantization_config")
     }
