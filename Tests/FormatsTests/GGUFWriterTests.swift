@@ -309,7 +309,7 @@ struct GGUFWriterTests {
             #expect(row[3] == tensor.shape.reversed().map(String.init).joined(separator: ","))
             #expect(row[4] == "\(offset)")
             #expect(row[6] == "\(data.count)")
-            #expect(row[7] == GGUFSHA256.hex(data))
+            #expect(row[7] == SHA256.hex(data))
             offset += (data.count + expectedAlignment - 1) / expectedAlignment * expectedAlignment
         }
         #expect(try ggufReadBytes(path).count == oracle.dataOffset + offset)

@@ -105,7 +105,7 @@ struct SafetensorsCheckpointTests {
                 #expect(URL(fileURLWithPath: checkpoint.shards[record.fileIndex].path).lastPathComponent == member.value.string)
                 let listing = files.first { $0.key == member.value.string }?.value["tensors"]?.array ?? []
                 let sha = listing.first { $0["name"]?.string == member.key }?["sha256"]?.string
-                #expect(sha256Hex(checkpoint.data(for: record)) == sha, "bytes of \(member.key)")
+                #expect(SHA256.hex(checkpoint.data(for: record)) == sha, "bytes of \(member.key)")
             }
             // Merged order: by file, then by data offset.
             let keys = checkpoint.tensors.map { [$0.fileIndex, $0.fileOffset] }

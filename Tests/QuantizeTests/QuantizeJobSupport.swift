@@ -61,25 +61,11 @@ enum JobFixtures {
     /// and returns its JSON document; records an issue when the venv is missing or the script fails.
     static func oracle(original: String, output: String, scheme: String, extra: [String] = [],
                        sourceLocation: SourceLocation = #_sourceLocation) throws -> JSONValue {
-        let root = Fixtures.repositoryRoot
-        let python = root.appendingPathComponent(".venv/bin/python").path
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            Issue.record("the oracle Python \(python) is missing; run tools/setup.sh to create .venv with numpy, ml_dtypes, safetensors and gguf",
-                         sourceLocation: sourceLocation)
-            throw OracleMissing()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [root.appendingPathComponent("tools/oracle_check_quantized.py").path, original, output, "--scheme", scheme] + extra
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let data = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            Issue.record("oracle_check_quantized.py \(scheme) exited \(process.terminationStatus): \(errors)", sourceLocation: sourceLocation)
+        let data: Data
+        do {
+            data = try OraclePython.run("oracle_check_quantized.py", [original, output, "--scheme", scheme] + extra)
+        } catch let failure as OraclePython.Failure {
+            Issue.record("\(failure)", sourceLocation: sourceLocation)
             throw OracleMissing()
         }
         return try JSONValue.parse([UInt8](data), path: "oracle output")
