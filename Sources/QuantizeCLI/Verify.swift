@@ -19,8 +19,8 @@ extension QuantizeCommand {
         @Argument(help: "The original checkpoint (file or directory).")
         var original: String
 
-        @Argument(help: "The quantized checkpoint (file or directory).")
-        var quantized: String
+        @Argument(help: "The quantized checkpoint (file or directory); several compare variants side by side.")
+        var quantized: [String]
 
         @OptionGroup(title: "Accuracy check")
         var check: CheckOptions
@@ -34,30 +34,56 @@ extension QuantizeCommand {
         @Flag(help: "No table on stderr.")
         var quiet = false
 
+        func validate() throws {
+            if quantized.isEmpty { throw ValidationError("name at least one quantized checkpoint after the original") }
+        }
+
         func run() throws {
-            let job = try VerifyJob(original: original, quantized: quantized)
-            let progress = ProgressReporter(totalItems: job.pairs.count, totalBytes: job.pairs.count, enabled: !quiet && !json)
-            let report = try job.run(activations: try check.source(), activationsFile: check.activations, maxError: check.maxError) {
-                index, _, name in progress.update(item: index, bytes: index, label: name)
+            let source = try check.source()
+            var reports: [AccuracyReport] = []
+            var unmatched: [(String, [String])] = []
+            for path in quantized {
+                let job = try VerifyJob(original: original, quantized: path)
+                let progress = ProgressReporter(totalItems: job.pairs.count, totalBytes: job.pairs.count, enabled: !quiet && !json)
+                let report = try job.run(activations: source, activationsFile: check.activations, maxError: check.maxError) {
+                    index, _, name in progress.update(item: index, bytes: index, label: name)
+                }
+                progress.finish()
+                reports.append(report)
+                unmatched.append((path, job.unmatched))
             }
-            progress.finish()
-            let data = try report.jsonData()
+            // One quantized checkpoint: its report; several: {"reports": [...]} in argument order.
+            let data: Data
+            if reports.count == 1 {
+                data = try reports[0].jsonData()
+            } else {
+                let documents = try reports.map { try JSONValue.parse([UInt8]($0.jsonData()), path: "report") }
+                data = Data(JSONValue.object([JSONMember("reports", .array(documents))])
+                    .serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+            }
             if let output {
                 let file = try OutputFile(path: output, overwrite: true)
                 try file.write([UInt8](data))
                 try file.commit()
             }
-            try check.writeHTML(report, title: "quantize verify \(original) \(quantized)")
+            if let path = check.report {
+                let file = try OutputFile(path: path, overwrite: true)
+                try file.write(Array(AccuracyReport.html(reports: reports, title: "quantize verify \(original)").utf8))
+                try file.commit()
+            }
             if json {
                 print(String(decoding: data, as: UTF8.self))
             } else if !quiet {
-                Format.note(report.textTable(limit: 20))
-                if !job.unmatched.isEmpty {
-                    Format.note("\(job.unmatched.count) weight(s) of the original have no counterpart: " +
-                                job.unmatched.prefix(5).joined(separator: ", ") + (job.unmatched.count > 5 ? ", …" : ""))
+                for ((path, missing), report) in zip(unmatched, reports) {
+                    Format.note("== \(path)")
+                    Format.note(report.textTable(limit: 20))
+                    if !missing.isEmpty {
+                        Format.note("\(missing.count) weight(s) of the original have no counterpart: " +
+                                    missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", …" : ""))
+                    }
                 }
             }
-            if !report.passed { throw ExitCode(1) }
+            if reports.contains(where: { !$0.passed }) { throw ExitCode(1) }
         }
     }
 }

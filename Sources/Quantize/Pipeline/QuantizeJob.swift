@@ -285,7 +285,12 @@ public final class QuantizeJob {
         let outputURL = URL(fileURLWithPath: outputPath)
         let parent = outputURL.deletingLastPathComponent().path
         if !fm.fileExists(atPath: parent) {
-            throw FormatError(.writeFailed, path: outputPath, message: "the output's directory \(parent) does not exist", remedy: "create it first")
+            do {
+                try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            } catch {
+                throw FormatError(.writeFailed, path: outputPath, message: "cannot create the output's directory \(parent) (\(error.localizedDescription))",
+                                  remedy: "check the path and its permissions")
+            }
         }
         let staging = parent + "/." + outputURL.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {

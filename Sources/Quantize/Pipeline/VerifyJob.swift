@@ -33,6 +33,8 @@ public final class VerifyJob {
     public let pairs: [Pair]
     /// Original 2-D weights with no counterpart in the quantized checkpoint.
     public let unmatched: [String]
+    /// Weights stored exactly as in the original (not measured when others differ).
+    public let unchangedCount: Int
 
     /// Opens both checkpoints and matches their tensors.
     /// - Throws: ``FormatError`` for unreadable files; ``QuantizeJobError`` `.unsupportedConversion`
@@ -82,6 +84,11 @@ public final class VerifyJob {
                 unmatched.append(tensor.name)
             }
         }
+        // Tensors stored exactly as in the original (kept embeddings, heads) say nothing about the
+        // quantization; they are measured only when nothing else differs (a file against itself).
+        let changed = pairs.filter { $0.parts.count > 1 || $0.parts[0].record.type != $0.original.type }
+        unchangedCount = changed.isEmpty ? 0 : pairs.count - changed.count
+        if !changed.isEmpty { pairs = changed }
         if pairs.isEmpty {
             throw QuantizeJobError(.unsupportedConversion,
                 "no weight of \(originalPath) has a counterpart in \(quantizedPath) (tensors are matched by name; a GGUF and a Hugging Face checkpoint name them differently). Compare a GGUF with its F16/BF16 GGUF original, or a safetensors output with its Hugging Face original")
