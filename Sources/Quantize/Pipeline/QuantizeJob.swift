@@ -550,13 +550,37 @@ public final class QuantizeJob {
         var measured: TensorResult? = nil
         if let check = settings.check {
             let started = Date()
-            let decoded = try dequantized(result, tensorName: planned.source.name)
             let activations = try check.activations.activations(forTensor: planned.source.name, columns: matrix.columns)
-            let accuracy = try decoded.withUnsafeBufferPointer { decodedBuffer in
-                try TensorAccuracy.measure(original: UnsafeBufferPointer(weights), decoded: decodedBuffer, rows: matrix.rows,
-                                           columns: matrix.columns, activations: activations,
-                                           storedByteCount: planned.outputByteCount, tensorName: planned.source.name,
-                                           options: check.accuracy)
+            let accuracy: TensorAccuracy
+            if let selected = check.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns),
+               let subset = QuantizeJob.rows(selected, of: result) {
+                // Large tensor: decode and measure only the sampled rows (the same rows the check
+                // would pick from the whole tensor), instead of decoding every weight.
+                var original = [Float](repeating: 0, count: selected.count * matrix.columns)
+                original.withUnsafeMutableBufferPointer { target in
+                    for (i, row) in selected.enumerated() {
+                        (target.baseAddress! + i * matrix.columns).update(from: weights.baseAddress! + row * matrix.columns, count: matrix.columns)
+                    }
+                }
+                let decoded = try dequantized(subset, tensorName: planned.source.name)
+                var options = check.accuracy
+                options.maxCheckedWeights = nil
+                options.rowFraction = nil
+                let measured = try TensorAccuracy.measure(original: original, decoded: decoded, rows: selected.count, columns: matrix.columns,
+                                                          activations: activations, tensorName: planned.source.name, options: options)
+                accuracy = TensorAccuracy(rows: matrix.rows, columns: matrix.columns, checkedRows: selected.count,
+                                          probeRows: measured.probeRows, probe: measured.probe, relativeError: measured.relativeError,
+                                          sqnrDecibels: measured.sqnrDecibels, cosineSimilarity: measured.cosineSimilarity,
+                                          maxAbsoluteError: measured.maxAbsoluteError, relativeWeightError: measured.relativeWeightError,
+                                          bitsPerWeight: Double(planned.outputByteCount * 8) / Double(matrix.rows * matrix.columns))
+            } else {
+                let decoded = try dequantized(result, tensorName: planned.source.name)
+                accuracy = try decoded.withUnsafeBufferPointer { decodedBuffer in
+                    try TensorAccuracy.measure(original: UnsafeBufferPointer(weights), decoded: decodedBuffer, rows: matrix.rows,
+                                               columns: matrix.columns, activations: activations,
+                                               storedByteCount: planned.outputByteCount, tensorName: planned.source.name,
+                                               options: check.accuracy)
+                }
             }
             let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: settings.scheme.name.rawValue, override: check.maxError)
             measured = TensorResult(entry: AccuracyReport.Entry(name: planned.source.name, scheme: settings.scheme.name.rawValue,
@@ -567,6 +591,39 @@ public final class QuantizeJob {
             try part.data.withUnsafeBytes { raw in try write(output, raw) }
         }
         return measured
+    }
+
+    /// The given rows of a quantized tensor, as a quantized tensor of those rows alone, when its
+    /// layout stores every row independently (per-channel or per-group scales, GGUF blocks, a
+    /// per-tensor scale); nil for layouts that share data across rows (128×128 blocks, zero points
+    /// packed along the rows).
+    static func rows(_ selected: [Int], of tensor: QuantizedTensor) -> QuantizedTensor? {
+        let rows = tensor.rows, count = selected.count
+        var parts: [QuantizedTensor.Part] = []
+        for part in tensor.parts {
+            switch part.suffix {
+            case "weight_shape":
+                var bytes: [UInt8] = []
+                for value in [Int64(count), Int64(tensor.columns)] { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+                parts.append(QuantizedTensor.Part(suffix: part.suffix, type: part.type, shape: part.shape, data: bytes))
+            case "weight_scale" where part.shape.reduce(1, *) == 1:
+                parts.append(part)
+            case "", "weight", "weight_packed", "weight_scale":
+                let leading = part.suffix.isEmpty ? part.shape.dropLast().reduce(1, *) : (part.shape.first ?? 0)
+                guard leading == rows, rows > 0, part.data.count % rows == 0 else { return nil }
+                let stride = part.data.count / rows
+                var data = [UInt8](repeating: 0, count: count * stride)
+                for (i, row) in selected.enumerated() {
+                    data[(i * stride)..<((i + 1) * stride)] = part.data[(row * stride)..<((row + 1) * stride)]
+                }
+                var shape = part.shape
+                if part.suffix.isEmpty { shape = [count, tensor.columns] } else { shape[0] = count }
+                parts.append(QuantizedTensor.Part(suffix: part.suffix, type: part.type, shape: shape, data: data))
+            default:
+                return nil
+            }
+        }
+        return QuantizedTensor(rows: count, columns: tensor.columns, parts: parts)
     }
 
     /// Converts a float tensor's bytes to FP32 on all cores.
