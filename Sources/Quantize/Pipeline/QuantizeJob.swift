@@ -128,6 +128,10 @@ public final class QuantizeJob {
     /// Progress of a run: tensor index (1-based), count, input bytes done, total, and the tensor's name.
     public typealias ProgressHandler = (_ index: Int, _ count: Int, _ bytesDone: Int, _ bytesTotal: Int, _ name: String) -> Void
 
+    /// FP32 working memory reused from tensor to tensor (fresh pages for every tensor cost more
+    /// kernel time in page faults than the quantization itself).
+    private let scratch = ScratchBuffer()
+
     /// The input.
     public let checkpoint: Checkpoint
     /// The settings.
@@ -542,8 +546,7 @@ public final class QuantizeJob {
             return nil
         }
         let count = matrix.rows * matrix.columns
-        let weights = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
-        defer { weights.deallocate() }
+        let weights = scratch.floats(count)
         try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
         let result = try quantized(UnsafeBufferPointer(weights), rows: matrix.rows, columns: matrix.columns, scheme: settings.scheme,
                                    tensorName: planned.source.name, options: settings.options)
@@ -656,4 +659,21 @@ public final class QuantizeJob {
         }
         if let error = failure.value.first { throw error }
     }
+}
+
+/// A growable buffer of floats kept for the life of a job: it grows to the largest tensor and is
+/// reused, so each tensor's working copy touches pages that are already mapped.
+final class ScratchBuffer {
+    private var storage = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+
+    /// A buffer of exactly `count` floats (contents undefined), valid until the next call.
+    func floats(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        if storage.count < count {
+            storage.deallocate()
+            storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        }
+        return UnsafeMutableBufferPointer(rebasing: storage[0..<count])
+    }
+
+    deinit { storage.deallocate() }
 }
