@@ -67,6 +67,7 @@ enum Format {
     /// `0.4 s`, `12 s`, `3 min 05 s`, `1 h 02 min`.
     static func duration(_ seconds: Double) -> String {
         guard seconds.isFinite, seconds >= 0 else { return "?" }
+        if seconds < 1 { return String(format: "%.0f ms", seconds * 1000) }
         if seconds < 10 { return String(format: "%.1f s", seconds) }
         let s = Int(seconds.rounded())
         if s < 60 { return "\(s) s" }
