@@ -158,7 +158,7 @@ void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, in
     for (size_t i = 0; i < n; i++) out[i] = table[q[i]] * scale;
 }
 
-float qk_quant_amax(const float *x, size_t n) {
+static float amax_scalar(const float *x, size_t n) {
     // NaN-free input assumed (checked by the caller); eight lanes let the compiler vectorise.
     float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
@@ -176,7 +176,7 @@ void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut) {
     *minOut = lo; *maxOut = hi;
 }
 
-long qk_quant_first_nonfinite(const float *x, size_t n) {
+static long first_nonfinite_scalar(const float *x, size_t n) {
     // Scans for an exponent of all ones; returns the index or -1.
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -188,7 +188,7 @@ long qk_quant_first_nonfinite(const float *x, size_t n) {
     return -1;
 }
 
-long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+static long first_abs_at_least_scalar(const float *x, size_t n, uint32_t magnitudeBits) {
     // First index whose |x| bit pattern (sign cleared) is >= magnitudeBits, or -1.
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -198,4 +198,66 @@ long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBit
     }
     for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7FFFFFFFu) >= magnitudeBits) return (long)i; }
     return -1;
+}
+
+// MARK: AVX2 scans
+//
+// The same results as the scalar scans: a maximum of finite magnitudes is exact in any order, and
+// the index scans only decide which run of 32 holds the first hit, then finish with the scalar code.
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static float amax_avx2(const float *x, size_t n) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) m[k] = _mm256_max_ps(m[k], _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absMask));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    float r = amax_scalar(x + i, n - i);
+    for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
+    return r;
+}
+
+__attribute__((target("avx2")))
+static size_t clean_prefix_avx2(const float *x, size_t n, uint32_t below) {
+    // Length of the prefix of whole runs of 32 in which every magnitude bit pattern is < below.
+    const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), threshold = _mm256_set1_epi32((int)(below - 1));
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i any = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8 * k)), mask);
+            any = _mm256_or_si256(any, _mm256_cmpgt_epi32(u, threshold));
+        }
+        if (!_mm256_testz_si256(any, any)) break;
+    }
+    return i;
+}
+#endif
+
+float qk_quant_amax(const float *x, size_t n) {
+#if defined(__x86_64__)
+    if (fp8_isa()) return amax_avx2(x, n);
+#endif
+    return amax_scalar(x, n);
+}
+
+long qk_quant_first_nonfinite(const float *x, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (fp8_isa()) i = clean_prefix_avx2(x, n, 0x7F800000u);
+#endif
+    long r = first_nonfinite_scalar(x + i, n - i);
+    return r < 0 ? -1 : r + (long)i;
+}
+
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (magnitudeBits > 0 && fp8_isa())
+        i = clean_prefix_avx2(x, n, magnitudeBits);
+#endif
+    long r = first_abs_at_least_scalar(x + i, n - i, magnitudeBits);
+    return r < 0 ? -1 : r + (long)i;
 }

@@ -86,14 +86,14 @@ static inline void block_min_max(const float *xb, int n, float *lo, float *hi) {
     *lo = l; *hi = h;
 }
 
-void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
+static void f16_scalar(const float *x, uint8_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_f16(x[i]));
 }
-void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
+static void bf16_scalar(const float *x, uint8_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_bf16(x[i]));
 }
 
-long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q8_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
@@ -116,7 +116,7 @@ static inline float signed_absmax(const float *xb, int n) {
     return v;
 }
 
-long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q4_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
@@ -136,7 +136,7 @@ long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) {
     return bad;
 }
 
-long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q4_1_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
@@ -164,7 +164,7 @@ static void pack_q5(const int *q, uint8_t *qh, uint8_t *qs) {
     for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
 }
 
-long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q5_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
@@ -185,7 +185,7 @@ long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) {
     return bad;
 }
 
-long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q5_1_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
@@ -316,7 +316,9 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
     else { *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }
 
-long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
+typedef void (*qk_fit8_fn)(const float *, const float *, uint8_t *, float *, float *);
+
+static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit) {
     long bad = -1;
     uint8_t L[256];
     float mins[8], scales[8];
@@ -331,7 +333,7 @@ long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
             float avX = sqrtf(sumX2 / 32);
             for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
         }
-        qkx2_fit8(xb, w256, L, scales, mins);
+        fit(xb, w256, L, scales, mins);
         for (int j = 0; j < 8; j++) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
@@ -430,7 +432,9 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
     for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
 }
 
-long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
+typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
+
+static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit) {
     long bad = -1;
     int8_t L[256];
     float scales[16];
@@ -438,7 +442,7 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
         uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
         float maxScale = 0, maxAbsScale = 0;
-        qx_fit16(xb, L, scales);
+        fit(xb, L, scales);
         for (int ib = 0; ib < 16; ib++) {
             float as = fabsf(scales[ib]);
             if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
@@ -478,6 +482,451 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         }
     }
     return bad;
+}
+
+static long q4_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8); }
+static long q6_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16); }
+
+// MARK: AVX2 encoders
+//
+// Eight-lane versions of the encoders above. Every lane performs the scalar code's float32
+// operations in the same order (a multiply, then a separate add: FMA is not enabled for these
+// functions, so nothing can be fused), and the per-block scalars (amax, d, id, the FP16 scale) are
+// computed with the very same scalar expressions. The inputs must be finite, as the Quantize module
+// guarantees (it refuses or sanitises non-finite weights first); the F16/BF16 encoders accept any
+// value, NaN included.
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QK_V __attribute__((target("avx2,f16c")))
+
+QK_V static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+QK_V static inline float hmin8(__m256 v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+// Loads a 32-float block; returns max |x| (exact: finite values, the order of max is irrelevant).
+QK_V static inline float load_block_amax(const float *xb, __m256 v[4], __m256 a[4]) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int k = 0; k < 4; k++) { v[k] = _mm256_loadu_ps(xb + 8 * k); a[k] = _mm256_and_ps(v[k], absMask); }
+    return hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+}
+
+// The signed value of the first element whose |x| equals the block's amax (= signed_absmax).
+QK_V static inline float block_signed_absmax(const float *xb, __m256 v[4]) {
+    __m256 a[4];
+    const __m256 m = _mm256_set1_ps(load_block_amax(xb, v, a));
+    uint32_t mask = 0;
+    for (int k = 0; k < 4; k++) mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ)) << (8 * k);
+    return xb[__builtin_ctz(mask)];
+}
+
+// Min and max of a block with block_min_max's zero rule: a zero extreme is +0.0 when any element
+// is +0.0, else -0.0.
+QK_V static inline void block_min_max_v(const __m256 v[4], float *lo, float *hi) {
+    float l = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+    float h = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+    if (l == 0 || h == 0) {
+        int anyPositiveZero = 0;
+        for (int k = 0; k < 4; k++)
+            anyPositiveZero |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(v[k]), _mm256_setzero_si256())));
+        if (l == 0) l = anyPositiveZero ? 0.0f : -0.0f;
+        if (h == 0) h = anyPositiveZero ? 0.0f : -0.0f;
+    }
+    *lo = l; *hi = h;
+}
+
+// trunc_int then clamp to [0, qmax]: vcvttps2dq gives INT_MIN where trunc_int gives 0, and both
+// clamp to 0.
+QK_V static inline __m256i trunc_clamp(__m256 s, int qmax) {
+    __m256i q = _mm256_cvttps_epi32(s);
+    return _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(qmax));
+}
+
+// Nibble packing of 32 codes: byte j = q[j] | q[j + 16] << 4.
+QK_V static inline void store_nibbles(const __m256i q[4], uint8_t *dst) {
+    const __m256i low = _mm256_set1_epi32(0xF);
+    __m256i c0 = _mm256_or_si256(_mm256_and_si256(q[0], low), _mm256_slli_epi32(_mm256_and_si256(q[2], low), 4));
+    __m256i c1 = _mm256_or_si256(_mm256_and_si256(q[1], low), _mm256_slli_epi32(_mm256_and_si256(q[3], low), 4));
+    __m128i s0 = _mm_packs_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
+    __m128i s1 = _mm_packs_epi32(_mm256_castsi256_si128(c1), _mm256_extracti128_si256(c1, 1));
+    _mm_storeu_si128((__m128i *)dst, _mm_packus_epi16(s0, s1));
+}
+
+// Bit 4 of each of 32 codes as a little-endian 32-bit mask.
+QK_V static inline void store_high_bits(const __m256i q[4], uint8_t *dst) {
+    uint32_t h = 0;
+    for (int k = 0; k < 4; k++) h |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(q[k], 27))) << (8 * k);
+    dst[0] = (uint8_t)h; dst[1] = (uint8_t)(h >> 8); dst[2] = (uint8_t)(h >> 16); dst[3] = (uint8_t)(h >> 24);
+}
+
+QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 signMask = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), limit = _mm256_set1_ps(128.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
+        __m256 v[4], a[4];
+        float amax = load_block_amax(xb, v, a);
+        float d = amax / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            // round_away: trunc(|p|) + (frac >= 0.5), with the sign of p; |r| >= 128, inf, NaN -> 0.
+            __m256 p = _mm256_mul_ps(v[k], vid);
+            __m256 ap = _mm256_and_ps(p, absMask);
+            __m256 t = _mm256_round_ps(ap, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(ap, t), half, _CMP_GE_OQ), one));
+            t = _mm256_and_ps(t, _mm256_cmp_ps(t, limit, _CMP_LT_OQ));
+            q[k] = _mm256_cvttps_epi32(_mm256_or_ps(t, _mm256_and_ps(p, signMask)));
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(y + 2), _mm256_permutevar8x32_epi32(p, order));
+    }
+    return bad;
+}
+
+QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
+        __m256 v[4];
+        float max = block_signed_absmax(xb, v);
+        float d = max / -8.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 15);
+        store_nibbles(q, y + 2);
+    }
+    return bad;
+}
+
+QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
+        __m256 v[4];
+        float max = block_signed_absmax(xb, v);
+        float d = max / -16.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(16.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 31);
+        store_high_bits(q, y + 2);
+        store_nibbles(q, y + 6);
+    }
+    return bad;
+}
+
+QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        float lo, hi;
+        block_min_max_v(v, &lo, &hi);
+        float d = (hi - lo) / 15.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 15);
+        store_nibbles(q, y + 4);
+    }
+    return bad;
+}
+
+QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        float lo, hi;
+        block_min_max_v(v, &lo, &hi);
+        float d = (hi - lo) / 31.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 31);
+        store_high_bits(q, y + 4);
+        store_nibbles(q, y + 8);
+    }
+    return bad;
+}
+
+// F16 with the ggml rule: the hardware conversion (round to nearest even, overflow to infinity,
+// exact subnormals) for every value but NaN, which becomes sign | 0x7E00.
+QK_V static void f16_avx2(const float *x, uint8_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 isNaN = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        if (!_mm256_testz_ps(isNaN, isNaN)) {
+            __m256i nanBits = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(v), 16), _mm256_set1_epi32(0x8000)),
+                                              _mm256_set1_epi32(0x7E00));
+            __m128i nan16 = _mm_packus_epi32(_mm256_castsi256_si128(nanBits), _mm256_extracti128_si256(nanBits, 1));
+            __m256i m = _mm256_castps_si256(isNaN);
+            __m128i m16 = _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+            h = _mm_blendv_epi8(h, nan16, m16);
+        }
+        _mm_storeu_si128((__m128i *)(out + 2 * i), h);
+    }
+    f16_scalar(x + i, out + 2 * i, n - i);
+}
+
+// BF16 with the ggml rule, in 32-bit integer lanes (no sum can wrap: see qk_quant_f32_to_bf16).
+QK_V static inline __m256i bf16_lanes(__m256 v) {
+    __m256i n = _mm256_castps_si256(v);
+    __m256i isNaN = _mm256_cmpgt_epi32(_mm256_and_si256(n, _mm256_set1_epi32(0x7FFFFFFF)), _mm256_set1_epi32(0x7F800000));
+    __m256i quiet = _mm256_or_si256(_mm256_and_si256(n, _mm256_set1_epi32((int)0xFFFF0000u)), _mm256_set1_epi32(64 << 16));
+    n = _mm256_blendv_epi8(n, quiet, isNaN);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(n, 16), _mm256_set1_epi32(1));
+    return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+}
+
+QK_V static void bf16_avx2(const float *x, uint8_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = bf16_lanes(_mm256_loadu_ps(x + i)), b = bf16_lanes(_mm256_loadu_ps(x + i + 8));
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        _mm256_storeu_si256((__m256i *)(out + 2 * i), p);
+    }
+    bf16_scalar(x + i, out + 2 * i, n - i);
+}
+#endif
+
+
+// MARK: AVX2 K-quant fits
+//
+// qkx2_fit8 and qx_fit16 with one sub-block per lane: each lane performs exactly the scalar
+// chain of its sub-block (the same float32 operations in the same order, no FMA), so the scales,
+// mins and codes are bit-identical; lanes of sub-blocks the scalar code skips are computed too and
+// masked out at the end.
+#if defined(__x86_64__)
+QK_V static inline __m256i nearest_int_v(__m256 f) {
+    __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.0f)));
+    return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
+}
+
+QK_V static void qkx2_fit8_avx2(const float *x, const float *w, uint8_t *L, float *scales, float *mins) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    __m256 xt[N], wt[N];
+    __m256i Lt[N], Laux[N];
+    {
+        float tx[N][8], tw[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) { tx[i][j] = x[32 * j + i]; tw[i][j] = w[32 * j + i]; }
+        for (int i = 0; i < N; i++) { xt[i] = _mm256_loadu_ps(tx[i]); wt[i] = _mm256_loadu_ps(tw[i]); }
+    }
+    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
+    __m256 mn = xt[0], mx = xt[0], sumW = wt[0], sumX = _mm256_mul_ps(wt[0], xt[0]);
+    for (int i = 1; i < N; i++) {
+        mn = _mm256_min_ps(xt[i], mn);
+        mx = _mm256_max_ps(xt[i], mx);
+        sumW = _mm256_add_ps(sumW, wt[i]);
+        sumX = _mm256_add_ps(sumX, _mm256_mul_ps(wt[i], xt[i]));
+    }
+    mn = _mm256_blendv_ps(mn, _mm256_setzero_ps(), _mm256_cmp_ps(mn, _mm256_setzero_ps(), _CMP_GT_OQ));
+    const __m256 live = _mm256_cmp_ps(mx, mn, _CMP_NEQ_UQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx, mn));
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+    __m256 best = _mm256_setzero_ps();
+    for (int i = 0; i < N; i++) {
+        __m256i l = nearest_int_v(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
+        l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+        Lt[i] = l;
+        __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), mn), xt[i]);
+        diff = _mm256_mul_ps(diff, diff);
+        best = _mm256_add_ps(best, _mm256_mul_ps(wt[i], diff));
+    }
+    for (int is = 0; is <= NSTEP; is++) {
+        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx, mn));
+        __m256 sumL = _mm256_setzero_ps(), sumL2 = _mm256_setzero_ps(), sumXL = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) {
+            __m256i l = nearest_int_v(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
+            l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+            Laux[i] = l;
+            const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[i], lf);
+            sumL = _mm256_add_ps(sumL, wl);
+            sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(wl, lf));
+            sumXL = _mm256_add_ps(sumXL, _mm256_mul_ps(wl, xt[i]));
+        }
+        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW, sumL2), _mm256_mul_ps(sumL, sumL));
+        const __m256 ok = _mm256_and_ps(live, _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
+        __m256 thisScale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumW, sumXL), _mm256_mul_ps(sumX, sumL)), D);
+        __m256 thisMin = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumL2, sumX), _mm256_mul_ps(sumL, sumXL)), D);
+        const __m256 positive = _mm256_cmp_ps(thisMin, _mm256_setzero_ps(), _CMP_GT_OQ);
+        thisMin = _mm256_blendv_ps(thisMin, _mm256_setzero_ps(), positive);
+        thisScale = _mm256_blendv_ps(thisScale, _mm256_div_ps(sumXL, sumL2), positive);
+        __m256 cur = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) {
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(thisScale, _mm256_cvtepi32_ps(Laux[i])), thisMin), xt[i]);
+            diff = _mm256_mul_ps(diff, diff);
+            cur = _mm256_add_ps(cur, _mm256_mul_ps(wt[i], diff));
+        }
+        const __m256 take = _mm256_and_ps(ok, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
+        if (_mm256_testz_ps(take, take)) continue;
+        const __m256i takeI = _mm256_castps_si256(take);
+        for (int i = 0; i < N; i++) Lt[i] = _mm256_blendv_epi8(Lt[i], Laux[i], takeI);
+        best = _mm256_blendv_ps(best, cur, take);
+        scale = _mm256_blendv_ps(scale, thisScale, take);
+        mn = _mm256_blendv_ps(mn, thisMin, take);
+    }
+    const __m256i liveI = _mm256_castps_si256(live);
+    int32_t lt[N][8];
+    for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[i], liveI));
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < N; i++) L[32 * j + i] = (uint8_t)lt[i][j];
+    // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
+    _mm256_storeu_ps(mins, _mm256_xor_ps(mn, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
+    _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
+}
+
+QK_V static void qx_fit8_avx2(const float *x, int8_t *L, float *scales) {
+    // Eight sub-blocks of 16 (sub-block jj at x + 16 * jj) of qx_fit16.
+    enum { N = 16, NMAX = 32 };
+    __m256 xt[N];
+    __m256i Lt[N], Laux[N];
+    {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[16 * j + i];
+        for (int i = 0; i < N; i++) xt[i] = _mm256_loadu_ps(tx[i]);
+    }
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i lo = _mm256_set1_epi32(-NMAX), hi = _mm256_set1_epi32(NMAX - 1), bias = _mm256_set1_epi32(NMAX);
+    __m256 amax = _mm256_setzero_ps(), max = _mm256_setzero_ps();
+    for (int i = 0; i < N; i++) {
+        const __m256 ax = _mm256_and_ps(xt[i], absMask);
+        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, ax, gt);
+        max = _mm256_blendv_ps(max, xt[i], gt);
+    }
+    const __m256 live = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_NLT_UQ);
+    __m256 iscale = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max), live);
+    __m256 sumLX = _mm256_setzero_ps(), sumL2 = _mm256_setzero_ps();
+    for (int i = 0; i < N; i++) {
+        __m256i l = _mm256_min_epi32(_mm256_max_epi32(nearest_int_v(_mm256_mul_ps(iscale, xt[i])), lo), hi);
+        Lt[i] = _mm256_add_epi32(l, bias);
+        const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(xt[i], xt[i]);
+        sumLX = _mm256_add_ps(sumLX, _mm256_mul_ps(_mm256_mul_ps(w, xt[i]), lf));
+        sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+    }
+    __m256 scale = _mm256_and_ps(_mm256_div_ps(sumLX, sumL2), _mm256_cmp_ps(sumL2, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    __m256 best = _mm256_mul_ps(scale, sumLX);
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max), live);
+        sumLX = _mm256_setzero_ps(); sumL2 = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) {
+            __m256i l = _mm256_min_epi32(_mm256_max_epi32(nearest_int_v(_mm256_mul_ps(iscale, xt[i])), lo), hi);
+            Laux[i] = _mm256_add_epi32(l, bias);
+            const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(xt[i], xt[i]);
+            sumLX = _mm256_add_ps(sumLX, _mm256_mul_ps(_mm256_mul_ps(w, xt[i]), lf));
+            sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+        }
+        const __m256 take = _mm256_and_ps(_mm256_and_ps(live, _mm256_cmp_ps(sumL2, _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                          _mm256_cmp_ps(_mm256_mul_ps(sumLX, sumLX), _mm256_mul_ps(best, sumL2), _CMP_GT_OQ));
+        if (_mm256_testz_ps(take, take)) continue;
+        const __m256i takeI = _mm256_castps_si256(take);
+        for (int i = 0; i < N; i++) Lt[i] = _mm256_blendv_epi8(Lt[i], Laux[i], takeI);
+        const __m256 s = _mm256_div_ps(sumLX, sumL2);
+        scale = _mm256_blendv_ps(scale, s, take);
+        best = _mm256_blendv_ps(best, _mm256_mul_ps(s, sumLX), take);
+    }
+    const __m256i liveI = _mm256_castps_si256(live);
+    int32_t lt[N][8];
+    for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[i], liveI));
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < N; i++) L[16 * j + i] = (int8_t)lt[i][j];
+    _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
+}
+
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) {
+    qx_fit8_avx2(x, L, scales);
+    qx_fit8_avx2(x + 128, L + 128, scales + 8);
+}
+
+static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8_avx2); }
+static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2); }
+#endif
+
+static int ggml_isa(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+#if defined(__x86_64__)
+#define QK_DISPATCH(vec, scalar) return ggml_isa() ? vec : scalar
+#else
+#define QK_DISPATCH(vec, scalar) return scalar
+#endif
+
+long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q8_0_avx2(x, out, blocks), q8_0_scalar(x, out, blocks)); }
+long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_0_avx2(x, out, blocks), q4_0_scalar(x, out, blocks)); }
+long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_1_avx2(x, out, blocks), q4_1_scalar(x, out, blocks)); }
+long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q5_0_avx2(x, out, blocks), q5_0_scalar(x, out, blocks)); }
+long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q5_1_avx2(x, out, blocks), q5_1_scalar(x, out, blocks)); }
+long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_k_avx2(x, out, blocks), q4_k_scalar(x, out, blocks)); }
+long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q6_k_avx2(x, out, blocks), q6_k_scalar(x, out, blocks)); }
+void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
+#if defined(__x86_64__)
+    if (ggml_isa()) { f16_avx2(x, out, n); return; }
+#endif
+    f16_scalar(x, out, n);
+}
+void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
+#if defined(__x86_64__)
+    if (ggml_isa()) { bf16_avx2(x, out, n); return; }
+#endif
+    bf16_scalar(x, out, n);
+}
+
+long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks) {
+    switch (type) {
+    case 1: f16_scalar(x, out, blocks); return -1;
+    case 30: bf16_scalar(x, out, blocks); return -1;
+    case 2: return q4_0_scalar(x, out, blocks);
+    case 3: return q4_1_scalar(x, out, blocks);
+    case 6: return q5_0_scalar(x, out, blocks);
+    case 7: return q5_1_scalar(x, out, blocks);
+    case 8: return q8_0_scalar(x, out, blocks);
+    case 12: return q4_k_scalar(x, out, blocks);
+    case 14: return q6_k_scalar(x, out, blocks);
+    default: return -2;
+    }
 }
 
 // MARK: Decoders (gguf-py operation order)

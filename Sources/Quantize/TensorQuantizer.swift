@@ -186,33 +186,57 @@ public struct TensorQuantizer: Sendable {
             throw .invalidShape(tensor: tensorName, shape: [rows, columns],
                                 expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
-        var sanitized: [Float] = []
-        let bad = qk_quant_first_nonfinite(base, input.count)
+        // Row blocks of about 128 KiB: the non-finite scan brings a block into cache and the encoder
+        // reads it from there (one pass over memory instead of two).
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
-        if bad >= 0 {
-            if !options.allowNonFinite {
-                throw .nonFiniteWeight(tensor: tensorName, row: range.lowerBound + bad / columns, column: bad % columns, value: input[bad])
+        let blockRows = max(rowAlignment, 32_768 / columns / rowAlignment * rowAlignment)
+        var done = 0
+        while done < range.count {
+            let count = min(blockRows, range.count - done)
+            let rows = (range.lowerBound + done)..<(range.lowerBound + done + count)
+            let x = base + done * columns
+            let bad = qk_quant_first_nonfinite(x, count * columns)
+            if bad >= 0 && !options.allowNonFinite {
+                throw .nonFiniteWeight(tensor: tensorName, row: rows.lowerBound + bad / columns, column: bad % columns, value: x[bad])
             }
-            if !plainFloat {
-                sanitized = Array(input)
-                for r in 0..<range.count {
-                    var m: Float = 0
-                    for c in 0..<columns where sanitized[r * columns + c].isFinite { m = max(m, abs(sanitized[r * columns + c])) }
-                    for c in 0..<columns {
-                        let v = sanitized[r * columns + c]
-                        if v.isNaN { sanitized[r * columns + c] = 0 } else if v.isInfinite { sanitized[r * columns + c] = v > 0 ? m : -m }
+            do {
+                if bad >= 0 && !plainFloat {
+                    let sanitized = Self.sanitized(UnsafeBufferPointer(start: x, count: count * columns), columns: columns)
+                    let result: Result<Void, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
+                        Result { () throws(QuantizeError) in try encodeSanitized(rows, p.baseAddress!, tensorAmax, output) }
+                    }
+                    try result.get()
+                } else {
+                    try encodeSanitized(rows, x, tensorAmax, output)
+                }
+            } catch {
+                // A non-finite weight in a later block is reported before this block's error, as a
+                // scan of the whole range first would.
+                if !options.allowNonFinite {
+                    let rest = base + (done + count) * columns
+                    let later = qk_quant_first_nonfinite(rest, (range.count - done - count) * columns)
+                    if later >= 0 {
+                        throw .nonFiniteWeight(tensor: tensorName, row: rows.upperBound + later / columns, column: later % columns, value: rest[later])
                     }
                 }
+                throw error
+            }
+            done += count
+        }
+    }
+
+    /// A copy of whole rows with NaN replaced by 0 and ±inf by ± the row's largest finite magnitude.
+    private static func sanitized(_ input: UnsafeBufferPointer<Float>, columns: Int) -> [Float] {
+        var sanitized = Array(input)
+        for r in 0..<(input.count / columns) {
+            var m: Float = 0
+            for c in 0..<columns where sanitized[r * columns + c].isFinite { m = max(m, abs(sanitized[r * columns + c])) }
+            for c in 0..<columns {
+                let v = sanitized[r * columns + c]
+                if v.isNaN { sanitized[r * columns + c] = 0 } else if v.isInfinite { sanitized[r * columns + c] = v > 0 ? m : -m }
             }
         }
-        if sanitized.isEmpty {
-            try encodeSanitized(range, base, tensorAmax, output)
-        } else {
-            let result: Result<Void, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
-                Result { () throws(QuantizeError) in try encodeSanitized(range, p.baseAddress!, tensorAmax, output) }
-            }
-            try result.get()
-        }
+        return sanitized
     }
 
     private func writeScale(_ value: Float, to p: UnsafeMutableRawPointer, index: Int) {
@@ -373,35 +397,49 @@ public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns:
         tensorAmax = partial.value.max() ?? 0
     }
 
-    // Every output byte is written by the kernels (padding bits included), so the buffers start
-    // uninitialised; only the constant `weight_shape` is copied in.
-    let buffers = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 16) }
-    defer { buffers.forEach { $0.deallocate() } }
-    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
-        buffers[i].storeBytes(of: Int64(rows).littleEndian, toByteOffset: 0, as: Int64.self)
-        buffers[i].storeBytes(of: Int64(columns).littleEndian, toByteOffset: 8, as: Int64.self)
+    // Every output byte is written by the kernels (padding bits included), so the arrays start
+    // uninitialised (their pages are first touched by the encoding threads) and are filled in place;
+    // only the constant `weight_shape` is written here.
+    var datas = quantizer.layouts.map { layout in
+        [UInt8](unsafeUninitializedCapacity: layout.byteCount) { _, count in count = layout.byteCount }
     }
-    var output = QuantizedTensor(rows: rows, columns: columns, parts: [])
+    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
+        var bytes: [UInt8] = []
+        for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        datas[i] = bytes
+    }
 
     let firstError = UncheckedSendable(value: ErrorBox())
-    let shared = UncheckedSendable(value: (base, buffers))
     let amax = tensorAmax
-    DispatchQueue.concurrentPerform(iterations: chunks) { i in
-        let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
-        guard r0 < r1 else { return }
-        do throws(QuantizeError) {
-            try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
-                                 tensorAmax: amax, into: shared.value.1)
-        } catch {
-            firstError.value.record(error, chunk: i)
+    withMutableBytes(of: &datas) { buffers in
+        let shared = UncheckedSendable(value: (base, buffers))
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+            guard r0 < r1 else { return }
+            do throws(QuantizeError) {
+                try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
+                                     tensorAmax: amax, into: shared.value.1)
+            } catch {
+                firstError.value.record(error, chunk: i)
+            }
         }
     }
     if let error = firstError.value.first { throw error }
-    output.parts = quantizer.layouts.enumerated().map { i, layout in
-        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape,
-                             data: Array(UnsafeRawBufferPointer(rebasing: buffers[i][0..<layout.byteCount])))
+    let parts = zip(quantizer.layouts, datas).map { layout, data in
+        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape, data: data)
     }
-    return output
+    return QuantizedTensor(rows: rows, columns: columns, parts: parts)
+}
+
+/// Calls `body` with the bytes of every array of `arrays` at once (each taken out of `arrays` while
+/// in use, so that each is uniquely referenced and mutated in place).
+private func withMutableBytes(of arrays: inout [[UInt8]], from i: Int = 0, _ pointers: [UnsafeMutableRawBufferPointer] = [],
+                              _ body: ([UnsafeMutableRawBufferPointer]) -> Void) {
+    guard i < arrays.count else { body(pointers); return }
+    var mine = arrays[i]
+    arrays[i] = []
+    mine.withUnsafeMutableBytes { p in withMutableBytes(of: &arrays, from: i + 1, pointers + [p], body) }
+    arrays[i] = mine
 }
 
 /// Keeps the error of the lowest-numbered failing chunk, so the report names the first bad row.

@@ -101,6 +101,13 @@ long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks);
+/// The encoders above (and qk_quant_f16_encode / qk_quant_bf16_encode) take an AVX2 path when
+/// `qk_cpu_has_f16c_avx2()`; it gives the bytes of the portable path for finite input (the block
+/// encoders' contract: the Quantize module refuses or sanitises non-finite weights first; F16/BF16
+/// accept any value). This runs the portable path of ggml type id `type` (F16 1, BF16 30 with
+/// `blocks` = elements; Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q6_K 14) for tests; it
+/// returns what the encoder returns, -1 for F16/BF16, or -2 for another type.
+long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
 /// Decodes `blocks` blocks (elements for F32/F16/BF16) of ggml type id `type`; -1 if unsupported.
 int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks);
 
@@ -113,6 +120,10 @@ float qk_quant_round_scale(float scale, int scaleType);
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros);
+/// qk_quant_int_encode_rows without its AVX2 min/max and code loops (identical results; for tests).
+long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                       int symmetric, int scaleType, int search,
+                                       int8_t *codes, float *scales, int8_t *zeros);
 /// Squared error of one group decoded with (scale, zp) after round-to-nearest.
 double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp, int bits);
 /// compressed-tensors int4 packing along the last dim ([rows, ceil(cols/8)] int32, LE bytes).

@@ -1,0 +1,139 @@
+import CKernels
+import Formats
+import Quantize
+import Testing
+
+/// Input patterns that stress the rounding, tie and zero-sign rules of the block encoders.
+enum KernelPatterns: String, CaseIterable, Sendable {
+    case weights, ties, smallIntegers, signedZeros, tiny, subnormal, overflowingScale, randomBits
+
+    /// `count` finite floats of this pattern from a fixed seed.
+    func values(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [Float] {
+        var state = seed
+        func next() -> UInt64 {  // SplitMix64
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        func gaussian() -> Float { Float((0..<3).map { _ in Double(next() >> 11) / Double(1 << 53) }.reduce(0, +) - 1.5) }
+        return (0..<count).map { i in
+            switch self {
+            case .weights: return gaussian() * 0.04
+            case .ties: return Float(Int(next() % 33) - 16) * 0.37
+            case .smallIntegers: return Float(Int(next() % 5) - 2)
+            case .signedZeros:
+                switch next() % 4 { case 0: return 0; case 1: return -0.0; default: return gaussian() * 1e-8 }
+            case .tiny: return gaussian() * 1e-30
+            case .subnormal: return i % 32 == 0 ? Float(bitPattern: 0x000B_E51A) : (next() % 2 == 0 ? 0 : -0.0)
+            case .overflowingScale: return gaussian() * 1e20
+            case .randomBits:
+                let v = Float(bitPattern: UInt32(truncatingIfNeeded: next()))
+                return v.isFinite ? v : 1
+            }
+        }
+    }
+}
+
+@Suite("AVX2 and portable quantization kernels agree")
+struct KernelPathTests {
+    static let blockTypes: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K]
+
+    /// Runs the dispatched encoder of `type` (the AVX2 path on CPUs that have it).
+    static func encode(_ type: GGMLType, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt8>, _ blocks: Int) -> Int {
+        switch type {
+        case .q8_0: return qk_quant_q8_0_encode(x, out, blocks)
+        case .q4_0: return qk_quant_q4_0_encode(x, out, blocks)
+        case .q4_1: return qk_quant_q4_1_encode(x, out, blocks)
+        case .q5_0: return qk_quant_q5_0_encode(x, out, blocks)
+        case .q5_1: return qk_quant_q5_1_encode(x, out, blocks)
+        case .q4_K: return qk_quant_q4_k_encode(x, out, blocks)
+        case .q6_K: return qk_quant_q6_k_encode(x, out, blocks)
+        case .f16: qk_quant_f16_encode(x, out, blocks); return -1
+        default: qk_quant_bf16_encode(x, out, blocks); return -1
+        }
+    }
+
+    @Test("every GGUF block encoder gives the portable path's bytes and overflow index on every pattern",
+          arguments: blockTypes, KernelPatterns.allCases)
+    func blockEncoders(_ type: GGMLType, _ pattern: KernelPatterns) {
+        let blocks = type.blockSize == 256 ? 64 : 512
+        let x = pattern.values(blocks * type.blockSize)
+        var a = [UInt8](repeating: 0xAA, count: blocks * type.bytesPerBlock), b = [UInt8](repeating: 0x55, count: a.count)
+        var ra = 0, rb = 0
+        x.withUnsafeBufferPointer { p in
+            ra = a.withUnsafeMutableBufferPointer { Self.encode(type, p.baseAddress!, $0.baseAddress!, blocks) }
+            rb = b.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_portable(type.id, p.baseAddress!, $0.baseAddress!, blocks) }
+        }
+        #expect(ra == rb)
+        #expect(a == b, "first differing byte \(a.indices.first { a[$0] != b[$0] } ?? -1)")
+    }
+
+    @Test("F16 and BF16 encoders agree with the portable path for every length 0…40, NaN and infinity included",
+          arguments: [GGMLType.f16, .bf16])
+    func halfEncoders(_ type: GGMLType) {
+        var x = KernelPatterns.randomBits.values(40)
+        for i in stride(from: 0, to: 40, by: 3) { x[i] = Float(bitPattern: x[i].bitPattern | 0x7F80_0000) }  // NaN or ±inf
+        x[1] = 65520; x[2] = -65519.996; x[4] = .greatestFiniteMagnitude
+        for n in 0...x.count {
+            var a = [UInt8](repeating: 0xAA, count: 2 * n + 2), b = [UInt8](repeating: 0xAA, count: 2 * n + 2)
+            x.withUnsafeBufferPointer { p in
+                _ = a.withUnsafeMutableBufferPointer { Self.encode(type, p.baseAddress!, $0.baseAddress!, n) }
+                _ = b.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_portable(type.id, p.baseAddress!, $0.baseAddress!, n) }
+            }
+            #expect(a == b, "length \(n)")
+        }
+    }
+
+    @Test("INT8/INT4 row encoding gives the portable path's codes, scales and zero points for group tails 1…70",
+          arguments: [(8, true), (4, true), (4, false)])
+    func intRows(_ bits: Int, _ symmetric: Bool) {
+        let x = KernelPatterns.weights.values(3 * 70) + KernelPatterns.ties.values(3 * 70)
+        for cols in 1...70 {
+            for groupSize in [cols, 32] { for search: Int32 in [0, 1] {
+                let rows = x.count / 70
+                let groups = (cols + groupSize - 1) / groupSize
+                var ca = [Int8](repeating: 0, count: rows * cols), cb = ca
+                var sa = [Float](repeating: 0, count: rows * groups), sb = sa
+                var za = [Int8](repeating: 0, count: rows * groups), zb = za
+                let input = Array(x.prefix(rows * cols))
+                func run(_ codes: inout [Int8], _ scales: inout [Float], _ zeros: inout [Int8], portable: Bool) -> Int {
+                    input.withUnsafeBufferPointer { p in
+                        codes.withUnsafeMutableBufferPointer { c in
+                            scales.withUnsafeMutableBufferPointer { s in
+                                zeros.withUnsafeMutableBufferPointer { z in
+                                    let encode = portable ? qk_quant_int_encode_rows_portable : qk_quant_int_encode_rows
+                                    return encode(p.baseAddress!, rows, cols, groupSize, Int32(bits), symmetric ? 1 : 0, 1, search,
+                                                  c.baseAddress!, s.baseAddress!, symmetric ? nil : z.baseAddress!)
+                                }
+                            }
+                        }
+                    }
+                }
+                let ra = run(&ca, &sa, &za, portable: false), rb = run(&cb, &sb, &zb, portable: true)
+                #expect(ra == rb && ca == cb && sa.map(\.bitPattern) == sb.map(\.bitPattern) && za == zb, "\(cols) columns, groups of \(groupSize), search \(search)")
+            } }
+        }
+    }
+
+    @Test("the non-finite and magnitude scans find the first hit at every position of lengths 0…70")
+    func scans() {
+        let clean = KernelPatterns.weights.values(70)
+        for n in 0...70 {
+            #expect(qk_quant_first_nonfinite(clean, n) == -1)
+            #expect(qk_quant_amax(clean, n) == clean.prefix(n).map { abs($0) }.max() ?? 0)
+            for position in 0..<n {
+                for bad: Float in [.nan, -.infinity] {
+                    var x = clean
+                    x[position] = bad
+                    if position + 1 < n { x[n - 1] = .infinity }
+                    #expect(qk_quant_first_nonfinite(x, n) == position, "length \(n), position \(position)")
+                }
+                var y = clean
+                y[position] = -70000
+                #expect(qk_quant_first_abs_at_least(y, n, 0x477F_F000) == position, "length \(n), position \(position)")
+            }
+        }
+    }
+}
