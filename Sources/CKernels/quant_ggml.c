@@ -316,9 +316,30 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
     else { *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }
 
-typedef void (*qk_fit8_fn)(const float *, const float *, uint8_t *, float *, float *);
+// The weights avX + |x| of each sub-block (avX = sqrt(mean x²)), then qkx2_fit8.
+static void q4_k_fit_scalar(const float *xb, uint8_t *L, float *scales, float *mins) {
+    float w256[256];
+    for (int j = 0; j < 8; j++) {
+        float sumX2 = 0;
+        for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
+        float avX = sqrtf(sumX2 / 32);
+        for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
+    }
+    qkx2_fit8(xb, w256, L, scales, mins);
+}
 
-static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit) {
+// The final codes of one Q4_K sub-block of 32 from its stored scale d (non-zero) and min dm.
+static void q4_k_codes_scalar(const float *x, float d, float dm, uint8_t *L) {
+    for (int ii = 0; ii < 32; ii++) {
+        int l = nearest_int((x[ii] + dm) / d);
+        L[ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
+    }
+}
+
+typedef void (*qk_fit8_fn)(const float *, uint8_t *, float *, float *);
+typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
+
+static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit, qk_codes4_fn codes) {
     long bad = -1;
     uint8_t L[256];
     float mins[8], scales[8];
@@ -326,14 +347,7 @@ static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
         const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
         uint8_t *sc = y + 4, *qs = y + 16;
         float maxScale = 0, maxMin = 0;
-        float w256[256];
-        for (int j = 0; j < 8; j++) {
-            float sumX2 = 0;
-            for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
-            float avX = sqrtf(sumX2 / 32);
-            for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
-        }
-        fit(xb, w256, L, scales, mins);
+        fit(xb, L, scales, mins);
         for (int j = 0; j < 8; j++) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
@@ -362,11 +376,7 @@ static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
             k4_scale_min(j, sc, &s, &m);
             const float d = dAll * s;
             if (!d) continue;
-            const float dm = mAll * m;
-            for (int ii = 0; ii < 32; ii++) {
-                int l = nearest_int((xb[32 * j + ii] + dm) / d);
-                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
-            }
+            codes(xb + 32 * j, d, mAll * m, L + 32 * j);
         }
         for (int j = 0; j < 256; j += 64) {
             for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -432,9 +442,19 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
     for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
 }
 
-typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
+// The final codes of one Q6_K sub-block of 16 from its stored scale d (non-zero).
+static void q6_k_codes_scalar(const float *x, float d, int8_t *L) {
+    for (int ii = 0; ii < 16; ii++) {
+        int l = nearest_int(x[ii] / d);
+        l = l < -32 ? -32 : (l > 31 ? 31 : l);
+        L[ii] = (int8_t)(l + 32);
+    }
+}
 
-static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit) {
+typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
+typedef void (*qk_codes6_fn)(const float *, float, int8_t *);
+
+static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit, qk_codes6_fn codes) {
     long bad = -1;
     int8_t L[256];
     float scales[16];
@@ -463,11 +483,7 @@ static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
         for (int j = 0; j < 16; j++) {
             float d = dAll * sc[j];
             if (!d) continue;
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int(xb[16 * j + ii] / d);
-                l = l < -32 ? -32 : (l > 31 ? 31 : l);
-                L[16 * j + ii] = (int8_t)(l + 32);
-            }
+            codes(xb + 16 * j, d, L + 16 * j);
         }
         for (int j = 0; j < 256; j += 128) {
             for (int l = 0; l < 32; l++) {
@@ -484,8 +500,8 @@ static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
     return bad;
 }
 
-static long q4_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8); }
-static long q6_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16); }
+static long q4_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, q4_k_fit_scalar, q4_k_codes_scalar); }
+static long q6_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16, q6_k_codes_scalar); }
 
 // MARK: AVX2 encoders
 //
@@ -737,16 +753,23 @@ QK_V static inline __m256i nearest_int_v(__m256 f) {
     return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
 }
 
-QK_V static void qkx2_fit8_avx2(const float *x, const float *w, uint8_t *L, float *scales, float *mins) {
+QK_V static void qkx2_fit8_avx2(const float *x, uint8_t *L, float *scales, float *mins) {
     enum { N = 32, NMAX = 15, NSTEP = 20 };
     const float rmin = -1.f, rdelta = 0.1f;
     __m256 xt[N], wt[N];
     __m256i Lt[N], Laux[N];
     {
-        float tx[N][8], tw[N][8];
+        float tx[N][8];
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) { tx[i][j] = x[32 * j + i]; tw[i][j] = w[32 * j + i]; }
-        for (int i = 0; i < N; i++) { xt[i] = _mm256_loadu_ps(tx[i]); wt[i] = _mm256_loadu_ps(tw[i]); }
+            for (int i = 0; i < N; i++) tx[i][j] = x[32 * j + i];
+        for (int i = 0; i < N; i++) xt[i] = _mm256_loadu_ps(tx[i]);
+    }
+    {   // q4_k_fit_scalar's weights, sub-block per lane: avX = sqrt((Σ x²) / 32), w = avX + |x|
+        const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        __m256 sumX2 = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[i], xt[i]));
+        const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
+        for (int i = 0; i < N; i++) wt[i] = _mm256_add_ps(avX, _mm256_and_ps(xt[i], absMask));
     }
     const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
     __m256 mn = xt[0], mx = xt[0], sumW = wt[0], sumX = _mm256_mul_ps(wt[0], xt[0]);
@@ -872,13 +895,35 @@ QK_V static void qx_fit8_avx2(const float *x, int8_t *L, float *scales) {
     _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
 }
 
+QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm);
+    int32_t l[32];
+    for (int k = 0; k < 4; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 8 * k), vdm), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(15));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), q);
+    }
+    for (int i = 0; i < 32; i++) L[i] = (uint8_t)l[i];
+}
+
+QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d);
+    int32_t l[16];
+    for (int k = 0; k < 2; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_loadu_ps(x + 8 * k), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-32)), _mm256_set1_epi32(31));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), _mm256_add_epi32(q, _mm256_set1_epi32(32)));
+    }
+    for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
+}
+
 QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) {
     qx_fit8_avx2(x, L, scales);
     qx_fit8_avx2(x + 128, L + 128, scales + 8);
 }
 
-static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8_avx2); }
-static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2); }
+static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8_avx2, q4_k_codes_avx2); }
+static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
 #endif
 
 static int ggml_isa(void) {
