@@ -261,3 +261,36 @@ long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBit
     long r = first_abs_at_least_scalar(x + i, n - i, magnitudeBits);
     return r < 0 ? -1 : r + (long)i;
 }
+
+void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                               float limit, int e5m2, uint8_t *out, uint8_t *scaleOut) {
+    // The loops of TensorQuantizer's FP8 channel/group/block encoding, without a call per row
+    // segment from Swift. A band of tileRows rows (up to 64 tiles wide) is read row by row twice
+    // (amax of every tile, then the codes), which the hardware prefetchers follow far better than
+    // a tile at a time.
+    enum { TILES = 64 };
+    const size_t colTiles = (cols + tileCols - 1) / tileCols;
+    float scale[TILES];
+    for (size_t r0 = 0, tr = 0; r0 < rows; r0 += tileRows, tr++) {
+        const size_t h = rows - r0 < tileRows ? rows - r0 : tileRows;
+        for (size_t ct0 = 0; ct0 < colTiles; ct0 += TILES) {
+            const size_t ct1 = colTiles - ct0 < TILES ? colTiles : ct0 + TILES;
+            for (size_t ct = ct0; ct < ct1; ct++) scale[ct - ct0] = 0;
+            for (size_t r = r0; r < r0 + h; r++)
+                for (size_t ct = ct0; ct < ct1; ct++) {
+                    const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
+                    const float a = qk_quant_amax(x + r * cols + c0, w);
+                    scale[ct - ct0] = a > scale[ct - ct0] ? a : scale[ct - ct0];
+                }
+            for (size_t ct = ct0; ct < ct1; ct++) {
+                scale[ct - ct0] = qk_quant_round_scale(scale[ct - ct0] / limit, 0);
+                memcpy(scaleOut + 4 * (tr * colTiles + ct), &scale[ct - ct0], 4);   // little-endian hosts (x86-64, arm64)
+            }
+            for (size_t r = r0; r < r0 + h; r++)
+                for (size_t ct = ct0; ct < ct1; ct++) {
+                    const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
+                    qk_quant_fp8_encode_scaled(x + r * cols + c0, out + r * cols + c0, w, scale[ct - ct0], limit, e5m2);
+                }
+        }
+    }
+}

@@ -264,31 +264,12 @@ public struct TensorQuantizer: Sendable {
                 qk_quant_fp8_encode_scaled(x, weight, n * columns, s, limit, isE5M2)
             case .block(let br, let bc):
                 let colBlocks = (columns + bc - 1) / bc
-                var rb = 0
-                while rb < n {
-                    let h = min(br, n - rb)
-                    for cb in 0..<colBlocks {
-                        let c0 = cb * bc, w = min(bc, columns - c0)
-                        var amax: Float = 0
-                        for r in rb..<(rb + h) { amax = max(amax, qk_quant_amax(x + r * columns + c0, w)) }
-                        let s = qk_quant_round_scale(amax / limit, 0)
-                        writeScale(s, to: scales, index: ((r0 + rb) / br) * colBlocks + cb)
-                        for r in rb..<(rb + h) {
-                            qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
-                        }
-                    }
-                    rb += h
-                }
+                qk_quant_fp8_encode_tiles(x, n, columns, br, bc, limit, isE5M2, weight,
+                                          scales.assumingMemoryBound(to: UInt8.self) + (r0 / br) * colBlocks * 4)
             default:
                 let groups = (columns + groupSize - 1) / groupSize
-                for r in 0..<n {
-                    for g in 0..<groups {
-                        let c0 = g * groupSize, w = min(groupSize, columns - c0)
-                        let s = qk_quant_round_scale(qk_quant_amax(x + r * columns + c0, w) / limit, 0)
-                        writeScale(s, to: scales, index: (r0 + r) * groups + g)
-                        qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
-                    }
-                }
+                qk_quant_fp8_encode_tiles(x, n, columns, 1, groupSize, limit, isE5M2, weight,
+                                          scales.assumingMemoryBound(to: UInt8.self) + r0 * groups * 4)
             }
         case .int(let bits):
             let groups = (columns + groupSize - 1) / groupSize

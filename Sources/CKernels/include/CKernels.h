@@ -70,6 +70,12 @@ float qk_quant_e5m2_to_f32(uint8_t value);
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
 /// The same as qk_quant_fp8_encode_scaled without the AVX2 path (identical bytes; for tests).
 void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// FP8 with one scale per tile of tileRows × tileCols elements of a rows × cols row-major matrix
+/// (per channel 1 × cols, groups 1 × g, blocks r × c): scale = qk_quant_round_scale(amax / limit, 0)
+/// with amax the tile's largest magnitude (finite input), codes as qk_quant_fp8_encode_scaled. Scales
+/// are stored as little-endian F32 at scaleOut + 4 * ((r / tileRows) * ceil(cols / tileCols) + c / tileCols).
+void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                               float limit, int e5m2, uint8_t *out, uint8_t *scaleOut);
 /// out[i] = fp8(x[i]) with the saturating cast above.
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
 /// out[i] = float(q[i]) * scale.
