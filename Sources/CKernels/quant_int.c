@@ -206,6 +206,22 @@ double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp,
     return (double)group_error(x, n, scale, zp, qmin, qmax);
 }
 
+#if defined(__x86_64__)
+// Nibble packing of n codes (a multiple of 64) into n / 2 bytes, low nibble first: in 16-bit lanes
+// (low byte an even code, high byte the next one) the byte is (lane & 0xF) | (lane >> 4).
+__attribute__((target("avx2")))
+static void pack4_avx2(const int8_t *c, size_t n, uint8_t *o) {
+    const __m256i eight = _mm256_set1_epi8(8), low = _mm256_set1_epi8(0xF), lowWord = _mm256_set1_epi16(0xF);
+    for (size_t i = 0; i < n; i += 64) {
+        __m256i a = _mm256_and_si256(_mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(c + i)), eight), low);
+        __m256i b = _mm256_and_si256(_mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(c + i + 32)), eight), low);
+        a = _mm256_or_si256(_mm256_and_si256(a, lowWord), _mm256_srli_epi16(a, 4));
+        b = _mm256_or_si256(_mm256_and_si256(b, lowWord), _mm256_srli_epi16(b, 4));
+        _mm256_storeu_si256((__m256i *)(o + i / 2), _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8));
+    }
+}
+#endif
+
 void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out) {
     // compressed-tensors pack_to_int32 (4 bits): element k of each run of 8 at bits 4k..4k+3 of a
     // little-endian int32, value + 8; missing elements of the last word are 0 bits.
@@ -214,6 +230,9 @@ void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint
         const int8_t *c = codes + r * cols;
         uint8_t *o = out + r * words * 4;
         size_t w = 0;
+#if defined(__x86_64__)
+        if (int_isa()) { w = cols / 64 * 8; pack4_avx2(c, w * 8, o); }
+#endif
         for (; w < cols / 8; w++) {   // whole words: two codes per byte, low nibble first
             const int8_t *p = c + 8 * w;
             for (int k = 0; k < 4; k++) o[4 * w + k] = (uint8_t)(((p[2 * k] + 8) & 0xF) | (((p[2 * k + 1] + 8) & 0xF) << 4));

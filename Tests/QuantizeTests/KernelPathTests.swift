@@ -118,6 +118,27 @@ struct KernelPathTests {
         }
     }
 
+    @Test("INT4 row packing round-trips every code for widths 1…200 and leaves the padding nibbles zero")
+    func int4Packing() {
+        for cols in 1...200 {
+            let rows = 3, words = (cols + 7) / 8
+            let codes = (0..<(rows * cols)).map { Int8(($0 * 7 + cols) % 16 - 8) }
+            var packed = [UInt8](repeating: 0xFF, count: rows * words * 4)
+            var back = [Int8](repeating: 0, count: rows * cols)
+            qk_quant_pack_int4_rows(codes, rows, cols, &packed)
+            qk_quant_unpack_int4_rows(packed, rows, cols, &back)
+            #expect(back == codes, "\(cols) columns")
+            var paddingClear = true
+            for r in 0..<rows {
+                for c in cols..<(words * 8) {
+                    let byte = packed[r * words * 4 + c / 2]
+                    if (c % 2 == 0 ? byte & 0xF : byte >> 4) != 0 { paddingClear = false }
+                }
+            }
+            #expect(paddingClear, "\(cols) columns")
+        }
+    }
+
     @Test("the non-finite and magnitude scans find the first hit at every position of lengths 0…70")
     func scans() {
         let clean = KernelPatterns.weights.values(70)
