@@ -835,66 +835,6 @@ QK_V static void qkx2_fit8_avx2(const float *x, uint8_t *L, float *scales, float
     _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
 }
 
-QK_V static void qx_fit8_avx2(const float *x, int8_t *L, float *scales) {
-    // Eight sub-blocks of 16 (sub-block jj at x + 16 * jj) of qx_fit16.
-    enum { N = 16, NMAX = 32 };
-    __m256 xt[N];
-    __m256i Lt[N], Laux[N];
-    {
-        float tx[N][8];
-        for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) tx[i][j] = x[16 * j + i];
-        for (int i = 0; i < N; i++) xt[i] = _mm256_loadu_ps(tx[i]);
-    }
-    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const __m256i lo = _mm256_set1_epi32(-NMAX), hi = _mm256_set1_epi32(NMAX - 1), bias = _mm256_set1_epi32(NMAX);
-    __m256 amax = _mm256_setzero_ps(), max = _mm256_setzero_ps();
-    for (int i = 0; i < N; i++) {
-        const __m256 ax = _mm256_and_ps(xt[i], absMask);
-        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-        amax = _mm256_blendv_ps(amax, ax, gt);
-        max = _mm256_blendv_ps(max, xt[i], gt);
-    }
-    const __m256 live = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_NLT_UQ);
-    __m256 iscale = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max), live);
-    __m256 sumLX = _mm256_setzero_ps(), sumL2 = _mm256_setzero_ps();
-    for (int i = 0; i < N; i++) {
-        __m256i l = _mm256_min_epi32(_mm256_max_epi32(nearest_int_v(_mm256_mul_ps(iscale, xt[i])), lo), hi);
-        Lt[i] = _mm256_add_epi32(l, bias);
-        const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(xt[i], xt[i]);
-        sumLX = _mm256_add_ps(sumLX, _mm256_mul_ps(_mm256_mul_ps(w, xt[i]), lf));
-        sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
-    }
-    __m256 scale = _mm256_and_ps(_mm256_div_ps(sumLX, sumL2), _mm256_cmp_ps(sumL2, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    __m256 best = _mm256_mul_ps(scale, sumLX);
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
-        iscale = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max), live);
-        sumLX = _mm256_setzero_ps(); sumL2 = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) {
-            __m256i l = _mm256_min_epi32(_mm256_max_epi32(nearest_int_v(_mm256_mul_ps(iscale, xt[i])), lo), hi);
-            Laux[i] = _mm256_add_epi32(l, bias);
-            const __m256 lf = _mm256_cvtepi32_ps(l), w = _mm256_mul_ps(xt[i], xt[i]);
-            sumLX = _mm256_add_ps(sumLX, _mm256_mul_ps(_mm256_mul_ps(w, xt[i]), lf));
-            sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
-        }
-        const __m256 take = _mm256_and_ps(_mm256_and_ps(live, _mm256_cmp_ps(sumL2, _mm256_setzero_ps(), _CMP_GT_OQ)),
-                                          _mm256_cmp_ps(_mm256_mul_ps(sumLX, sumLX), _mm256_mul_ps(best, sumL2), _CMP_GT_OQ));
-        if (_mm256_testz_ps(take, take)) continue;
-        const __m256i takeI = _mm256_castps_si256(take);
-        for (int i = 0; i < N; i++) Lt[i] = _mm256_blendv_epi8(Lt[i], Laux[i], takeI);
-        const __m256 s = _mm256_div_ps(sumLX, sumL2);
-        scale = _mm256_blendv_ps(scale, s, take);
-        best = _mm256_blendv_ps(best, _mm256_mul_ps(s, sumLX), take);
-    }
-    const __m256i liveI = _mm256_castps_si256(live);
-    int32_t lt[N][8];
-    for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[i], liveI));
-    for (int j = 0; j < 8; j++)
-        for (int i = 0; i < N; i++) L[16 * j + i] = (int8_t)lt[i][j];
-    _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
-}
-
 QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
     const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm);
     int32_t l[32];
@@ -917,10 +857,89 @@ QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
     for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
 }
 
-QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) {
-    qx_fit8_avx2(x, L, scales);
-    qx_fit8_avx2(x + 128, L + 128, scales + 8);
+// G groups of eight sub-blocks of 16 (sub-block jj of group g at x + 128 g + 16 jj) of qx_fit16,
+// the groups' independent chains interleaved in every loop. Here |iscale · x| <= 32.9 (|x| <= |max|),
+// so nearest_int followed by the clamp equals rounding with the same magic number in float and
+// clamping in float, which leaves the codes as floats for the sums; w = x² and w·x are the
+// scalar code's products, computed once.
+QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, int8_t *L, float *scales, const int G) {
+    enum { N = 16, NMAX = 32 };
+    __m256 xt[2][N], wt[2][N], wxt[2][N], Lt[2][N], Laux[2][N];
+    __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
+    for (int g = 0; g < G; g++) {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[128 * g + 16 * j + i];
+        for (int i = 0; i < N; i++) {
+            xt[g][i] = _mm256_loadu_ps(tx[i]);
+            wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            wxt[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]);
+        }
+    }
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-NMAX), hi = _mm256_set1_ps(NMAX - 1);
+    for (int g = 0; g < G; g++) { amax[g] = _mm256_setzero_ps(); max[g] = _mm256_setzero_ps(); }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 ax = _mm256_and_ps(xt[g][i], absMask);
+            const __m256 gt = _mm256_cmp_ps(ax, amax[g], _CMP_GT_OQ);
+            amax[g] = _mm256_blendv_ps(amax[g], ax, gt);
+            max[g] = _mm256_blendv_ps(max[g], xt[g][i], gt);
+        }
+    for (int g = 0; g < G; g++) {
+        live[g] = _mm256_cmp_ps(amax[g], _mm256_set1_ps(1e-15f), _CMP_NLT_UQ);
+        iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]), live[g]);
+        sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+            const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            Lt[g][i] = lf;
+            sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+            sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+        }
+    for (int g = 0; g < G; g++) {
+        scale[g] = _mm256_and_ps(_mm256_div_ps(sumLX[g], sumL2[g]), _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        best[g] = _mm256_mul_ps(scale[g], sumLX[g]);
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max[g]), live[g]);
+            sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+                const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+                Laux[g][i] = lf;
+                sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                              _mm256_cmp_ps(_mm256_mul_ps(sumLX[g], sumLX[g]), _mm256_mul_ps(best[g], sumL2[g]), _CMP_GT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_ps(Lt[g][i], Laux[g][i], take);
+            const __m256 sc = _mm256_div_ps(sumLX[g], sumL2[g]);
+            scale[g] = _mm256_blendv_ps(scale[g], sc, take);
+            best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, sumLX[g]), take);
+        }
+    }
+    const __m256i bias = _mm256_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++)
+            _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(_mm256_add_epi32(_mm256_cvtps_epi32(Lt[g][i]), bias), liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[128 * g + 16 * j + i] = (int8_t)lt[i][j];
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
 }
+
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
 
 static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8_avx2, q4_k_codes_avx2); }
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
