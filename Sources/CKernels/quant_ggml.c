@@ -317,7 +317,7 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 }
 
 // The weights avX + |x| of each sub-block (avX = sqrt(mean x²)), then qkx2_fit8.
-static void q4_k_fit_scalar(const float *xb, uint8_t *L, float *scales, float *mins) {
+static void q4_k_fit1_scalar(const float *xb, uint8_t *L, float *scales, float *mins) {
     float w256[256];
     for (int j = 0; j < 8; j++) {
         float sumX2 = 0;
@@ -336,18 +336,26 @@ static void q4_k_codes_scalar(const float *x, float d, float dm, uint8_t *L) {
     }
 }
 
-typedef void (*qk_fit8_fn)(const float *, uint8_t *, float *, float *);
+// The fits of `count` consecutive blocks (L, scales and mins of block k at 256 k, 8 k, 8 k).
+static void q4_k_fit_scalar(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    for (int k = 0; k < count; k++) q4_k_fit1_scalar(x + 256 * k, L + 256 * k, scales + 8 * k, mins + 8 * k);
+}
+
+typedef void (*qk_fit8_fn)(const float *, int, uint8_t *, float *, float *);
 typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
 
 static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit, qk_codes4_fn codes) {
     long bad = -1;
-    uint8_t L[256];
-    float mins[8], scales[8];
+    uint8_t pairL[512];
+    float pairMins[16], pairScales[16];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
         uint8_t *sc = y + 4, *qs = y + 16;
         float maxScale = 0, maxMin = 0;
-        fit(xb, L, scales, mins);
+        // The fits of two blocks at a time (they are independent of each other).
+        if (b % 2 == 0) fit(xb, blocks - b >= 2 ? 2 : 1, pairL, pairScales, pairMins);
+        uint8_t *L = pairL + 256 * (b % 2);
+        const float *scales = pairScales + 8 * (b % 2), *mins = pairMins + 8 * (b % 2);
         for (int j = 0; j < 8; j++) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
@@ -753,86 +761,109 @@ QK_V static inline __m256i nearest_int_v(__m256 f) {
     return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
 }
 
-QK_V static void qkx2_fit8_avx2(const float *x, uint8_t *L, float *scales, float *mins) {
+// G blocks (block g at x + 256 g) of q4_k_fit1_scalar with one sub-block per lane, the blocks'
+// independent accumulation chains interleaved in every loop (they are latency-bound alone).
+QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
     enum { N = 32, NMAX = 15, NSTEP = 20 };
     const float rmin = -1.f, rdelta = 0.1f;
-    __m256 xt[N], wt[N];
-    __m256i Lt[N], Laux[N];
-    {
+    __m256 xt[2][N], wt[2][N], Laux[2][N];
+    __m256i Lt[2][N];
+    __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int g = 0; g < G; g++) {
         float tx[N][8];
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) tx[i][j] = x[32 * j + i];
-        for (int i = 0; i < N; i++) xt[i] = _mm256_loadu_ps(tx[i]);
-    }
-    {   // q4_k_fit_scalar's weights, sub-block per lane: avX = sqrt((Σ x²) / 32), w = avX + |x|
-        const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+            for (int i = 0; i < N; i++) tx[i][j] = x[256 * g + 32 * j + i];
+        for (int i = 0; i < N; i++) xt[g][i] = _mm256_loadu_ps(tx[i]);
+        // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
         __m256 sumX2 = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[i], xt[i]));
+        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
         const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
-        for (int i = 0; i < N; i++) wt[i] = _mm256_add_ps(avX, _mm256_and_ps(xt[i], absMask));
+        for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
     }
     const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
-    __m256 mn = xt[0], mx = xt[0], sumW = wt[0], sumX = _mm256_mul_ps(wt[0], xt[0]);
-    for (int i = 1; i < N; i++) {
-        mn = _mm256_min_ps(xt[i], mn);
-        mx = _mm256_max_ps(xt[i], mx);
-        sumW = _mm256_add_ps(sumW, wt[i]);
-        sumX = _mm256_add_ps(sumX, _mm256_mul_ps(wt[i], xt[i]));
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm256_mul_ps(wt[g][0], xt[g][0]);
     }
-    mn = _mm256_blendv_ps(mn, _mm256_setzero_ps(), _mm256_cmp_ps(mn, _mm256_setzero_ps(), _CMP_GT_OQ));
-    const __m256 live = _mm256_cmp_ps(mx, mn, _CMP_NEQ_UQ);
-    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx, mn));
-    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
-    __m256 best = _mm256_setzero_ps();
-    for (int i = 0; i < N; i++) {
-        __m256i l = nearest_int_v(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
-        l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
-        Lt[i] = l;
-        __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), mn), xt[i]);
-        diff = _mm256_mul_ps(diff, diff);
-        best = _mm256_add_ps(best, _mm256_mul_ps(wt[i], diff));
+    for (int i = 1; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            mn[g] = _mm256_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm256_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm256_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm256_add_ps(sumX[g], _mm256_mul_ps(wt[g][i], xt[g][i]));
+        }
+    for (int g = 0; g < G; g++) {
+        mn[g] = _mm256_blendv_ps(mn[g], _mm256_setzero_ps(), _mm256_cmp_ps(mn[g], _mm256_setzero_ps(), _CMP_GT_OQ));
+        live[g] = _mm256_cmp_ps(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx[g], mn[g]));
+        scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm256_setzero_ps();
     }
-    for (int is = 0; is <= NSTEP; is++) {
-        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx, mn));
-        __m256 sumL = _mm256_setzero_ps(), sumL2 = _mm256_setzero_ps(), sumXL = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) {
-            __m256i l = nearest_int_v(_mm256_mul_ps(iscale, _mm256_sub_ps(xt[i], mn)));
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
             l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
-            Laux[i] = l;
-            const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[i], lf);
-            sumL = _mm256_add_ps(sumL, wl);
-            sumL2 = _mm256_add_ps(sumL2, _mm256_mul_ps(wl, lf));
-            sumXL = _mm256_add_ps(sumXL, _mm256_mul_ps(wl, xt[i]));
-        }
-        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW, sumL2), _mm256_mul_ps(sumL, sumL));
-        const __m256 ok = _mm256_and_ps(live, _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
-        __m256 thisScale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumW, sumXL), _mm256_mul_ps(sumX, sumL)), D);
-        __m256 thisMin = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumL2, sumX), _mm256_mul_ps(sumL, sumXL)), D);
-        const __m256 positive = _mm256_cmp_ps(thisMin, _mm256_setzero_ps(), _CMP_GT_OQ);
-        thisMin = _mm256_blendv_ps(thisMin, _mm256_setzero_ps(), positive);
-        thisScale = _mm256_blendv_ps(thisScale, _mm256_div_ps(sumXL, sumL2), positive);
-        __m256 cur = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) {
-            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(thisScale, _mm256_cvtepi32_ps(Laux[i])), thisMin), xt[i]);
+            Lt[g][i] = l;
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], _mm256_cvtepi32_ps(l)), mn[g]), xt[g][i]);
             diff = _mm256_mul_ps(diff, diff);
-            cur = _mm256_add_ps(cur, _mm256_mul_ps(wt[i], diff));
+            best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
         }
-        const __m256 take = _mm256_and_ps(ok, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
-        if (_mm256_testz_ps(take, take)) continue;
-        const __m256i takeI = _mm256_castps_si256(take);
-        for (int i = 0; i < N; i++) Lt[i] = _mm256_blendv_epi8(Lt[i], Laux[i], takeI);
-        best = _mm256_blendv_ps(best, cur, take);
-        scale = _mm256_blendv_ps(scale, thisScale, take);
-        mn = _mm256_blendv_ps(mn, thisMin, take);
+    for (int is = 0; is <= NSTEP; is++) {
+        __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+                l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+                const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[g][i], lf);
+                Laux[g][i] = lf;
+                sumL[g] = _mm256_add_ps(sumL[g], wl);
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
+                sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW[g], sumL2[g]), _mm256_mul_ps(sumL[g], sumL[g]));
+            ok[g] = _mm256_and_ps(live[g], _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
+            thisScale[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumW[g], sumXL[g]), _mm256_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumL2[g], sumX[g]), _mm256_mul_ps(sumL[g], sumXL[g])), D);
+            const __m256 positive = _mm256_cmp_ps(thisMin[g], _mm256_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm256_blendv_ps(thisMin[g], _mm256_setzero_ps(), positive);
+            thisScale[g] = _mm256_blendv_ps(thisScale[g], _mm256_div_ps(sumXL[g], sumL2[g]), positive);
+            cur[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                diff = _mm256_mul_ps(diff, diff);
+                cur[g] = _mm256_add_ps(cur[g], _mm256_mul_ps(wt[g][i], diff));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(ok[g], _mm256_cmp_ps(cur[g], best[g], _CMP_LT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            const __m256i takeI = _mm256_castps_si256(take);
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_epi8(Lt[g][i], _mm256_cvtps_epi32(Laux[g][i]), takeI);
+            best[g] = _mm256_blendv_ps(best[g], cur[g], take);
+            scale[g] = _mm256_blendv_ps(scale[g], thisScale[g], take);
+            mn[g] = _mm256_blendv_ps(mn[g], thisMin[g], take);
+        }
     }
-    const __m256i liveI = _mm256_castps_si256(live);
-    int32_t lt[N][8];
-    for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[i], liveI));
-    for (int j = 0; j < 8; j++)
-        for (int i = 0; i < N; i++) L[32 * j + i] = (uint8_t)lt[i][j];
-    // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
-    _mm256_storeu_ps(mins, _mm256_xor_ps(mn, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
-    _mm256_storeu_ps(scales, _mm256_and_ps(scale, live));
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[g][i], liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[256 * g + 32 * j + i] = (uint8_t)lt[i][j];
+        // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
+        _mm256_storeu_ps(mins + 8 * g, _mm256_xor_ps(mn[g], _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
+}
+
+QK_V static void qkx2_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) qkx2_lanes(x, L, scales, mins, 2); else qkx2_lanes(x, L, scales, mins, 1);
 }
 
 QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
@@ -941,7 +972,7 @@ QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float 
 
 QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
 
-static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit8_avx2, q4_k_codes_avx2); }
+static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit_avx2, q4_k_codes_avx2); }
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
 #endif
 
