@@ -976,6 +976,7 @@ static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
 #endif
 
+#if defined(__x86_64__)
 static int ggml_isa(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
@@ -983,7 +984,6 @@ static int ggml_isa(void) {
     return v;
 }
 
-#if defined(__x86_64__)
 #define QK_DISPATCH(vec, scalar) return ggml_isa() ? vec : scalar
 #else
 #define QK_DISPATCH(vec, scalar) return scalar

@@ -139,6 +139,44 @@ struct KernelPathTests {
         }
     }
 
+    @Test("a whole tensor of many row blocks and parallel chunks gives the portable encoder's bytes",
+          arguments: [(GGMLType.q8_0, 3001, 64), (.q4_0, 1999, 96), (.q4_K, 301, 512), (.q6_K, 97, 768)])
+    func wholeTensor(_ type: GGMLType, _ rows: Int, _ columns: Int) throws {
+        let x = KernelPatterns.weights.values(rows * columns)
+        guard let name = SchemeName.allCases.first(where: { $0.ggmlType == type }) else { Issue.record("no scheme for \(type.name)"); return }
+        let q = try quantizeMatrix(x, rows: rows, columns: columns, scheme: Scheme(name: name))
+        let blocks = rows * columns / type.blockSize
+        var expected = [UInt8](repeating: 0, count: blocks * type.bytesPerBlock)
+        _ = x.withUnsafeBufferPointer { p in expected.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_portable(type.id, p.baseAddress!, $0.baseAddress!, blocks) } }
+        let data = try #require(q.parts.first?.data)
+        let firstDifference = data.indices.first { data[$0] != expected[$0] }
+        #expect(data.count == expected.count && firstDifference == nil, "first differing byte \(firstDifference ?? -1)")
+    }
+
+    @Test("encoding a range reports a NaN in a later row block before an earlier block's scale overflow")
+    func nonFiniteBeforeOverflow() throws {
+        let rows = 2048, columns = 32
+        var x = KernelPatterns.weights.values(rows * columns)
+        x[5] = 1e9          // Q8_0 scale 1e9 / 127 overflows F16 in row 0
+        x[1500 * columns + 7] = .nan
+        let quantizer = try TensorQuantizer(scheme: Scheme(name: .q8_0), rows: rows, columns: columns, tensorName: "w")
+        let output = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: $0.byteCount, alignment: 16) }
+        defer { output.forEach { $0.deallocate() } }
+        #expect {
+            try x.withUnsafeBufferPointer { p throws(QuantizeError) in try quantizer.encode(rows: 0..<rows, input: p, into: output) }
+        } throws: { error in
+            guard case let QuantizeError.nonFiniteWeight(_, row, column, _) = error else { return false }
+            return row == 1500 && column == 7
+        }
+        x[1500 * columns + 7] = 0
+        #expect {
+            try x.withUnsafeBufferPointer { p throws(QuantizeError) in try quantizer.encode(rows: 0..<rows, input: p, into: output) }
+        } throws: { error in
+            guard case let QuantizeError.scaleOutOfRange(_, row, _, _) = error else { return false }
+            return row == 0
+        }
+    }
+
     @Test("the non-finite and magnitude scans find the first hit at every position of lengths 0…70")
     func scans() {
         let clean = KernelPatterns.weights.values(70)
