@@ -538,19 +538,24 @@ QK_V static inline float hmin8(__m256 v) {
 }
 
 // Loads a 32-float block; returns max |x| (exact: finite values, the order of max is irrelevant).
-QK_V static inline float load_block_amax(const float *xb, __m256 v[4], __m256 a[4]) {
+// Sets the lanes of *bad where a magnitude is NaN or infinite.
+QK_V static inline void flag_nonfinite(__m256 magnitude, __m256i *bad) {
+    *bad = _mm256_or_si256(*bad, _mm256_cmpgt_epi32(_mm256_castps_si256(magnitude), _mm256_set1_epi32(0x7F7FFFFF)));
+}
+
+QK_V static inline float load_block_amax(const float *xb, __m256 v[4], __m256 a[4], __m256i *bad) {
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    for (int k = 0; k < 4; k++) { v[k] = _mm256_loadu_ps(xb + 8 * k); a[k] = _mm256_and_ps(v[k], absMask); }
+    for (int k = 0; k < 4; k++) { v[k] = _mm256_loadu_ps(xb + 8 * k); a[k] = _mm256_and_ps(v[k], absMask); flag_nonfinite(a[k], bad); }
     return hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
 }
 
 // The signed value of the first element whose |x| equals the block's amax (= signed_absmax).
-QK_V static inline float block_signed_absmax(const float *xb, __m256 v[4]) {
+QK_V static inline float block_signed_absmax(const float *xb, __m256 v[4], __m256i *bad) {
     __m256 a[4];
-    const __m256 m = _mm256_set1_ps(load_block_amax(xb, v, a));
+    const __m256 m = _mm256_set1_ps(load_block_amax(xb, v, a, bad));
     uint32_t mask = 0;
     for (int k = 0; k < 4; k++) mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ)) << (8 * k);
-    return xb[__builtin_ctz(mask)];
+    return xb[mask ? __builtin_ctz(mask) : 0];   // no match only for non-finite input (flagged)
 }
 
 // Min and max of a block with block_min_max's zero rule: a zero extreme is +0.0 when any element
@@ -592,16 +597,17 @@ QK_V static inline void store_high_bits(const __m256i q[4], uint8_t *dst) {
     dst[0] = (uint8_t)h; dst[1] = (uint8_t)(h >> 8); dst[2] = (uint8_t)(h >> 16); dst[3] = (uint8_t)(h >> 24);
 }
 
-QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256 signMask = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), limit = _mm256_set1_ps(128.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
         __m256 v[4], a[4];
-        float amax = load_block_amax(xb, v, a);
+        float amax = load_block_amax(xb, v, a, &badLanes);
         float d = amax / 127.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d);
@@ -621,15 +627,17 @@ QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks) {
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)(y + 2), _mm256_permutevar8x32_epi32(p, order));
     }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
-QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
     long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
         __m256 v[4];
-        float max = block_signed_absmax(xb, v);
+        float max = block_signed_absmax(xb, v, &badLanes);
         float d = max / -8.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d);
@@ -640,15 +648,17 @@ QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks) {
         for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 15);
         store_nibbles(q, y + 2);
     }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
-QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks) {
+QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
     long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
         __m256 v[4];
-        float max = block_signed_absmax(xb, v);
+        float max = block_signed_absmax(xb, v, &badLanes);
         float d = max / -16.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d);
@@ -660,15 +670,20 @@ QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks) {
         store_high_bits(q, y + 2);
         store_nibbles(q, y + 6);
     }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
-QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks) {
+QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
     long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
         __m256 v[4];
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
+        }
         float lo, hi;
         block_min_max_v(v, &lo, &hi);
         float d = (hi - lo) / 15.0f;
@@ -681,15 +696,20 @@ QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks) {
         for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 15);
         store_nibbles(q, y + 4);
     }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
-QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks) {
+QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
     long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
         __m256 v[4];
-        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(xb + 8 * k);
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
+        }
         float lo, hi;
         block_min_max_v(v, &lo, &hi);
         float d = (hi - lo) / 31.0f;
@@ -703,6 +723,7 @@ QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks) {
         store_high_bits(q, y + 4);
         store_nibbles(q, y + 8);
     }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
@@ -989,11 +1010,11 @@ static int ggml_isa(void) {
 #define QK_DISPATCH(vec, scalar) return scalar
 #endif
 
-long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q8_0_avx2(x, out, blocks), q8_0_scalar(x, out, blocks)); }
-long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_0_avx2(x, out, blocks), q4_0_scalar(x, out, blocks)); }
-long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_1_avx2(x, out, blocks), q4_1_scalar(x, out, blocks)); }
-long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q5_0_avx2(x, out, blocks), q5_0_scalar(x, out, blocks)); }
-long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q5_1_avx2(x, out, blocks), q5_1_scalar(x, out, blocks)); }
+long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q8_0_avx2(x, out, blocks, &nf), q8_0_scalar(x, out, blocks)); }
+long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q4_0_avx2(x, out, blocks, &nf), q4_0_scalar(x, out, blocks)); }
+long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q4_1_avx2(x, out, blocks, &nf), q4_1_scalar(x, out, blocks)); }
+long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q5_0_avx2(x, out, blocks, &nf), q5_0_scalar(x, out, blocks)); }
+long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q5_1_avx2(x, out, blocks, &nf), q5_1_scalar(x, out, blocks)); }
 long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_k_avx2(x, out, blocks), q4_k_scalar(x, out, blocks)); }
 long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q6_k_avx2(x, out, blocks), q6_k_scalar(x, out, blocks)); }
 void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
@@ -1007,6 +1028,38 @@ void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
     if (ggml_isa()) { bf16_avx2(x, out, n); return; }
 #endif
     bf16_scalar(x, out, n);
+}
+
+long qk_quant_ggml_encode_checked(uint32_t type, const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+#if defined(__x86_64__)
+    if (ggml_isa()) {
+        switch (type) {
+        case 2: return q4_0_avx2(x, out, blocks, nonFinite);
+        case 3: return q4_1_avx2(x, out, blocks, nonFinite);
+        case 6: return q5_0_avx2(x, out, blocks, nonFinite);
+        case 7: return q5_1_avx2(x, out, blocks, nonFinite);
+        case 8: return q8_0_avx2(x, out, blocks, nonFinite);
+        default: break;
+        }
+    }
+#endif
+    size_t perBlock;
+    switch (type) {
+    case 2: case 3: case 6: case 7: case 8: perBlock = 32; break;
+    case 12: case 14: perBlock = 256; break;
+    default: *nonFinite = 0; return -2;
+    }
+    *nonFinite = qk_quant_first_nonfinite(x, blocks * perBlock) >= 0;
+    if (*nonFinite) return -1;
+    switch (type) {
+    case 2: return qk_quant_q4_0_encode(x, out, blocks);
+    case 3: return qk_quant_q4_1_encode(x, out, blocks);
+    case 6: return qk_quant_q5_0_encode(x, out, blocks);
+    case 7: return qk_quant_q5_1_encode(x, out, blocks);
+    case 8: return qk_quant_q8_0_encode(x, out, blocks);
+    case 12: return qk_quant_q4_k_encode(x, out, blocks);
+    default: return qk_quant_q6_k_encode(x, out, blocks);
+    }
 }
 
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks) {

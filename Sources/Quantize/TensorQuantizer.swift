@@ -187,14 +187,36 @@ public struct TensorQuantizer: Sendable {
                                 expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
         // Row blocks of about 128 KiB: the non-finite scan brings a block into cache and the encoder
-        // reads it from there (one pass over memory instead of two).
+        // reads it from there (one pass over memory instead of two). The legacy GGUF block encoders
+        // detect non-finite values themselves, so a clean block is read only once; a block they flag
+        // takes the scanning path below.
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
+        let selfChecking: Bool = { if case .ggml(let t) = kind { return [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].contains(t) } else { return false } }()
         let blockRows = max(rowAlignment, 32_768 / columns / rowAlignment * rowAlignment)
         var done = 0
+        // Rethrows `error` of the rows before `end`, unless a later row holds a non-finite weight:
+        // that is reported first, as a scan of the whole range before encoding would.
+        func preferLaterNonFinite(_ error: QuantizeError, after end: Int) throws(QuantizeError) -> Never {
+            if !options.allowNonFinite {
+                let rest = base + end * columns
+                let later = qk_quant_first_nonfinite(rest, (range.count - end) * columns)
+                if later >= 0 {
+                    throw .nonFiniteWeight(tensor: tensorName, row: range.lowerBound + end + later / columns, column: later % columns, value: rest[later])
+                }
+            }
+            throw error
+        }
         while done < range.count {
             let count = min(blockRows, range.count - done)
             let rows = (range.lowerBound + done)..<(range.lowerBound + done + count)
             let x = base + done * columns
+            if selfChecking {
+                let sawNonFinite: Bool
+                do { sawNonFinite = try encodeSanitized(rows, x, tensorAmax, output, checked: true) } catch {
+                    try preferLaterNonFinite(error, after: done + count)
+                }
+                if !sawNonFinite { done += count; continue }
+            }
             let bad = qk_quant_first_nonfinite(x, count * columns)
             if bad >= 0 && !options.allowNonFinite {
                 throw .nonFiniteWeight(tensor: tensorName, row: rows.lowerBound + bad / columns, column: bad % columns, value: x[bad])
@@ -202,24 +224,15 @@ public struct TensorQuantizer: Sendable {
             do {
                 if bad >= 0 && !plainFloat {
                     let sanitized = Self.sanitized(UnsafeBufferPointer(start: x, count: count * columns), columns: columns)
-                    let result: Result<Void, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
+                    let result: Result<Bool, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
                         Result { () throws(QuantizeError) in try encodeSanitized(rows, p.baseAddress!, tensorAmax, output) }
                     }
-                    try result.get()
+                    _ = try result.get()
                 } else {
                     try encodeSanitized(rows, x, tensorAmax, output)
                 }
             } catch {
-                // A non-finite weight in a later block is reported before this block's error, as a
-                // scan of the whole range first would.
-                if !options.allowNonFinite {
-                    let rest = base + (done + count) * columns
-                    let later = qk_quant_first_nonfinite(rest, (range.count - done - count) * columns)
-                    if later >= 0 {
-                        throw .nonFiniteWeight(tensor: tensorName, row: rows.upperBound + later / columns, column: later % columns, value: rest[later])
-                    }
-                }
-                throw error
+                try preferLaterNonFinite(error, after: done + count)
             }
             done += count
         }
@@ -248,8 +261,11 @@ public struct TensorQuantizer: Sendable {
         }
     }
 
+    /// Encodes finite rows; with `checked` (legacy GGUF block types only) the rows may hold
+    /// non-finite values, and the result says whether they did (the output is then to be redone).
+    @discardableResult
     private func encodeSanitized(_ range: Range<Int>, _ x: UnsafePointer<Float>, _ tensorAmax: Float?,
-                                 _ output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
+                                 _ output: [UnsafeMutableRawBufferPointer], checked: Bool = false) throws(QuantizeError) -> Bool {
         let r0 = range.lowerBound, n = range.count
         switch kind {
         case .fp8(let e5m2):
@@ -320,25 +336,32 @@ public struct TensorQuantizer: Sendable {
                     }
                 }
                 if type == .f16 { qk_quant_f16_encode(x, dst, count) } else { qk_quant_bf16_encode(x, dst, count) }
-                return
+                return false
             }
             let blocks = n * blocksPerRow
             let status: Int
-            switch type {
-            case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
-            case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
-            case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
-            case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
-            case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
-            case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
-            case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
-            default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+            if checked {
+                var nonFinite: Int32 = 0
+                status = qk_quant_ggml_encode_checked(type.id, x, dst, blocks, &nonFinite)
+                if nonFinite != 0 { return true }
+            } else {
+                switch type {
+                case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
+                case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
+                case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
+                case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
+                case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
+                case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
+                case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
+                default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+                }
             }
             if status >= 0 {
                 throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / blocksPerRow,
                                        column: (status % blocksPerRow) * type.blockSize, scaleType: "F16")
             }
         }
+        return false
     }
 }
 

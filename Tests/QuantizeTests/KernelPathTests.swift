@@ -71,6 +71,27 @@ struct KernelPathTests {
         #expect(firstDifference == nil, "first differing byte \(firstDifference ?? -1) (block \((firstDifference ?? 0) / type.bytesPerBlock))")
     }
 
+    @Test("the checked block encoders flag a NaN or infinity at every position and encode clean input as the portable path",
+          arguments: blockTypes)
+    func checkedEncoders(_ type: GGMLType) {
+        let blocks = 3
+        let clean = KernelPatterns.weights.values(blocks * type.blockSize)
+        var a = [UInt8](repeating: 0, count: blocks * type.bytesPerBlock), b = a
+        var nonFinite: Int32 = 7
+        let ra = clean.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_checked(type.id, p.baseAddress!, $0.baseAddress!, blocks, &nonFinite) } }
+        let rb = clean.withUnsafeBufferPointer { p in b.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_portable(type.id, p.baseAddress!, $0.baseAddress!, blocks) } }
+        #expect(nonFinite == 0 && ra == rb && a == b)
+        var missed: [Int] = []
+        for position in 0..<clean.count {
+            var x = clean
+            x[position] = position % 3 == 0 ? .nan : (position % 3 == 1 ? .infinity : -.infinity)
+            nonFinite = 0
+            _ = x.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_checked(type.id, p.baseAddress!, $0.baseAddress!, blocks, &nonFinite) } }
+            if nonFinite != 1 { missed.append(position) }
+        }
+        #expect(missed.isEmpty, "not flagged at \(missed.prefix(8))")
+    }
+
     @Test("F16 and BF16 encoders agree with the portable path for every length 0…40, NaN and infinity included",
           arguments: [GGMLType.f16, .bf16])
     func halfEncoders(_ type: GGMLType) {

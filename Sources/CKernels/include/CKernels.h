@@ -114,6 +114,12 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks);
 /// `blocks` = elements; Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q6_K 14) for tests; it
 /// returns what the encoder returns, -1 for F16/BF16, or -2 for another type.
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
+/// The block encoder of ggml type id `type` (Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12,
+/// Q6_K 14) on input that may hold NaN or infinity: sets *nonFinite to 1 when it does (the output
+/// bytes and the return value are then meaningless), else to 0 and returns what the encoder
+/// returns; -2 for another type. The AVX2 paths detect non-finite values while encoding, so the
+/// input is read once.
+long qk_quant_ggml_encode_checked(uint32_t type, const float *x, uint8_t *out, size_t blocks, int *nonFinite);
 /// Decodes `blocks` blocks (elements for F32/F16/BF16) of ggml type id `type`; -1 if unsupported.
 int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks);
 
