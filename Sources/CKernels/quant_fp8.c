@@ -129,12 +129,14 @@ static void fp8_encode_scaled_avx2(const float *x, uint8_t *out, size_t n, float
 }
 #endif
 
+#if defined(__x86_64__)
 static int fp8_isa(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
     return v;
 }
+#endif
 
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
 #if defined(__x86_64__)
@@ -236,6 +238,30 @@ static size_t clean_prefix_avx2(const float *x, size_t n, uint32_t below) {
 }
 #endif
 
+#if defined(__x86_64__)
+// amax_avx2 that also sets *bad when a value is NaN or infinite (the amax is then meaningless).
+__attribute__((target("avx2")))
+static float amax_checked_avx2(const float *x, size_t n, int *bad) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i finiteMax = _mm256_set1_epi32(0x7F7FFFFF);
+    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256i flags = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absMask);
+            flags = _mm256_or_si256(flags, _mm256_cmpgt_epi32(_mm256_castps_si256(a), finiteMax));
+            m[k] = _mm256_max_ps(m[k], a);
+        }
+    if (!_mm256_testz_si256(flags, flags) || first_nonfinite_scalar(x + i, n - i) >= 0) *bad = 1;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    float r = amax_scalar(x + i, n - i);
+    for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
+    return r;
+}
+#endif
+
 float qk_quant_amax(const float *x, size_t n) {
 #if defined(__x86_64__)
     if (fp8_isa()) return amax_avx2(x, n);
@@ -262,8 +288,15 @@ long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBit
     return r < 0 ? -1 : r + (long)i;
 }
 
-void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
-                               float limit, int e5m2, uint8_t *out, uint8_t *scaleOut) {
+int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                              float limit, int e5m2, uint8_t *out, uint8_t *scaleOut) {
+    int bad = 0;
+#if defined(__x86_64__)
+    const int vector = fp8_isa();
+    if (!vector && first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+#else
+    if (first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+#endif
     // The loops of TensorQuantizer's FP8 channel/group/block encoding, without a call per row
     // segment from Swift. A band of tileRows rows (up to 64 tiles wide) is read row by row twice
     // (amax of every tile, then the codes), which the hardware prefetchers follow far better than
@@ -279,7 +312,11 @@ void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t 
             for (size_t r = r0; r < r0 + h; r++)
                 for (size_t ct = ct0; ct < ct1; ct++) {
                     const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
-                    const float a = qk_quant_amax(x + r * cols + c0, w);
+#if defined(__x86_64__)
+                    const float a = vector ? amax_checked_avx2(x + r * cols + c0, w, &bad) : amax_scalar(x + r * cols + c0, w);
+#else
+                    const float a = amax_scalar(x + r * cols + c0, w);
+#endif
                     scale[ct - ct0] = a > scale[ct - ct0] ? a : scale[ct - ct0];
                 }
             for (size_t ct = ct0; ct < ct1; ct++) {
@@ -293,4 +330,5 @@ void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t 
                 }
         }
     }
+    return bad;
 }

@@ -64,15 +64,21 @@ static float group_error(const float *x, size_t n, float scale, float zp, float 
 // select exactly as the scalar comparisons (vminps/vmaxps return the second operand on ties);
 // vroundps rounds half to even like rne() (they differ only for |v| >= 2^22, which the clamp to
 // [qmin, qmax] maps to the same code); the division is a true division, as in the scalar code.
+// Also sets *bad when a value is NaN or infinite.
 __attribute__((target("avx2")))
-static void min_max_avx2(const float *x, size_t n, float *loOut, float *hiOut) {
+static void min_max_avx2(const float *x, size_t n, float *loOut, float *hiOut, int *bad) {
+    const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), finiteMax = _mm256_set1_epi32(0x7F7FFFFF);
     __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m256i flags = _mm256_setzero_si256();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
+        flags = _mm256_or_si256(flags, _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), absMask), finiteMax));
         lo = _mm256_min_ps(v, lo);
         hi = _mm256_max_ps(v, hi);
     }
+    if (!_mm256_testz_si256(flags, flags)) *bad = 1;
+    for (size_t j = i; j < n; j++) if (!isfinite(x[j])) *bad = 1;
     float l[8], h[8];
     _mm256_storeu_ps(l, lo); _mm256_storeu_ps(h, hi);
     float rl = 0, rh = 0;
@@ -107,10 +113,11 @@ static int int_isa(void) {
     return v;
 }
 
-static void group_min_max(const float *x, size_t n, float *lo, float *hi, int vector) {
+static void group_min_max(const float *x, size_t n, float *lo, float *hi, int vector, int *bad) {
 #if defined(__x86_64__)
-    if (vector) { min_max_avx2(x, n, lo, hi); return; }
+    if (vector) { min_max_avx2(x, n, lo, hi, bad); return; }
 #endif
+    (void)bad;   // the scalar path scans the rows before encoding (encode_rows)
     float l = 0, h = 0;
     for (size_t i = 0; i < n; i++) { l = x[i] < l ? x[i] : l; h = x[i] > h ? x[i] : h; }
     *lo = l; *hi = h;
@@ -130,10 +137,11 @@ static void group_codes(const float *x, size_t n, float scale, float zp, float q
 // the lowest squared error of the decoded group (ratio 1.00 is plain round-to-nearest, so the
 // result is never worse than it). Returns 0, or 1 when the scale overflows its dtype.
 static int encode_group(const float *x, size_t n, int bits, int symmetric, int scaleType, int search,
-                        int8_t *codes, float *scaleOut, int8_t *zpOut, int vector) {
+                        int8_t *codes, float *scaleOut, int8_t *zpOut, int vector, int *bad) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
     float lo, hi;
-    group_min_max(x, n, &lo, &hi, vector);
+    group_min_max(x, n, &lo, &hi, vector, bad);
+    if (*bad) return 0;
     float bestScale = 0, bestZp = 0, bestErr = INFINITY;
     int steps = search ? 26 : 1;
     for (int k = 0; k < steps; k++) {
@@ -175,15 +183,21 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
 
 static long encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                         int symmetric, int scaleType, int search,
-                        int8_t *codes, float *scales, int8_t *zeros, int vector) {
+                        int8_t *codes, float *scales, int8_t *zeros, int vector, int *nonFinite) {
+    // The AVX2 min/max scan flags non-finite values as it goes; the scalar path scans first.
+    *nonFinite = 0;
+    if (!vector) {
+        for (size_t i = 0; i < rows * cols; i++) if (!isfinite(x[i])) { *nonFinite = 1; return -1; }
+    }
     size_t groups = (cols + groupSize - 1) / groupSize;
     for (size_t r = 0; r < rows; r++) {
         for (size_t g = 0; g < groups; g++) {
             size_t start = g * groupSize, n = cols - start < groupSize ? cols - start : groupSize;
             int8_t *zp = zeros ? zeros + r * groups + g : 0;
             if (encode_group(x + r * cols + start, n, bits, symmetric, scaleType, search,
-                             codes + r * cols + start, scales + r * groups + g, zp, vector))
+                             codes + r * cols + start, scales + r * groups + g, zp, vector, nonFinite))
                 return (long)(r * groups + g);
+            if (*nonFinite) return -1;
         }
     }
     return -1;
@@ -192,13 +206,21 @@ static long encode_rows(const float *x, size_t rows, size_t cols, size_t groupSi
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros) {
-    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa());
+    int nonFinite;
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), &nonFinite);
+}
+
+long qk_quant_int_encode_rows_checked(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                      int symmetric, int scaleType, int search,
+                                      int8_t *codes, float *scales, int8_t *zeros, int *nonFinite) {
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), nonFinite);
 }
 
 long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                                        int symmetric, int scaleType, int search,
                                        int8_t *codes, float *scales, int8_t *zeros) {
-    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, 0);
+    int nonFinite;
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, 0, &nonFinite);
 }
 
 double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp, int bits) {

@@ -187,11 +187,18 @@ public struct TensorQuantizer: Sendable {
                                 expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
         // Row blocks of about 128 KiB: the non-finite scan brings a block into cache and the encoder
-        // reads it from there (one pass over memory instead of two). The legacy GGUF block encoders
-        // detect non-finite values themselves, so a clean block is read only once; a block they flag
-        // takes the scanning path below.
+        // reads it from there (one pass over memory instead of two). The legacy GGUF block encoders,
+        // the FP8 encoders with per-row/group/block scales and the INT encoders detect non-finite
+        // values themselves, so a clean block is read only once; a block they flag takes the
+        // scanning path below.
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
-        let selfChecking: Bool = { if case .ggml(let t) = kind { return [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].contains(t) } else { return false } }()
+        let selfChecking: Bool = {
+            switch kind {
+            case .ggml(let t): return [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].contains(t)
+            case .fp8: if case .tensor = granularity { return false } else { return true }
+            case .int: return true
+            }
+        }()
         let blockRows = max(rowAlignment, 32_768 / columns / rowAlignment * rowAlignment)
         var done = 0
         // Rethrows `error` of the rows before `end`, unless a later row holds a non-finite weight:
@@ -261,8 +268,9 @@ public struct TensorQuantizer: Sendable {
         }
     }
 
-    /// Encodes finite rows; with `checked` (legacy GGUF block types only) the rows may hold
-    /// non-finite values, and the result says whether they did (the output is then to be redone).
+    /// Encodes finite rows, and returns false. With `checked` (the self-checking kinds of
+    /// ``encode(rows:input:tensorAmax:into:)`` only) the rows may hold non-finite values: the result
+    /// says whether they did (the output is then to be redone).
     @discardableResult
     private func encodeSanitized(_ range: Range<Int>, _ x: UnsafePointer<Float>, _ tensorAmax: Float?,
                                  _ output: [UnsafeMutableRawBufferPointer], checked: Bool = false) throws(QuantizeError) -> Bool {
@@ -280,12 +288,14 @@ public struct TensorQuantizer: Sendable {
                 qk_quant_fp8_encode_scaled(x, weight, n * columns, s, limit, isE5M2)
             case .block(let br, let bc):
                 let colBlocks = (columns + bc - 1) / bc
-                qk_quant_fp8_encode_tiles(x, n, columns, br, bc, limit, isE5M2, weight,
-                                          scales.assumingMemoryBound(to: UInt8.self) + (r0 / br) * colBlocks * 4)
+                let nonFinite = qk_quant_fp8_encode_tiles(x, n, columns, br, bc, limit, isE5M2, weight,
+                                                          scales.assumingMemoryBound(to: UInt8.self) + (r0 / br) * colBlocks * 4)
+                if nonFinite != 0 { return true }
             default:
                 let groups = (columns + groupSize - 1) / groupSize
-                qk_quant_fp8_encode_tiles(x, n, columns, 1, groupSize, limit, isE5M2, weight,
-                                          scales.assumingMemoryBound(to: UInt8.self) + r0 * groups * 4)
+                let nonFinite = qk_quant_fp8_encode_tiles(x, n, columns, 1, groupSize, limit, isE5M2, weight,
+                                                          scales.assumingMemoryBound(to: UInt8.self) + r0 * groups * 4)
+                if nonFinite != 0 { return true }
             }
         case .int(let bits):
             let groups = (columns + groupSize - 1) / groupSize
@@ -295,13 +305,15 @@ public struct TensorQuantizer: Sendable {
             let staging: UnsafeMutablePointer<Int8>? = bits == 8 && !options.packInt8 ? nil : .allocate(capacity: n * columns)
             defer { staging?.deallocate() }
             let codesOut = staging ?? output[0].baseAddress!.assumingMemoryBound(to: Int8.self) + r0 * columns
+            var nonFinite: Int32 = 0
             let status = scales.withUnsafeMutableBufferPointer { s in
                 zeros.withUnsafeMutableBufferPointer { z in
-                    qk_quant_int_encode_rows(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
-                                             scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
-                                             scheme.symmetric ? nil : z.baseAddress)
+                    qk_quant_int_encode_rows_checked(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
+                                                     scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
+                                                     scheme.symmetric ? nil : z.baseAddress, &nonFinite)
                 }
             }
+            if nonFinite != 0 { return true }
             if status >= 0 {
                 throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / groups, column: (status % groups) * groupSize,
                                        scaleType: options.scaleType.rawValue)

@@ -92,6 +92,32 @@ struct KernelPathTests {
         #expect(missed.isEmpty, "not flagged at \(missed.prefix(8))")
     }
 
+    @Test("the FP8 tile and INT row encoders flag a NaN or infinity at every position, tails included")
+    func checkedTilesAndRows() {
+        let rows = 3, cols = 70
+        let clean = KernelPatterns.weights.values(rows * cols)
+        var codes = [Int8](repeating: 0, count: rows * cols), fp8 = [UInt8](repeating: 0, count: rows * cols)
+        var scales = [Float](repeating: 0, count: rows * cols), zeros = [Int8](repeating: 0, count: rows * cols)
+        var scaleBytes = [UInt8](repeating: 0, count: 4 * rows * cols)
+        func flags(_ x: [Float]) -> (fp8Block: Int32, fp8Group: Int32, int: Int32) {
+            let block = qk_quant_fp8_encode_tiles(x, rows, cols, 2, 32, 448, 0, &fp8, &scaleBytes)
+            let group = qk_quant_fp8_encode_tiles(x, rows, cols, 1, 16, 448, 0, &fp8, &scaleBytes)
+            var nonFinite: Int32 = 7
+            _ = qk_quant_int_encode_rows_checked(x, rows, cols, 32, 4, 0, 1, 0, &codes, &scales, &zeros, &nonFinite)
+            return (block, group, nonFinite)
+        }
+        let none = flags(clean)
+        #expect(none.fp8Block == 0 && none.fp8Group == 0 && none.int == 0)
+        var missed: [Int] = []
+        for position in 0..<clean.count {
+            var x = clean
+            x[position] = position % 2 == 0 ? .nan : -.infinity
+            let f = flags(x)
+            if f.fp8Block != 1 || f.fp8Group != 1 || f.int != 1 { missed.append(position) }
+        }
+        #expect(missed.isEmpty, "not flagged at \(missed.prefix(8))")
+    }
+
     @Test("F16 and BF16 encoders agree with the portable path for every length 0…40, NaN and infinity included",
           arguments: [GGMLType.f16, .bf16])
     func halfEncoders(_ type: GGMLType) {

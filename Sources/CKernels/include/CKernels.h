@@ -74,8 +74,9 @@ void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n,
 /// (per channel 1 × cols, groups 1 × g, blocks r × c): scale = qk_quant_round_scale(amax / limit, 0)
 /// with amax the tile's largest magnitude (finite input), codes as qk_quant_fp8_encode_scaled. Scales
 /// are stored as little-endian F32 at scaleOut + 4 * ((r / tileRows) * ceil(cols / tileCols) + c / tileCols).
-void qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
-                               float limit, int e5m2, uint8_t *out, uint8_t *scaleOut);
+/// Returns 1 when the input holds a NaN or infinity (the output is then meaningless), else 0.
+int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                              float limit, int e5m2, uint8_t *out, uint8_t *scaleOut);
 /// out[i] = fp8(x[i]) with the saturating cast above.
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
 /// out[i] = float(q[i]) * scale.
@@ -132,6 +133,12 @@ float qk_quant_round_scale(float scale, int scaleType);
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros);
+/// qk_quant_int_encode_rows on input that may hold NaN or infinity: sets *nonFinite to 1 when it
+/// does (the outputs and the return value are then meaningless), else to 0. The AVX2 path detects
+/// them during its min/max scan, so the input is read once.
+long qk_quant_int_encode_rows_checked(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                      int symmetric, int scaleType, int search,
+                                      int8_t *codes, float *scales, int8_t *zeros, int *nonFinite);
 /// qk_quant_int_encode_rows without its AVX2 min/max and code loops (identical results; for tests).
 long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                                        int symmetric, int scaleType, int search,
