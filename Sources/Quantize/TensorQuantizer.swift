@@ -217,6 +217,18 @@ public struct TensorQuantizer: Sendable {
             let count = min(blockRows, range.count - done)
             let rows = (range.lowerBound + done)..<(range.lowerBound + done + count)
             let x = base + done * columns
+            if case .ggml(let type) = kind, plainFloat {
+                // F16/BF16: one scan for values that are non-finite or round to infinity finds every
+                // error case (a NaN or infinity passes through when allowed); a clean block is encoded
+                // right away, a block with a hit takes the path below, which names the error.
+                let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
+                if options.allowNonFinite || qk_quant_first_abs_at_least(x, count * columns, limit) < 0 {
+                    let dst = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + rows.lowerBound * columns * type.bytesPerBlock
+                    if type == .f16 { qk_quant_f16_encode(x, dst, count * columns) } else { qk_quant_bf16_encode(x, dst, count * columns) }
+                    done += count
+                    continue
+                }
+            }
             if selfChecking {
                 let sawNonFinite: Bool
                 do { sawNonFinite = try encodeSanitized(rows, x, tensorAmax, output, checked: true) } catch {
