@@ -129,12 +129,14 @@ static void fp8_encode_scaled_avx2(const float *x, uint8_t *out, size_t n, float
 }
 #endif
 
+#if defined(__x86_64__)
 static int fp8_isa(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
     return v;
 }
+#endif
 
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
 #if defined(__x86_64__)
@@ -158,7 +160,7 @@ void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, in
     for (size_t i = 0; i < n; i++) out[i] = table[q[i]] * scale;
 }
 
-float qk_quant_amax(const float *x, size_t n) {
+static float amax_scalar(const float *x, size_t n) {
     // NaN-free input assumed (checked by the caller); eight lanes let the compiler vectorise.
     float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
@@ -176,7 +178,7 @@ void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut) {
     *minOut = lo; *maxOut = hi;
 }
 
-long qk_quant_first_nonfinite(const float *x, size_t n) {
+static long first_nonfinite_scalar(const float *x, size_t n) {
     // Scans for an exponent of all ones; returns the index or -1.
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -188,7 +190,7 @@ long qk_quant_first_nonfinite(const float *x, size_t n) {
     return -1;
 }
 
-long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+static long first_abs_at_least_scalar(const float *x, size_t n, uint32_t magnitudeBits) {
     // First index whose |x| bit pattern (sign cleared) is >= magnitudeBits, or -1.
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -198,4 +200,135 @@ long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBit
     }
     for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7FFFFFFFu) >= magnitudeBits) return (long)i; }
     return -1;
+}
+
+// MARK: AVX2 scans
+//
+// The same results as the scalar scans: a maximum of finite magnitudes is exact in any order, and
+// the index scans only decide which run of 32 holds the first hit, then finish with the scalar code.
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static float amax_avx2(const float *x, size_t n) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) m[k] = _mm256_max_ps(m[k], _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absMask));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    float r = amax_scalar(x + i, n - i);
+    for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
+    return r;
+}
+
+__attribute__((target("avx2")))
+static size_t clean_prefix_avx2(const float *x, size_t n, uint32_t below) {
+    // Length of the prefix of whole runs of 32 in which every magnitude bit pattern is < below.
+    const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), threshold = _mm256_set1_epi32((int)(below - 1));
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i any = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8 * k)), mask);
+            any = _mm256_or_si256(any, _mm256_cmpgt_epi32(u, threshold));
+        }
+        if (!_mm256_testz_si256(any, any)) break;
+    }
+    return i;
+}
+#endif
+
+#if defined(__x86_64__)
+// amax_avx2 that also sets *bad when a value is NaN or infinite (the amax is then meaningless).
+__attribute__((target("avx2")))
+static float amax_checked_avx2(const float *x, size_t n, int *bad) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i finiteMax = _mm256_set1_epi32(0x7F7FFFFF);
+    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256i flags = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absMask);
+            flags = _mm256_or_si256(flags, _mm256_cmpgt_epi32(_mm256_castps_si256(a), finiteMax));
+            m[k] = _mm256_max_ps(m[k], a);
+        }
+    if (!_mm256_testz_si256(flags, flags) || first_nonfinite_scalar(x + i, n - i) >= 0) *bad = 1;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+    float r = amax_scalar(x + i, n - i);
+    for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
+    return r;
+}
+#endif
+
+float qk_quant_amax(const float *x, size_t n) {
+#if defined(__x86_64__)
+    if (fp8_isa()) return amax_avx2(x, n);
+#endif
+    return amax_scalar(x, n);
+}
+
+long qk_quant_first_nonfinite(const float *x, size_t n) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (fp8_isa()) i = clean_prefix_avx2(x, n, 0x7F800000u);
+#endif
+    long r = first_nonfinite_scalar(x + i, n - i);
+    return r < 0 ? -1 : r + (long)i;
+}
+
+long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (magnitudeBits > 0 && fp8_isa())
+        i = clean_prefix_avx2(x, n, magnitudeBits);
+#endif
+    long r = first_abs_at_least_scalar(x + i, n - i, magnitudeBits);
+    return r < 0 ? -1 : r + (long)i;
+}
+
+int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                              float limit, int e5m2, uint8_t *out, uint8_t *scaleOut) {
+    int bad = 0;
+#if defined(__x86_64__)
+    const int vector = fp8_isa();
+    if (!vector && first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+#else
+    if (first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+#endif
+    // The loops of TensorQuantizer's FP8 channel/group/block encoding, without a call per row
+    // segment from Swift. A band of tileRows rows (up to 64 tiles wide) is read row by row twice
+    // (amax of every tile, then the codes), which the hardware prefetchers follow far better than
+    // a tile at a time.
+    enum { TILES = 64 };
+    const size_t colTiles = (cols + tileCols - 1) / tileCols;
+    float scale[TILES];
+    for (size_t r0 = 0, tr = 0; r0 < rows; r0 += tileRows, tr++) {
+        const size_t h = rows - r0 < tileRows ? rows - r0 : tileRows;
+        for (size_t ct0 = 0; ct0 < colTiles; ct0 += TILES) {
+            const size_t ct1 = colTiles - ct0 < TILES ? colTiles : ct0 + TILES;
+            for (size_t ct = ct0; ct < ct1; ct++) scale[ct - ct0] = 0;
+            for (size_t r = r0; r < r0 + h; r++)
+                for (size_t ct = ct0; ct < ct1; ct++) {
+                    const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
+#if defined(__x86_64__)
+                    const float a = vector ? amax_checked_avx2(x + r * cols + c0, w, &bad) : amax_scalar(x + r * cols + c0, w);
+#else
+                    const float a = amax_scalar(x + r * cols + c0, w);
+#endif
+                    scale[ct - ct0] = a > scale[ct - ct0] ? a : scale[ct - ct0];
+                }
+            for (size_t ct = ct0; ct < ct1; ct++) {
+                scale[ct - ct0] = qk_quant_round_scale(scale[ct - ct0] / limit, 0);
+                memcpy(scaleOut + 4 * (tr * colTiles + ct), &scale[ct - ct0], 4);   // little-endian hosts (x86-64, arm64)
+            }
+            for (size_t r = r0; r < r0 + h; r++)
+                for (size_t ct = ct0; ct < ct1; ct++) {
+                    const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
+                    qk_quant_fp8_encode_scaled(x + r * cols + c0, out + r * cols + c0, w, scale[ct - ct0], limit, e5m2);
+                }
+        }
+    }
+    return bad;
 }

@@ -86,14 +86,14 @@ static inline void block_min_max(const float *xb, int n, float *lo, float *hi) {
     *lo = l; *hi = h;
 }
 
-void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
+static void f16_scalar(const float *x, uint8_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_f16(x[i]));
 }
-void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
+static void bf16_scalar(const float *x, uint8_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) wr16(out + 2 * i, qk_quant_f32_to_bf16(x[i]));
 }
 
-long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q8_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
@@ -116,7 +116,7 @@ static inline float signed_absmax(const float *xb, int n) {
     return v;
 }
 
-long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q4_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
@@ -136,7 +136,7 @@ long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) {
     return bad;
 }
 
-long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q4_1_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
@@ -164,7 +164,7 @@ static void pack_q5(const int *q, uint8_t *qh, uint8_t *qs) {
     for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
 }
 
-long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q5_0_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
@@ -185,7 +185,7 @@ long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) {
     return bad;
 }
 
-long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) {
+static long q5_1_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
@@ -316,22 +316,46 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
     else { *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }
 
-long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
+// The weights avX + |x| of each sub-block (avX = sqrt(mean x²)), then qkx2_fit8.
+static void q4_k_fit1_scalar(const float *xb, uint8_t *L, float *scales, float *mins) {
+    float w256[256];
+    for (int j = 0; j < 8; j++) {
+        float sumX2 = 0;
+        for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
+        float avX = sqrtf(sumX2 / 32);
+        for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
+    }
+    qkx2_fit8(xb, w256, L, scales, mins);
+}
+
+// The final codes of one Q4_K sub-block of 32 from its stored scale d (non-zero) and min dm.
+static void q4_k_codes_scalar(const float *x, float d, float dm, uint8_t *L) {
+    for (int ii = 0; ii < 32; ii++) {
+        int l = nearest_int((x[ii] + dm) / d);
+        L[ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
+    }
+}
+
+// The fits of `count` consecutive blocks (L, scales and mins of block k at 256 k, 8 k, 8 k).
+static void q4_k_fit_scalar(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    for (int k = 0; k < count; k++) q4_k_fit1_scalar(x + 256 * k, L + 256 * k, scales + 8 * k, mins + 8 * k);
+}
+
+typedef void (*qk_fit8_fn)(const float *, int, uint8_t *, float *, float *);
+typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
+
+static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit, qk_codes4_fn codes) {
     long bad = -1;
-    uint8_t L[256];
-    float mins[8], scales[8];
+    uint8_t pairL[512];
+    float pairMins[16], pairScales[16];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
         uint8_t *sc = y + 4, *qs = y + 16;
         float maxScale = 0, maxMin = 0;
-        float w256[256];
-        for (int j = 0; j < 8; j++) {
-            float sumX2 = 0;
-            for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
-            float avX = sqrtf(sumX2 / 32);
-            for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
-        }
-        qkx2_fit8(xb, w256, L, scales, mins);
+        // The fits of two blocks at a time (they are independent of each other).
+        if (b % 2 == 0) fit(xb, blocks - b >= 2 ? 2 : 1, pairL, pairScales, pairMins);
+        uint8_t *L = pairL + 256 * (b % 2);
+        const float *scales = pairScales + 8 * (b % 2), *mins = pairMins + 8 * (b % 2);
         for (int j = 0; j < 8; j++) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
@@ -360,11 +384,7 @@ long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) {
             k4_scale_min(j, sc, &s, &m);
             const float d = dAll * s;
             if (!d) continue;
-            const float dm = mAll * m;
-            for (int ii = 0; ii < 32; ii++) {
-                int l = nearest_int((xb[32 * j + ii] + dm) / d);
-                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
-            }
+            codes(xb + 32 * j, d, mAll * m, L + 32 * j);
         }
         for (int j = 0; j < 256; j += 64) {
             for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -430,7 +450,19 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
     for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
 }
 
-long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
+// The final codes of one Q6_K sub-block of 16 from its stored scale d (non-zero).
+static void q6_k_codes_scalar(const float *x, float d, int8_t *L) {
+    for (int ii = 0; ii < 16; ii++) {
+        int l = nearest_int(x[ii] / d);
+        l = l < -32 ? -32 : (l > 31 ? 31 : l);
+        L[ii] = (int8_t)(l + 32);
+    }
+}
+
+typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
+typedef void (*qk_codes6_fn)(const float *, float, int8_t *);
+
+static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit, qk_codes6_fn codes) {
     long bad = -1;
     int8_t L[256];
     float scales[16];
@@ -438,7 +470,7 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
         uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
         float maxScale = 0, maxAbsScale = 0;
-        qx_fit16(xb, L, scales);
+        fit(xb, L, scales);
         for (int ib = 0; ib < 16; ib++) {
             float as = fabsf(scales[ib]);
             if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
@@ -459,11 +491,7 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         for (int j = 0; j < 16; j++) {
             float d = dAll * sc[j];
             if (!d) continue;
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int(xb[16 * j + ii] / d);
-                l = l < -32 ? -32 : (l > 31 ? 31 : l);
-                L[16 * j + ii] = (int8_t)(l + 32);
-            }
+            codes(xb + 16 * j, d, L + 16 * j);
         }
         for (int j = 0; j < 256; j += 128) {
             for (int l = 0; l < 32; l++) {
@@ -478,6 +506,575 @@ long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) {
         }
     }
     return bad;
+}
+
+static long q4_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, q4_k_fit_scalar, q4_k_codes_scalar); }
+static long q6_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16, q6_k_codes_scalar); }
+
+// MARK: AVX2 encoders
+//
+// Eight-lane versions of the encoders above. Every lane performs the scalar code's float32
+// operations in the same order (a multiply, then a separate add: FMA is not enabled for these
+// functions, so nothing can be fused), and the per-block scalars (amax, d, id, the FP16 scale) are
+// computed with the very same scalar expressions. The inputs must be finite, as the Quantize module
+// guarantees (it refuses or sanitises non-finite weights first); the F16/BF16 encoders accept any
+// value, NaN included.
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QK_V __attribute__((target("avx2,f16c")))
+
+QK_V static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+QK_V static inline float hmin8(__m256 v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+// Loads a 32-float block; returns max |x| (exact: finite values, the order of max is irrelevant).
+// Sets the lanes of *bad where a magnitude is NaN or infinite.
+QK_V static inline void flag_nonfinite(__m256 magnitude, __m256i *bad) {
+    *bad = _mm256_or_si256(*bad, _mm256_cmpgt_epi32(_mm256_castps_si256(magnitude), _mm256_set1_epi32(0x7F7FFFFF)));
+}
+
+QK_V static inline float load_block_amax(const float *xb, __m256 v[4], __m256 a[4], __m256i *bad) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int k = 0; k < 4; k++) { v[k] = _mm256_loadu_ps(xb + 8 * k); a[k] = _mm256_and_ps(v[k], absMask); flag_nonfinite(a[k], bad); }
+    return hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+}
+
+// The signed value of the first element whose |x| equals the block's amax (= signed_absmax).
+QK_V static inline float block_signed_absmax(const float *xb, __m256 v[4], __m256i *bad) {
+    __m256 a[4];
+    const __m256 m = _mm256_set1_ps(load_block_amax(xb, v, a, bad));
+    uint32_t mask = 0;
+    for (int k = 0; k < 4; k++) mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ)) << (8 * k);
+    return xb[mask ? __builtin_ctz(mask) : 0];   // no match only for non-finite input (flagged)
+}
+
+// Min and max of a block with block_min_max's zero rule: a zero extreme is +0.0 when any element
+// is +0.0, else -0.0.
+QK_V static inline void block_min_max_v(const __m256 v[4], float *lo, float *hi) {
+    float l = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+    float h = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+    if (l == 0 || h == 0) {
+        int anyPositiveZero = 0;
+        for (int k = 0; k < 4; k++)
+            anyPositiveZero |= _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(v[k]), _mm256_setzero_si256())));
+        if (l == 0) l = anyPositiveZero ? 0.0f : -0.0f;
+        if (h == 0) h = anyPositiveZero ? 0.0f : -0.0f;
+    }
+    *lo = l; *hi = h;
+}
+
+// trunc_int then clamp to [0, qmax]: vcvttps2dq gives INT_MIN where trunc_int gives 0, and both
+// clamp to 0.
+QK_V static inline __m256i trunc_clamp(__m256 s, int qmax) {
+    __m256i q = _mm256_cvttps_epi32(s);
+    return _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(qmax));
+}
+
+// Nibble packing of 32 codes: byte j = q[j] | q[j + 16] << 4.
+QK_V static inline void store_nibbles(const __m256i q[4], uint8_t *dst) {
+    const __m256i low = _mm256_set1_epi32(0xF);
+    __m256i c0 = _mm256_or_si256(_mm256_and_si256(q[0], low), _mm256_slli_epi32(_mm256_and_si256(q[2], low), 4));
+    __m256i c1 = _mm256_or_si256(_mm256_and_si256(q[1], low), _mm256_slli_epi32(_mm256_and_si256(q[3], low), 4));
+    __m128i s0 = _mm_packs_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
+    __m128i s1 = _mm_packs_epi32(_mm256_castsi256_si128(c1), _mm256_extracti128_si256(c1, 1));
+    _mm_storeu_si128((__m128i *)dst, _mm_packus_epi16(s0, s1));
+}
+
+// Bit 4 of each of 32 codes as a little-endian 32-bit mask.
+QK_V static inline void store_high_bits(const __m256i q[4], uint8_t *dst) {
+    uint32_t h = 0;
+    for (int k = 0; k < 4; k++) h |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(q[k], 27))) << (8 * k);
+    dst[0] = (uint8_t)h; dst[1] = (uint8_t)(h >> 8); dst[2] = (uint8_t)(h >> 16); dst[3] = (uint8_t)(h >> 24);
+}
+
+QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 signMask = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), limit = _mm256_set1_ps(128.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 34 * b;
+        __m256 v[4], a[4];
+        float amax = load_block_amax(xb, v, a, &badLanes);
+        float d = amax / 127.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            // round_away: trunc(|p|) + (frac >= 0.5), with the sign of p; |r| >= 128, inf, NaN -> 0.
+            __m256 p = _mm256_mul_ps(v[k], vid);
+            __m256 ap = _mm256_and_ps(p, absMask);
+            __m256 t = _mm256_round_ps(ap, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(ap, t), half, _CMP_GE_OQ), one));
+            t = _mm256_and_ps(t, _mm256_cmp_ps(t, limit, _CMP_LT_OQ));
+            q[k] = _mm256_cvttps_epi32(_mm256_or_ps(t, _mm256_and_ps(p, signMask)));
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(y + 2), _mm256_permutevar8x32_epi32(p, order));
+    }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
+    return bad;
+}
+
+QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
+        __m256 v[4];
+        float max = block_signed_absmax(xb, v, &badLanes);
+        float d = max / -8.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 15);
+        store_nibbles(q, y + 2);
+    }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
+    return bad;
+}
+
+QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
+        __m256 v[4];
+        float max = block_signed_absmax(xb, v, &badLanes);
+        float d = max / -16.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d);
+        if (bad < 0 && is_inf16(dh)) bad = (long)b;
+        wr16(y, dh);
+        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(16.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 31);
+        store_high_bits(q, y + 2);
+        store_nibbles(q, y + 6);
+    }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
+    return bad;
+}
+
+QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
+        }
+        float lo, hi;
+        block_min_max_v(v, &lo, &hi);
+        float d = (hi - lo) / 15.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 15);
+        store_nibbles(q, y + 4);
+    }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
+    return bad;
+}
+
+QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    long bad = -1;
+    __m256i badLanes = _mm256_setzero_si256();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
+        __m256 v[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
+        }
+        float lo, hi;
+        block_min_max_v(v, &lo, &hi);
+        float d = (hi - lo) / 31.0f;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 31);
+        store_high_bits(q, y + 4);
+        store_nibbles(q, y + 8);
+    }
+    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
+    return bad;
+}
+
+// F16 with the ggml rule: the hardware conversion (round to nearest even, overflow to infinity,
+// exact subnormals) for every value but NaN, which becomes sign | 0x7E00.
+QK_V static void f16_avx2(const float *x, uint8_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 isNaN = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        if (!_mm256_testz_ps(isNaN, isNaN)) {
+            __m256i nanBits = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(v), 16), _mm256_set1_epi32(0x8000)),
+                                              _mm256_set1_epi32(0x7E00));
+            __m128i nan16 = _mm_packus_epi32(_mm256_castsi256_si128(nanBits), _mm256_extracti128_si256(nanBits, 1));
+            __m256i m = _mm256_castps_si256(isNaN);
+            __m128i m16 = _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+            h = _mm_blendv_epi8(h, nan16, m16);
+        }
+        _mm_storeu_si128((__m128i *)(out + 2 * i), h);
+    }
+    f16_scalar(x + i, out + 2 * i, n - i);
+}
+
+// BF16 with the ggml rule, in 32-bit integer lanes (no sum can wrap: see qk_quant_f32_to_bf16).
+QK_V static inline __m256i bf16_lanes(__m256 v) {
+    __m256i n = _mm256_castps_si256(v);
+    __m256i isNaN = _mm256_cmpgt_epi32(_mm256_and_si256(n, _mm256_set1_epi32(0x7FFFFFFF)), _mm256_set1_epi32(0x7F800000));
+    __m256i quiet = _mm256_or_si256(_mm256_and_si256(n, _mm256_set1_epi32((int)0xFFFF0000u)), _mm256_set1_epi32(64 << 16));
+    n = _mm256_blendv_epi8(n, quiet, isNaN);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(n, 16), _mm256_set1_epi32(1));
+    return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+}
+
+QK_V static void bf16_avx2(const float *x, uint8_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = bf16_lanes(_mm256_loadu_ps(x + i)), b = bf16_lanes(_mm256_loadu_ps(x + i + 8));
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        _mm256_storeu_si256((__m256i *)(out + 2 * i), p);
+    }
+    bf16_scalar(x + i, out + 2 * i, n - i);
+}
+#endif
+
+
+// MARK: AVX2 K-quant fits
+//
+// qkx2_fit8 and qx_fit16 with one sub-block per lane: each lane performs exactly the scalar
+// chain of its sub-block (the same float32 operations in the same order, no FMA), so the scales,
+// mins and codes are bit-identical; lanes of sub-blocks the scalar code skips are computed too and
+// masked out at the end.
+#if defined(__x86_64__)
+QK_V static inline __m256i nearest_int_v(__m256 f) {
+    __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.0f)));
+    return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
+}
+
+// G blocks (block g at x + 256 g) of q4_k_fit1_scalar with one sub-block per lane, the blocks'
+// independent accumulation chains interleaved in every loop (they are latency-bound alone).
+QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    __m256 xt[2][N], wt[2][N], Laux[2][N];
+    __m256i Lt[2][N];
+    __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int g = 0; g < G; g++) {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[256 * g + 32 * j + i];
+        for (int i = 0; i < N; i++) xt[g][i] = _mm256_loadu_ps(tx[i]);
+        // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
+        __m256 sumX2 = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
+        const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
+        for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+    }
+    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm256_mul_ps(wt[g][0], xt[g][0]);
+    }
+    for (int i = 1; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            mn[g] = _mm256_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm256_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm256_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm256_add_ps(sumX[g], _mm256_mul_ps(wt[g][i], xt[g][i]));
+        }
+    for (int g = 0; g < G; g++) {
+        mn[g] = _mm256_blendv_ps(mn[g], _mm256_setzero_ps(), _mm256_cmp_ps(mn[g], _mm256_setzero_ps(), _CMP_GT_OQ));
+        live[g] = _mm256_cmp_ps(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx[g], mn[g]));
+        scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+            l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+            Lt[g][i] = l;
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], _mm256_cvtepi32_ps(l)), mn[g]), xt[g][i]);
+            diff = _mm256_mul_ps(diff, diff);
+            best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
+        }
+    for (int is = 0; is <= NSTEP; is++) {
+        __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+                l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+                const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[g][i], lf);
+                Laux[g][i] = lf;
+                sumL[g] = _mm256_add_ps(sumL[g], wl);
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
+                sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW[g], sumL2[g]), _mm256_mul_ps(sumL[g], sumL[g]));
+            ok[g] = _mm256_and_ps(live[g], _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
+            thisScale[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumW[g], sumXL[g]), _mm256_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumL2[g], sumX[g]), _mm256_mul_ps(sumL[g], sumXL[g])), D);
+            const __m256 positive = _mm256_cmp_ps(thisMin[g], _mm256_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm256_blendv_ps(thisMin[g], _mm256_setzero_ps(), positive);
+            thisScale[g] = _mm256_blendv_ps(thisScale[g], _mm256_div_ps(sumXL[g], sumL2[g]), positive);
+            cur[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                diff = _mm256_mul_ps(diff, diff);
+                cur[g] = _mm256_add_ps(cur[g], _mm256_mul_ps(wt[g][i], diff));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(ok[g], _mm256_cmp_ps(cur[g], best[g], _CMP_LT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            const __m256i takeI = _mm256_castps_si256(take);
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_epi8(Lt[g][i], _mm256_cvtps_epi32(Laux[g][i]), takeI);
+            best[g] = _mm256_blendv_ps(best[g], cur[g], take);
+            scale[g] = _mm256_blendv_ps(scale[g], thisScale[g], take);
+            mn[g] = _mm256_blendv_ps(mn[g], thisMin[g], take);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[g][i], liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[256 * g + 32 * j + i] = (uint8_t)lt[i][j];
+        // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
+        _mm256_storeu_ps(mins + 8 * g, _mm256_xor_ps(mn[g], _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
+}
+
+QK_V static void qkx2_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) qkx2_lanes(x, L, scales, mins, 2); else qkx2_lanes(x, L, scales, mins, 1);
+}
+
+QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm);
+    int32_t l[32];
+    for (int k = 0; k < 4; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 8 * k), vdm), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(15));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), q);
+    }
+    for (int i = 0; i < 32; i++) L[i] = (uint8_t)l[i];
+}
+
+QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d);
+    int32_t l[16];
+    for (int k = 0; k < 2; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_loadu_ps(x + 8 * k), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-32)), _mm256_set1_epi32(31));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), _mm256_add_epi32(q, _mm256_set1_epi32(32)));
+    }
+    for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
+}
+
+// G groups of eight sub-blocks of 16 (sub-block jj of group g at x + 128 g + 16 jj) of qx_fit16,
+// the groups' independent chains interleaved in every loop. Here |iscale · x| <= 32.9 (|x| <= |max|),
+// so nearest_int followed by the clamp equals rounding with the same magic number in float and
+// clamping in float, which leaves the codes as floats for the sums; w = x² and w·x are the
+// scalar code's products, computed once.
+QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, int8_t *L, float *scales, const int G) {
+    enum { N = 16, NMAX = 32 };
+    __m256 xt[2][N], wt[2][N], wxt[2][N], Lt[2][N], Laux[2][N];
+    __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
+    for (int g = 0; g < G; g++) {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[128 * g + 16 * j + i];
+        for (int i = 0; i < N; i++) {
+            xt[g][i] = _mm256_loadu_ps(tx[i]);
+            wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            wxt[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]);
+        }
+    }
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-NMAX), hi = _mm256_set1_ps(NMAX - 1);
+    for (int g = 0; g < G; g++) { amax[g] = _mm256_setzero_ps(); max[g] = _mm256_setzero_ps(); }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 ax = _mm256_and_ps(xt[g][i], absMask);
+            const __m256 gt = _mm256_cmp_ps(ax, amax[g], _CMP_GT_OQ);
+            amax[g] = _mm256_blendv_ps(amax[g], ax, gt);
+            max[g] = _mm256_blendv_ps(max[g], xt[g][i], gt);
+        }
+    for (int g = 0; g < G; g++) {
+        live[g] = _mm256_cmp_ps(amax[g], _mm256_set1_ps(1e-15f), _CMP_NLT_UQ);
+        iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]), live[g]);
+        sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+            const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            Lt[g][i] = lf;
+            sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+            sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+        }
+    for (int g = 0; g < G; g++) {
+        scale[g] = _mm256_and_ps(_mm256_div_ps(sumLX[g], sumL2[g]), _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        best[g] = _mm256_mul_ps(scale[g], sumLX[g]);
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max[g]), live[g]);
+            sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+                const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+                Laux[g][i] = lf;
+                sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                              _mm256_cmp_ps(_mm256_mul_ps(sumLX[g], sumLX[g]), _mm256_mul_ps(best[g], sumL2[g]), _CMP_GT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_ps(Lt[g][i], Laux[g][i], take);
+            const __m256 sc = _mm256_div_ps(sumLX[g], sumL2[g]);
+            scale[g] = _mm256_blendv_ps(scale[g], sc, take);
+            best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, sumLX[g]), take);
+        }
+    }
+    const __m256i bias = _mm256_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++)
+            _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(_mm256_add_epi32(_mm256_cvtps_epi32(Lt[g][i]), bias), liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[128 * g + 16 * j + i] = (int8_t)lt[i][j];
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
+}
+
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
+
+static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit_avx2, q4_k_codes_avx2); }
+static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
+#endif
+
+#if defined(__x86_64__)
+static int ggml_isa(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+#define QK_DISPATCH(vec, scalar) return ggml_isa() ? vec : scalar
+#else
+#define QK_DISPATCH(vec, scalar) return scalar
+#endif
+
+long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q8_0_avx2(x, out, blocks, &nf), q8_0_scalar(x, out, blocks)); }
+long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q4_0_avx2(x, out, blocks, &nf), q4_0_scalar(x, out, blocks)); }
+long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q4_1_avx2(x, out, blocks, &nf), q4_1_scalar(x, out, blocks)); }
+long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q5_0_avx2(x, out, blocks, &nf), q5_0_scalar(x, out, blocks)); }
+long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks) { int nf; (void)nf; QK_DISPATCH(q5_1_avx2(x, out, blocks, &nf), q5_1_scalar(x, out, blocks)); }
+long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q4_k_avx2(x, out, blocks), q4_k_scalar(x, out, blocks)); }
+long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks) { QK_DISPATCH(q6_k_avx2(x, out, blocks), q6_k_scalar(x, out, blocks)); }
+void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
+#if defined(__x86_64__)
+    if (ggml_isa()) { f16_avx2(x, out, n); return; }
+#endif
+    f16_scalar(x, out, n);
+}
+void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
+#if defined(__x86_64__)
+    if (ggml_isa()) { bf16_avx2(x, out, n); return; }
+#endif
+    bf16_scalar(x, out, n);
+}
+
+long qk_quant_ggml_encode_checked(uint32_t type, const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+#if defined(__x86_64__)
+    if (ggml_isa()) {
+        switch (type) {
+        case 2: return q4_0_avx2(x, out, blocks, nonFinite);
+        case 3: return q4_1_avx2(x, out, blocks, nonFinite);
+        case 6: return q5_0_avx2(x, out, blocks, nonFinite);
+        case 7: return q5_1_avx2(x, out, blocks, nonFinite);
+        case 8: return q8_0_avx2(x, out, blocks, nonFinite);
+        default: break;
+        }
+    }
+#endif
+    size_t perBlock;
+    switch (type) {
+    case 2: case 3: case 6: case 7: case 8: perBlock = 32; break;
+    case 12: case 14: perBlock = 256; break;
+    default: *nonFinite = 0; return -2;
+    }
+    *nonFinite = qk_quant_first_nonfinite(x, blocks * perBlock) >= 0;
+    if (*nonFinite) return -1;
+    switch (type) {
+    case 2: return qk_quant_q4_0_encode(x, out, blocks);
+    case 3: return qk_quant_q4_1_encode(x, out, blocks);
+    case 6: return qk_quant_q5_0_encode(x, out, blocks);
+    case 7: return qk_quant_q5_1_encode(x, out, blocks);
+    case 8: return qk_quant_q8_0_encode(x, out, blocks);
+    case 12: return qk_quant_q4_k_encode(x, out, blocks);
+    default: return qk_quant_q6_k_encode(x, out, blocks);
+    }
+}
+
+long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks) {
+    switch (type) {
+    case 1: f16_scalar(x, out, blocks); return -1;
+    case 30: bf16_scalar(x, out, blocks); return -1;
+    case 2: return q4_0_scalar(x, out, blocks);
+    case 3: return q4_1_scalar(x, out, blocks);
+    case 6: return q5_0_scalar(x, out, blocks);
+    case 7: return q5_1_scalar(x, out, blocks);
+    case 8: return q8_0_scalar(x, out, blocks);
+    case 12: return q4_k_scalar(x, out, blocks);
+    case 14: return q6_k_scalar(x, out, blocks);
+    default: return -2;
+    }
 }
 
 // MARK: Decoders (gguf-py operation order)

@@ -58,15 +58,90 @@ static float group_error(const float *x, size_t n, float scale, float zp, float 
     return quantize_group(x, n, scale, zp, qmin, qmax, 0);
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+// AVX2 versions of the min/max scan and of the final code computation of a group. Min and max
+// select exactly as the scalar comparisons (vminps/vmaxps return the second operand on ties);
+// vroundps rounds half to even like rne() (they differ only for |v| >= 2^22, which the clamp to
+// [qmin, qmax] maps to the same code); the division is a true division, as in the scalar code.
+// Also sets *bad when a value is NaN or infinite.
+__attribute__((target("avx2")))
+static void min_max_avx2(const float *x, size_t n, float *loOut, float *hiOut, int *bad) {
+    const __m256i absMask = _mm256_set1_epi32(0x7FFFFFFF), finiteMax = _mm256_set1_epi32(0x7F7FFFFF);
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m256i flags = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        flags = _mm256_or_si256(flags, _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), absMask), finiteMax));
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+    }
+    if (!_mm256_testz_si256(flags, flags)) *bad = 1;
+    for (size_t j = i; j < n; j++) if (!isfinite(x[j])) *bad = 1;
+    float l[8], h[8];
+    _mm256_storeu_ps(l, lo); _mm256_storeu_ps(h, hi);
+    float rl = 0, rh = 0;
+    for (int k = 0; k < 8; k++) { rl = l[k] < rl ? l[k] : rl; rh = h[k] > rh ? h[k] : rh; }
+    for (; i < n; i++) { rl = x[i] < rl ? x[i] : rl; rh = x[i] > rh ? x[i] : rh; }
+    *loOut = rl; *hiOut = rh;
+}
+
+__attribute__((target("avx2")))
+static size_t codes_avx2(const float *x, size_t n, float scale, float zp, float qmin, float qmax, int8_t *codes) {
+    const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp), lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 v = _mm256_add_ps(_mm256_div_ps(_mm256_loadu_ps(x + i + 8 * k), s), z);
+            v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(codes + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+    return i;
+}
+#endif
+
+static int int_isa(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+static void group_min_max(const float *x, size_t n, float *lo, float *hi, int vector, int *bad) {
+#if defined(__x86_64__)
+    if (vector) { min_max_avx2(x, n, lo, hi, bad); return; }
+#endif
+    (void)bad;   // the scalar path scans the rows before encoding (encode_rows)
+    float l = 0, h = 0;
+    for (size_t i = 0; i < n; i++) { l = x[i] < l ? x[i] : l; h = x[i] > h ? x[i] : h; }
+    *lo = l; *hi = h;
+}
+
+// The codes of quantize_group.
+static void group_codes(const float *x, size_t n, float scale, float zp, float qmin, float qmax, int8_t *codes, int vector) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (vector) i = codes_avx2(x, n, scale, zp, qmin, qmax, codes);
+#endif
+    for (; i < n; i++) codes[i] = (int8_t)clampf(rne(x[i] / scale + zp), qmin, qmax);
+}
+
 // One group: picks (scale, zp) and writes codes. With `search`, tries clipping ratios 1.00, 0.98,
 // …, 0.50 of the range plus the least-squares rescale of the best candidate, keeping the one with
 // the lowest squared error of the decoded group (ratio 1.00 is plain round-to-nearest, so the
 // result is never worse than it). Returns 0, or 1 when the scale overflows its dtype.
 static int encode_group(const float *x, size_t n, int bits, int symmetric, int scaleType, int search,
-                        int8_t *codes, float *scaleOut, int8_t *zpOut) {
+                        int8_t *codes, float *scaleOut, int8_t *zpOut, int vector, int *bad) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
-    float lo = 0, hi = 0;
-    for (size_t i = 0; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    float lo, hi;
+    group_min_max(x, n, &lo, &hi, vector, bad);
+    if (*bad) return 0;
     float bestScale = 0, bestZp = 0, bestErr = INFINITY;
     int steps = search ? 26 : 1;
     for (int k = 0; k < steps; k++) {
@@ -100,32 +175,74 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
             }
         }
     }
-    quantize_group(x, n, bestScale, bestZp, qmin, qmax, codes);
+    group_codes(x, n, bestScale, bestZp, qmin, qmax, codes, vector);
     *scaleOut = bestScale;
     if (zpOut) *zpOut = (int8_t)bestZp;
     return 0;
 }
 
-long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
-                              int symmetric, int scaleType, int search,
-                              int8_t *codes, float *scales, int8_t *zeros) {
+static long encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                        int symmetric, int scaleType, int search,
+                        int8_t *codes, float *scales, int8_t *zeros, int vector, int *nonFinite) {
+    // The AVX2 min/max scan flags non-finite values as it goes; the scalar path scans first.
+    *nonFinite = 0;
+    if (!vector) {
+        for (size_t i = 0; i < rows * cols; i++) if (!isfinite(x[i])) { *nonFinite = 1; return -1; }
+    }
     size_t groups = (cols + groupSize - 1) / groupSize;
     for (size_t r = 0; r < rows; r++) {
         for (size_t g = 0; g < groups; g++) {
             size_t start = g * groupSize, n = cols - start < groupSize ? cols - start : groupSize;
             int8_t *zp = zeros ? zeros + r * groups + g : 0;
             if (encode_group(x + r * cols + start, n, bits, symmetric, scaleType, search,
-                             codes + r * cols + start, scales + r * groups + g, zp))
+                             codes + r * cols + start, scales + r * groups + g, zp, vector, nonFinite))
                 return (long)(r * groups + g);
+            if (*nonFinite) return -1;
         }
     }
     return -1;
+}
+
+long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                              int symmetric, int scaleType, int search,
+                              int8_t *codes, float *scales, int8_t *zeros) {
+    int nonFinite;
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), &nonFinite);
+}
+
+long qk_quant_int_encode_rows_checked(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                      int symmetric, int scaleType, int search,
+                                      int8_t *codes, float *scales, int8_t *zeros, int *nonFinite) {
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), nonFinite);
+}
+
+long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                       int symmetric, int scaleType, int search,
+                                       int8_t *codes, float *scales, int8_t *zeros) {
+    int nonFinite;
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, 0, &nonFinite);
 }
 
 double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp, int bits) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
     return (double)group_error(x, n, scale, zp, qmin, qmax);
 }
+
+#if defined(__x86_64__)
+// Nibble packing of n codes (a multiple of 64) into n / 2 bytes, low nibble first: in 16-bit lanes
+// (low byte an even code, high byte the next one) the byte is (lane & 0xF) | (lane >> 4).
+__attribute__((target("avx2")))
+static void pack4_avx2(const int8_t *c, size_t n, uint8_t *o) {
+    const __m256i eight = _mm256_set1_epi8(8), low = _mm256_set1_epi8(0xF), lowWord = _mm256_set1_epi16(0xF);
+    for (size_t i = 0; i < n; i += 64) {
+        __m256i a = _mm256_and_si256(_mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(c + i)), eight), low);
+        __m256i b = _mm256_and_si256(_mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(c + i + 32)), eight), low);
+        a = _mm256_or_si256(_mm256_and_si256(a, lowWord), _mm256_srli_epi16(a, 4));
+        b = _mm256_or_si256(_mm256_and_si256(b, lowWord), _mm256_srli_epi16(b, 4));
+        _mm256_storeu_si256((__m256i *)(o + i / 2), _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8));
+    }
+}
+#endif
 
 void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint8_t *out) {
     // compressed-tensors pack_to_int32 (4 bits): element k of each run of 8 at bits 4k..4k+3 of a
@@ -134,7 +251,15 @@ void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint
     for (size_t r = 0; r < rows; r++) {
         const int8_t *c = codes + r * cols;
         uint8_t *o = out + r * words * 4;
-        for (size_t w = 0; w < words; w++) {
+        size_t w = 0;
+#if defined(__x86_64__)
+        if (int_isa()) { w = cols / 64 * 8; pack4_avx2(c, w * 8, o); }
+#endif
+        for (; w < cols / 8; w++) {   // whole words: two codes per byte, low nibble first
+            const int8_t *p = c + 8 * w;
+            for (int k = 0; k < 4; k++) o[4 * w + k] = (uint8_t)(((p[2 * k] + 8) & 0xF) | (((p[2 * k + 1] + 8) & 0xF) << 4));
+        }
+        for (; w < words; w++) {
             uint32_t v = 0;
             for (size_t k = 0; k < 8 && w * 8 + k < cols; k++) v |= (uint32_t)((c[w * 8 + k] + 8) & 0xF) << (4 * k);
             o[4 * w] = (uint8_t)v; o[4 * w + 1] = (uint8_t)(v >> 8); o[4 * w + 2] = (uint8_t)(v >> 16); o[4 * w + 3] = (uint8_t)(v >> 24);

@@ -186,33 +186,89 @@ public struct TensorQuantizer: Sendable {
             throw .invalidShape(tensor: tensorName, shape: [rows, columns],
                                 expected: "the tensor's largest finite magnitude (a finite amax >= 0) for a per-tensor FP8 scale")
         }
-        var sanitized: [Float] = []
-        let bad = qk_quant_first_nonfinite(base, input.count)
+        // Row blocks of about 128 KiB: the non-finite scan brings a block into cache and the encoder
+        // reads it from there (one pass over memory instead of two). The legacy GGUF block encoders,
+        // the FP8 encoders with per-row/group/block scales and the INT encoders detect non-finite
+        // values themselves, so a clean block is read only once; a block they flag takes the
+        // scanning path below.
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
-        if bad >= 0 {
-            if !options.allowNonFinite {
-                throw .nonFiniteWeight(tensor: tensorName, row: range.lowerBound + bad / columns, column: bad % columns, value: input[bad])
+        let selfChecking: Bool = {
+            switch kind {
+            case .ggml(let t): return [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].contains(t)
+            case .fp8: if case .tensor = granularity { return false } else { return true }
+            case .int: return true
             }
-            if !plainFloat {
-                sanitized = Array(input)
-                for r in 0..<range.count {
-                    var m: Float = 0
-                    for c in 0..<columns where sanitized[r * columns + c].isFinite { m = max(m, abs(sanitized[r * columns + c])) }
-                    for c in 0..<columns {
-                        let v = sanitized[r * columns + c]
-                        if v.isNaN { sanitized[r * columns + c] = 0 } else if v.isInfinite { sanitized[r * columns + c] = v > 0 ? m : -m }
-                    }
+        }()
+        let blockRows = max(rowAlignment, 32_768 / columns / rowAlignment * rowAlignment)
+        var done = 0
+        // Rethrows `error` of the rows before `end`, unless a later row holds a non-finite weight:
+        // that is reported first, as a scan of the whole range before encoding would.
+        func preferLaterNonFinite(_ error: QuantizeError, after end: Int) throws(QuantizeError) -> Never {
+            if !options.allowNonFinite {
+                let rest = base + end * columns
+                let later = qk_quant_first_nonfinite(rest, (range.count - end) * columns)
+                if later >= 0 {
+                    throw .nonFiniteWeight(tensor: tensorName, row: range.lowerBound + end + later / columns, column: later % columns, value: rest[later])
                 }
             }
+            throw error
         }
-        if sanitized.isEmpty {
-            try encodeSanitized(range, base, tensorAmax, output)
-        } else {
-            let result: Result<Void, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
-                Result { () throws(QuantizeError) in try encodeSanitized(range, p.baseAddress!, tensorAmax, output) }
+        while done < range.count {
+            let count = min(blockRows, range.count - done)
+            let rows = (range.lowerBound + done)..<(range.lowerBound + done + count)
+            let x = base + done * columns
+            if case .ggml(let type) = kind, plainFloat {
+                // F16/BF16: one scan for values that are non-finite or round to infinity finds every
+                // error case (a NaN or infinity passes through when allowed); a clean block is encoded
+                // right away, a block with a hit takes the path below, which names the error.
+                let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
+                if options.allowNonFinite || qk_quant_first_abs_at_least(x, count * columns, limit) < 0 {
+                    let dst = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + rows.lowerBound * columns * type.bytesPerBlock
+                    if type == .f16 { qk_quant_f16_encode(x, dst, count * columns) } else { qk_quant_bf16_encode(x, dst, count * columns) }
+                    done += count
+                    continue
+                }
             }
-            try result.get()
+            if selfChecking {
+                let sawNonFinite: Bool
+                do { sawNonFinite = try encodeSanitized(rows, x, tensorAmax, output, checked: true) } catch {
+                    try preferLaterNonFinite(error, after: done + count)
+                }
+                if !sawNonFinite { done += count; continue }
+            }
+            let bad = qk_quant_first_nonfinite(x, count * columns)
+            if bad >= 0 && !options.allowNonFinite {
+                throw .nonFiniteWeight(tensor: tensorName, row: rows.lowerBound + bad / columns, column: bad % columns, value: x[bad])
+            }
+            do {
+                if bad >= 0 && !plainFloat {
+                    let sanitized = Self.sanitized(UnsafeBufferPointer(start: x, count: count * columns), columns: columns)
+                    let result: Result<Bool, QuantizeError> = sanitized.withUnsafeBufferPointer { p in
+                        Result { () throws(QuantizeError) in try encodeSanitized(rows, p.baseAddress!, tensorAmax, output) }
+                    }
+                    _ = try result.get()
+                } else {
+                    try encodeSanitized(rows, x, tensorAmax, output)
+                }
+            } catch {
+                try preferLaterNonFinite(error, after: done + count)
+            }
+            done += count
         }
+    }
+
+    /// A copy of whole rows with NaN replaced by 0 and ±inf by ± the row's largest finite magnitude.
+    private static func sanitized(_ input: UnsafeBufferPointer<Float>, columns: Int) -> [Float] {
+        var sanitized = Array(input)
+        for r in 0..<(input.count / columns) {
+            var m: Float = 0
+            for c in 0..<columns where sanitized[r * columns + c].isFinite { m = max(m, abs(sanitized[r * columns + c])) }
+            for c in 0..<columns {
+                let v = sanitized[r * columns + c]
+                if v.isNaN { sanitized[r * columns + c] = 0 } else if v.isInfinite { sanitized[r * columns + c] = v > 0 ? m : -m }
+            }
+        }
+        return sanitized
     }
 
     private func writeScale(_ value: Float, to p: UnsafeMutableRawPointer, index: Int) {
@@ -224,8 +280,12 @@ public struct TensorQuantizer: Sendable {
         }
     }
 
+    /// Encodes finite rows, and returns false. With `checked` (the self-checking kinds of
+    /// ``encode(rows:input:tensorAmax:into:)`` only) the rows may hold non-finite values: the result
+    /// says whether they did (the output is then to be redone).
+    @discardableResult
     private func encodeSanitized(_ range: Range<Int>, _ x: UnsafePointer<Float>, _ tensorAmax: Float?,
-                                 _ output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
+                                 _ output: [UnsafeMutableRawBufferPointer], checked: Bool = false) throws(QuantizeError) -> Bool {
         let r0 = range.lowerBound, n = range.count
         switch kind {
         case .fp8(let e5m2):
@@ -240,31 +300,14 @@ public struct TensorQuantizer: Sendable {
                 qk_quant_fp8_encode_scaled(x, weight, n * columns, s, limit, isE5M2)
             case .block(let br, let bc):
                 let colBlocks = (columns + bc - 1) / bc
-                var rb = 0
-                while rb < n {
-                    let h = min(br, n - rb)
-                    for cb in 0..<colBlocks {
-                        let c0 = cb * bc, w = min(bc, columns - c0)
-                        var amax: Float = 0
-                        for r in rb..<(rb + h) { amax = max(amax, qk_quant_amax(x + r * columns + c0, w)) }
-                        let s = qk_quant_round_scale(amax / limit, 0)
-                        writeScale(s, to: scales, index: ((r0 + rb) / br) * colBlocks + cb)
-                        for r in rb..<(rb + h) {
-                            qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
-                        }
-                    }
-                    rb += h
-                }
+                let nonFinite = qk_quant_fp8_encode_tiles(x, n, columns, br, bc, limit, isE5M2, weight,
+                                                          scales.assumingMemoryBound(to: UInt8.self) + (r0 / br) * colBlocks * 4)
+                if nonFinite != 0 { return true }
             default:
                 let groups = (columns + groupSize - 1) / groupSize
-                for r in 0..<n {
-                    for g in 0..<groups {
-                        let c0 = g * groupSize, w = min(groupSize, columns - c0)
-                        let s = qk_quant_round_scale(qk_quant_amax(x + r * columns + c0, w) / limit, 0)
-                        writeScale(s, to: scales, index: (r0 + r) * groups + g)
-                        qk_quant_fp8_encode_scaled(x + r * columns + c0, weight + r * columns + c0, w, s, limit, isE5M2)
-                    }
-                }
+                let nonFinite = qk_quant_fp8_encode_tiles(x, n, columns, 1, groupSize, limit, isE5M2, weight,
+                                                          scales.assumingMemoryBound(to: UInt8.self) + r0 * groups * 4)
+                if nonFinite != 0 { return true }
             }
         case .int(let bits):
             let groups = (columns + groupSize - 1) / groupSize
@@ -274,13 +317,15 @@ public struct TensorQuantizer: Sendable {
             let staging: UnsafeMutablePointer<Int8>? = bits == 8 && !options.packInt8 ? nil : .allocate(capacity: n * columns)
             defer { staging?.deallocate() }
             let codesOut = staging ?? output[0].baseAddress!.assumingMemoryBound(to: Int8.self) + r0 * columns
+            var nonFinite: Int32 = 0
             let status = scales.withUnsafeMutableBufferPointer { s in
                 zeros.withUnsafeMutableBufferPointer { z in
-                    qk_quant_int_encode_rows(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
-                                             scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
-                                             scheme.symmetric ? nil : z.baseAddress)
+                    qk_quant_int_encode_rows_checked(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
+                                                     scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
+                                                     scheme.symmetric ? nil : z.baseAddress, &nonFinite)
                 }
             }
+            if nonFinite != 0 { return true }
             if status >= 0 {
                 throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / groups, column: (status % groups) * groupSize,
                                        scaleType: options.scaleType.rawValue)
@@ -315,25 +360,32 @@ public struct TensorQuantizer: Sendable {
                     }
                 }
                 if type == .f16 { qk_quant_f16_encode(x, dst, count) } else { qk_quant_bf16_encode(x, dst, count) }
-                return
+                return false
             }
             let blocks = n * blocksPerRow
             let status: Int
-            switch type {
-            case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
-            case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
-            case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
-            case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
-            case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
-            case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
-            case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
-            default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+            if checked {
+                var nonFinite: Int32 = 0
+                status = qk_quant_ggml_encode_checked(type.id, x, dst, blocks, &nonFinite)
+                if nonFinite != 0 { return true }
+            } else {
+                switch type {
+                case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
+                case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
+                case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
+                case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
+                case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
+                case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
+                case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
+                default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+                }
             }
             if status >= 0 {
                 throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / blocksPerRow,
                                        column: (status % blocksPerRow) * type.blockSize, scaleType: "F16")
             }
         }
+        return false
     }
 }
 
@@ -373,35 +425,49 @@ public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns:
         tensorAmax = partial.value.max() ?? 0
     }
 
-    // Every output byte is written by the kernels (padding bits included), so the buffers start
-    // uninitialised; only the constant `weight_shape` is copied in.
-    let buffers = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 16) }
-    defer { buffers.forEach { $0.deallocate() } }
-    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
-        buffers[i].storeBytes(of: Int64(rows).littleEndian, toByteOffset: 0, as: Int64.self)
-        buffers[i].storeBytes(of: Int64(columns).littleEndian, toByteOffset: 8, as: Int64.self)
+    // Every output byte is written by the kernels (padding bits included), so the arrays start
+    // uninitialised (their pages are first touched by the encoding threads) and are filled in place;
+    // only the constant `weight_shape` is written here.
+    var datas = quantizer.layouts.map { layout in
+        [UInt8](unsafeUninitializedCapacity: layout.byteCount) { _, count in count = layout.byteCount }
     }
-    var output = QuantizedTensor(rows: rows, columns: columns, parts: [])
+    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
+        var bytes: [UInt8] = []
+        for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        datas[i] = bytes
+    }
 
     let firstError = UncheckedSendable(value: ErrorBox())
-    let shared = UncheckedSendable(value: (base, buffers))
     let amax = tensorAmax
-    DispatchQueue.concurrentPerform(iterations: chunks) { i in
-        let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
-        guard r0 < r1 else { return }
-        do throws(QuantizeError) {
-            try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
-                                 tensorAmax: amax, into: shared.value.1)
-        } catch {
-            firstError.value.record(error, chunk: i)
+    withMutableBytes(of: &datas) { buffers in
+        let shared = UncheckedSendable(value: (base, buffers))
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+            guard r0 < r1 else { return }
+            do throws(QuantizeError) {
+                try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
+                                     tensorAmax: amax, into: shared.value.1)
+            } catch {
+                firstError.value.record(error, chunk: i)
+            }
         }
     }
     if let error = firstError.value.first { throw error }
-    output.parts = quantizer.layouts.enumerated().map { i, layout in
-        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape,
-                             data: Array(UnsafeRawBufferPointer(rebasing: buffers[i][0..<layout.byteCount])))
+    let parts = zip(quantizer.layouts, datas).map { layout, data in
+        QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape, data: data)
     }
-    return output
+    return QuantizedTensor(rows: rows, columns: columns, parts: parts)
+}
+
+/// Calls `body` with the bytes of every array of `arrays` at once (each taken out of `arrays` while
+/// in use, so that each is uniquely referenced and mutated in place).
+private func withMutableBytes(of arrays: inout [[UInt8]], from i: Int = 0, _ pointers: [UnsafeMutableRawBufferPointer] = [],
+                              _ body: ([UnsafeMutableRawBufferPointer]) -> Void) {
+    guard i < arrays.count else { body(pointers); return }
+    var mine = arrays[i]
+    arrays[i] = []
+    mine.withUnsafeMutableBytes { p in withMutableBytes(of: &arrays, from: i + 1, pointers + [p], body) }
+    arrays[i] = mine
 }
 
 /// Keeps the error of the lowest-numbered failing chunk, so the report names the first bad row.

@@ -70,6 +70,13 @@ float qk_quant_e5m2_to_f32(uint8_t value);
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
 /// The same as qk_quant_fp8_encode_scaled without the AVX2 path (identical bytes; for tests).
 void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2);
+/// FP8 with one scale per tile of tileRows × tileCols elements of a rows × cols row-major matrix
+/// (per channel 1 × cols, groups 1 × g, blocks r × c): scale = qk_quant_round_scale(amax / limit, 0)
+/// with amax the tile's largest magnitude (finite input), codes as qk_quant_fp8_encode_scaled. Scales
+/// are stored as little-endian F32 at scaleOut + 4 * ((r / tileRows) * ceil(cols / tileCols) + c / tileCols).
+/// Returns 1 when the input holds a NaN or infinity (the output is then meaningless), else 0.
+int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
+                              float limit, int e5m2, uint8_t *out, uint8_t *scaleOut);
 /// out[i] = fp8(x[i]) with the saturating cast above.
 void qk_quant_fp8_encode(const float *x, uint8_t *out, size_t n, int e5m2);
 /// out[i] = float(q[i]) * scale.
@@ -101,6 +108,19 @@ long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks);
 long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks);
+/// The encoders above (and qk_quant_f16_encode / qk_quant_bf16_encode) take an AVX2 path when
+/// `qk_cpu_has_f16c_avx2()`; it gives the bytes of the portable path for finite input (the block
+/// encoders' contract: the Quantize module refuses or sanitises non-finite weights first; F16/BF16
+/// accept any value). This runs the portable path of ggml type id `type` (F16 1, BF16 30 with
+/// `blocks` = elements; Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q6_K 14) for tests; it
+/// returns what the encoder returns, -1 for F16/BF16, or -2 for another type.
+long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
+/// The block encoder of ggml type id `type` (Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12,
+/// Q6_K 14) on input that may hold NaN or infinity: sets *nonFinite to 1 when it does (the output
+/// bytes and the return value are then meaningless), else to 0 and returns what the encoder
+/// returns; -2 for another type. The AVX2 paths detect non-finite values while encoding, so the
+/// input is read once.
+long qk_quant_ggml_encode_checked(uint32_t type, const float *x, uint8_t *out, size_t blocks, int *nonFinite);
 /// Decodes `blocks` blocks (elements for F32/F16/BF16) of ggml type id `type`; -1 if unsupported.
 int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks);
 
@@ -113,6 +133,16 @@ float qk_quant_round_scale(float scale, int scaleType);
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros);
+/// qk_quant_int_encode_rows on input that may hold NaN or infinity: sets *nonFinite to 1 when it
+/// does (the outputs and the return value are then meaningless), else to 0. The AVX2 path detects
+/// them during its min/max scan, so the input is read once.
+long qk_quant_int_encode_rows_checked(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                      int symmetric, int scaleType, int search,
+                                      int8_t *codes, float *scales, int8_t *zeros, int *nonFinite);
+/// qk_quant_int_encode_rows without its AVX2 min/max and code loops (identical results; for tests).
+long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
+                                       int symmetric, int scaleType, int search,
+                                       int8_t *codes, float *scales, int8_t *zeros);
 /// Squared error of one group decoded with (scale, zp) after round-to-nearest.
 double qk_quant_int_group_error(const float *x, size_t n, float scale, float zp, int bits);
 /// compressed-tensors int4 packing along the last dim ([rows, ceil(cols/8)] int32, LE bytes).
