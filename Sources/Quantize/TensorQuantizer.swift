@@ -401,62 +401,74 @@ struct UncheckedSendable<T>: @unchecked Sendable { var value: T }
 public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, scheme: Scheme,
                       tensorName: String, options: QuantizeOptions = QuantizeOptions()) throws(QuantizeError) -> QuantizedTensor {
     let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensorName, options: options)
-    guard weights.count == rows * columns, let base = weights.baseAddress else {
-        throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "\(rows * columns) floats, got \(weights.count)")
-    }
-    let align = quantizer.rowAlignment
-    let units = (rows + align - 1) / align
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    // Enough chunks to balance, each at least ~64k elements so the dispatch cost stays negligible.
-    let byWork = max(1, rows * columns / 65_536)
-    let chunks = max(1, min(units, cores * 4, byWork))
-    let unitsPerChunk = (units + chunks - 1) / chunks
-
-    var tensorAmax: Float? = nil
-    if quantizer.needsTensorAmax {
-        let partial = UncheckedSendable(value: UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks))
-        defer { partial.value.deallocate() }
-        let input = UncheckedSendable(value: base)
-        DispatchQueue.concurrentPerform(iterations: chunks) { i in
-            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
-            partial.value[i] = TensorQuantizer.amax(UnsafeBufferPointer(start: input.value + r0 * columns, count: (r1 - r0) * columns),
-                                                    allowNonFinite: true)
-        }
-        tensorAmax = partial.value.max() ?? 0
-    }
-
     // Every output byte is written by the kernels (padding bits included), so the arrays start
-    // uninitialised (their pages are first touched by the encoding threads) and are filled in place;
-    // only the constant `weight_shape` is written here.
+    // uninitialised (their pages are first touched by the encoding threads) and are filled in place.
     var datas = quantizer.layouts.map { layout in
         [UInt8](unsafeUninitializedCapacity: layout.byteCount) { _, count in count = layout.byteCount }
     }
-    for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
-        var bytes: [UInt8] = []
-        for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-        datas[i] = bytes
-    }
-
-    let firstError = UncheckedSendable(value: ErrorBox())
-    let amax = tensorAmax
+    var failure: QuantizeError?
     withMutableBytes(of: &datas) { buffers in
-        let shared = UncheckedSendable(value: (base, buffers))
-        DispatchQueue.concurrentPerform(iterations: chunks) { i in
-            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
-            guard r0 < r1 else { return }
-            do throws(QuantizeError) {
-                try quantizer.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
-                                     tensorAmax: amax, into: shared.value.1)
-            } catch {
-                firstError.value.record(error, chunk: i)
-            }
-        }
+        do throws(QuantizeError) { try quantizer.encodeAll(weights, into: buffers) } catch { failure = error }
     }
-    if let error = firstError.value.first { throw error }
+    if let failure { throw failure }
     let parts = zip(quantizer.layouts, datas).map { layout, data in
         QuantizedTensor.Part(suffix: layout.suffix, type: layout.type, shape: layout.shape, data: data)
     }
     return QuantizedTensor(rows: rows, columns: columns, parts: parts)
+}
+
+extension TensorQuantizer {
+    /// Encodes the whole `rows` × `columns` matrix into `output` (one buffer per ``layouts`` part,
+    /// each at least its byte count), in parallel over row blocks on all cores; also writes the
+    /// constant `weight_shape` part. For callers that reuse their output buffers from tensor to
+    /// tensor (the streaming job); ``quantized(_:rows:columns:scheme:tensorName:options:)`` wraps it.
+    /// - Throws: ``QuantizeError`` as ``encode(rows:input:tensorAmax:into:)``, for the first failing row.
+    public func encodeAll(_ weights: UnsafeBufferPointer<Float>, into output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
+        guard weights.count == rows * columns, let base = weights.baseAddress, output.count == layouts.count else {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "\(rows * columns) floats, got \(weights.count), and \(layouts.count) output buffers")
+        }
+        let align = rowAlignment
+        let units = (rows + align - 1) / align
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        // Enough chunks to balance, each at least ~64k elements so the dispatch cost stays negligible.
+        let byWork = max(1, rows * columns / 65_536)
+        let chunks = max(1, min(units, cores * 4, byWork))
+        let unitsPerChunk = (units + chunks - 1) / chunks
+        let rows = self.rows, columns = self.columns
+
+        var tensorAmax: Float? = nil
+        if needsTensorAmax {
+            let partial = UncheckedSendable(value: UnsafeMutableBufferPointer<Float>.allocate(capacity: chunks))
+            defer { partial.value.deallocate() }
+            let input = UncheckedSendable(value: base)
+            DispatchQueue.concurrentPerform(iterations: chunks) { i in
+                let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+                partial.value[i] = TensorQuantizer.amax(UnsafeBufferPointer(start: input.value + r0 * columns, count: (r1 - r0) * columns),
+                                                        allowNonFinite: true)
+            }
+            tensorAmax = partial.value.max() ?? 0
+        }
+        for (i, layout) in layouts.enumerated() where layout.suffix == "weight_shape" {
+            var bytes: [UInt8] = []
+            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+            bytes.withUnsafeBytes { output[i].copyMemory(from: $0) }
+        }
+        let firstError = UncheckedSendable(value: ErrorBox())
+        let amax = tensorAmax
+        let shared = UncheckedSendable(value: (base, output, self))
+        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+            let r0 = min(rows, i * unitsPerChunk * align), r1 = min(rows, (i + 1) * unitsPerChunk * align)
+            guard r0 < r1 else { return }
+            do throws(QuantizeError) {
+                try shared.value.2.encode(rows: r0..<r1, input: UnsafeBufferPointer(start: shared.value.0 + r0 * columns, count: (r1 - r0) * columns),
+                                          tensorAmax: amax, into: shared.value.1)
+            } catch {
+                firstError.value.record(error, chunk: i)
+            }
+        }
+        if let error = firstError.value.first { throw error }
+    }
 }
 
 /// Calls `body` with the bytes of every array of `arrays` at once (each taken out of `arrays` while

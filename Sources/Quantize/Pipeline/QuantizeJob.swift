@@ -131,6 +131,8 @@ public final class QuantizeJob {
     /// FP32 working memory reused from tensor to tensor (fresh pages for every tensor cost more
     /// kernel time in page faults than the quantization itself).
     private let scratch = ScratchBuffer()
+    /// Encoded output parts, reused from tensor to tensor for the same reason.
+    private let outputBuffers = ByteBuffers()
 
     /// The input.
     public let checkpoint: Checkpoint
@@ -548,15 +550,20 @@ public final class QuantizeJob {
         let count = matrix.rows * matrix.columns
         let weights = scratch.floats(count)
         try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
-        let result = try quantized(UnsafeBufferPointer(weights), rows: matrix.rows, columns: matrix.columns, scheme: settings.scheme,
-                                   tensorName: planned.source.name, options: settings.options)
+        let quantizer = try TensorQuantizer(scheme: settings.scheme, rows: matrix.rows, columns: matrix.columns,
+                                            tensorName: planned.source.name, options: settings.options)
+        let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
+        try quantizer.encodeAll(UnsafeBufferPointer(weights), into: buffers)
+        let encoded = zip(quantizer.layouts, buffers).map { layout, buffer in
+            EncodedPart(suffix: layout.suffix, type: layout.type, shape: layout.shape, bytes: UnsafeRawBufferPointer(buffer))
+        }
         var measured: TensorResult? = nil
         if let check = settings.check {
             let started = Date()
             let activations = try check.activations.activations(forTensor: planned.source.name, columns: matrix.columns)
             let accuracy: TensorAccuracy
             if let selected = check.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns),
-               let subset = QuantizeJob.rows(selected, of: result) {
+               let subset = QuantizeJob.rows(selected, rows: matrix.rows, columns: matrix.columns, of: encoded) {
                 // Large tensor: decode and measure only the sampled rows (the same rows the check
                 // would pick from the whole tensor), instead of decoding every weight.
                 var original = [Float](repeating: 0, count: selected.count * matrix.columns)
@@ -577,7 +584,10 @@ public final class QuantizeJob {
                                           maxAbsoluteError: measured.maxAbsoluteError, relativeWeightError: measured.relativeWeightError,
                                           bitsPerWeight: Double(planned.outputByteCount * 8) / Double(matrix.rows * matrix.columns))
             } else {
-                let decoded = try dequantized(result, tensorName: planned.source.name)
+                let whole = QuantizedTensor(rows: matrix.rows, columns: matrix.columns, parts: encoded.map {
+                    QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: Array($0.bytes))
+                })
+                let decoded = try dequantized(whole, tensorName: planned.source.name)
                 accuracy = try decoded.withUnsafeBufferPointer { decodedBuffer in
                     try TensorAccuracy.measure(original: UnsafeBufferPointer(weights), decoded: decodedBuffer, rows: matrix.rows,
                                                columns: matrix.columns, activations: activations,
@@ -590,43 +600,65 @@ public final class QuantizeJob {
                                                                 accuracy: accuracy, threshold: threshold),
                                     checkSeconds: Date().timeIntervalSince(started))
         }
-        for (part, output) in zip(result.parts, planned.outputs) {
-            try part.data.withUnsafeBytes { raw in try write(output, raw) }
+        for (part, output) in zip(encoded, planned.outputs) {
+            try write(output, part.bytes)
         }
         return measured
+    }
+
+    /// One stored part of an encoded tensor, viewed in place.
+    struct EncodedPart {
+        var suffix: String
+        var type: TensorType
+        var shape: [Int]
+        var bytes: UnsafeRawBufferPointer
     }
 
     /// The given rows of a quantized tensor, as a quantized tensor of those rows alone, when its
     /// layout stores every row independently (per-channel or per-group scales, GGUF blocks, a
     /// per-tensor scale); nil for layouts that share data across rows (128×128 blocks, zero points
     /// packed along the rows).
-    static func rows(_ selected: [Int], of tensor: QuantizedTensor) -> QuantizedTensor? {
-        let rows = tensor.rows, count = selected.count
+    static func rows(_ selected: [Int], rows: Int, columns: Int, of encoded: [EncodedPart]) -> QuantizedTensor? {
+        let count = selected.count
         var parts: [QuantizedTensor.Part] = []
-        for part in tensor.parts {
+        for part in encoded {
             switch part.suffix {
             case "weight_shape":
                 var bytes: [UInt8] = []
-                for value in [Int64(count), Int64(tensor.columns)] { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+                for value in [Int64(count), Int64(columns)] { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
                 parts.append(QuantizedTensor.Part(suffix: part.suffix, type: part.type, shape: part.shape, data: bytes))
             case "weight_scale" where part.shape.reduce(1, *) == 1:
-                parts.append(part)
+                parts.append(QuantizedTensor.Part(suffix: part.suffix, type: part.type, shape: part.shape, data: Array(part.bytes)))
             case "", "weight", "weight_packed", "weight_scale":
                 let leading = part.suffix.isEmpty ? part.shape.dropLast().reduce(1, *) : (part.shape.first ?? 0)
-                guard leading == rows, rows > 0, part.data.count % rows == 0 else { return nil }
-                let stride = part.data.count / rows
+                guard leading == rows, rows > 0, part.bytes.count % rows == 0 else { return nil }
+                let stride = part.bytes.count / rows
                 var data = [UInt8](repeating: 0, count: count * stride)
-                for (i, row) in selected.enumerated() {
-                    data[(i * stride)..<((i + 1) * stride)] = part.data[(row * stride)..<((row + 1) * stride)]
+                data.withUnsafeMutableBytes { target in
+                    for (i, row) in selected.enumerated() {
+                        target.baseAddress!.advanced(by: i * stride).copyMemory(from: part.bytes.baseAddress!.advanced(by: row * stride), byteCount: stride)
+                    }
                 }
                 var shape = part.shape
-                if part.suffix.isEmpty { shape = [count, tensor.columns] } else { shape[0] = count }
+                if part.suffix.isEmpty { shape = [count, columns] } else { shape[0] = count }
                 parts.append(QuantizedTensor.Part(suffix: part.suffix, type: part.type, shape: shape, data: data))
             default:
                 return nil
             }
         }
-        return QuantizedTensor(rows: count, columns: tensor.columns, parts: parts)
+        return QuantizedTensor(rows: count, columns: columns, parts: parts)
+    }
+
+    /// ``rows(_:rows:columns:of:)`` for a quantized tensor held in arrays.
+    static func rows(_ selected: [Int], of tensor: QuantizedTensor) -> QuantizedTensor? {
+        func viewing(_ index: Int, _ views: [EncodedPart]) -> QuantizedTensor? {
+            guard index < tensor.parts.count else { return rows(selected, rows: tensor.rows, columns: tensor.columns, of: views) }
+            let part = tensor.parts[index]
+            return part.data.withUnsafeBytes { raw in
+                viewing(index + 1, views + [EncodedPart(suffix: part.suffix, type: part.type, shape: part.shape, bytes: raw)])
+            }
+        }
+        return viewing(0, [])
     }
 
     /// Converts a float tensor's bytes to FP32 on all cores.
@@ -676,4 +708,23 @@ final class ScratchBuffer {
     }
 
     deinit { storage.deallocate() }
+}
+
+/// Byte buffers kept for the life of a job, one per output part, grown as needed and reused.
+final class ByteBuffers {
+    private var storage: [UnsafeMutableRawBufferPointer] = []
+
+    /// Buffers of exactly the given sizes (contents undefined), valid until the next call.
+    func buffers(_ sizes: [Int]) -> [UnsafeMutableRawBufferPointer] {
+        while storage.count < sizes.count { storage.append(UnsafeMutableRawBufferPointer(start: nil, count: 0)) }
+        return sizes.enumerated().map { index, size in
+            if storage[index].count < size {
+                storage[index].deallocate()
+                storage[index] = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+            }
+            return UnsafeMutableRawBufferPointer(rebasing: storage[index][0..<size])
+        }
+    }
+
+    deinit { storage.forEach { $0.deallocate() } }
 }
