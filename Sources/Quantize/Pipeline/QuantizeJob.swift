@@ -547,13 +547,28 @@ public final class QuantizeJob {
             } while offset < source.count
             return nil
         }
-        let count = matrix.rows * matrix.columns
-        let weights = scratch.floats(count)
-        try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
         let quantizer = try TensorQuantizer(scheme: settings.scheme, rows: matrix.rows, columns: matrix.columns,
                                             tensorName: planned.source.name, options: settings.options)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
-        try quantizer.encodeAll(UnsafeBufferPointer(weights), into: buffers)
+        try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers)
+        // The FP32 rows the check compares against: only the sampled rows of a large tensor, else all.
+        let selectedRows = settings.check.flatMap { $0.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns) }
+        let weights: UnsafeMutableBufferPointer<Float>
+        if settings.check == nil {
+            weights = scratch.floats(0)
+        } else if let selectedRows {
+            weights = scratch.floats(selectedRows.count * matrix.columns)
+            let rowBytes = source.count / matrix.rows
+            for (i, row) in selectedRows.enumerated() {
+                try QuantizeJob.convertToFloat32(UnsafeRawBufferPointer(rebasing: source[(row * rowBytes)..<((row + 1) * rowBytes)]),
+                                                 type: planned.source.type,
+                                                 into: UnsafeMutableBufferPointer(rebasing: weights[(i * matrix.columns)..<((i + 1) * matrix.columns)]),
+                                                 name: planned.source.name)
+            }
+        } else {
+            weights = scratch.floats(matrix.rows * matrix.columns)
+            try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
+        }
         let encoded = zip(quantizer.layouts, buffers).map { layout, buffer in
             EncodedPart(suffix: layout.suffix, type: layout.type, shape: layout.shape, bytes: UnsafeRawBufferPointer(buffer))
         }
@@ -562,16 +577,10 @@ public final class QuantizeJob {
             let started = Date()
             let activations = try check.activations.activations(forTensor: planned.source.name, columns: matrix.columns)
             let accuracy: TensorAccuracy
-            if let selected = check.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns),
-               let subset = QuantizeJob.rows(selected, rows: matrix.rows, columns: matrix.columns, of: encoded) {
+            if let selected = selectedRows, let subset = QuantizeJob.rows(selected, rows: matrix.rows, columns: matrix.columns, of: encoded) {
                 // Large tensor: decode and measure only the sampled rows (the same rows the check
                 // would pick from the whole tensor), instead of decoding every weight.
-                var original = [Float](repeating: 0, count: selected.count * matrix.columns)
-                original.withUnsafeMutableBufferPointer { target in
-                    for (i, row) in selected.enumerated() {
-                        (target.baseAddress! + i * matrix.columns).update(from: weights.baseAddress! + row * matrix.columns, count: matrix.columns)
-                    }
-                }
+                let original = Array(weights)
                 let decoded = try dequantized(subset, tensorName: planned.source.name)
                 var options = check.accuracy
                 options.maxCheckedWeights = nil
@@ -584,6 +593,11 @@ public final class QuantizeJob {
                                           maxAbsoluteError: measured.maxAbsoluteError, relativeWeightError: measured.relativeWeightError,
                                           bitsPerWeight: Double(planned.outputByteCount * 8) / Double(matrix.rows * matrix.columns))
             } else {
+                var weights = weights
+                if selectedRows != nil {  // sampled rows were converted, but this layout decodes only whole
+                    weights = scratch.floats(matrix.rows * matrix.columns)
+                    try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
+                }
                 let whole = QuantizedTensor(rows: matrix.rows, columns: matrix.columns, parts: encoded.map {
                     QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: Array($0.bytes))
                 })
@@ -661,18 +675,81 @@ public final class QuantizeJob {
         return viewing(0, [])
     }
 
-    /// Converts a float tensor's bytes to FP32 on all cores.
-    static func convertToFloat32(_ source: UnsafeRawBufferPointer, type: TensorType, into output: UnsafeMutableBufferPointer<Float>,
-                                 name: String) throws {
-        let dtype: DType
+    /// Converts and encodes a tensor block by block on all cores: each task converts a band of
+    /// rows (about 128 kB of FP32, so it stays in cache) and encodes it at once, so the tensor is
+    /// never held in FP32. Schemes whose scale spans the tensor (FP8 per-tensor) get one extra
+    /// pass for the tensor's amax.
+    static func encodeStreaming(_ source: UnsafeRawBufferPointer, type: TensorType, with quantizer: TensorQuantizer,
+                                into output: [UnsafeMutableRawBufferPointer]) throws {
+        let dtype = try floatDType(type, name: quantizer.tensorName)
+        let rows = quantizer.rows, columns = quantizer.columns
+        let rowBytes = columns * dtype.bitWidth / 8
+        let align = quantizer.rowAlignment
+        let band = ((max(1, 32_768 / columns) + align - 1) / align) * align
+        let bands = (rows + band - 1) / band
+        let failure = UncheckedSendable(value: ErrorBox())
+        let shared = UncheckedSendable(value: (source, output, quantizer))
+        var tensorAmax: Float? = nil
+        if quantizer.needsTensorAmax {
+            let partial = UncheckedSendable(value: UnsafeMutableBufferPointer<Float>.allocate(capacity: bands))
+            defer { partial.value.deallocate() }
+            DispatchQueue.concurrentPerform(iterations: bands) { i in
+                let r0 = i * band, r1 = min(rows, r0 + band)
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: (r1 - r0) * columns) { floats in
+                    do throws(FormatError) {
+                        try ElementConversion.toFloat32(UnsafeRawBufferPointer(rebasing: shared.value.0[(r0 * rowBytes)..<(r1 * rowBytes)]),
+                                                        from: dtype, into: floats)
+                        partial.value[i] = TensorQuantizer.amax(UnsafeBufferPointer(floats), allowNonFinite: true)
+                    } catch {
+                        failure.value.record(.unsupportedLayout(tensor: quantizer.tensorName, found: error.description), chunk: i)
+                    }
+                }
+            }
+            if let error = failure.value.first { throw error }
+            tensorAmax = partial.value.max() ?? 0
+        }
+        for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
+            var bytes: [UInt8] = []
+            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+            bytes.withUnsafeBytes { output[i].copyMemory(from: $0) }
+        }
+        let amax = tensorAmax
+        DispatchQueue.concurrentPerform(iterations: bands) { i in
+            let r0 = i * band, r1 = min(rows, r0 + band)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: (r1 - r0) * columns) { floats in
+                do throws(FormatError) {
+                    try ElementConversion.toFloat32(UnsafeRawBufferPointer(rebasing: shared.value.0[(r0 * rowBytes)..<(r1 * rowBytes)]),
+                                                    from: dtype, into: floats)
+                } catch {
+                    failure.value.record(.unsupportedLayout(tensor: quantizer.tensorName, found: error.description), chunk: i)
+                    return
+                }
+                do throws(QuantizeError) {
+                    try shared.value.2.encode(rows: r0..<r1, input: UnsafeBufferPointer(floats), tensorAmax: amax, into: shared.value.1)
+                } catch {
+                    failure.value.record(error, chunk: i)
+                }
+            }
+        }
+        if let error = failure.value.first { throw error }
+    }
+
+    /// The element type of a float tensor that can be converted to FP32.
+    static func floatDType(_ type: TensorType, name: String) throws(QuantizeError) -> DType {
         switch type {
-        case .dtype(let d): dtype = d
-        case .ggml(let g) where g == .f32: dtype = .f32
-        case .ggml(let g) where g == .f16: dtype = .f16
-        case .ggml(let g) where g == .bf16: dtype = .bf16
+        case .dtype(let d): return d
+        case .ggml(let g) where g == .f32: return .f32
+        case .ggml(let g) where g == .f16: return .f16
+        case .ggml(let g) where g == .bf16: return .bf16
         case .ggml(let g):
             throw QuantizeError.unsupportedLayout(tensor: name, found: "a \(g.name) tensor, which is already quantized")
         }
+    }
+
+    /// Converts a float tensor's bytes to FP32 on all cores.
+    static func convertToFloat32(_ source: UnsafeRawBufferPointer, type: TensorType, into output: UnsafeMutableBufferPointer<Float>,
+                                 name: String) throws {
+        let dtype = try floatDType(type, name: name)
         let elementBytes = dtype.bitWidth / 8
         let count = output.count
         let chunk = 1 << 18
