@@ -11,17 +11,32 @@ enum OutputVerifier {
     ///   ``FormatError`` when a file does not read back.
     static func verify(files: [String], plan: [QuantizeJob.PlannedTensor], checkpoint: Checkpoint) throws {
         var lookup: [String: (UnsafeRawBufferPointer, TensorType)] = [:]
+        var mapped: [String: MappedFile] = [:]
         var holders: [AnyObject] = []
         for path in files {
             if path.hasSuffix(".gguf") {
                 let file = try GGUFFile(path: path)
                 holders.append(file)
-                for tensor in file.tensors { lookup[tensor.name] = (file.data(for: tensor), .ggml(tensor.type)) }
+                for tensor in file.tensors {
+                    lookup[tensor.name] = (file.data(for: tensor), .ggml(tensor.type))
+                    mapped[tensor.name] = file.file
+                }
             } else {
                 let file = try SafetensorsFile(path: path)
                 holders.append(file)
-                for tensor in file.tensors { lookup[tensor.name] = (file.data(for: tensor), .dtype(tensor.dtype)) }
+                for tensor in file.tensors {
+                    lookup[tensor.name] = (file.data(for: tensor), .dtype(tensor.dtype))
+                    mapped[tensor.name] = file.file
+                }
             }
+        }
+        // Pages of the output read for the checks are released tensor by tensor, so checking a
+        // large output does not grow resident memory with the model.
+        func release(_ name: String) {
+            guard let (bytes, _) = lookup[name], let file = mapped[name], let base = bytes.baseAddress,
+                  let start = file.bytes.baseAddress else { return }
+            let offset = base - start
+            file.advise(offset..<(offset + bytes.count), willNeed: false)
         }
         for item in plan {
             for output in item.outputs {
@@ -30,6 +45,7 @@ enum OutputVerifier {
                 }
             }
             guard item.decision.quantize else { continue }
+            defer { item.outputs.forEach { release($0.name) } }
             for output in item.outputs {
                 let (bytes, type) = lookup[output.name]!
                 if output.name.hasSuffix("_scale") || output.name.hasSuffix("_scale_inv") {
