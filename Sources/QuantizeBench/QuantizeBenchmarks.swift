@@ -40,13 +40,15 @@ func runQuantizeBenchmarks(_ options: BenchmarkOptions) throws {
     var json: [[String: Any]] = []
     let slowSchemes: Set<String> = ["q4_k", "q6_k"]
     for (label, scheme) in schemes {
-        let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: label)
+        // K-quants run at hundreds of MB/s: measure them on a slice so the run stays short.
+        let measuredRows = slowSchemes.contains(scheme.name.rawValue) ? min(rows, 256) : rows
+        let quantizer = try TensorQuantizer(scheme: scheme, rows: measuredRows, columns: columns, tensorName: label)
         let outputs = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 64) }
         defer { outputs.forEach { $0.deallocate() } }
-        // K-quants run at tens of MB/s: measure them on a slice so the run stays short.
-        let measuredRows = slowSchemes.contains(scheme.name.rawValue) ? min(rows, 256) : rows
-        let amax: Float? = quantizer.needsTensorAmax ? TensorQuantizer.amax(UnsafeBufferPointer(weights), allowNonFinite: false) : nil
-        let block = 256  // rows converted at a time in the BF16 path
+        let amax: Float? = quantizer.needsTensorAmax
+            ? TensorQuantizer.amax(UnsafeBufferPointer(rebasing: weights[0..<(measuredRows * columns)]), allowNonFinite: false) : nil
+        // Rows converted at a time in the BF16 path: the quantize job's band.
+        let block = ((max(1, QuantizeJob.bandFloats / columns) + quantizer.rowAlignment - 1) / quantizer.rowAlignment) * quantizer.rowAlignment
         let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: block * columns)
         defer { scratch.deallocate() }
         let shared = UncheckedSendable(value: (outputs, scratch))
@@ -67,10 +69,9 @@ func runQuantizeBenchmarks(_ options: BenchmarkOptions) throws {
                 r0 = r1
             }
         }
-        let fp32AllCores = {
+        let fp32AllCores = {  // as the quantize job runs it: every core, output buffers reused
             let (w, _, _) = input.value
-            _ = try? quantized(UnsafeBufferPointer(rebasing: w[0..<(measuredRows * columns)]), rows: measuredRows, columns: columns,
-                               scheme: scheme, tensorName: label)
+            try? quantizer.encodeAll(UnsafeBufferPointer(rebasing: w[0..<(measuredRows * columns)]), into: shared.value.0)
         }
         let memcpyFP32 = {
             let (w, _, target) = input.value
