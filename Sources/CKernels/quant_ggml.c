@@ -631,100 +631,78 @@ QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks, int *non
     return bad;
 }
 
-QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+// Q4_0 and Q5_0 (formats.md §2.6): d = signed absmax / -levels, q = trunc(x·id + levels + 0.5)
+// clamped to 2·levels - 1; Q5_0 stores the fifth bits before the nibbles. `levels` is 8 or 16 and
+// the call sites pass constants, so each is compiled into its own straight-line loop.
+QK_V static inline __attribute__((always_inline)) long qx_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite,
+                                  int levels, size_t blockBytes) {
     long bad = -1;
     __m256i badLanes = _mm256_setzero_si256();
+    const int fiveBit = levels == 16;
     for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
+        const float *xb = x + 32 * b; uint8_t *y = out + blockBytes * b;
         __m256 v[4];
         float max = block_signed_absmax(xb, v, &badLanes);
-        float d = max / -8.0f;
+        float d = max / -(float)levels;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d);
         if (bad < 0 && is_inf16(dh)) bad = (long)b;
         wr16(y, dh);
-        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(8.5f);
+        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps((float)levels + 0.5f);
         __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 15);
-        store_nibbles(q, y + 2);
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 2 * levels - 1);
+        if (fiveBit) store_high_bits(q, y + 2);
+        store_nibbles(q, y + (fiveBit ? 6 : 2));
     }
     *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
+QK_V static long q4_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    return qx_0_avx2(x, out, blocks, nonFinite, 8, 18);
+}
+
 QK_V static long q5_0_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
+    return qx_0_avx2(x, out, blocks, nonFinite, 16, 22);
+}
+
+// Q4_1 and Q5_1: d = (max - min) / (2·levels - 1), m = min, q = trunc((x - min)·id + 0.5) clamped;
+// Q5_1 stores the fifth bits before the nibbles.
+QK_V static inline __attribute__((always_inline)) long qx_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite,
+                                  int levels, size_t blockBytes) {
     long bad = -1;
     __m256i badLanes = _mm256_setzero_si256();
+    const int fiveBit = levels == 16;
     for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
+        const float *xb = x + 32 * b; uint8_t *y = out + blockBytes * b;
         __m256 v[4];
-        float max = block_signed_absmax(xb, v, &badLanes);
-        float d = max / -16.0f;
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
+        }
+        float lo, hi;
+        block_min_max_v(v, &lo, &hi);
+        float d = (hi - lo) / (float)(2 * levels - 1);
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
-        if (bad < 0 && is_inf16(dh)) bad = (long)b;
-        wr16(y, dh);
-        const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps(16.5f);
+        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
+        wr16(y, dh); wr16(y + 2, mh);
+        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
         __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(v[k], vid), bias), 31);
-        store_high_bits(q, y + 2);
-        store_nibbles(q, y + 6);
+        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 2 * levels - 1);
+        if (fiveBit) store_high_bits(q, y + 4);
+        store_nibbles(q, y + (fiveBit ? 8 : 4));
     }
     *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
     return bad;
 }
 
 QK_V static long q4_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
-    long bad = -1;
-    __m256i badLanes = _mm256_setzero_si256();
-    for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
-        __m256 v[4];
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
-        }
-        float lo, hi;
-        block_min_max_v(v, &lo, &hi);
-        float d = (hi - lo) / 15.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
-        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
-        wr16(y, dh); wr16(y + 2, mh);
-        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 15);
-        store_nibbles(q, y + 4);
-    }
-    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
-    return bad;
+    return qx_1_avx2(x, out, blocks, nonFinite, 8, 20);
 }
 
 QK_V static long q5_1_avx2(const float *x, uint8_t *out, size_t blocks, int *nonFinite) {
-    long bad = -1;
-    __m256i badLanes = _mm256_setzero_si256();
-    for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
-        __m256 v[4];
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            flag_nonfinite(_mm256_and_ps(v[k], _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF))), &badLanes);
-        }
-        float lo, hi;
-        block_min_max_v(v, &lo, &hi);
-        float d = (hi - lo) / 31.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
-        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
-        wr16(y, dh); wr16(y + 2, mh);
-        const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) q[k] = trunc_clamp(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vlo), vid), bias), 31);
-        store_high_bits(q, y + 4);
-        store_nibbles(q, y + 8);
-    }
-    *nonFinite = !_mm256_testz_si256(badLanes, badLanes);
-    return bad;
+    return qx_1_avx2(x, out, blocks, nonFinite, 16, 24);
 }
 
 // F16 with the ggml rule: the hardware conversion (round to nearest even, overflow to infinity,
