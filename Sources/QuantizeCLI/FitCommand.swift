@@ -195,7 +195,7 @@ func loadModelShape(path: String) throws -> ModelShape {
 
 /// Human-readable renderings of fit results.
 enum FitReport {
-    static func gb(_ bytes: Double) -> String { String(format: "%.2f GB", bytes / 1e9) }
+    static func gb(_ bytes: Double) -> String { Format.bytes(Int(bytes.rounded())) }
     static func number(_ value: Double) -> String {
         if value >= 100 { return String(format: "%.0f", value) }
         if value >= 10 { return String(format: "%.1f", value) }
@@ -206,7 +206,7 @@ enum FitReport {
         var lines: [String] = []
         let m = r.memory
         lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), TP \(r.tensorParallel)): \(r.fits ? "FITS" : "DOES NOT FIT")")
-        lines.append("  parameters      \(String(format: "%.2f", Double(r.model.parameterCount) / 1e9)) B (active per token \(String(format: "%.2f", Double(r.model.activeParameterCount) / 1e9)) B), \(r.execution)")
+        lines.append("  parameters      \(Format.count(r.model.parameterCount)) (active per token \(Format.count(r.model.activeParameterCount))), \(r.execution)")
         lines.append("  memory / device weights \(gb(m.weights)) + KV \(gb(m.kvCache)) + activations \(gb(m.activations)) + overhead \(gb(m.overhead)) = \(gb(m.total)) of \(gb(m.available)) available (headroom \(gb(m.headroom)))")
         lines.append("  KV cache        \(Int(m.kvBytesPerTokenModel)) bytes/token for the model, budget \(gb(m.kvCapacity))/device = \(m.kvCacheTokens) tokens")
         lines.append("  context \(r.context): max concurrent sequences \(r.maxConcurrency); longest single context \(r.longestContext)")
@@ -240,7 +240,7 @@ enum FitReport {
     }
 
     static func table(_ rows: [FitResult], model: ModelShape, context: Int) -> String {
-        var lines = ["\(model.name): \(String(format: "%.2f", Double(model.parameterCount) / 1e9)) B parameters, context \(context)"]
+        var lines = ["\(model.name): \(Format.count(model.parameterCount)) parameters, context \(context)"]
         let header = ["hardware", "variant", "fits", "config", "max users", "tok/s/user", "total tok/s", "$/M tok"]
         var table = [header]
         for r in rows {
