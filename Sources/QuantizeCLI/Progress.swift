@@ -32,7 +32,7 @@ final class ProgressReporter: @unchecked Sendable {
         let elapsed = max(now.timeIntervalSince(start), 1e-3)
         let rate = Double(bytes) / elapsed
         let fraction = Double(bytes) / Double(totalBytes)
-        let eta = rate > 0 ? Double(totalBytes - bytes) / rate : 0
+        let eta = bytes > 0 && rate > 0 ? Double(totalBytes - bytes) / rate : -1  // unknown until something is done
         var text = String(format: "[%d/%d] %@ / %@  %.0f%%  %@/s  ETA %@  %@", item, totalItems,
                           Format.bytes(bytes), Format.bytes(totalBytes), fraction * 100,
                           Format.bytes(Int(rate)), Format.duration(eta), label)
