@@ -116,47 +116,6 @@ static inline float signed_absmax(const float *xb, int n) {
     return v;
 }
 
-static long q4_0_scalar(const float *x, uint8_t *out, size_t blocks) {
-    long bad = -1;
-    for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 18 * b;
-        float max = signed_absmax(xb, 32);
-        float d = max / -8.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
-        if (bad < 0 && is_inf16(dh)) bad = (long)b;
-        wr16(y, dh);
-        for (int j = 0; j < 16; j++) {
-            float v0 = xb[j] * id, v1 = xb[j + 16] * id;
-            int q0 = trunc_int(v0 + 8.5f), q1 = trunc_int(v1 + 8.5f);
-            q0 = q0 < 0 ? 0 : (q0 > 15 ? 15 : q0); q1 = q1 < 0 ? 0 : (q1 > 15 ? 15 : q1);
-            y[2 + j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-    return bad;
-}
-
-static long q4_1_scalar(const float *x, uint8_t *out, size_t blocks) {
-    long bad = -1;
-    for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 20 * b;
-        float lo, hi;
-        block_min_max(xb, 32, &lo, &hi);
-        float d = (hi - lo) / 15.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
-        if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
-        wr16(y, dh); wr16(y + 2, mh);
-        for (int j = 0; j < 16; j++) {
-            float v0 = (xb[j] - lo) * id, v1 = (xb[j + 16] - lo) * id;
-            int q0 = trunc_int(v0 + 0.5f), q1 = trunc_int(v1 + 0.5f);
-            q0 = q0 < 0 ? 0 : (q0 > 15 ? 15 : q0); q1 = q1 < 0 ? 0 : (q1 > 15 ? 15 : q1);
-            y[4 + j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-    return bad;
-}
-
 static void pack_q5(const int *q, uint8_t *qh, uint8_t *qs) {
     uint32_t h = 0;
     for (int j = 0; j < 32; j++) h |= (uint32_t)((q[j] >> 4) & 1) << j;
@@ -164,48 +123,63 @@ static void pack_q5(const int *q, uint8_t *qh, uint8_t *qs) {
     for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
 }
 
-static long q5_0_scalar(const float *x, uint8_t *out, size_t blocks) {
+// Element j in the low nibble of byte j, element j + 16 in the high nibble (split halves).
+static void pack_q4(const int *q, uint8_t *qs) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+}
+
+// Q4_0 (levels 8) and Q5_0 (levels 16), formats.md §2.6: d = signed absmax / -levels,
+// q = trunc(x·id + levels + 0.5) clamped to [0, 2·levels - 1].
+static long qx_0_scalar(const float *x, uint8_t *out, size_t blocks, int levels, size_t blockBytes) {
     long bad = -1;
+    const int qmax = 2 * levels - 1;
+    const float bias = (float)levels + 0.5f;
     for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 22 * b;
+        const float *xb = x + 32 * b; uint8_t *y = out + blockBytes * b;
         float max = signed_absmax(xb, 32);
-        float d = max / -16.0f;
+        float d = max / -(float)levels;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d);
         if (bad < 0 && is_inf16(dh)) bad = (long)b;
         wr16(y, dh);
         int q[32];
         for (int j = 0; j < 32; j++) {
-            float v = xb[j] * id;
-            int t = trunc_int(v + 16.5f);
-            q[j] = t < 0 ? 0 : (t > 31 ? 31 : t);
+            int t = trunc_int(xb[j] * id + bias);
+            q[j] = t < 0 ? 0 : (t > qmax ? qmax : t);
         }
-        pack_q5(q, y + 2, y + 6);
+        if (levels == 16) pack_q5(q, y + 2, y + 6); else pack_q4(q, y + 2);
     }
     return bad;
 }
 
-static long q5_1_scalar(const float *x, uint8_t *out, size_t blocks) {
+// Q4_1 (levels 8) and Q5_1 (levels 16): d = (max - min) / (2·levels - 1), m = min,
+// q = trunc((x - min)·id + 0.5) clamped.
+static long qx_1_scalar(const float *x, uint8_t *out, size_t blocks, int levels, size_t blockBytes) {
     long bad = -1;
+    const int qmax = 2 * levels - 1;
     for (size_t b = 0; b < blocks; b++) {
-        const float *xb = x + 32 * b; uint8_t *y = out + 24 * b;
+        const float *xb = x + 32 * b; uint8_t *y = out + blockBytes * b;
         float lo, hi;
         block_min_max(xb, 32, &lo, &hi);
-        float d = (hi - lo) / 31.0f;
+        float d = (hi - lo) / (float)qmax;
         float id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
         if (bad < 0 && (is_inf16(dh) || is_inf16(mh))) bad = (long)b;
         wr16(y, dh); wr16(y + 2, mh);
         int q[32];
         for (int j = 0; j < 32; j++) {
-            float v = (xb[j] - lo) * id;
-            int t = trunc_int(v + 0.5f);
-            q[j] = t < 0 ? 0 : (t > 31 ? 31 : t);
+            int t = trunc_int((xb[j] - lo) * id + 0.5f);
+            q[j] = t < 0 ? 0 : (t > qmax ? qmax : t);
         }
-        pack_q5(q, y + 4, y + 8);
+        if (levels == 16) pack_q5(q, y + 4, y + 8); else pack_q4(q, y + 4);
     }
     return bad;
 }
+
+static long q4_0_scalar(const float *x, uint8_t *out, size_t blocks) { return qx_0_scalar(x, out, blocks, 8, 18); }
+static long q4_1_scalar(const float *x, uint8_t *out, size_t blocks) { return qx_1_scalar(x, out, blocks, 8, 20); }
+static long q5_0_scalar(const float *x, uint8_t *out, size_t blocks) { return qx_0_scalar(x, out, blocks, 16, 22); }
+static long q5_1_scalar(const float *x, uint8_t *out, size_t blocks) { return qx_1_scalar(x, out, blocks, 16, 24); }
 
 // MARK: K-quants (ggml reference, no importance matrix)
 
