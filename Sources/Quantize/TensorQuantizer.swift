@@ -145,11 +145,7 @@ public struct TensorQuantizer: Sendable {
     /// A zero-filled output with every part allocated (and `weight_shape` already written).
     public func makeOutput() -> QuantizedTensor {
         var parts = layouts.map { QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: [UInt8](repeating: 0, count: $0.byteCount)) }
-        if let i = parts.firstIndex(where: { $0.suffix == "weight_shape" }) {
-            var bytes: [UInt8] = []
-            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-            parts[i].data = bytes
-        }
+        if let i = parts.firstIndex(where: { $0.suffix == "weight_shape" }) { parts[i].data = shapeBytes }
         return QuantizedTensor(rows: rows, columns: columns, parts: parts)
     }
 
@@ -418,6 +414,21 @@ public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns:
 }
 
 extension TensorQuantizer {
+    /// Writes the constant `weight_shape` part ([rows, columns] as I64), when the layout has one;
+    /// ``encode(rows:input:tensorAmax:into:)`` leaves it to the caller.
+    public func writeShape(into output: [UnsafeMutableRawBufferPointer]) {
+        for (i, layout) in layouts.enumerated() where layout.suffix == "weight_shape" {
+            shapeBytes.withUnsafeBytes { output[i].copyMemory(from: $0) }
+        }
+    }
+
+    /// The `weight_shape` part's bytes: [rows, columns] as little-endian I64.
+    var shapeBytes: [UInt8] {
+        var bytes: [UInt8] = []
+        for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        return bytes
+    }
+
     /// Encodes the whole `rows` × `columns` matrix into `output` (one buffer per ``layouts`` part,
     /// each at least its byte count), in parallel over row blocks on all cores; also writes the
     /// constant `weight_shape` part. For callers that reuse their output buffers from tensor to
@@ -449,11 +460,7 @@ extension TensorQuantizer {
             }
             tensorAmax = partial.value.max() ?? 0
         }
-        for (i, layout) in layouts.enumerated() where layout.suffix == "weight_shape" {
-            var bytes: [UInt8] = []
-            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-            bytes.withUnsafeBytes { output[i].copyMemory(from: $0) }
-        }
+        writeShape(into: output)
         let firstError = UncheckedSendable(value: ErrorBox())
         let amax = tensorAmax
         let shared = UncheckedSendable(value: (base, output, self))

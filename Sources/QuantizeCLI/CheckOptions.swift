@@ -48,11 +48,11 @@ struct CheckOptions: ParsableArguments {
         return ProbeActivationSource(rows: probeRows, outliers: outliers ? OutlierChannels() : nil, named: named, shared: shared)
     }
 
-    /// Writes the HTML report when `--report` was given.
-    func writeHTML(_ report: AccuracyReport, title: String) throws {
+    /// Writes the HTML page of `reports` (one per scheme compared) when `--report` was given.
+    func writeHTML(_ reports: [AccuracyReport], title: String) throws {
         guard let path = self.report else { return }
         let file = try OutputFile(path: path, overwrite: true)
-        try file.write(Array(report.html(title: title).utf8))
+        try file.write(Array(AccuracyReport.html(reports: reports, title: title).utf8))
         try file.commit()
     }
 }

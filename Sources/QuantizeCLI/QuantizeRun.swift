@@ -157,7 +157,7 @@ extension QuantizeCommand {
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
             if let accuracy = summary.report {
-                try check.writeHTML(accuracy, title: "quantize --to \(to.rawValue) \(input)")
+                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)")
             }
             if json {
                 print(summaryJSON(summary, job: job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))

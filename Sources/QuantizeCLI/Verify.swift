@@ -66,11 +66,7 @@ extension QuantizeCommand {
                 try file.write([UInt8](data))
                 try file.commit()
             }
-            if let path = check.report {
-                let file = try OutputFile(path: path, overwrite: true)
-                try file.write(Array(AccuracyReport.html(reports: reports, title: "quantize verify \(original)").utf8))
-                try file.commit()
-            }
+            try check.writeHTML(reports, title: "quantize verify \(original)")
             if json {
                 print(String(decoding: data, as: UTF8.self))
             } else if !quiet {

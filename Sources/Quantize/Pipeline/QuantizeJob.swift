@@ -708,11 +708,7 @@ public final class QuantizeJob {
             if let error = failure.value.first { throw error }
             tensorAmax = partial.value.max() ?? 0
         }
-        for (i, layout) in quantizer.layouts.enumerated() where layout.suffix == "weight_shape" {
-            var bytes: [UInt8] = []
-            for v in [Int64(rows), Int64(columns)] { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-            bytes.withUnsafeBytes { output[i].copyMemory(from: $0) }
-        }
+        quantizer.writeShape(into: output)
         let amax = tensorAmax
         DispatchQueue.concurrentPerform(iterations: bands) { i in
             let r0 = i * band, r1 = min(rows, r0 + band)
