@@ -33,7 +33,9 @@ struct SampledCheckTests {
                               (full.relativeWeightError, sampled.relativeWeightError, "weight error"),
                               (full.cosineSimilarity, sampled.cosineSimilarity, "cosine"),
                               (full.maxAbsoluteError, sampled.maxAbsoluteError, "max abs")] {
-            #expect(abs(a - b) <= 1e-9 * max(abs(a), 1e-12), "\(scheme.name.rawValue) \(label): full \(a), sampled \(b)")
+            // Both paths go through sgemm, whose summation order may follow the CPU and thread split:
+            // a few float ulps (6e-8 each) apart at most, so 1e-6 relative.
+            #expect(abs(a - b) <= 1e-6 * max(abs(a), 1e-12), "\(scheme.name.rawValue) \(label): full \(a), sampled \(b)")
         }
     }
 
