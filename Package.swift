@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Formats", targets: ["Formats"]),
         .library(name: "Quantize", targets: ["Quantize"]),
         .library(name: "Fit", targets: ["Fit"]),
+        .library(name: "Model", targets: ["Model"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -23,12 +24,14 @@ let package = Package(
         .target(name: "Formats", dependencies: ["CZstd", "CKernels"]),
         .target(name: "Quantize", dependencies: ["Formats", "CBLAS", "CKernels"]),
         .target(name: "Fit", dependencies: ["Quantize", "Formats"], resources: [.copy("Resources")]),
+        // The forward pass, tokenizers and model-level evaluation (above Quantize, beside Fit).
+        .target(name: "Model", dependencies: ["Quantize", "Formats", "CBLAS"]),
 
         // MARK: Command line
         .executableTarget(
             name: "QuantizeCLI",
             dependencies: [
-                "Formats", "Quantize", "Fit",
+                "Formats", "Quantize", "Fit", "Model",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,6 +43,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Quantize", "Formats", "TestSupport"]),
         .testTarget(name: "FitTests", dependencies: ["Fit", "TestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Quantize", "Formats", "TestSupport"]),
         .testTarget(name: "QuantizeCLITests", dependencies: ["TestSupport"]),
     ]
 )
