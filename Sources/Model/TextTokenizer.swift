@@ -1,0 +1,18 @@
+/// Text → token ids, as the checkpoint's own runtime tokenizes it.
+///
+/// Implemented by the SentencePiece and byte-level BPE tokenizers (from a Hugging Face directory's
+/// tokenizer.model / tokenizer.json, or a GGUF's `tokenizer.ggml.*` vocabulary); the evaluation and
+/// calibration jobs only see this protocol.
+public protocol TextTokenizer: Sendable {
+    /// The ids of `text`, without any BOS/EOS the runtime would add around it.
+    func encode(_ text: String) throws(ModelError) -> [Int32]
+    /// The beginning-of-sequence id, nil when the vocabulary has none.
+    var bosTokenID: Int32? { get }
+    /// Whether the runtime puts BOS in front of a tokenized text (config / `tokenizer.ggml.add_bos_token`).
+    var addsBOS: Bool { get }
+    /// How many ids the vocabulary holds.
+    var vocabularySize: Int { get }
+    /// A short name of the kind and its source, for reports ("sentencepiece (tokenizer.model)",
+    /// "bpe llama-bpe (GGUF)").
+    var summary: String { get }
+}
