@@ -268,7 +268,7 @@ public enum FitPlanner {
         let model = request.model, hardware = request.devices.hardware, engine = request.engine
         let count = request.devices.count
         guard count >= 1 else {
-            throw FormatError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
+            throw FitError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
         }
         let limit = 100_000_000
         var concurrencyOK = true
@@ -276,10 +276,10 @@ public enum FitPlanner {
         guard request.inputTokens >= 1, request.outputTokens >= 1, request.context >= 1,
               request.inputTokens <= limit, request.outputTokens <= limit, request.context <= limit, concurrencyOK,
               request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
-            throw FormatError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
+            throw FitError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
         }
         guard let bytes = request.variant.weightBytes(of: model) else {
-            throw FormatError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
+            throw FitError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
         }
         let execution = request.variant.execution(on: hardware)
         var notes: [String] = []

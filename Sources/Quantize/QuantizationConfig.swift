@@ -9,28 +9,28 @@ extension Scheme {
     ///   - options: the options the tensors were written with (INT8 packing changes the format).
     public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> String? {
         let config: [String: Any]
-        switch name {
-        case .fp8, .fp8E5M2:
+        switch descriptor.kernel {
+        case .fp8(let format):
             if case .block(let r, let c) = granularity {
-                config = ["quant_method": "fp8", "fmt": name == .fp8 ? "e4m3" : "e5m2", "activation_scheme": "dynamic",
+                config = ["quant_method": "fp8", "fmt": format.rawValue, "activation_scheme": "dynamic",
                           "weight_block_size": [r, c], "ignored_layers": ignore]
             } else {
                 var weights = Self.weightArgs(bits: 8, type: "float", symmetric: true)
                 switch granularity {
                 case .tensor: weights["strategy"] = "tensor"
                 case .group(let g): weights["strategy"] = "group"; weights["group_size"] = g
-                default: weights["strategy"] = "channel"
+                case .channel, .block: weights["strategy"] = "channel"
                 }
                 let activations: [String: Any] = ["num_bits": 8, "type": "float", "symmetric": true, "strategy": "token",
                                                   "dynamic": true, "observer": NSNull()]
                 config = Self.compressedTensors(format: "float-quantized", weights: weights, inputActivations: activations, ignore: ignore)
             }
-        case .int8, .int4:
-            var weights = Self.weightArgs(bits: name == .int8 ? 8 : 4, type: "int", symmetric: symmetric)
+        case .integer(let bits):
+            var weights = Self.weightArgs(bits: bits, type: "int", symmetric: symmetric)
             if case .group(let g) = granularity { weights["strategy"] = "group"; weights["group_size"] = g } else { weights["strategy"] = "channel" }
-            let format = name == .int8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
+            let format = bits == 8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
             config = Self.compressedTensors(format: format, weights: weights, inputActivations: nil, ignore: ignore)
-        default:
+        case .ggml:
             return nil
         }
         guard let data = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted]) else { return nil }

@@ -4,6 +4,7 @@ import Formats
 import Foundation
 
 extension QuantizeCommand {
+    /// `quantize fit MODEL`: which hardware a variant fits, how fast, at what cost.
     struct FitCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "fit",
@@ -20,7 +21,7 @@ extension QuantizeCommand {
         @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
         var gpus: [String] = []
         @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
-        var device: String?
+        var device: DeviceOption?
         @Option(help: "A JSON catalog whose entries add to or replace the built-in ones (formats/fit-catalog.md).")
         var catalog: String?
         @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …).")
@@ -28,7 +29,7 @@ extension QuantizeCommand {
         @Option(help: "Context tokens per sequence for the KV budget (default: input + output tokens).")
         var context: Int?
         @Option(help: "Concurrent sequences: a number or 'max'.")
-        var concurrency: String = "max"
+        var concurrency: Concurrency = .max
         @Option(help: "Prompt tokens per request.")
         var inputTokens: Int = 1024
         @Option(help: "Generated tokens per request.")
@@ -36,9 +37,9 @@ extension QuantizeCommand {
         @Option(help: "Serving engine: vllm, vllm-0.5, trtllm, llamacpp, transformers, gpt-fast (default vllm; llamacpp on CPUs).")
         var engine: String?
         @Option(help: "KV-cache element type: fp16 (also bf16) or fp8.")
-        var kvDtype: String = "fp16"
+        var kvDtype: KVCacheType = .fp16
         @Option(help: "When weights do not fit: none, auto, stream, split or cpu.")
-        var offload: String = "auto"
+        var offload: OffloadMode = .auto
         @Option(help: "Host CPU catalog entry used by offload plans.")
         var host: String = "xeon-8480"
         @Option(help: "Price per device-hour in US dollars (overrides the catalog).")
@@ -51,13 +52,7 @@ extension QuantizeCommand {
         var json = false
 
         func run() throws {
-            do {
-                let fits = try execute()
-                if !fits { throw ExitCode(1) }
-            } catch let error as FormatError {
-                FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-                throw ExitCode(2)
-            }
+            if try !execute() { throw ExitCode(1) }
         }
 
         /// Runs the command; returns whether every requested configuration fits.
@@ -66,33 +61,20 @@ extension QuantizeCommand {
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
             let shape = try loadModelShape(path: model)
             let variantValue = try Variant.parse(variant)
-            let concurrencyValue = try parseConcurrency()
-            guard let offloadMode = OffloadMode(rawValue: offload.lowercased()) else {
-                throw FormatError(.invalidRequest, path: offload, message: "unknown offload mode '\(offload)'; known: \(OffloadMode.allCases.map(\.rawValue).joined(separator: ", "))", remedy: "pick one")
-            }
-            let kvBytes: Int
-            switch kvDtype.lowercased() {
-            case "fp16", "bf16", "f16", "auto": kvBytes = 2
-            case "fp8", "fp8_e4m3", "fp8-e4m3", "fp8_e5m2": kvBytes = 1
-            default: throw FormatError(.invalidRequest, path: kvDtype, message: "unknown KV dtype '\(kvDtype)'; known: fp16, bf16, fp8", remedy: "pick one")
-            }
             guard inputTokens >= 1, outputTokens >= 1, (context ?? 1) >= 1 else {
-                throw FormatError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
+                throw FitError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
             }
             let hostHardware = try? hardware.device(named: host)
             func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
                 let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
                 return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
-                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrencyValue,
-                                  kvBytesPerElement: kvBytes, offload: offloadMode, host: hostHardware, pricePerHour: price,
+                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrency,
+                                  kvBytesPerElement: kvDtype.bytesPerElement, offload: offload, host: hostHardware, pricePerHour: price,
                                   sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
             }
 
             var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
-            if let device {
-                guard device.lowercased() == "local" else {
-                    throw FormatError(.invalidRequest, path: device, message: "--device takes 'local'", remedy: "use --gpu NAME for catalog devices")
-                }
+            if device == .local {
                 FileHandle.standardError.write(Data("probing this machine (cores, memory, memcpy bandwidth)…\n".utf8))
                 selections.append(DeviceSelection(hardware: LocalProbe.probe(), count: 1))
             }
@@ -111,30 +93,13 @@ extension QuantizeCommand {
             return results.allSatisfy(\.fits)
         }
 
-        func parseConcurrency() throws -> Concurrency {
-            if concurrency.lowercased() == "max" { return .max }
-            guard let value = Int(concurrency), value >= 1 else {
-                throw FormatError(.invalidRequest, path: concurrency, message: "--concurrency takes a whole number ≥ 1 or 'max'", remedy: "for example --concurrency 32")
-            }
-            return .count(value)
-        }
-
         /// The table of every catalog device × the overview variants, each at its smallest fitting count.
         func overview(shape: ModelShape, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
             var rows: [FitResult] = []
             let variants = try Variant.overview.map { try Variant.parse($0) }
             for hardware in catalog.hardware {
                 for variant in variants {
-                    var counts = [1, 2, 4, 8]
-                    if let base = hardware.defaultCount { counts = [base] + counts.filter { $0 > base } }
-                    if hardware.kind == .cpu { counts = [1] }
-                    var chosen: FitResult?
-                    for count in counts {
-                        let result = try FitPlanner.plan(try request(DeviceSelection(hardware: hardware, count: count), variant).withOffload(.none))
-                        chosen = result
-                        if result.fits { break }
-                    }
-                    if let chosen { rows.append(chosen) }
+                    if let chosen = try FitPlanner.smallestFit(on: hardware, request: { try request($0, variant) }) { rows.append(chosen) }
                 }
             }
             if json {
@@ -146,14 +111,6 @@ extension QuantizeCommand {
             }
             return true
         }
-    }
-}
-
-extension FitRequest {
-    func withOffload(_ mode: OffloadMode) -> FitRequest {
-        var copy = self
-        copy.offload = mode
-        return copy
     }
 }
 

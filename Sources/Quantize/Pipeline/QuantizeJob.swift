@@ -154,7 +154,7 @@ public final class QuantizeJob {
         self.checkpoint = checkpoint
         self.settings = settings
         let scheme = settings.scheme
-        let writesGGUF = scheme.name.ggmlType != nil
+        let writesGGUF = scheme.descriptor.container == .gguf
         switch (checkpoint.format, writesGGUF) {
         case (.gguf, true):
             outputKind = .gguf
@@ -251,14 +251,7 @@ public final class QuantizeJob {
 
     /// The default output: a sibling of the input named after the scheme.
     public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
-        var label = scheme.name.rawValue
-        switch scheme.granularity {
-        case .tensor where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-tensor"
-        case .block where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-block"
-        case .group(let size) where scheme.name == .int4 && size != 128: label += "-g\(size)"
-        default: break
-        }
-        if scheme.name == .int4 && !scheme.symmetric { label += "-asym" }
+        let label = scheme.outputLabel
         var url = URL(fileURLWithPath: input)
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
@@ -452,12 +445,14 @@ public final class QuantizeJob {
     /// Writes the GGUF output: the input's metadata with the file type updated, tensors in input order.
     private func writeGGUF(into staging: String,
                            process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
-        guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType else { preconditionFailure("GGUF output without GGUF input") }
+        guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType, let fileType = settings.scheme.descriptor.llamaFileType else {
+            preconditionFailure("GGUF output without GGUF input")
+        }
         var metadata = gguf.metadata
         func set(_ key: String, _ value: GGUFValue) {
             if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
         }
-        set("general.file_type", .uint32(QuantizeJob.llamaFileType(ggml)))
+        set("general.file_type", .uint32(fileType))
         if ggml.isQuantized { set("general.quantization_version", .uint32(2)) }
         let infos = tensors.flatMap { item in
             item.outputs.map { output -> GGUFWriter.Tensor in
@@ -472,23 +467,6 @@ public final class QuantizeJob {
         }
         try writer.finish()
         return path
-    }
-
-    /// The `general.file_type` (llama.cpp `llama_ftype`) of a file whose weights are mostly `type`.
-    static func llamaFileType(_ type: GGMLType) -> UInt32 {
-        switch type.name {
-        case "F32": return 0
-        case "F16": return 1
-        case "Q4_0": return 2
-        case "Q4_1": return 3
-        case "Q8_0": return 7
-        case "Q5_0": return 8
-        case "Q5_1": return 9
-        case "Q4_K": return 14  // MOSTLY_Q4_K_S: every matrix Q4_K
-        case "Q6_K": return 18
-        case "BF16": return 32
-        default: return 1
-        }
     }
 
     /// Copies config.json (with `quantization_config`), tokenizer and other non-weight files.

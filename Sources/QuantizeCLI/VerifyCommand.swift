@@ -5,8 +5,9 @@ import Quantize
 
 extension QuantizeCommand {
     /// `quantize verify ORIGINAL QUANTIZED`: the accuracy check from two files.
-    struct Verify: ParsableCommand {
+    struct VerifyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Measure how much accuracy a quantized checkpoint costs against its original.",
             discussion: """
             Each quantized weight is decoded and compared with the original through an FP32 OpenBLAS matmul on \

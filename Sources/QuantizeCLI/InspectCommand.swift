@@ -3,8 +3,10 @@ import Foundation
 import Formats
 
 extension QuantizeCommand {
-    struct Inspect: ParsableCommand {
+    /// `quantize inspect PATH`: what is in a checkpoint, from its headers.
+    struct InspectCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "inspect",
             abstract: "Show what is in a checkpoint file or directory: tensors, totals, metadata, architecture.",
             discussion: "Reads headers only, so even a checkpoint of hundreds of GB inspects in well under a second.")
 
