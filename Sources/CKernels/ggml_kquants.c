@@ -171,10 +171,10 @@ static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
                 sc[j] |= (uint8_t)((lm >> 4) << 6);
             }
         }
-        uint16_t dh = qk_quant_f32_to_f16(maxScale / 63.f), mh = qk_quant_f32_to_f16(maxMin / 63.f);
+        uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
-        float dAll = qk_quant_f16_to_f32(dh), mAll = qk_quant_f16_to_f32(mh);
+        float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
         for (int j = 0; j < 8; j++) {
             uint8_t s, m;
             qk_k4_scale_min(j, sc, &s, &m);
@@ -276,14 +276,14 @@ static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
             continue;
         }
         float iscale = -128.f / maxScale;
-        uint16_t dh = qk_quant_f32_to_f16(1 / iscale);
+        uint16_t dh = qk_f16_from_f32(1 / iscale);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y + 208, dh);
         for (int ib = 0; ib < 16; ib++) {
             int v = nearest_int(iscale * scales[ib]);
             sc[ib] = (int8_t)(v > 127 ? 127 : v);
         }
-        float dAll = qk_quant_f16_to_f32(dh);
+        float dAll = qk_f32_from_f16(dh);
         for (int j = 0; j < 16; j++) {
             float d = dAll * sc[j];
             if (!d) continue;

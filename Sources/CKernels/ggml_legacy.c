@@ -39,10 +39,10 @@ static inline void block_min_max(const float *xb, int n, float *lo, float *hi) {
 }
 
 static void f16_scalar(const float *x, uint8_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) qk_wr16(out + 2 * i, qk_quant_f32_to_f16(x[i]));
+    for (size_t i = 0; i < n; i++) qk_wr16(out + 2 * i, qk_f16_from_f32(x[i]));
 }
 static void bf16_scalar(const float *x, uint8_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) qk_wr16(out + 2 * i, qk_quant_f32_to_bf16(x[i]));
+    for (size_t i = 0; i < n; i++) qk_wr16(out + 2 * i, qk_bf16_from_f32(x[i]));
 }
 
 static long q8_0_scalar(const float *x, uint8_t *out, size_t blocks) {
@@ -53,7 +53,7 @@ static long q8_0_scalar(const float *x, uint8_t *out, size_t blocks) {
         for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
         float d = amax / 127.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
+        uint16_t dh = qk_f16_from_f32(d);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh);
         for (int j = 0; j < 32; j++) { float r = round_away(xb[j] * id); y[2 + j] = (uint8_t)(int8_t)(fabsf(r) < 128.0f ? (int)r : 0); }
@@ -91,7 +91,7 @@ static long qx_0_scalar(const float *x, uint8_t *out, size_t blocks, int levels,
         float max = signed_absmax(xb, 32);
         float d = max / -(float)levels;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
+        uint16_t dh = qk_f16_from_f32(d);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh);
         int q[32];
@@ -115,7 +115,7 @@ static long qx_1_scalar(const float *x, uint8_t *out, size_t blocks, int levels,
         block_min_max(xb, 32, &lo, &hi);
         float d = (hi - lo) / (float)qmax;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        uint16_t dh = qk_f16_from_f32(d), mh = qk_f16_from_f32(lo);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
         int q[32];
@@ -230,7 +230,7 @@ QK_V static long q8_0_avx2(const float *x, uint8_t *out, size_t blocks, int *non
         float amax = load_block_amax(xb, v, a, &badLanes);
         float d = amax / 127.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
+        uint16_t dh = qk_f16_from_f32(d);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh);
         const __m256 vid = _mm256_set1_ps(id);
@@ -265,7 +265,7 @@ QK_V static inline __attribute__((always_inline)) long qx_0_avx2(const float *x,
         float max = block_signed_absmax(xb, v, &badLanes);
         float d = max / -(float)levels;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d);
+        uint16_t dh = qk_f16_from_f32(d);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh);
         const __m256 vid = _mm256_set1_ps(id), bias = _mm256_set1_ps((float)levels + 0.5f);
@@ -304,7 +304,7 @@ QK_V static inline __attribute__((always_inline)) long qx_1_avx2(const float *x,
         block_min_max_v(v, &lo, &hi);
         float d = (hi - lo) / (float)(2 * levels - 1);
         float id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t dh = qk_quant_f32_to_f16(d), mh = qk_quant_f32_to_f16(lo);
+        uint16_t dh = qk_f16_from_f32(d), mh = qk_f16_from_f32(lo);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
         const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), bias = _mm256_set1_ps(0.5f);

@@ -199,7 +199,7 @@ int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t t
                     scale[ct - ct0] = a > scale[ct - ct0] ? a : scale[ct - ct0];
                 }
             for (size_t ct = ct0; ct < ct1; ct++) {
-                scale[ct - ct0] = qk_quant_round_scale(scale[ct - ct0] / limit, 0);
+                scale[ct - ct0] = qk_round_scale(scale[ct - ct0] / limit, 0);
                 memcpy(scaleOut + 4 * (tr * colTiles + ct), &scale[ct - ct0], 4);   // little-endian hosts (x86-64, arm64)
             }
             for (size_t r = r0; r < r0 + h; r++)

@@ -121,10 +121,10 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
         float scale, zp = 0;
         if (symmetric) {
             float amax = fmaxf(fabsf(lo), fabsf(hi)) * r;
-            scale = qk_quant_round_scale(amax / ((qmax - qmin) / 2.0f), scaleType);
+            scale = qk_round_scale(amax / ((qmax - qmin) / 2.0f), scaleType);
         } else {
             float l = lo * r, h = hi * r;
-            scale = qk_quant_round_scale((h - l) / (qmax - qmin), scaleType);
+            scale = qk_round_scale((h - l) / (qmax - qmin), scaleType);
             zp = rne(clampf(qmin - l / scale, qmin, qmax));
         }
         if (isinf(scale)) { if (k == 0) return 1; continue; }
@@ -140,7 +140,7 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
             sxq += x[i] * q; sqq += q * q;
         }
         if (sqq > 0 && sxq > 0) {
-            float s = qk_quant_round_scale(sxq / sqq, scaleType);
+            float s = qk_round_scale(sxq / sqq, scaleType);
             if (!isinf(s)) {
                 float err = group_error(x, n, s, 0, qmin, qmax);
                 if (err < bestErr) { bestErr = err; bestScale = s; }

@@ -10,10 +10,15 @@ extension QuantizeCommand {
             commandName: "run",
             abstract: "Quantize a checkpoint (the default command: `quantize --to fp8 MODEL`).",
             discussion: """
-            Schemes: fp8 (E4M3, per-channel), fp8-e5m2, int8 (per-channel), int4 (groups of 128) write \
-            safetensors that vLLM and transformers load (compressed-tensors layouts); q8_0, q4_0, q4_1, q5_0, \
-            q5_1, q4_k, q6_k, f16, bf16 write GGUF from a GGUF input. Layouts: formats/quantize-*.md.
+            Schemes: \(names(.safetensors)) write safetensors that vLLM and transformers load \
+            (compressed-tensors layouts); \(names(.gguf)) write GGUF from a GGUF input. \
+            Layouts: formats/quantize-*.md.
             """)
+
+        /// The schemes writing `container`, as the help lists them.
+        static func names(_ container: SchemeContainer) -> String {
+            SchemeDescriptor.all.filter { $0.container == container }.map(\.name.rawValue).joined(separator: ", ")
+        }
 
         @Option(name: .long, help: "The scheme: \(SchemeName.allCases.map(\.rawValue).joined(separator: ", ")).")
         var to: SchemeName
