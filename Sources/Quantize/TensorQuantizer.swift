@@ -93,6 +93,8 @@ public struct TensorQuantizer: Sendable {
                 layouts = [weight, PartLayout(suffix: "weight_scale_inv", type: .dtype(.f32), shape: shape, byteCount: shape[0] * shape[1] * 4)]
             }
         case .integer(let bits):
+            // The layouts below pack 8-bit and 4-bit codes (quant_int.c); another width needs its packing first.
+            guard bits == 8 || bits == 4 else { throw badGranularity }
             switch options.scaleType {
             case .f32: scaleTypeCode = 0; scaleBytes = 4
             case .bf16: scaleTypeCode = 1; scaleBytes = 2
