@@ -12,34 +12,58 @@ typedef struct {
     qk_ggml_decode_fn decode;
 } qk_ggml_kernel;
 
-#if defined(__x86_64__)
-#define QK_CHECKED(name) qk_ggml_##name##_checked
-#else
-#define QK_CHECKED(name) 0
-#endif
-#define QK_ENCODES(name, checked) qk_ggml_##name##_encode, checked, qk_ggml_##name##_portable, qk_ggml_decode_##name
-#define QK_DECODES(name) 0, 0, 0, qk_ggml_decode_##name
+// The types with kernels, one line each: X(ggml type id, name, whether an AVX2 one-pass checked
+// encoder exists). QK_ENCODED_TYPES have an encoder and a decoder, QK_DECODED_TYPES a decoder only.
+#define QK_ENCODED_TYPES(X) \
+    X(1, f16, 0) \
+    X(2, q4_0, 1) \
+    X(3, q4_1, 1) \
+    X(6, q5_0, 1) \
+    X(7, q5_1, 1) \
+    X(8, q8_0, 1) \
+    X(12, q4_k, 0) \
+    X(14, q6_k, 0) \
+    X(30, bf16, 0)
+#define QK_DECODED_TYPES(X) \
+    X(0, f32) \
+    X(9, q8_1) \
+    X(10, q2_k) \
+    X(11, q3_k) \
+    X(13, q5_k) \
+    X(20, iq4_nl) \
+    X(23, iq4_xs) \
+    X(34, tq1_0) \
+    X(35, tq2_0) \
+    X(39, mxfp4)
 
+// Declarations of what the family files define.
+#if defined(__x86_64__)
+#define QK_DECLARE_CHECKED_1(name) long qk_ggml_##name##_checked(const float *x, uint8_t *out, size_t blocks, int *nonFinite);
+#define QK_CHECKED_1(name) qk_ggml_##name##_checked
+#else
+#define QK_DECLARE_CHECKED_1(name)
+#define QK_CHECKED_1(name) 0
+#endif
+#define QK_DECLARE_CHECKED_0(name)
+#define QK_CHECKED_0(name) 0
+#define QK_DECLARE_DECODER(name) \
+    void qk_ggml_decode_##name(const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
+#define QK_DECLARE_ENCODED(id, name, checked) \
+    long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks); \
+    long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks); \
+    QK_DECLARE_CHECKED_##checked(name) \
+    QK_DECLARE_DECODER(name)
+#define QK_DECLARE_DECODED(id, name) QK_DECLARE_DECODER(name)
+QK_ENCODED_TYPES(QK_DECLARE_ENCODED)
+QK_DECODED_TYPES(QK_DECLARE_DECODED)
+
+// The table.
+#define QK_ENCODED_ENTRY(id, name, checked) \
+    {id, qk_ggml_##name##_encode, QK_CHECKED_##checked(name), qk_ggml_##name##_portable, qk_ggml_decode_##name},
+#define QK_DECODED_ENTRY(id, name) {id, 0, 0, 0, qk_ggml_decode_##name},
 static const qk_ggml_kernel kKernels[] = {
-    {0, QK_DECODES(f32)},
-    {1, QK_ENCODES(f16, 0)},
-    {2, QK_ENCODES(q4_0, QK_CHECKED(q4_0))},
-    {3, QK_ENCODES(q4_1, QK_CHECKED(q4_1))},
-    {6, QK_ENCODES(q5_0, QK_CHECKED(q5_0))},
-    {7, QK_ENCODES(q5_1, QK_CHECKED(q5_1))},
-    {8, QK_ENCODES(q8_0, QK_CHECKED(q8_0))},
-    {9, QK_DECODES(q8_1)},
-    {10, QK_DECODES(q2_k)},
-    {11, QK_DECODES(q3_k)},
-    {12, QK_ENCODES(q4_k, 0)},
-    {13, QK_DECODES(q5_k)},
-    {14, QK_ENCODES(q6_k, 0)},
-    {20, QK_DECODES(iq4_nl)},
-    {23, QK_DECODES(iq4_xs)},
-    {30, QK_ENCODES(bf16, 0)},
-    {34, QK_DECODES(tq1_0)},
-    {35, QK_DECODES(tq2_0)},
-    {39, QK_DECODES(mxfp4)},
+    QK_ENCODED_TYPES(QK_ENCODED_ENTRY)
+    QK_DECODED_TYPES(QK_DECODED_ENTRY)
 };
 
 static const qk_ggml_kernel *kernel(uint32_t type) {

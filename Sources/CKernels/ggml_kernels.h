@@ -1,6 +1,6 @@
-// The GGUF kernels' internal interface: what each family file (ggml_legacy.c, ggml_kquants.c,
-// ggml_decode.c) exports to the one dispatch table in ggml_kernels.c. Adding a GGUF type is a
-// kernel in its family file, its declarations here and one line of that table; sizes come from
+// The GGUF kernels' internal interface: the function types each family file (ggml_legacy.c,
+// ggml_kquants.c, ggml_decode.c) exports to the one dispatch table in ggml_kernels.c. Adding a GGUF
+// type is a kernel in its family file and one line of that table's type lists; sizes come from
 // GGMLType.all through the callers, never from here.
 #ifndef QUANTIZE_GGML_KERNELS_H
 #define QUANTIZE_GGML_KERNELS_H
@@ -21,54 +21,9 @@ typedef long (*qk_ggml_checked_fn)(const float *x, uint8_t *out, size_t blocks, 
 /// A decoder of `blocks` blocks laid out `bytesPerBlock` apart, `blockSize` floats each.
 typedef void (*qk_ggml_decode_fn)(const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
 
-// MARK: ggml_legacy.c (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
-long qk_ggml_f16_encode(const float *x, uint8_t *out, size_t n);
-long qk_ggml_f16_portable(const float *x, uint8_t *out, size_t n);
-long qk_ggml_bf16_encode(const float *x, uint8_t *out, size_t n);
-long qk_ggml_bf16_portable(const float *x, uint8_t *out, size_t n);
-#define QK_DECLARE_BLOCK_ENCODER(name) \
-    long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks); \
-    long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks);
-#define QK_DECLARE_CHECKED_ENCODER(name) \
-    long qk_ggml_##name##_checked(const float *x, uint8_t *out, size_t blocks, int *nonFinite);
-QK_DECLARE_BLOCK_ENCODER(q8_0)
-QK_DECLARE_BLOCK_ENCODER(q4_0)
-QK_DECLARE_BLOCK_ENCODER(q4_1)
-QK_DECLARE_BLOCK_ENCODER(q5_0)
-QK_DECLARE_BLOCK_ENCODER(q5_1)
-#if defined(__x86_64__)
-QK_DECLARE_CHECKED_ENCODER(q8_0)
-QK_DECLARE_CHECKED_ENCODER(q4_0)
-QK_DECLARE_CHECKED_ENCODER(q4_1)
-QK_DECLARE_CHECKED_ENCODER(q5_0)
-QK_DECLARE_CHECKED_ENCODER(q5_1)
-#endif
-
-// MARK: ggml_kquants.c (Q4_K, Q6_K)
-QK_DECLARE_BLOCK_ENCODER(q4_k)
-QK_DECLARE_BLOCK_ENCODER(q6_k)
-
-// MARK: ggml_decode.c (every type dequantizeGGML reads)
-#define QK_DECLARE_DECODER(name) \
-    void qk_ggml_decode_##name(const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
-QK_DECLARE_DECODER(f32)
-QK_DECLARE_DECODER(f16)
-QK_DECLARE_DECODER(bf16)
-QK_DECLARE_DECODER(q4_0)
-QK_DECLARE_DECODER(q4_1)
-QK_DECLARE_DECODER(q5_0)
-QK_DECLARE_DECODER(q5_1)
-QK_DECLARE_DECODER(q8_0)
-QK_DECLARE_DECODER(q8_1)
-QK_DECLARE_DECODER(q2_k)
-QK_DECLARE_DECODER(q3_k)
-QK_DECLARE_DECODER(q4_k)
-QK_DECLARE_DECODER(q5_k)
-QK_DECLARE_DECODER(q6_k)
-QK_DECLARE_DECODER(iq4_nl)
-QK_DECLARE_DECODER(iq4_xs)
-QK_DECLARE_DECODER(mxfp4)
-QK_DECLARE_DECODER(tq1_0)
-QK_DECLARE_DECODER(tq2_0)
+// Each family file defines, per type NAME, `qk_ggml_NAME_encode` and `qk_ggml_NAME_portable`
+// (qk_ggml_encode_fn), on x86-64 `qk_ggml_NAME_checked` (qk_ggml_checked_fn) where it has a
+// one-pass checked encoder, and ggml_decode.c `qk_ggml_decode_NAME` (qk_ggml_decode_fn); the type
+// lists of ggml_kernels.c declare and tabulate them.
 
 #endif
