@@ -500,7 +500,7 @@ extension ModelShape {
               let data = try? Data(contentsOf: url) else {
             throw FormatError(.io, path: "Resources/presets.json", message: "the model presets are missing from the bundle", remedy: "rebuild the package")
         }
-        do { return try JSONDecoder().decode([ModelPreset].self, from: data) } catch {
+        do { return try JSONValueDecoder().decode([ModelPreset].self, from: [UInt8](data), path: "Resources/presets.json") } catch {
             throw FormatError(.invalidCatalog, path: "Resources/presets.json", message: describe(error), remedy: "fix the preset table")
         }
     }

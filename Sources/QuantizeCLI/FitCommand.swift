@@ -101,10 +101,8 @@ extension QuantizeCommand {
             }
             let results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = results.count == 1 ? try encoder.encode(results[0]) : try encoder.encode(results)
-                print(String(decoding: data, as: UTF8.self))
+                let document = results.count == 1 ? try JSONValueEncoder().encode(results[0]) : try JSONValueEncoder().encode(results)
+                print(document.serializedString(.document))
             } else {
                 for result in results { print(FitReport.breakdown(result)) }
             }
@@ -138,9 +136,7 @@ extension QuantizeCommand {
                 }
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                print(try JSONValueEncoder().encode(rows).serializedString(.document))
             } else {
                 print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens))
             }

@@ -21,7 +21,7 @@ extension QuantizeCommand {
             let checkpoint = try Checkpoint(path: path)
             let report = InspectReport(checkpoint)
             if json {
-                print(report.json().serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                print(report.json().serializedString(.document))
             } else {
                 print(report.text(limit: limit))
             }

@@ -427,8 +427,7 @@ public final class QuantizeJob {
         let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
             .map { String($0.source.name.dropLast(".weight".count)) }.sorted()
-        guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return nil }
-        return try JSONValue.parse(text, path: "quantization_config")
+        return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options)
     }
 
     // MARK: - One tensor
