@@ -23,8 +23,8 @@ extension QuantizeCommand {
         var device: String?
         @Option(help: "A JSON catalog whose entries add to or replace the built-in ones (formats/fit-catalog.md).")
         var catalog: String?
-        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …).")
-        var variant: String = "bf16"
+        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …); default bf16, or what a quantized checkpoint stores.")
+        var variant: String?
         @Option(help: "Context tokens per sequence for the KV budget (default: input + output tokens).")
         var context: Int?
         @Option(help: "Concurrent sequences: a number or 'max'.")
@@ -65,7 +65,8 @@ extension QuantizeCommand {
             var hardware = try HardwareCatalog.builtIn()
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
             let shape = try loadModelShape(path: model)
-            let variantValue = try Variant.parse(variant)
+            // A quantized checkpoint is planned as what it stores unless another variant is asked for.
+            let variantValue = try Variant.parse(variant ?? shape.storedQuantization?.schemeName ?? "bf16")
             let concurrencyValue = try parseConcurrency()
             guard let offloadMode = OffloadMode(rawValue: offload.lowercased()) else {
                 throw FormatError(.invalidRequest, path: offload, message: "unknown offload mode '\(offload)'; known: \(OffloadMode.allCases.map(\.rawValue).joined(separator: ", "))", remedy: "pick one")
@@ -153,41 +154,8 @@ extension FitRequest {
     }
 }
 
-/// Builds the model shape for `quantize fit MODEL`: a preset name; a directory or config.json
-/// with no weights (plan before downloading); or weight files (.safetensors, sharded directory,
-/// .gguf), whose headers give the exact parameter count and bytes per tensor and whose config.json
-/// or GGUF metadata gives the architecture.
-func loadModelShape(path: String) throws -> ModelShape {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        if path.hasSuffix(".json") && !path.hasSuffix(".index.json") { return try ModelShape.load(configAt: path) }
-        if isDirectory.boolValue {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            let hasWeights = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
-            if !hasWeights { return try ModelShape.load(configAt: path) }  // plan before downloading
-        }
-        // Weight files: the architecture from config.json or GGUF metadata, exact sizes from the headers.
-        let checkpoint = try Checkpoint(path: path)
-        if let gguf = checkpoint.gguf {
-            var metadata: [String: MetadataValue] = [:]
-            for (key, value) in gguf.metadata {
-                if let string = value.string { metadata[key] = .string(string) }
-                else if value.array == nil, let int = value.int { metadata[key] = .int(int) }
-                else if value.array == nil, let double = value.double { metadata[key] = .double(double) }
-                else if let array = value.array, let first = array.first {
-                    // Per-layer arrays (head counts of some models): the first layer's value.
-                    if let int = first.int { metadata[key] = .int(int) } else if first.string != nil { metadata[key] = .int(array.count) }
-                }
-            }
-            return try ModelShape(ggufMetadata: metadata, path: path).withTensors(checkpoint.tensors)
-        }
-        return try ModelShape.load(configAt: checkpoint.directory).withTensors(checkpoint.tensors)
-    }
-    if let preset = try ModelShape.preset(named: path) { return preset }
-    let names = try ModelShape.presets().map(\.name)
-    throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
-                      remedy: "pass a model directory with config.json, a weight file, or one of the presets")
-}
+/// Builds the model shape for `quantize fit MODEL` (``ModelShape/load(model:)``).
+func loadModelShape(path: String) throws -> ModelShape { try ModelShape.load(model: path) }
 
 /// Human-readable renderings of fit results.
 enum FitReport {
