@@ -62,7 +62,7 @@ extension QuantizeCommand {
             if let output {
                 try OutputFile.write([UInt8](data), to: output, overwrite: true)
             }
-            try check.writeHTML(reports, title: "quantize verify \(original)")
+            try check.writeHTML(reports, title: "quantize verify \(original)", original: original, checkpoints: quantized)
             if json {
                 print(String(decoding: data, as: UTF8.self))
             } else if !quiet {
