@@ -302,7 +302,7 @@ public enum FitPlanner {
         if let stored = model.storedQuantization {
             notes.append(stored.schemeName == request.variant.name
                 ? "weights: the checkpoint's stored bytes, \(stored.summary)"
-                : "the checkpoint is stored as \(stored.schemeName); these figures are for its weights re-quantized as \(request.variant.name)")
+                : "the checkpoint is stored as \(stored.schemeName); these figures are for its weights as \(request.variant.name)")
         }
         if execution.weightOnly && request.variant.weightFormat == "fp8" {
             notes.append("\(hardware.displayName) has no FP8 tensor cores: FP8 weights run weight-only (dequantized to \(execution.mathPrecision), Marlin-style W8A16), saving memory but not math")

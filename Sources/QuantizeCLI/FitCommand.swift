@@ -65,8 +65,10 @@ extension QuantizeCommand {
             var hardware = try HardwareCatalog.builtIn()
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
             let shape = try loadModelShape(path: model)
-            // A quantized checkpoint is planned as what it stores unless another variant is asked for.
-            let variantValue = try Variant.parse(variant ?? shape.storedQuantization?.schemeName ?? "bf16")
+            // A quantized checkpoint is planned as what it stores (when fit models that variant)
+            // unless another variant is asked for.
+            let variantValue = try variant.map(Variant.parse)
+                ?? shape.storedQuantization.flatMap { try? Variant.parse($0.schemeName) } ?? Variant.parse("bf16")
             let concurrencyValue = try parseConcurrency()
             guard let offloadMode = OffloadMode(rawValue: offload.lowercased()) else {
                 throw FormatError(.invalidRequest, path: offload, message: "unknown offload mode '\(offload)'; known: \(OffloadMode.allCases.map(\.rawValue).joined(separator: ", "))", remedy: "pick one")
