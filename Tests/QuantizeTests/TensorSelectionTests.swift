@@ -93,5 +93,8 @@ struct TensorSelectionRoleTests {
             #expect(decision.rule == rule, "\(name)")
             #expect(TensorRole(name: name).isQuantizedByDefault == quantize, "\(name): Formats' role agrees")
         }
+        // The accuracy report's layer types follow the same rules.
+        #expect(LayerName(tensorName: "model.layers.0.mlp.shared_expert_gate.weight").type == .router)
+        #expect(LayerName(tensorName: "embeddings.token_type_embeddings.weight").type == .embedding)
     }
 }
