@@ -88,7 +88,7 @@ public enum Engines {
               let data = try? Data(contentsOf: url) else {
             throw FitError(.unreadable, path: "Resources/engines.json", message: "the engine table is missing from the bundle", remedy: "rebuild the package")
         }
-        do { return try JSONDecoder().decode([EngineProfile].self, from: data) } catch {
+        do { return try JSONValueDecoder().decode([EngineProfile].self, from: [UInt8](data), path: "Resources/engines.json") } catch {
             throw FitError(.invalidCatalog, path: "Resources/engines.json", message: describe(error), remedy: "fix the engine table")
         }
     }

@@ -135,7 +135,7 @@ public struct HardwareCatalog: Codable, Sendable {
             var hardware: [Hardware]?
         }
         let partial: Partial
-        do { partial = try JSONDecoder().decode(Partial.self, from: data) } catch {
+        do { partial = try JSONValueDecoder().decode(Partial.self, from: [UInt8](data), path: path) } catch {
             throw FitError(.invalidCatalog, path: path, message: "not a hardware catalog: \(describe(error))",
                            remedy: "follow the schema in formats/fit-catalog.md")
         }
@@ -240,6 +240,8 @@ public struct DeviceSelection: Sendable, Hashable {
 /// A short description of a decoding error (the coding path and what was wrong).
 func describe(_ error: Error) -> String {
     switch error {
+    case let error as FormatError:
+        return error.description
     case DecodingError.keyNotFound(let key, let context):
         return "missing key '\(key.stringValue)' at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
     case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):

@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 
 extension Scheme {
     /// The `quantization_config` object for config.json that vLLM and transformers read for this
@@ -8,6 +9,11 @@ extension Scheme {
     ///   - ignore: names (or `re:` patterns) of Linear modules left unquantized, e.g. `lm_head`.
     ///   - options: the options the tensors were written with (INT8 packing changes the format).
     public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> String? {
+        quantizationConfig(ignore: ignore, options: options)?.serializedString(.document)
+    }
+
+    /// The `quantization_config` object (keys sorted) that ``quantizationConfigJSON(ignore:options:)`` writes; nil for GGUF schemes.
+    public func quantizationConfig(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> JSONValue? {
         let config: [String: Any]
         switch descriptor.kernel {
         case .fp8(let format):
@@ -33,8 +39,20 @@ extension Scheme {
         case .ggml:
             return nil
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted]) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        return Self.jsonValue(config)
+    }
+
+    /// The literal tables above as JSON, keys sorted by code point.
+    private static func jsonValue(_ value: Any) -> JSONValue {
+        switch value {
+        case let string as String: return .string(string)
+        case let bool as Bool: return .bool(bool)
+        case let int as Int: return .number(JSONNumber(int))
+        case let array as [Any]: return .array(array.map(jsonValue))
+        case let object as [String: Any]:
+            return .object(object.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map { JSONMember($0, jsonValue(object[$0]!)) })
+        default: return .null
+        }
     }
 
     private static func weightArgs(bits: Int, type: String, symmetric: Bool) -> [String: Any] {

@@ -63,6 +63,8 @@ public struct QuantizeJobError: Error, Sendable, CustomStringConvertible, Equata
         case accuracyCheckFailed
         /// Activations given for the check do not fit.
         case invalidActivations
+        /// `verify` was given a quantized checkpoint as the original (arguments swapped).
+        case originalIsQuantized
     }
 
     /// What went wrong.

@@ -24,8 +24,8 @@ extension QuantizeCommand {
         var device: DeviceOption?
         @Option(help: "A JSON catalog whose entries add to or replace the built-in ones (formats/fit-catalog.md).")
         var catalog: String?
-        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …).")
-        var variant: String = "bf16"
+        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …); default bf16, or what a quantized checkpoint stores.")
+        var variant: String?
         @Option(help: "Context tokens per sequence for the KV budget (default: input + output tokens).")
         var context: Int?
         @Option(help: "Concurrent sequences: a number or 'max'.")
@@ -60,7 +60,10 @@ extension QuantizeCommand {
             var hardware = try HardwareCatalog.builtIn()
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
             let shape = try loadModelShape(path: model)
-            let variantValue = try Variant.parse(variant)
+            // A quantized checkpoint is planned as what it stores (when fit models that variant)
+            // unless another variant is asked for.
+            let variantValue = try variant.map(Variant.parse)
+                ?? shape.storedQuantization.flatMap { try? Variant.parse($0.schemeName) } ?? Variant.parse("bf16")
             guard inputTokens >= 1, outputTokens >= 1, (context ?? 1) >= 1 else {
                 throw FitError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
             }
@@ -83,10 +86,8 @@ extension QuantizeCommand {
             }
             let results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = results.count == 1 ? try encoder.encode(results[0]) : try encoder.encode(results)
-                print(String(decoding: data, as: UTF8.self))
+                let document = results.count == 1 ? try JSONValueEncoder().encode(results[0]) : try JSONValueEncoder().encode(results)
+                print(document.serializedString(.document))
             } else {
                 for result in results { print(FitReport.breakdown(result)) }
             }
@@ -103,9 +104,7 @@ extension QuantizeCommand {
                 }
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                print(try JSONValueEncoder().encode(rows).serializedString(.document))
             } else {
                 print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens))
             }
@@ -114,41 +113,8 @@ extension QuantizeCommand {
     }
 }
 
-/// Builds the model shape for `quantize fit MODEL`: a preset name; a directory or config.json
-/// with no weights (plan before downloading); or weight files (.safetensors, sharded directory,
-/// .gguf), whose headers give the exact parameter count and bytes per tensor and whose config.json
-/// or GGUF metadata gives the architecture.
-func loadModelShape(path: String) throws -> ModelShape {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        if path.hasSuffix(".json") && !path.hasSuffix(".index.json") { return try ModelShape.load(configAt: path) }
-        if isDirectory.boolValue {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            let hasWeights = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
-            if !hasWeights { return try ModelShape.load(configAt: path) }  // plan before downloading
-        }
-        // Weight files: the architecture from config.json or GGUF metadata, exact sizes from the headers.
-        let checkpoint = try Checkpoint(path: path)
-        if let gguf = checkpoint.gguf {
-            var metadata: [String: MetadataValue] = [:]
-            for (key, value) in gguf.metadata {
-                if let string = value.string { metadata[key] = .string(string) }
-                else if value.array == nil, let int = value.int { metadata[key] = .int(int) }
-                else if value.array == nil, let double = value.double { metadata[key] = .double(double) }
-                else if let array = value.array, let first = array.first {
-                    // Per-layer arrays (head counts of some models): the first layer's value.
-                    if let int = first.int { metadata[key] = .int(int) } else if first.string != nil { metadata[key] = .int(array.count) }
-                }
-            }
-            return try ModelShape(ggufMetadata: metadata, path: path).withTensors(checkpoint.tensors)
-        }
-        return try ModelShape.load(configAt: checkpoint.directory).withTensors(checkpoint.tensors)
-    }
-    if let preset = try ModelShape.preset(named: path) { return preset }
-    let names = try ModelShape.presets().map(\.name)
-    throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
-                      remedy: "pass a model directory with config.json, a weight file, or one of the presets")
-}
+/// Builds the model shape for `quantize fit MODEL` (``ModelShape/load(model:)``).
+func loadModelShape(path: String) throws -> ModelShape { try ModelShape.load(model: path) }
 
 /// Human-readable renderings of fit results.
 enum FitReport {

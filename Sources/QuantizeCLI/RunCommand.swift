@@ -124,7 +124,7 @@ extension QuantizeCommand {
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {
-                    print(planJSON(job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                    print(planJSON(job).serializedString(.document))
                 } else {
                     printPlan(job)
                 }
@@ -134,10 +134,10 @@ extension QuantizeCommand {
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
             if let accuracy = summary.report {
-                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)")
+                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)", original: input, checkpoints: [summary.output])
             }
             if json {
-                print(summaryJSON(summary, job: job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                print(summaryJSON(summary, job: job).serializedString(.document))
             } else if !quiet {
                 printSummary(summary, job: job)
             }

@@ -400,3 +400,19 @@ struct BadInputTests {
         #expect(error.code == .invalidRequest)
     }
 }
+
+@Suite("Fit: tensor roles from the shared rules")
+struct FitTensorRoleTests {
+    @Test("Fit counts as quantizable exactly what the shared rules quantize (shared-expert gate kept, token-type embedding kept)")
+    func rolesAgree() throws {
+        let shape = try #require(try ModelShape.preset(named: "llama-2-7b"))
+        let names = ["model.layers.0.mlp.shared_expert_gate.weight", "embeddings.token_type_embeddings.weight",
+                     "model.layers.0.mlp.shared_expert.up_proj.weight", "model.layers.0.mlp.experts.1.up_proj.weight",
+                     "model.layers.0.mlp.gate.weight", "lm_head.weight"]
+        let records = names.map { TensorRecord(name: $0, type: .dtype(.bf16), shape: [4, 64], elementCount: 256, byteCount: 512, fileOffset: 0, fileIndex: 0) }
+        let refined = shape.withTensors(records)
+        for (name, tensor) in zip(names, refined.weightTensors) {
+            #expect(tensor.isQuantizable == TensorRole(name: name).isQuantizedByDefault, "\(name): \(tensor.role)")
+        }
+    }
+}
