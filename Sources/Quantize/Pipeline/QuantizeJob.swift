@@ -259,7 +259,7 @@ public final class QuantizeJob {
         default: break
         }
         if scheme.name == .int4 && !scheme.symmetric { label += "-asym" }
-        var url = URL(fileURLWithPath: input)
+        var url = URL(fileURLWithPath: CompressedFormat.originalName(input))
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
         switch kind {
@@ -405,7 +405,7 @@ public final class QuantizeJob {
     /// Writes the safetensors shards (the input's shard layout, file names kept) and the index.
     private func writeSafetensors(into staging: String,
                                   process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> [String] {
-        let inputFiles = checkpoint.files.map { URL(fileURLWithPath: $0).lastPathComponent }
+        let inputFiles = checkpoint.files.map { CompressedFormat.originalName(URL(fileURLWithPath: $0).lastPathComponent) }
         var written: [String] = []
         var weightMap: [(String, String)] = []
         for (shard, fileName) in inputFiles.enumerated() {
@@ -499,6 +499,7 @@ public final class QuantizeJob {
         for name in names.sorted() where !name.hasPrefix(".") {
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
             if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
+            if CompressedContainer.isWeightFile(CompressedFormat.originalName(name)) { continue }  // compressed shards
             let path = directory + "/" + name
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
@@ -535,7 +536,7 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
-        let source = checkpoint.data(for: planned.source)
+        let source = try checkpoint.readData(for: planned.source)
         guard planned.decision.quantize, let matrix = planned.matrix else {
             // Kept: copied byte for byte, in pieces, releasing what was read.
             let piece = 16 << 20

@@ -109,7 +109,7 @@ public final class VerifyJob {
         if pair.parts.count == 1 {
             let record = pair.parts[0].record
             var out = [Float](repeating: 0, count: pair.rows * pair.columns)
-            let bytes = quantized.data(for: record)
+            let bytes = try quantized.readData(for: record)
             switch record.type {
             case .ggml(let type) where !VerifyJob.isFloat(record.type):
                 try out.withUnsafeMutableBufferPointer { buffer throws(QuantizeError) in
@@ -122,9 +122,9 @@ public final class VerifyJob {
             }
             return out
         }
-        let parts = pair.parts.map { entry in
+        let parts = try pair.parts.map { entry in
             QuantizedTensor.Part(suffix: entry.suffix, type: entry.record.type, shape: entry.record.shape,
-                                 data: Array(quantized.data(for: entry.record)))
+                                 data: Array(try quantized.readData(for: entry.record)))
         }
         return try dequantized(QuantizedTensor(rows: pair.rows, columns: pair.columns, parts: parts), tensorName: pair.name)
     }
@@ -146,7 +146,7 @@ public final class VerifyJob {
         for (index, pair) in pairs.enumerated() {
             var originalValues = [Float](repeating: 0, count: pair.rows * pair.columns)
             try originalValues.withUnsafeMutableBufferPointer { buffer in
-                try QuantizeJob.convertToFloat32(original.data(for: pair.original), type: pair.original.type, into: buffer, name: pair.name)
+                try QuantizeJob.convertToFloat32(original.readData(for: pair.original), type: pair.original.type, into: buffer, name: pair.name)
             }
             let decoded = try decode(pair)
             let probe = try activations.activations(forTensor: pair.name, columns: pair.columns)
