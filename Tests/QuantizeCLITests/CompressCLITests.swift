@@ -100,4 +100,27 @@ struct CompressCLITests {
         #expect(result.stderr.contains("checksum") && result.stderr.contains("tensor '"), "stderr: \(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("out.safetensors").path))
     }
+
+    @Test("--to SCHEME --compress writes compressed weight files that decompress to the plain output")
+    func quantizeCompressed() throws {
+        let scratch = try Fixtures.temporaryDirectory("cli-quantize-compress")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let plain = scratch.appendingPathComponent("fp8").path, packed = scratch.appendingPathComponent("fp8-packed").path
+        #expect(try CLI.run(["--to", "fp8", "fixtures/tiny-llama", "-o", plain, "--no-check", "--quiet"]).status == 0)
+        let result = try CLI.run(["--to", "fp8", "fixtures/tiny-llama", "-o", packed, "--compress", "--no-check", "--quiet"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: packed).sorted()
+        #expect(names.contains("model-00001-of-00002.safetensors.bpz") && !names.contains("model-00001-of-00002.safetensors"), "\(names)")
+        let restored = scratch.appendingPathComponent("fp8-restored").path
+        #expect(try CLI.run(["decompress", packed, "-o", restored]).status == 0)
+        #expect(try files(restored) == (try files(plain)), "decompressed output equals the plain output")
+
+        // A file output gets .bpz appended.
+        let gguf = scratch.appendingPathComponent("q8.gguf").path
+        #expect(try CLI.run(["--to", "q8_0", "fixtures/tiny-llama.gguf", "-o", gguf, "--compress", "--no-check", "--quiet"]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: gguf + ".bpz") && !FileManager.default.fileExists(atPath: gguf))
+        let inspect = try CLI.run(["inspect", gguf + ".bpz", "--json"])
+        #expect(inspect.status == 0, "stderr: \(inspect.stderr)")
+        #expect(try CLI.jsonObject(inspect.stdout)["format"] as? String == "gguf")
+    }
 }

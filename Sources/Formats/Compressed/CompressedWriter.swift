@@ -337,6 +337,29 @@ public enum CompressedContainer {
         return (target, try decompressFile(input, to: target, overwrite: overwrite))
     }
 
+    /// `path` with `.bpz` appended when `compressed` and it does not end in `.bpz` already.
+    public static func outputName(_ path: String, compressed: Bool) -> String {
+        compressed && !path.hasSuffix("." + CompressedFormat.fileExtension) ? path + "." + CompressedFormat.fileExtension : path
+    }
+
+    /// Compresses a staged (not yet committed) weight file in its directory: the container replaces
+    /// it, as `path.bpz` when `appendExtension`, else under the same name.
+    /// - Returns: the container's path.
+    public static func compressStaged(_ path: String, appendExtension: Bool) throws(FormatError) -> String {
+        let target = path + "." + CompressedFormat.fileExtension + (appendExtension ? "" : ".partial")
+        _ = try compressFile(path, to: target, overwrite: true)
+        if appendExtension {
+            unlink(path)
+            return target
+        }
+        guard rename(target, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(target)
+            throw FormatError(.writeFailed, path: path, message: "cannot move the compressed file into place (\(reason))")
+        }
+        return path
+    }
+
     /// Whether `name` is a file the container compresses (safetensors or GGUF).
     public static func isWeightFile(_ name: String) -> Bool {
         name.hasSuffix(".safetensors") || name.hasSuffix(".gguf")

@@ -14,7 +14,7 @@ enum OutputVerifier {
         var mapped: [String: MappedFile] = [:]
         var holders: [AnyObject] = []
         for path in files {
-            if path.hasSuffix(".gguf") {
+            if CompressedFormat.originalName(path).hasSuffix(".gguf") {
                 let file = try GGUFFile(path: path)
                 holders.append(file)
                 for tensor in file.tensors {

@@ -25,6 +25,9 @@ public final class QuantizeJob {
         public var overwrite: Bool
         /// The accuracy check; nil skips it (`--no-check`).
         public var check: CheckSettings?
+        /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
+        /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
+        public var compressOutput = false
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -169,7 +172,8 @@ public final class QuantizeJob {
             throw QuantizeJobError(.unsupportedConversion,
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
-        outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
+        outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme),
+                                                    compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
         if FileManager.default.fileExists(atPath: outputPath) && !settings.overwrite {
             throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
@@ -334,6 +338,10 @@ public final class QuantizeJob {
         }
 
         try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
+        if settings.compressOutput {
+            // The verified staged files, compressed before the output is moved into place.
+            for path in stagedFiles { _ = try CompressedContainer.compressStaged(path, appendExtension: outputKind == .safetensorsDirectory) }
+        }
 
         var report: AccuracyReport? = nil
         var reportPath: String? = nil
