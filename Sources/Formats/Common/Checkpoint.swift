@@ -119,6 +119,12 @@ public final class Checkpoint: @unchecked Sendable {
         return data(for: tensor)
     }
 
+    /// Gives back the memory holding one tensor's bytes once a reader is done with it: the pages of
+    /// a plain file, the decoded chunks of a compressed one (decoded again if read again).
+    public func release(_ tensor: TensorRecord) {
+        mappedFile(tensor.fileIndex).advise(tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount), willNeed: false)
+    }
+
     /// Whether any file of the checkpoint is a compressed container (formats/compressed.md).
     public var isCompressed: Bool { (0..<files.count).contains { mappedFile($0).compressed != nil } }
 

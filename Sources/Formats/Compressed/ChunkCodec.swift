@@ -138,8 +138,9 @@ public final class ChunkCodecPool: @unchecked Sendable {
             if input.count > 0 { destination.copyMemory(from: input.baseAddress!, byteCount: input.count) }
             return StoredPlane(byteCount: input.count, codec: .raw)
         }
-        // Below 64 bytes a frame's header outweighs any saving.
-        guard input.count >= 64 else { return raw() }
+        // Below 64 bytes a frame's header outweighs any saving; a plane whose sampled byte entropy
+        // is near 8 bits (mantissa bytes) cannot save 1 %, so zstd is not even tried on it.
+        guard input.count >= 64, !looksIncompressible(input) else { return raw() }
         var sequence = ZSTD_Sequence()
         let size = ZSTD_compressSequences(worker.literals, destination, capacity, &sequence, 0, input.baseAddress, input.count)
         var best = ZSTD_isError(size) != 0 ? Int.max : size
@@ -154,6 +155,29 @@ public final class ChunkCodecPool: @unchecked Sendable {
         }
         if best == Int.max || best >= input.count - input.count / 100 { return raw() }
         return StoredPlane(byteCount: best, codec: .zstd)
+    }
+
+    /// Whether the order-0 entropy of a 16 KiB sample (spread over the plane) is above 7.9 bits per
+    /// byte, where zstd's Huffman coding cannot save the 1 % a zstd plane must save.
+    private static func looksIncompressible(_ input: UnsafeRawBufferPointer) -> Bool {
+        guard input.count >= 64 << 10 else { return false }
+        let pieces = 16, pieceBytes = 1024
+        let stride = input.count / pieces
+        return withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 256) { counts in
+            counts.initialize(repeating: 0)
+            for piece in 0..<pieces {
+                let start = piece * stride
+                for offset in start..<(start + pieceBytes) { counts[Int(input[offset])] &+= 1 }
+            }
+            let total = Double(pieces * pieceBytes)
+            var entropy = 0.0
+            for symbol in 0..<256 where counts[symbol] > 0 {
+                let p = Double(counts[symbol]) / total
+                entropy -= p * log2(p)
+            }
+            // A sample of 16 Ki bytes underestimates the entropy by about 0.01 bit.
+            return entropy > 7.9
+        }
     }
 
     /// Why a stored chunk could not be decoded.

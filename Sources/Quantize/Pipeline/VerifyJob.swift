@@ -155,6 +155,9 @@ public final class VerifyJob {
                                                      tensorName: pair.name, options: accuracy)
             let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: pair.scheme, override: maxError)
             entries.append(AccuracyReport.Entry(name: pair.name, scheme: pair.scheme, accuracy: metrics, threshold: threshold))
+            // Resident memory stays flat over a large (or compressed, decoded into memory) checkpoint.
+            original.release(pair.original)
+            pair.parts.forEach { quantized.release($0.record) }
             progress?(index + 1, pairs.count, pair.name)
         }
         return AccuracyReport(tensors: entries, probe: AccuracyReport.Probe(source: activations, file: activationsFile))
