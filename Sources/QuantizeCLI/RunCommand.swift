@@ -29,6 +29,9 @@ extension QuantizeCommand {
         @Option(name: [.short, .long], help: "Output path (default: beside the input, named after the scheme).")
         var output: String?
 
+        @Flag(help: "Write the weight files compressed losslessly (byte planes + zstd, formats/compressed.md; FILE.bpz).")
+        var compress = false
+
         @Flag(help: "Replace an existing output.")
         var force = false
 
@@ -119,8 +122,9 @@ extension QuantizeCommand {
         func run() throws {
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
                                           search: search, packInt8: int8Layout == .packQuantized)
-            let settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
+            var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
+            settings.compressOutput = compress
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {

@@ -50,6 +50,7 @@ public final class SafetensorsDirectorySink: CheckpointSink {
         for name in names.sorted() where !name.hasPrefix(".") {
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
             if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
+            if CompressedContainer.isWeightFile(CompressedFormat.originalName(name)) { continue }  // compressed shards
             let path = directory + "/" + name
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }

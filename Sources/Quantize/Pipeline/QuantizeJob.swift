@@ -25,6 +25,9 @@ public final class QuantizeJob {
         public var overwrite: Bool
         /// The accuracy check; nil skips it (`--no-check`).
         public var check: CheckSettings?
+        /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
+        /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
+        public var compressOutput = false
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -169,7 +172,8 @@ public final class QuantizeJob {
             throw QuantizeJobError(.unsupportedConversion,
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
-        outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
+        outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme),
+                                                    compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
         if FileManager.default.fileExists(atPath: outputPath) && !settings.overwrite {
             throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
@@ -252,7 +256,7 @@ public final class QuantizeJob {
     /// The default output: a sibling of the input named after the scheme.
     public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
         let label = scheme.outputLabel
-        var url = URL(fileURLWithPath: input)
+        var url = URL(fileURLWithPath: CompressedFormat.originalName(input))
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
         switch kind {
@@ -302,6 +306,10 @@ public final class QuantizeJob {
         let stagedFiles = try sink.finishTensors()
 
         try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
+        if settings.compressOutput {
+            // The verified staged files, compressed before the output is moved into place.
+            for path in stagedFiles { _ = try CompressedContainer.compressStaged(path, appendExtension: outputKind == .safetensorsDirectory) }
+        }
 
         var report: AccuracyReport? = nil
         var reportPath: String? = nil
@@ -385,7 +393,7 @@ public final class QuantizeJob {
                     // A lone file has no config.json: it carries its layout in its own metadata.
                     metadata["quantization_config"] = config.serializedString(.compact)
                 }
-                shards.append(SafetensorsShardedWriter.PlannedShard(fileName: URL(fileURLWithPath: path).lastPathComponent,
+                shards.append(SafetensorsShardedWriter.PlannedShard(fileName: CompressedFormat.originalName(URL(fileURLWithPath: path).lastPathComponent),
                                                                     tensors: entries, metadata: metadata))
             }
             if outputKind == .safetensorsFile {
@@ -417,7 +425,7 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
-        let source = checkpoint.data(for: planned.source)
+        let source = try checkpoint.readData(for: planned.source)
         guard planned.decision.quantize, let matrix = planned.matrix else {
             // Kept: copied byte for byte, in pieces, releasing what was read.
             let piece = 16 << 20
