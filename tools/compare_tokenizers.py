@@ -18,6 +18,11 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
                                (gguf-py GGUFWriter, tokenizer.ggml.* plus the minimal llama hparams
                                llama.cpp's vocab-only loader reads; no tensors): `llama` for the
                                SentencePiece models, `gpt2` with pre llama-bpe / qwen2 for the BPEs.
+  pretokenize.json             the pre-tokenizer regexes alone: GPT-2, Llama 3 and Qwen2 regexes run
+                               by `tokenizers` (Split, Isolated) on the test texts and on 400 random
+                               strings (fixed seed) drawn from letters, marks, digits (ASCII and
+                               others), every kind of white space, apostrophe contractions in both
+                               cases, punctuation, CJK and emoji — the pieces each regex returns.
   texts.json                   the test texts: English, code, digits, whitespace runs, tabs and
                                newlines, accents, ligatures and full-width forms (NFKC), CJK, emoji,
                                special tokens, empty and space-only strings.
@@ -83,6 +88,19 @@ TEXTS = [
     "a",
     "  \n\t  ",
 ]
+
+
+GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+POOL = (list("abcXYZéßøÆ") + ["\u0301", "\u0308"] + list("0123456789") + ["\u0663", "\u00b2", "\u2167", "\u00bd"]
+        + [" ", " ", " ", "\t", "\n", "\r", "\u000b", "\u000c", "\u00a0", "\u2028", "\u3000", "\u0085"]
+        + ["'s", "'S", "'re", "'RE", "'ll", "'Ll", "'ve", "'d", "'M", "'t", "'x", "'"]
+        + list(".,;:!?-_()[]{}<>/\\\"#$%&*+=@^`|~") + list("日本語中文한국") + ["😀", "👍🏽", "🇫🇷", "\u200d"])
+
+
+def random_strings(count: int) -> list[str]:
+    import random
+    generator = random.Random(SEED)
+    return ["".join(generator.choice(POOL) for _ in range(generator.randint(0, 24))) for _ in range(count)]
 
 
 def corpus() -> str:
@@ -286,6 +304,12 @@ def main() -> None:
         sentencepiece_gguf(model, OUT / f"{model.parent.name}.gguf", ["<sep>"])
     bpe_gguf(llama3, OUT / "bpe-llama3.gguf", "llama-bpe", "<|begin_of_text|>", "<|end_of_text|>")
     bpe_gguf(qwen2, OUT / "bpe-qwen2.gguf", "qwen2", None, "<|endoftext|>")
+    strings = TEXTS + random_strings(400)
+    pieces = {"strings": strings}
+    for name, regex in [("gpt2", GPT2_REGEX), ("llama3", LLAMA3_REGEX), ("qwen2", QWEN2_REGEX)]:
+        splitter = pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False)
+        pieces[name] = [[piece for piece, _ in splitter.pre_tokenize_str(string)] for string in strings]
+    (OUT / "pretokenize.json").write_text(json.dumps(pieces, ensure_ascii=False) + "\n", encoding="utf-8")
     (OUT / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     cases = []

@@ -67,3 +67,51 @@ struct TokenizerReferenceTests {
         }
     }
 }
+
+@Suite("hand-written pre-tokenizer regexes against tokenizers' regex engine")
+struct PreTokenizerPatternTests {
+    static let reference: JSONValue? = try? JSONValue.parse(contentsOf: Fixtures.path("tokenizers/pretokenize.json"))
+
+    /// Our pieces of `string` under `pattern`.
+    static func pieces(_ string: String, _ pattern: PreTokenizerPattern) -> [String] {
+        let scalars = string.unicodeScalars.map(\.value)
+        var ends: [Int] = []
+        scalars.withUnsafeBufferPointer { buffer in
+            let classes = UnicodeClasses.classes(of: buffer)
+            classes.withUnsafeBufferPointer { pattern.split(buffer, classes: $0, 0..<buffer.count, into: &ends) }
+        }
+        var pieces: [String] = []
+        var start = 0
+        for end in ends {
+            var view = String.UnicodeScalarView()
+            for value in scalars[start..<end] { view.append(Unicode.Scalar(value)!) }
+            pieces.append(String(view))
+            start = end
+        }
+        return pieces
+    }
+
+    @Test("every string splits into the regex's pieces", arguments: PreTokenizerPattern.allCases)
+    func piecesEqualRegex(_ pattern: PreTokenizerPattern) throws {
+        let reference = try #require(Self.reference, "fixtures/tokenizers/pretokenize.json is missing; run tools/compare_tokenizers.py")
+        let strings = (reference["strings"]?.array ?? []).compactMap(\.string)
+        let expected = reference[pattern.rawValue]?.array ?? []
+        #expect(strings.count >= 400 && expected.count == strings.count)
+        var mismatches = 0
+        for (string, row) in zip(strings, expected) {
+            let theirs = (row.array ?? []).compactMap(\.string)
+            let ours = Self.pieces(string, pattern)
+            if ours != theirs {
+                mismatches += 1
+                if mismatches <= 5 { Issue.record("\(pattern) on \(string.debugDescription): ours \(ours.map(\.debugDescription)), tokenizers \(theirs.map(\.debugDescription))") }
+            }
+        }
+        #expect(mismatches == 0, "\(mismatches) of \(strings.count) strings split differently")
+    }
+
+    @Test("tokenizer.json regex spellings map to their pattern, others to nil")
+    func regexSpellings() {
+        for pattern in PreTokenizerPattern.allCases { #expect(PreTokenizerPattern(regex: pattern.regex) == pattern) }
+        #expect(PreTokenizerPattern(regex: #"\p{N}{1,3}"#) == nil)
+    }
+}
