@@ -26,7 +26,8 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
   texts.json                   the test texts: English, code, digits, whitespace runs, tabs and
                                newlines, accents, ligatures and full-width forms (NFKC), CJK, emoji,
                                special tokens, empty and space-only strings.
-  expected.json                for every tokenizer — these five, fixtures/tiny-llama (tokenizer.json)
+  expected.json                for every tokenizer (with `prefix`, the ids the reference puts in front
+                               of a text when asked to add special tokens: BOS or nothing) — these five, fixtures/tiny-llama (tokenizer.json)
                                and fixtures/tiny-llama.gguf — and every text, the ids the reference
                                library produces: `sentencepiece` (SentencePieceProcessor.encode) for
                                tokenizer.model, `tokenizers` (Tokenizer.encode, add_special_tokens
@@ -316,12 +317,16 @@ def main() -> None:
     for model in [sp_unigram, sp_bpe, sp_bytes]:
         processor = spm.SentencePieceProcessor(model_file=str(model))
         cases.append({"path": str(model.parent.relative_to(REPO / "fixtures")), "reference": f"sentencepiece {spm.__version__}",
-                      "parse_special": True, "ids": [processor.encode(t) for t in TEXTS]})
+                      "parse_special": True, "bos": processor.bos_id(), "prefix": [processor.bos_id()],
+                      "ids": [processor.encode(t) for t in TEXTS]})
     import tokenizers
     for path in [llama3, qwen2, REPO / "fixtures" / "tiny-llama" / "tokenizer.json"]:
         tokenizer = Tokenizer.from_file(str(path))
+        plain = tokenizer.encode("a", add_special_tokens=False).ids
+        special = tokenizer.encode("a", add_special_tokens=True).ids
         cases.append({"path": str(path.parent.relative_to(REPO / "fixtures")), "reference": f"tokenizers {tokenizers.__version__}",
-                      "parse_special": True, "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]})
+                      "parse_special": True, "prefix": special[:len(special) - len(plain)],
+                      "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]})
     binary = find_llama_tokenize()
     ggufs = [OUT / f"{n}.gguf" for n in ["sp-unigram", "sp-bpe", "sp-unigram-bytes", "bpe-llama3", "bpe-qwen2"]]
     ggufs.append(REPO / "fixtures" / "tiny-llama.gguf")

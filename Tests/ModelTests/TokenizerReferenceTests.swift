@@ -9,6 +9,8 @@ struct TokenizerReferenceCase: CustomTestStringConvertible, Sendable {
     let path: String
     let reference: String
     let parsesSpecialTokens: Bool
+    /// The ids the reference puts in front of a text when adding special tokens (BOS or none); nil when not recorded.
+    let prefix: [Int32]?
     let ids: [[Int32]]
 
     var testDescription: String { "\(path) vs \(reference)\(parsesSpecialTokens ? "" : ", no parse_special")" }
@@ -26,6 +28,7 @@ struct TokenizerReferenceCase: CustomTestStringConvertible, Sendable {
                   let rows = value["ids"]?.array else { return nil }
             return TokenizerReferenceCase(
                 path: path, reference: reference, parsesSpecialTokens: value["parse_special"]?.bool ?? true,
+                prefix: value["prefix"]?.array.map { $0.compactMap { $0.int.map(Int32.init) } },
                 ids: rows.map { row in (row.array ?? []).compactMap { $0.int.map(Int32.init) } })
         }
     }()
@@ -55,6 +58,10 @@ struct TokenizerReferenceTests {
         }
         let texts = TokenizerReferenceCase.texts
         #expect(texts.count == reference.ids.count)
+        if let prefix = reference.prefix {
+            let ours: [Int32] = tokenizer.addsBOS ? tokenizer.bosTokenID.map { [$0] } ?? [] : []
+            #expect(ours == prefix, "\(reference.path): the reference puts \(prefix) in front of a text, we \(ours)")
+        }
         for (index, text) in texts.enumerated() where index < reference.ids.count {
             let ids = try tokenizer.encode(text)
             let expected = reference.ids[index]
