@@ -25,7 +25,7 @@ struct TokenizerSpeedTests {
 
     @Test("1 MB tokenizes well under a second", arguments: [
         "tokenizers/bpe-llama3", "tokenizers/bpe-qwen2", "tiny-llama", "tokenizers/sp-unigram", "tokenizers/sp-bpe",
-        "tokenizers/bpe-llama3.gguf", "tokenizers/sp-unigram.gguf",
+        "tokenizers/bpe-llama3.gguf", "tokenizers/sp-unigram.gguf", "trained-llama", "tokenizers/trained-llama.gguf",
     ])
     func speed(_ path: String) throws {
         if let only = ProcessInfo.processInfo.environment["QUANTIZE_TOKENIZER_BENCH_ONLY"], !path.contains(only) { return }

@@ -114,3 +114,33 @@ struct ByteStringIndex: Sendable {
         return overflow.isEmpty ? nil : overflow[Array(bytes)]
     }
 }
+
+/// The ids of words already tokenized during one `encode` call, so a text's repeated words are
+/// segmented once: hash → entry in a ``FlatHashMap``, the word's bytes checked on a hit.
+struct WordCache {
+    private var table = FlatHashMap(capacity: 4096)
+    private var words: [[UInt8]] = []
+    private var ranges: [Range<Int>] = []
+    private var ids: [Int32] = []
+
+    /// Words longer than this are not cached.
+    static let maximumLength = 64
+
+    /// Appends the cached ids of `word` to `output` and returns true, or returns false.
+    mutating func lookup(_ word: UnsafeBufferPointer<UInt8>, hash: UInt64, into output: inout [Int32]) -> Bool {
+        guard let entry = table.value(hash) else { return false }
+        let stored = words[Int(entry)]
+        guard stored.count == word.count, stored.withUnsafeBufferPointer({ $0.elementsEqual(word) }) else { return false }
+        output.append(contentsOf: ids[ranges[Int(entry)]])
+        return true
+    }
+
+    /// Remembers `result` as the ids of `word` (the first word with a given hash wins).
+    mutating func insert(_ word: UnsafeBufferPointer<UInt8>, hash: UInt64, result: ArraySlice<Int32>) {
+        guard table.insertIfAbsent(hash, UInt64(words.count)) else { return }
+        words.append(Array(word))
+        let start = ids.count
+        ids.append(contentsOf: result)
+        ranges.append(start..<ids.count)
+    }
+}

@@ -105,6 +105,7 @@ public struct MetaspaceBPETokenizer: TextTokenizer {
     private struct Scratch {
         var merger = BytePairMerger()
         var symbols: [Int32] = []
+        var cache = WordCache()
     }
 
     /// The ids of `text`, without BOS/EOS.
@@ -200,6 +201,15 @@ public struct MetaspaceBPETokenizer: TextTokenizer {
         if ignoresMerges, let id = vocabulary.lookup(word) {
             output.append(id)
             return
+        }
+        let cacheable = word.count <= WordCache.maximumLength
+        let hash = cacheable ? ByteStringIndex.hash(word) : 0
+        if cacheable && scratch.cache.lookup(word, hash: hash, into: &output) { return }
+        let first = output.count
+        defer {
+            if cacheable && output.count > first && output[first] != unknownTokenID {
+                scratch.cache.insert(word, hash: hash, result: output[first...])
+            }
         }
         scratch.symbols.removeAll(keepingCapacity: true)
         var index = 0

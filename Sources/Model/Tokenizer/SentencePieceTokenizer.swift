@@ -247,6 +247,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
         var symbols: [Int32] = []
         var merged: [Int32] = []
         var spans: [Int] = []
+        var cache = WordCache()
     }
 
     /// The ids of `text`, without BOS/EOS.
@@ -288,7 +289,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
     private func segment(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
         if range.isEmpty { return }
         switch algorithm {
-        case .unigram: viterbi(text, range, &output)
+        case .unigram: merge(text, range, &scratch, &output)
         case .bpe:
             // sentencepiece freezes user-defined symbols: they never merge with a neighbour.
             var start = range.lowerBound
@@ -311,9 +312,9 @@ public struct SentencePieceTokenizer: TextTokenizer {
         lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
     }
 
-    /// Pair merging by score over the characters of `text[range]`, one stretch at a time: a stretch
-    /// ends before a `▁` that follows a scalar no piece holds before a `▁`, since no merged piece
-    /// can then span the two.
+    /// Segmentation of `text[range]` one stretch at a time: a stretch ends before a `▁` that follows
+    /// a scalar no piece holds before a `▁`, since no piece can then span the two — neither a merged
+    /// pair nor a lattice edge, so pair merging and Viterbi give the same result stretch by stretch.
     private func merge(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
         var start = range.lowerBound
         var index = range.lowerBound
@@ -322,7 +323,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
             let length = min(Self.characterLength(text[index]), range.upperBound - index)
             if length == 3 && text[index] == 0xE2 && text[index + 1] == 0x96 && text[index + 2] == 0x81 {
                 if index > start && !scalarsBeforeSpace.contains(previous) {
-                    mergeStretch(text, start..<index, &scratch, &output)
+                    cachedStretch(text, start..<index, &scratch, &output)
                     start = index
                 }
                 previous = 0x2581
@@ -331,7 +332,24 @@ public struct SentencePieceTokenizer: TextTokenizer {
             }
             index += length
         }
-        if start < range.upperBound { mergeStretch(text, start..<range.upperBound, &scratch, &output) }
+        if start < range.upperBound { cachedStretch(text, start..<range.upperBound, &scratch, &output) }
+    }
+
+    /// Segments one stretch (pair merging or Viterbi), through the word cache for short stretches.
+    private func cachedStretch(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
+        let word = UnsafeBufferPointer(rebasing: text[range])
+        let cacheable = range.count <= WordCache.maximumLength
+        let hash = cacheable ? ByteStringIndex.hash(word) : 0
+        if cacheable && scratch.cache.lookup(word, hash: hash, into: &output) { return }
+        let first = output.count
+        switch algorithm {
+        case .bpe: mergeStretch(text, range, &scratch, &output)
+        case .unigram: viterbi(text, range, &output)
+        }
+        // A stretch whose ids start with the unknown id may fuse with one before it; not cached.
+        if cacheable && output.count > first && output[first] != unknownID {
+            scratch.cache.insert(word, hash: hash, result: output[first...])
+        }
     }
 
     @inline(__always) private static func scalar(_ text: UnsafeBufferPointer<UInt8>, _ index: Int, _ length: Int) -> UInt32 {
