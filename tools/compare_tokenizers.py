@@ -23,7 +23,8 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
                                strings (fixed seed) drawn from letters, marks, digits (ASCII and
                                others), every kind of white space, apostrophe contractions in both
                                cases, punctuation, CJK and emoji — the pieces each regex returns.
-  texts.json                   the test texts: English, code, digits, whitespace runs, tabs and
+  texts.json                   the test texts (then the first 120 random strings of pretokenize.json;
+                               llama-tokenize runs on the first 30 of those, null after): English, code, digits, whitespace runs, tabs and
                                newlines, accents, ligatures and full-width forms (NFKC), CJK, emoji,
                                special tokens, empty and space-only strings.
   trained-llama.gguf           the GGUF twin of fixtures/trained-llama/tokenizer.model (tools/train_fixture.py),
@@ -67,6 +68,8 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "fixtures" / "tokenizers"
 VOCAB_SIZE = 1500
+RANDOM_TEXTS = 120             # seeded random strings (the first of pretokenize.json's) added to the texts
+RANDOM_TEXTS_LLAMA_CPP = 30    # of those, how many llama-tokenize runs on (one process per text)
 SEED = 20261201
 
 LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -319,12 +322,13 @@ def main() -> None:
         sentencepiece_gguf(trained, OUT / "trained-llama.gguf", [])
     bpe_gguf(qwen2, OUT / "bpe-qwen2.gguf", "qwen2", None, "<|endoftext|>")
     strings = TEXTS + random_strings(400)
+    texts = TEXTS + strings[len(TEXTS):len(TEXTS) + RANDOM_TEXTS]
     pieces = {"strings": strings}
     for name, regex in [("gpt2", GPT2_REGEX), ("llama3", LLAMA3_REGEX), ("qwen2", QWEN2_REGEX)]:
         splitter = pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False)
         pieces[name] = [[piece for piece, _ in splitter.pre_tokenize_str(string)] for string in strings]
     (OUT / "pretokenize.json").write_text(json.dumps(pieces, ensure_ascii=False) + "\n", encoding="utf-8")
-    (OUT / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (OUT / "texts.json").write_text(json.dumps(texts, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     cases = []
     for model in [sp_unigram, sp_bpe, sp_bytes] + ([trained] if trained.exists() else []):
@@ -332,7 +336,7 @@ def main() -> None:
         relative = model.parent if model != trained else model
         cases.append({"path": str(relative.relative_to(REPO / "fixtures")), "reference": f"sentencepiece {spm.__version__}",
                       "parse_special": True, "bos": processor.bos_id(), "prefix": [processor.bos_id()],
-                      "ids": [processor.encode(t) for t in TEXTS]})
+                      "ids": [processor.encode(t) for t in texts]})
     import tokenizers
     hf_jsons = [llama3, qwen2, REPO / "fixtures" / "tiny-llama" / "tokenizer.json"]
     if trained.exists():
@@ -343,7 +347,7 @@ def main() -> None:
         special = tokenizer.encode("a", add_special_tokens=True).ids
         cases.append({"path": str(path.parent.relative_to(REPO / "fixtures")), "reference": f"tokenizers {tokenizers.__version__}",
                       "parse_special": True, "prefix": special[:len(special) - len(plain)],
-                      "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]})
+                      "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]})
     binary = find_llama_tokenize()
     ggufs = [OUT / f"{n}.gguf" for n in ["sp-unigram", "sp-bpe", "sp-unigram-bytes", "bpe-llama3", "bpe-qwen2"]]
     ggufs.append(REPO / "fixtures" / "tiny-llama.gguf")
@@ -360,7 +364,8 @@ def main() -> None:
             for parse_special in (False, True):
                 cases.append({"path": str(path.relative_to(REPO / "fixtures")), "reference": f"llama-tokenize, {version}",
                               "parse_special": parse_special, "prefix": with_bos[:len(with_bos) - len(plain)],
-                              "ids": [llama_tokenize(binary, path, t, parse_special) for t in TEXTS]})
+                              "ids": [llama_tokenize(binary, path, t, parse_special) if i < len(TEXTS) + RANDOM_TEXTS_LLAMA_CPP else None
+                                      for i, t in enumerate(texts)]})
     (OUT / "expected.json").write_text(json.dumps({"texts": "texts.json", "cases": cases}, indent=None) + "\n")
     total = 0
     for path in sorted(OUT.rglob("*")):
