@@ -8,7 +8,8 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
   sp-bpe/tokenizer.model       SentencePiece BPE, identity normalizer, spaces kept as written
                                (remove_extra_whitespaces false), byte fallback (<0x00>…<0xFF>).
   sp-unigram-bytes/tokenizer.model
-                               SentencePiece unigram, nfkc, byte fallback, user-defined <sep>.
+                               SentencePiece unigram, identity normalizer (no charsmap) with
+                               remove_extra_whitespaces, byte fallback, user-defined <sep>.
   bpe-llama3/tokenizer.json    byte-level BPE trained with the `tokenizers` package with Llama 3's
                                settings: Split(Llama 3 regex, Isolated) + ByteLevel(use_regex false),
                                ignore_merges, <|begin_of_text|>/<|end_of_text|> special, BOS template.
@@ -310,7 +311,7 @@ def main() -> None:
                                      byte_fallback=False, user_defined_symbols=["<sep>"])
     sp_bpe = train_sentencepiece("sp-bpe", text, model_type="bpe", normalization_rule_name="identity",
                                  remove_extra_whitespaces=False, byte_fallback=True)
-    sp_bytes = train_sentencepiece("sp-unigram-bytes", text, model_type="unigram", normalization_rule_name="nfkc",
+    sp_bytes = train_sentencepiece("sp-unigram-bytes", text, model_type="unigram", normalization_rule_name="identity",
                                    byte_fallback=True, user_defined_symbols=["<sep>"])
     llama3 = train_bpe("bpe-llama3", text, LLAMA3_REGEX, ["<|begin_of_text|>", "<|end_of_text|>"], None, "<|begin_of_text|>")
     qwen2 = train_bpe("bpe-qwen2", text, QWEN2_REGEX, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], normalizers.NFC(), None)
