@@ -9,7 +9,7 @@ struct QuantizeCommand: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize LLM checkpoints to FP8, INT8 and INT4, check their accuracy, and tell which GPUs they fit.",
         version: "0.1.0",
-        subcommands: [QuantizeRun.self, Inspect.self, Verify.self, FitCommand.self],
+        subcommands: [QuantizeRun.self, Inspect.self, Verify.self, Eval.self, FitCommand.self],
         defaultSubcommand: QuantizeRun.self
     )
 

@@ -1,0 +1,413 @@
+import CBLAS
+import Dispatch
+import Foundation
+import Formats
+import Quantize
+
+/// The input of one linear layer during a forward pass, handed to a ``LinearObserver`` before the
+/// matmul (in FP32, before any activation quantization the checkpoint declares).
+public struct LinearInput {
+    /// The decoder layer (nil for `lm_head`).
+    public var layer: Int?
+    /// The weight's role.
+    public var role: WeightRole
+    /// The Hugging Face module name (`model.layers.3.self_attn.q_proj`, `…mlp.experts.5.down_proj`).
+    public var module: String { role.moduleName }
+    /// Rows: the tokens that pass through this layer (for an expert, only those routed to it).
+    public var rows: Int
+    /// Columns: the input features.
+    public var columns: Int
+    /// `rows × columns` activations, row-major; valid only during the call.
+    public var values: UnsafeBufferPointer<Float>
+}
+
+/// Sees the input of every linear layer of a forward pass (calibration collects activations with it).
+public typealias LinearObserver = (LinearInput) -> Void
+
+/// A llama-family decoder (Llama 2/3, Mistral, Qwen2/3, Mixtral, Qwen2/3-MoE) evaluated on the CPU
+/// in FP32, layer by layer: a layer's weights are decoded when it runs and released after it, so
+/// memory holds one layer plus the activations of the tokens in flight.
+public final class Transformer: @unchecked Sendable {
+    /// The weights (and the configuration read with them).
+    public let weights: ModelWeights
+    /// Threads for element-wise work, attention, and OpenBLAS.
+    public let threads: Int
+    private var configuration: TransformerConfiguration { weights.configuration }
+    private let cosines: [Float]
+    private let sines: [Float]
+    private let maximumPositions: Int
+
+    /// Prepares the forward pass.
+    /// - Parameters:
+    ///   - weights: the checkpoint's weights.
+    ///   - threads: worker threads (OpenBLAS is set to the same number); default: all cores.
+    ///   - maximumPositions: the longest sequence that will be evaluated (RoPE tables are built up to it).
+    public init(weights: ModelWeights, threads: Int? = nil, maximumPositions: Int = 4096) throws {
+        self.weights = weights
+        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.maximumPositions = maximumPositions
+        let config = weights.configuration
+        var factors: [Float]? = nil
+        if weights.has(.ropeFrequencies) {
+            factors = try weights.require(.ropeFrequencies, shape: [config.headDimension / 2]).values
+        }
+        let frequencies = config.inverseFrequencies(frequencyFactors: factors)
+        let half = config.headDimension / 2
+        var cosines = [Float](repeating: 0, count: maximumPositions * half)
+        var sines = cosines
+        for p in 0..<maximumPositions {
+            for i in 0..<half {
+                // transformers forms the angle in FP32 (inv_freq · position), then takes cos/sin.
+                let angle = Float(frequencies[i]) * Float(p)
+                cosines[p * half + i] = cos(angle)
+                sines[p * half + i] = sin(angle)
+            }
+        }
+        self.cosines = cosines
+        self.sines = sines
+    }
+
+    /// The logits of `sequences` (each of the same length, attended independently) at `positions`.
+    /// - Returns: `sequences.count × positions.count × vocabularySize` floats, sequence-major.
+    public func logits(sequences: [[Int32]], positions: Range<Int>, observer: LinearObserver? = nil) throws -> [Float] {
+        let config = configuration
+        guard let length = sequences.first?.count, length > 0, sequences.allSatisfy({ $0.count == length }) else {
+            throw ModelError.invalidInput(reason: "the forward pass needs one or more token sequences of the same, non-zero length")
+        }
+        guard length <= maximumPositions else {
+            throw ModelError.invalidInput(reason: "sequences of \(length) tokens are longer than the \(maximumPositions) positions prepared; raise maximumPositions")
+        }
+        guard positions.lowerBound >= 0, positions.upperBound <= length, !positions.isEmpty else {
+            throw ModelError.invalidInput(reason: "output positions \(positions) are outside the sequence of \(length) tokens")
+        }
+        for (s, sequence) in sequences.enumerated() {
+            if let bad = sequence.firstIndex(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+                throw ModelError.invalidInput(reason: "token id \(sequence[bad]) at position \(bad) of sequence \(s) is outside the vocabulary of \(config.vocabularySize)")
+            }
+        }
+        let saved = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(saved) }
+
+        let tokens = sequences.count * length
+        let hidden = config.hiddenSize
+        var state = try embed(sequences.flatMap { $0 }, hidden: hidden)
+        for layer in 0..<config.layerCount {
+            try runLayer(layer, state: &state, sequences: sequences.count, length: length, observer: observer)
+        }
+        // Final norm on the output positions only, then the head.
+        let outputRows = sequences.count * positions.count
+        var selected = [Float](repeating: 0, count: outputRows * hidden)
+        let finalNorm = try weights.require(.outputNorm, shape: [hidden]).values
+        state.withUnsafeBufferPointer { src in
+            selected.withUnsafeMutableBufferPointer { dst in
+                for s in 0..<sequences.count {
+                    let from = src.baseAddress! + (s * length + positions.lowerBound) * hidden
+                    Kernels.rmsNorm(from, rows: positions.count, width: hidden, weight: finalNorm, epsilon: config.rmsNormEpsilon,
+                                    into: dst.baseAddress! + s * positions.count * hidden, threads: threads)
+                }
+            }
+        }
+        _ = tokens
+        return try head(selected, rows: outputRows, observer: observer)
+    }
+
+    // MARK: Embedding and head
+
+    private func embed(_ ids: [Int32], hidden: Int) throws -> [Float] {
+        let table = try weights.require(.embedding, shape: [configuration.vocabularySize, hidden])
+        var out = [Float](repeating: 0, count: ids.count * hidden)
+        table.values.withUnsafeBufferPointer { t in
+            out.withUnsafeMutableBufferPointer { o in
+                for (i, id) in ids.enumerated() {
+                    (o.baseAddress! + i * hidden).update(from: t.baseAddress! + Int(id) * hidden, count: hidden)
+                }
+            }
+        }
+        return out
+    }
+
+    private func head(_ x: [Float], rows: Int, observer: LinearObserver?) throws -> [Float] {
+        let config = configuration
+        let vocabulary = config.vocabularySize, hidden = config.hiddenSize
+        let role: WeightRole = weights.has(.output) ? .output : .embedding
+        let weight = try weights.require(role, shape: [vocabulary, hidden])
+        var out = [Float](repeating: 0, count: rows * vocabulary)
+        var input = x
+        try linear(&input, rows: rows, weight: weight, role: .output, layer: nil, into: &out, observer: observer)
+        return out
+    }
+
+    // MARK: One decoder layer
+
+    private func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?) throws {
+        let config = configuration
+        let hidden = config.hiddenSize, tokens = sequences * length
+        let heads = config.headCount, kvHeads = config.keyValueHeadCount, d = config.headDimension
+        let qWidth = heads * d, kvWidth = kvHeads * d
+
+        // Attention block.
+        var normed = [Float](repeating: 0, count: tokens * hidden)
+        let attentionNorm = try weights.require(.attentionNorm(layer), shape: [hidden]).values
+        state.withUnsafeBufferPointer { s in
+            normed.withUnsafeMutableBufferPointer { n in
+                Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: attentionNorm, epsilon: config.rmsNormEpsilon,
+                                into: n.baseAddress!, threads: threads)
+            }
+        }
+        var q = [Float](repeating: 0, count: tokens * qWidth)
+        var k = [Float](repeating: 0, count: tokens * kvWidth)
+        var v = [Float](repeating: 0, count: tokens * kvWidth)
+        do {
+            let wq = try weights.require(.query(layer), shape: [qWidth, hidden])
+            try linear(&normed, rows: tokens, weight: wq, role: .query(layer), layer: layer, into: &q, observer: observer,
+                       bias: try weights.decode(.queryBias(layer), shape: [qWidth])?.values)
+        }
+        do {
+            let wk = try weights.require(.key(layer), shape: [kvWidth, hidden])
+            try linear(&normed, rows: tokens, weight: wk, role: .key(layer), layer: layer, into: &k, observer: observer,
+                       bias: try weights.decode(.keyBias(layer), shape: [kvWidth])?.values)
+        }
+        do {
+            let wv = try weights.require(.value(layer), shape: [kvWidth, hidden])
+            try linear(&normed, rows: tokens, weight: wv, role: .value(layer), layer: layer, into: &v, observer: observer,
+                       bias: try weights.decode(.valueBias(layer), shape: [kvWidth])?.values)
+        }
+        if let qNorm = try weights.decode(.queryNorm(layer), shape: [d])?.values {
+            q.withUnsafeMutableBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: tokens * heads, width: d, weight: qNorm, epsilon: config.rmsNormEpsilon, into: $0.baseAddress!, threads: threads) }
+        }
+        if let kNorm = try weights.decode(.keyNorm(layer), shape: [d])?.values {
+            k.withUnsafeMutableBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: tokens * kvHeads, width: d, weight: kNorm, epsilon: config.rmsNormEpsilon, into: $0.baseAddress!, threads: threads) }
+        }
+        q.withUnsafeMutableBufferPointer {
+            Kernels.rope($0.baseAddress!, rows: tokens, stride: qWidth, heads: heads, dimension: d, positions: { $0 % length },
+                         cosines: cosines, sines: sines, threads: threads)
+        }
+        k.withUnsafeMutableBufferPointer {
+            Kernels.rope($0.baseAddress!, rows: tokens, stride: kvWidth, heads: kvHeads, dimension: d, positions: { $0 % length },
+                         cosines: cosines, sines: sines, threads: threads)
+        }
+        if weights.fp8KeyValueCache {
+            let ks = weights.scale(.keyCacheScale(layer)) ?? 1, vs = weights.scale(.valueCacheScale(layer)) ?? 1
+            k.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: 1, width: $0.count, fixedScale: ks, threads: threads) }
+            v.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: 1, width: $0.count, fixedScale: vs, threads: threads) }
+        }
+        var attended = [Float](repeating: 0, count: tokens * qWidth)
+        attention(q: q, k: k, v: v, into: &attended, sequences: sequences, length: length, window: config.slidingWindows[layer])
+        q = []; k = []; v = []
+        var projected = [Float](repeating: 0, count: tokens * hidden)
+        do {
+            let wo = try weights.require(.attentionOutput(layer), shape: [hidden, qWidth])
+            try linear(&attended, rows: tokens, weight: wo, role: .attentionOutput(layer), layer: layer, into: &projected, observer: observer)
+        }
+        attended = []
+        add(&state, projected)
+
+        // Feed-forward block.
+        let ffnNorm = try weights.require(.feedForwardNorm(layer), shape: [hidden]).values
+        state.withUnsafeBufferPointer { s in
+            normed.withUnsafeMutableBufferPointer { n in
+                Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: ffnNorm, epsilon: config.rmsNormEpsilon,
+                                into: n.baseAddress!, threads: threads)
+            }
+        }
+        if config.isMixtureOfExpertsLayer(layer) {
+            projected = try mixtureOfExperts(&normed, rows: tokens, layer: layer, observer: observer)
+        } else {
+            projected = try swiGLU(&normed, rows: tokens, gate: .gate(layer), up: .up(layer), down: .down(layer),
+                                   inner: config.intermediateSize, layer: layer, observer: observer)
+        }
+        add(&state, projected)
+    }
+
+    private func add(_ state: inout [Float], _ delta: [Float]) {
+        state.withUnsafeMutableBufferPointer { s in
+            delta.withUnsafeBufferPointer { d in
+                Kernels.parallelRows(s.count, threads: threads, minimumPerTask: 1 << 15) { range in
+                    for i in range { s[i] += d[i] }
+                }
+            }
+        }
+    }
+
+    /// Causal (optionally sliding-window) scaled dot-product attention, one sgemm pair per sequence
+    /// and head, heads spread across threads (OpenBLAS single-threaded inside).
+    private func attention(q: [Float], k: [Float], v: [Float], into out: inout [Float], sequences: Int, length: Int, window: Int?) {
+        let config = configuration
+        let heads = config.headCount, d = config.headDimension
+        let group = heads / config.keyValueHeadCount
+        let qStride = heads * d, kvStride = config.keyValueHeadCount * d
+        let scale = 1 / Float(d).squareRoot()
+        let jobs = sequences * heads
+        let saved = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(saved) }
+        q.withUnsafeBufferPointer { qb in
+            k.withUnsafeBufferPointer { kb in
+                v.withUnsafeBufferPointer { vb in
+                    out.withUnsafeMutableBufferPointer { ob in
+                        let qp = qb.baseAddress!, kp = kb.baseAddress!, vp = vb.baseAddress!, op = ob.baseAddress!
+                        Kernels.parallelRows(jobs, threads: threads) { range in
+                            var scores = [Float](repeating: 0, count: length * length)
+                            scores.withUnsafeMutableBufferPointer { sb in
+                                let sp = sb.baseAddress!
+                                for job in range {
+                                    let s = job / heads, h = job % heads, g = h / group
+                                    let qBase = qp + s * length * qStride + h * d
+                                    let kBase = kp + s * length * kvStride + g * d
+                                    let vBase = vp + s * length * kvStride + g * d
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(length), Int32(length), Int32(d), scale,
+                                                qBase, Int32(qStride), kBase, Int32(kvStride), 0, sp, Int32(length))
+                                    for i in 0..<length {
+                                        let row = sp + i * length
+                                        let first = window.map { max(0, i - $0 + 1) } ?? 0
+                                        var maximum = -Float.infinity
+                                        for j in first...i { maximum = max(maximum, row[j]) }
+                                        var sum: Float = 0
+                                        for j in 0..<first { row[j] = 0 }
+                                        for j in first...i {
+                                            let e = exp(row[j] - maximum)
+                                            row[j] = e
+                                            sum += e
+                                        }
+                                        let inverse = 1 / sum
+                                        for j in first...i { row[j] *= inverse }
+                                        for j in (i + 1)..<length { row[j] = 0 }
+                                    }
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(length), Int32(d), Int32(length), 1,
+                                                sp, Int32(length), vBase, Int32(kvStride), 0, op + s * length * qStride + h * d, Int32(qStride))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Feed-forward
+
+    private func swiGLU(_ x: inout [Float], rows: Int, gate: WeightRole, up: WeightRole, down: WeightRole, inner: Int,
+                        layer: Int, observer: LinearObserver?) throws -> [Float] {
+        let hidden = configuration.hiddenSize
+        var g = [Float](repeating: 0, count: rows * inner)
+        var u = [Float](repeating: 0, count: rows * inner)
+        do {
+            let w = try weights.require(gate, shape: [inner, hidden])
+            try linear(&x, rows: rows, weight: w, role: gate, layer: layer, into: &g, observer: observer)
+        }
+        do {
+            let w = try weights.require(up, shape: [inner, hidden])
+            try linear(&x, rows: rows, weight: w, role: up, layer: layer, into: &u, observer: observer)
+        }
+        g.withUnsafeMutableBufferPointer { gb in
+            u.withUnsafeBufferPointer { ub in Kernels.swiglu(gb.baseAddress!, ub.baseAddress!, count: gb.count, threads: threads) }
+        }
+        u = []
+        var out = [Float](repeating: 0, count: rows * hidden)
+        let w = try weights.require(down, shape: [hidden, inner])
+        try linear(&g, rows: rows, weight: w, role: down, layer: layer, into: &out, observer: observer)
+        return out
+    }
+
+    private func mixtureOfExperts(_ x: inout [Float], rows: Int, layer: Int, observer: LinearObserver?) throws -> [Float] {
+        let config = configuration
+        guard let moe = config.mixtureOfExperts else { return [] }
+        let hidden = config.hiddenSize, experts = moe.expertCount, topK = moe.expertsPerToken
+        // Router: softmax over experts in FP32, top-k, optionally renormalised (transformers' order).
+        var routerLogits = [Float](repeating: 0, count: rows * experts)
+        let router = try weights.require(.router(layer), shape: [experts, hidden])
+        try linear(&x, rows: rows, weight: router, role: .router(layer), layer: layer, into: &routerLogits, observer: observer,
+                   quantizeInput: false)
+        var assigned = [[(row: Int, weight: Float)]](repeating: [], count: experts)
+        for r in 0..<rows {
+            let logits = routerLogits[(r * experts)..<((r + 1) * experts)]
+            let maximum = logits.max() ?? 0
+            var probabilities = logits.map { exp($0 - maximum) }
+            let sum = probabilities.reduce(0, +)
+            probabilities = probabilities.map { $0 / sum }
+            // Stable order on ties: the lower expert index first, as torch.topk returns on CPU.
+            let chosen = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] || (probabilities[$0] == probabilities[$1] && $0 < $1) }.prefix(topK)
+            let total = chosen.reduce(Float(0)) { $0 + probabilities[$1] }
+            for e in chosen { assigned[e].append((r, moe.normalizesTopK ? probabilities[e] / total : probabilities[e])) }
+        }
+        var out = [Float](repeating: 0, count: rows * hidden)
+        for e in 0..<experts where !assigned[e].isEmpty {
+            let routed = assigned[e]
+            var gathered = [Float](repeating: 0, count: routed.count * hidden)
+            x.withUnsafeBufferPointer { xb in
+                gathered.withUnsafeMutableBufferPointer { gb in
+                    for (i, entry) in routed.enumerated() {
+                        (gb.baseAddress! + i * hidden).update(from: xb.baseAddress! + entry.row * hidden, count: hidden)
+                    }
+                }
+            }
+            let y = try swiGLU(&gathered, rows: routed.count, gate: .expertGate(layer, e), up: .expertUp(layer, e),
+                               down: .expertDown(layer, e), inner: moe.expertIntermediateSize, layer: layer, observer: observer)
+            for (i, entry) in routed.enumerated() {
+                for c in 0..<hidden { out[entry.row * hidden + c] += entry.weight * y[i * hidden + c] }
+            }
+        }
+        if let shared = moe.sharedExpertIntermediateSize, weights.has(.sharedGate(layer)) {
+            let y = try swiGLU(&x, rows: rows, gate: .sharedGate(layer), up: .sharedUp(layer), down: .sharedDown(layer),
+                               inner: shared, layer: layer, observer: observer)
+            var gateLogit = [Float](repeating: 0, count: rows)
+            if weights.has(.sharedExpertGate(layer)) {
+                let w = try weights.require(.sharedExpertGate(layer), shape: [1, hidden])
+                try linear(&x, rows: rows, weight: w, role: .sharedExpertGate(layer), layer: layer, into: &gateLogit, observer: observer,
+                           quantizeInput: false)
+            } else {
+                gateLogit = [Float](repeating: .infinity, count: rows)
+            }
+            for r in 0..<rows {
+                let g = 1 / (1 + exp(-gateLogit[r]))
+                for c in 0..<hidden { out[r * hidden + c] += g * y[r * hidden + c] }
+            }
+        }
+        return out
+    }
+
+    // MARK: Linear layers
+
+    /// y = x · Wᵀ (+ bias). The observer sees x first; x is then rounded as the checkpoint declares
+    /// for quantized weights (``ModelWeights/activationQuantization``), which is why it is `inout`.
+    private func linear(_ x: inout [Float], rows: Int, weight: DecodedTensor, role: WeightRole, layer: Int?,
+                        into y: inout [Float], observer: LinearObserver?, bias: [Float]? = nil, quantizeInput: Bool = true) throws {
+        let columns = weight.columns, outputs = weight.rows
+        if let observer {
+            x.withUnsafeBufferPointer { observer(LinearInput(layer: layer, role: role, rows: rows, columns: columns, values: $0)) }
+        }
+        var input = x
+        if quantizeInput, let mode = weights.activationQuantization, weights.isQuantized(role) {
+            input.withUnsafeMutableBufferPointer { b in
+                let p = b.baseAddress!
+                switch mode {
+                case .dynamicPerToken(let isFloat):
+                    Kernels.fakeQuantize(p, rows: rows, width: columns, isFloat: isFloat, threads: threads)
+                case .dynamicPerTokenGroup(let g):
+                    Kernels.fakeQuantize(p, rows: rows, width: columns, groupSize: g, threads: threads)
+                case .dynamicPerTensor:
+                    var amax: Float = 0
+                    for i in 0..<(rows * columns) { amax = max(amax, abs(p[i])) }
+                    Kernels.fakeQuantize(p, rows: 1, width: rows * columns, fixedScale: max(amax / 448, 1 / (448 * 512)), threads: threads)
+                case .staticPerTensor:
+                    if let s = weights.inputScale(role) {
+                        Kernels.fakeQuantize(p, rows: 1, width: rows * columns, fixedScale: s, threads: threads)
+                    }
+                }
+            }
+        }
+        input.withUnsafeBufferPointer { xb in
+            weight.values.withUnsafeBufferPointer { wb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    Kernels.matmulTransposed(xb.baseAddress!, rows: rows, inner: columns, wb.baseAddress!, outputs: outputs, into: yb.baseAddress!)
+                }
+            }
+        }
+        if let bias {
+            y.withUnsafeMutableBufferPointer { yb in
+                for r in 0..<rows { for c in 0..<outputs { yb[r * outputs + c] += bias[c] } }
+            }
+        }
+    }
+}
