@@ -29,6 +29,8 @@ public struct ComparisonResult: Sendable, Codable {
     public var activationQuantization: String?
     /// Whether K and V were rounded to FP8 as the config declares.
     public var fp8KeyValueCache: Bool
+    /// Set when this checkpoint's own tokenizer would tokenize the text differently from the original's.
+    public var tokenizationNote: String? = nil
 
     /// KL divergence mean, its uncertainty and percentiles.
     public struct Distribution: Sendable, Codable {

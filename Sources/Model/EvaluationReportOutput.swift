@@ -28,6 +28,7 @@ extension EvaluationReport {
                 JSONMember("sameTopTokenUncertainty", number(r.sameTopTokenUncertainty)),
                 JSONMember("activationQuantization", r.activationQuantization.map { .string($0) } ?? .null),
                 JSONMember("fp8KVCache", .bool(r.fp8KeyValueCache)),
+                JSONMember("tokenizationNote", r.tokenizationNote.map { .string($0) } ?? .null),
             ])
         }
         return .object([

@@ -96,15 +96,35 @@ extension QuantizeCommand {
 
             // Tokens: the logits file's, the JSON list, or the text through the checkpoint's tokenizer.
             var ids: [Int32]
+            var bos = reference.weights.configuration.bosTokenID
+            var tokenNotes = [String?](repeating: nil, count: quantized.count)
             if let base {
                 ids = base.reader.tokens
             } else if let tokens {
                 ids = try Eval.readTokens(tokens)
             } else {
-                throw ValidationError("--text needs the Swift tokenizers, which this build does not have yet; pass --tokens FILE.json (a JSON array of ids)")
+                // The text through the original's own tokenizer, BOS first where it adds one (as
+                // llama-perplexity tokenizes); each quantized twin's tokenizer is checked against it.
+                let text = try Eval.readText(self.text!)
+                let referenceCheckpoint = original?.model.weights.checkpoint ?? quantized[0].model.weights.checkpoint
+                let tokenizer = try TokenizerLoader.load(checkpoint: referenceCheckpoint)
+                ids = try Eval.tokenize(text, with: tokenizer)
+                bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+                if !quiet && !json { Format.note("tokenized \(self.text!) with \(tokenizer.summary): \(ids.count) tokens") }
+                for (index, q) in quantized.enumerated() where original != nil {
+                    do {
+                        let own = try Eval.tokenize(text, with: TokenizerLoader.load(checkpoint: q.model.weights.checkpoint))
+                        if own != ids {
+                            let first = (0..<min(own.count, ids.count)).first(where: { own[$0] != ids[$0] }) ?? min(own.count, ids.count)
+                            tokenNotes[index] = "its own tokenizer gives \(own.count) tokens (original: \(ids.count)), first difference at token \(first); evaluated on the original's tokens"
+                        }
+                    } catch {
+                        tokenNotes[index] = "its tokenizer could not be loaded (\(error)); evaluated on the original's tokens"
+                    }
+                }
             }
             let evaluation = try PerplexityEvaluation(
-                tokens: ids, context: contextLength, chunks: chunks, bosTokenID: reference.weights.configuration.bosTokenID,
+                tokens: ids, context: contextLength, chunks: chunks, bosTokenID: bos,
                 chunksPerBatch: chunksPerBatch ?? PerplexityEvaluation.chunksPerBatch(configuration: reference.weights.configuration, context: contextLength))
             if let dumpLogits {
                 try Eval.dump(reference, evaluation: evaluation, to: dumpLogits)
@@ -117,13 +137,17 @@ extension QuantizeCommand {
                     if q.model.weights.fp8KeyValueCache { Format.note("\(q.path): K and V rounded to FP8 E4M3 as kv_cache_scheme declares") }
                 }
             }
-            let result = try evaluation.run(original: original, base: base, quantized: quantized, saveLogits: saveLogits) { done, total, seconds in
+            if !quiet && !json {
+                for (q, note) in zip(quantized, tokenNotes) { if let note { Format.note("warning: \(q.path): \(note)") } }
+            }
+            var result = try evaluation.run(original: original, base: base, quantized: quantized, saveLogits: saveLogits) { done, total, seconds in
                 guard showProgress else { return }
                 let eta = seconds / Double(done) * Double(total - done)
                 let rate = Double(done * contextLength * (quantized.count + (original == nil ? 0 : 1))) / max(seconds, 1e-3)
                 FileHandle.standardError.write(Data(String(format: "\r[chunk %d/%d] %3.0f%%  %.0f tokens/s  ETA %@   ", done, total,
                                                            100 * Double(done) / Double(total), rate, Format.duration(eta)).utf8))
             }
+            for (index, note) in tokenNotes.enumerated() { result.results[index].tokenizationNote = note }
             if showProgress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
             if let page = self.report {
                 let file = try OutputFile(path: page, overwrite: true)
@@ -144,6 +168,20 @@ extension QuantizeCommand {
                 if !json { Format.note(String(format: "mean KLD %.6f of %@ is above --max-kld %g", worst.kld.mean, worst.path, maxKld)) }
                 throw ExitCode(1)
             }
+        }
+
+        /// The text of `path` (UTF-8).
+        static func readText(_ path: String) throws -> String {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the text file") }
+            guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("\(path): the text is not valid UTF-8") }
+            return text
+        }
+
+        /// The ids llama-perplexity evaluates: BOS (when the tokenizer adds one) followed by the text's ids.
+        static func tokenize(_ text: String, with tokenizer: any TextTokenizer) throws -> [Int32] {
+            let ids = try tokenizer.encode(text)
+            if tokenizer.addsBOS, let bos = tokenizer.bosTokenID { return [bos] + ids }
+            return ids
         }
 
         /// A JSON array of token ids.
