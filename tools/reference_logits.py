@@ -166,6 +166,55 @@ def write_gguf_twin(directory, path):
     w.close()
 
 
+def protocol_statistics(base_logits, q_logits, tokens, context):
+    """llama-perplexity's statistics (calibration.md §1) in float64 numpy from two models' logits."""
+    def log_softmax(x):
+        x = x.astype(np.float64)
+        m = x.max(axis=-1, keepdims=True)
+        return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+    first = context // 2
+    nll_b, nll_q, kld, dp, same = [], [], [], [], []
+    for c in range(base_logits.shape[0]):
+        lb, lq = log_softmax(base_logits[c]), log_softmax(q_logits[c])
+        for j in range(first, context - 1):
+            t = tokens[c * context + j + 1]
+            nll_b.append(-lb[j, t]); nll_q.append(-lq[j, t])
+            kld.append(float(np.sum(np.exp(lb[j]) * (lb[j] - lq[j]))))
+            dp.append(float(np.exp(lq[j, t]) - np.exp(lb[j, t])))
+            same.append(int(np.argmax(lb[j]) == np.argmax(lq[j])))
+    kld = np.array(kld)
+    return {"originalPerplexity": float(np.exp(np.mean(nll_b))), "perplexity": float(np.exp(np.mean(nll_q))),
+            "kldMean": float(kld.mean()), "kldMax": float(kld.max()), "kldP99": float(np.percentile(kld, 99)),
+            "kldP90": float(np.percentile(kld, 90)), "kldMedian": float(np.median(kld)),
+            "deltaPMean": float(np.mean(dp)), "deltaPRMS": float(np.sqrt(np.mean(np.square(dp)))),
+            "sameTopToken": float(np.mean(same)), "count": len(kld)}
+
+
+def write_eval_expected(out_root):
+    """Expected `quantize eval` statistics of llama-perturbed (llama's weights with 5 % relative
+    Gaussian noise, a stand-in for a coarse quantization) against llama on 2 chunks of 32 tokens,
+    from transformers' logits (what ModelTests' evaluation test checks)."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(out_root, "llama"), dtype=torch.float32)
+    g = torch.Generator().manual_seed(SEED + 200)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.mul_(1 + 0.05 * torch.randn(p.shape, generator=g))
+    perturbed = os.path.join(out_root, "llama-perturbed")
+    if os.path.exists(perturbed):
+        shutil.rmtree(perturbed)
+    model.to(torch.bfloat16).save_pretrained(perturbed)
+    if os.path.exists(os.path.join(perturbed, "generation_config.json")):
+        os.remove(os.path.join(perturbed, "generation_config.json"))
+    tokens = make_tokens(SEED + 100)
+    base_logits = transformers_logits(os.path.join(out_root, "llama"), tokens)
+    q_logits = transformers_logits(perturbed, tokens)
+    stats = protocol_statistics(base_logits, q_logits, tokens, CONTEXT)
+    stats.update({"generator": "tools/reference_logits.py write_eval_expected (transformers logits, numpy float64)",
+                  "original": "llama", "quantized": "llama-perturbed", "context": CONTEXT, "bos": BOS, "tokens": tokens})
+    with open(os.path.join(out_root, "eval-expected.json"), "w") as f:
+        json.dump(stats, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quantize", default=os.path.join(ROOT, ".build", "debug", "quantize"))
@@ -217,6 +266,8 @@ def main():
                             "logits": [[float(x) for x in ref[0, p]] for p in positions]}
                 with open(os.path.join(directory, "expected-logits.json"), "w") as f:
                     json.dump(expected, f, indent=1)
+        if args.write_fixtures and not args.only:
+            write_eval_expected(out_root)
         for spec in args.extra:
             hf, _, gguf_path = spec.partition("=")
             cfg = json.load(open(os.path.join(hf, "config.json")))
