@@ -114,56 +114,107 @@ def relative_error(ours, ref):
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
 
 
+GGUF_ARCH = {"llama": "llama", "mixtral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe"}
+
+
 def write_gguf_twin(directory, path):
-    """The llama model as convert_hf_to_gguf.py writes it (F32; Q/K rows permuted, llama.cpp names)."""
+    """The model as llama.cpp's convert_hf_to_gguf.py writes it (F32): llama.cpp names, Q/K rows
+    permuted for `llama` (incl. Mixtral), experts stacked into 3-D tensors, Llama 3 RoPE scaling as
+    rope_freqs.weight. Returns False for a family llama.cpp has no GGUF form of here (mistral's
+    sliding window is not represented by the llama architecture)."""
     import gguf
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
     cfg = json.load(open(os.path.join(directory, "config.json")))
+    model_type = cfg["model_type"]
+    if model_type not in GGUF_ARCH:
+        return False
+    arch = GGUF_ARCH[model_type]
     tensors = {}
     for name in sorted(os.listdir(directory)):
         if name.endswith(".safetensors"):
-            from safetensors import safe_open
             with safe_open(os.path.join(directory, name), "pt") as f:
                 for k in f.keys():
                     tensors[k] = f.get_tensor(k).float().numpy()
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    rope = cfg.get("rope_parameters") or {}
 
     def permute(w, h):
         return w.reshape(h, 2, w.shape[0] // h // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
-    w = gguf.GGUFWriter(path, "llama")
+    w = gguf.GGUFWriter(path, arch)
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
     w.add_feed_forward_length(cfg["intermediate_size"])
     w.add_head_count(heads)
     w.add_head_count_kv(kv)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_freq_base(cfg.get("rope_parameters", {}).get("rope_theta", cfg.get("rope_theta", 10000.0)))
-    w.add_rope_dimension_count(cfg["hidden_size"] // heads)
+    w.add_rope_freq_base(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+    w.add_rope_dimension_count(head_dim)
     w.add_vocab_size(cfg["vocab_size"])
     w.add_bos_token_id(cfg["bos_token_id"])
     w.add_file_type(0)
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts")
+    if experts:
+        w.add_expert_count(experts)
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        if cfg.get("moe_intermediate_size"):
+            w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+        if cfg.get("shared_expert_intermediate_size"):
+            w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
+    if rope.get("rope_type") == "llama3":
+        import math
+        base, dim = rope["rope_theta"], head_dim
+        factor, low, high, old = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"], rope["original_max_position_embeddings"]
+        freqs = 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+        factors = []
+        for f in freqs:
+            wavelen = 2 * math.pi / f
+            if wavelen < old / high:
+                factors.append(1)
+            elif wavelen > old / low:
+                factors.append(factor)
+            else:
+                smooth = (old / wavelen - low) / (high - low)
+                factors.append(1 / ((1 - smooth) / factor + smooth))
+        w.add_tensor("rope_freqs.weight", np.array(factors, dtype=np.float32))
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
     per_layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
                  "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-                 "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+                 "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+                 "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+                 "mlp.gate": "ffn_gate_inp", "block_sparse_moe.gate": "ffn_gate_inp",
+                 "mlp.shared_expert.gate_proj": "ffn_gate_shexp", "mlp.shared_expert.up_proj": "ffn_up_shexp",
+                 "mlp.shared_expert.down_proj": "ffn_down_shexp", "mlp.shared_expert_gate": "ffn_gate_inp_shexp"}
+    expert_names = {"gate_proj": "ffn_gate_exps", "w1": "ffn_gate_exps", "up_proj": "ffn_up_exps", "w3": "ffn_up_exps",
+                    "down_proj": "ffn_down_exps", "w2": "ffn_down_exps"}
+    stacked = {}
     for k, v in tensors.items():
         if k in names:
-            gname = names[k]
-        else:
-            parts = k.split(".")
-            layer, module = parts[2], ".".join(parts[3:-1])
-            gname = f"blk.{layer}.{per_layer[module]}.{parts[-1]}"
-            if module == "self_attn.q_proj":
-                v = permute(v, heads)
-            elif module == "self_attn.k_proj":
-                v = permute(v, kv)
-        w.add_tensor(gname, np.ascontiguousarray(v, dtype=np.float32))
+            w.add_tensor(names[k], np.ascontiguousarray(v, dtype=np.float32))
+            continue
+        parts = k.split(".")
+        layer = parts[2]
+        if ".experts." in k:
+            i = parts.index("experts")
+            stacked.setdefault(f"blk.{layer}.{expert_names[parts[i + 2]]}.weight", {})[int(parts[i + 1])] = v
+            continue
+        module = ".".join(parts[3:-1])
+        if arch == "llama" and module == "self_attn.q_proj":
+            v = permute(v, heads)
+        elif arch == "llama" and module == "self_attn.k_proj":
+            v = permute(v, kv)
+        w.add_tensor(f"blk.{layer}.{per_layer[module]}.{parts[-1]}", np.ascontiguousarray(v, dtype=np.float32))
+    for gname, by_expert in stacked.items():
+        w.add_tensor(gname, np.ascontiguousarray(np.stack([by_expert[e] for e in sorted(by_expert)]), dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return True
 
 
 def protocol_statistics(base_logits, q_logits, tokens, context):
@@ -251,14 +302,13 @@ def main():
             ok = err <= args.tolerance
             failures += not ok
             rows.append((name, "safetensors BF16", err, ok))
-            if name == "llama":
-                gguf_path = os.path.join(directory if args.write_fixtures else work, "..", "llama.gguf") if args.write_fixtures else os.path.join(work, "llama.gguf")
-                gguf_path = os.path.normpath(gguf_path)
-                write_gguf_twin(directory, gguf_path)
+            # GGUF twin of every family llama.cpp converts (committed only for llama).
+            gguf_path = os.path.join(out_root, "llama.gguf") if (args.write_fixtures and name == "llama") else os.path.join(work, name + ".gguf")
+            if write_gguf_twin(directory, gguf_path):
                 g = our_logits(args.quantize, gguf_path, tokens)
                 gerr = relative_error(g, ref)
                 failures += gerr > args.tolerance
-                rows.append((name, "GGUF F32 (permuted Q/K)", gerr, gerr <= args.tolerance))
+                rows.append((name, "GGUF F32" + (" (permuted Q/K)" if GGUF_ARCH.get(config.model_type) == "llama" else ""), gerr, gerr <= args.tolerance))
             if args.write_fixtures:
                 positions = [0, CONTEXT // 2, CONTEXT - 1]
                 expected = {"generator": "tools/reference_logits.py (transformers %s, torch %s, FP32)" % (transformers.__version__, torch.__version__),

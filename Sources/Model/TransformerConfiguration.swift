@@ -223,7 +223,9 @@ public struct TransformerConfiguration: Sendable, Equatable {
                 // llama.cpp's converters write expert_weights_norm only when it differs from the family default.
                 normalizesTopK: gguf["\(arch).expert_weights_norm"]?.bool ?? (family == "mixtral" || family == "qwen3_moe"),
                 expertIntermediateSize: int("expert_feed_forward_length") ?? intermediateSize,
-                sharedExpertIntermediateSize: shared, denseLayers: [])
+                sharedExpertIntermediateSize: shared,
+                // A layer without a router tensor is dense (Qwen's mlp_only_layers survive conversion this way).
+                denseLayers: Set((0..<layerCount).filter { layer in !checkpoint.tensors.contains { $0.name == "blk.\(layer).ffn_gate_inp.weight" } }))
         } else {
             mixtureOfExperts = nil
         }
