@@ -273,6 +273,7 @@ public final class ModelWeights: @unchecked Sendable {
                     try dequantizeGGML(type, bytes: bytes, elementCount: count, into: out, tensorName: record.name)
                 }
             }
+            release(record)
             if permutesQueryKey {
                 switch role {
                 case .query: values = ModelWeights.unpermute(values, rows: rows, columns: columns, heads: configuration.headCount)
@@ -292,14 +293,17 @@ public final class ModelWeights: @unchecked Sendable {
                 throw ModelError.shapeMismatch(path: path, tensor: record.name, shape: record.shape, expected: expected)
             }
             try values.withUnsafeMutableBufferPointer { try ElementConversion.toFloat32(checkpoint.data(for: record), from: dtype, into: $0) }
+            release(record)
             return DecodedTensor(rows: rows, columns: columns, values: values)
         }
         var parts: [QuantizedTensor.Part] = []
         let codeSuffix = record.name.hasSuffix("weight_packed") ? "weight_packed" : "weight"
         parts.append(QuantizedTensor.Part(suffix: codeSuffix, type: record.type, shape: record.shape, data: Array(checkpoint.data(for: record))))
+        release(record)
         for suffix in ["weight_scale", "weight_scale_inv", "weight_zero_point", "weight_shape"] {
             if let r = byName[prefix + suffix] {
                 parts.append(QuantizedTensor.Part(suffix: suffix, type: r.type, shape: r.shape, data: Array(checkpoint.data(for: r))))
+                release(r)
             }
         }
         if let shape = parts.first(where: { $0.suffix == "weight_shape" }), shape.data.count >= 16 {
@@ -311,6 +315,47 @@ public final class ModelWeights: @unchecked Sendable {
         values = try dequantized(QuantizedTensor(rows: rows, columns: columns, parts: parts), tensorName: record.name,
                                  groupSize: groupSize, blockSize: blockSize)
         return DecodedTensor(rows: rows, columns: columns, values: values)
+    }
+
+    /// Drops the mapped pages of `record` from this process (they stay in the page cache), so
+    /// reading a checkpoint larger than RAM keeps resident memory at one layer.
+    func release(_ record: TensorRecord) {
+        checkpoint.mappedFile(record.fileIndex).advise(record.fileOffset..<(record.fileOffset + record.byteCount), willNeed: false)
+    }
+
+    /// Decodes only rows `rows` of a `[totalRows, columns]` matrix (the embedding lookup) when the
+    /// stored layout allows row access (GGUF of any type, safetensors F32/F16/BF16); nil otherwise.
+    public func decodeRows(_ role: WeightRole, rows: [Int], totalRows: Int, columns: Int) throws -> [Float]? {
+        guard let record = record(role), record.elementCount == totalRows * columns, record.shape.last == columns,
+              record.byteCount % totalRows == 0 else { return nil }
+        let rowBytes = record.byteCount / totalRows
+        let all = checkpoint.data(for: record)
+        var out = [Float](repeating: 0, count: rows.count * columns)
+        switch record.type {
+        case .ggml(let type):
+            try out.withUnsafeMutableBufferPointer { o in
+                for (i, r) in rows.enumerated() {
+                    let bytes = UnsafeRawBufferPointer(rebasing: all[(r * rowBytes)..<((r + 1) * rowBytes)])
+                    let dst = UnsafeMutableBufferPointer(rebasing: o[(i * columns)..<((i + 1) * columns)])
+                    if type == .f32 || type == .f16 || type == .bf16 {
+                        try ElementConversion.toFloat32(bytes, from: type == .f32 ? .f32 : (type == .f16 ? .f16 : .bf16), into: dst)
+                    } else {
+                        try dequantizeGGML(type, bytes: bytes, elementCount: columns, into: dst, tensorName: record.name)
+                    }
+                }
+            }
+        case .dtype(let dtype) where dtype == .f32 || dtype == .f16 || dtype == .bf16:
+            try out.withUnsafeMutableBufferPointer { o in
+                for (i, r) in rows.enumerated() {
+                    try ElementConversion.toFloat32(UnsafeRawBufferPointer(rebasing: all[(r * rowBytes)..<((r + 1) * rowBytes)]), from: dtype,
+                                                    into: UnsafeMutableBufferPointer(rebasing: o[(i * columns)..<((i + 1) * columns)]))
+                }
+            }
+        default:
+            return nil
+        }
+        release(record)
+        return out
     }
 
     /// Decodes a tensor the architecture cannot do without.

@@ -92,8 +92,15 @@ public final class Transformer: @unchecked Sendable {
         let tokens = sequences.count * length
         let hidden = config.hiddenSize
         var state = try embed(sequences.flatMap { $0 }, hidden: hidden)
+        // Layer l+1 is decoded on another thread while layer l runs; each tensor is released as
+        // soon as it has been used, so at most two layers' weights are held.
+        var pending = prefetch(0)
         for layer in 0..<config.layerCount {
-            try runLayer(layer, state: &state, sequences: sequences.count, length: length, observer: observer)
+            pending.group.wait()
+            let cache = pending.cache
+            if let error = cache.error { throw error }
+            if layer + 1 < config.layerCount { pending = prefetch(layer + 1) }
+            try runLayer(layer, state: &state, sequences: sequences.count, length: length, observer: observer, cache: cache)
         }
         // Final norm on the output positions only, then the head.
         let outputRows = sequences.count * positions.count
@@ -112,15 +119,91 @@ public final class Transformer: @unchecked Sendable {
         return try head(selected, rows: outputRows, observer: observer)
     }
 
+    // MARK: Layer weights
+
+    /// The decoded tensors of one layer, filled by a background thread and emptied as they are used.
+    final class LayerCache: @unchecked Sendable {
+        private let lock = NSLock()
+        private var tensors: [WeightRole: DecodedTensor] = [:]
+        var error: Error?
+
+        func put(_ role: WeightRole, _ tensor: DecodedTensor) { lock.lock(); tensors[role] = tensor; lock.unlock() }
+        func take(_ role: WeightRole) -> DecodedTensor? {
+            lock.lock(); defer { lock.unlock() }
+            return tensors.removeValue(forKey: role)
+        }
+    }
+
+    /// Every tensor of layer `layer` with its shape, in the order the layer uses them.
+    func roles(of layer: Int) -> [(WeightRole, [Int])] {
+        let c = configuration
+        let hidden = c.hiddenSize, d = c.headDimension, q = c.headCount * d, kv = c.keyValueHeadCount * d
+        var roles: [(WeightRole, [Int])] = [
+            (.attentionNorm(layer), [hidden]), (.query(layer), [q, hidden]), (.queryBias(layer), [q]),
+            (.key(layer), [kv, hidden]), (.keyBias(layer), [kv]), (.value(layer), [kv, hidden]), (.valueBias(layer), [kv]),
+            (.queryNorm(layer), [d]), (.keyNorm(layer), [d]), (.attentionOutput(layer), [hidden, q]), (.feedForwardNorm(layer), [hidden]),
+        ]
+        if c.isMixtureOfExpertsLayer(layer), let moe = c.mixtureOfExperts {
+            let inner = moe.expertIntermediateSize
+            roles.append((.router(layer), [moe.expertCount, hidden]))
+            for e in 0..<moe.expertCount {
+                roles += [(.expertGate(layer, e), [inner, hidden]), (.expertUp(layer, e), [inner, hidden]), (.expertDown(layer, e), [hidden, inner])]
+            }
+            if let shared = moe.sharedExpertIntermediateSize {
+                roles += [(.sharedGate(layer), [shared, hidden]), (.sharedUp(layer), [shared, hidden]), (.sharedDown(layer), [hidden, shared]),
+                          (.sharedExpertGate(layer), [1, hidden])]
+            }
+        } else {
+            let inner = c.intermediateSize
+            roles += [(.gate(layer), [inner, hidden]), (.up(layer), [inner, hidden]), (.down(layer), [hidden, inner])]
+        }
+        return roles
+    }
+
+    private func prefetch(_ layer: Int) -> (group: DispatchGroup, cache: LayerCache) {
+        let group = DispatchGroup(), cache = LayerCache()
+        guard layer < configuration.layerCount else { return (group, cache) }
+        let roles = self.roles(of: layer), weights = self.weights
+        DispatchQueue.global().async(group: group) {
+            do {
+                for (role, shape) in roles { if let t = try weights.decode(role, shape: shape) { cache.put(role, t) } }
+            } catch {
+                cache.error = error
+            }
+        }
+        return (group, cache)
+    }
+
+    private func fetch(_ cache: LayerCache, _ role: WeightRole, shape: [Int]) throws -> DecodedTensor? {
+        if let t = cache.take(role) { return t }
+        return try weights.decode(role, shape: shape)
+    }
+
+    private func fetchRequired(_ cache: LayerCache, _ role: WeightRole, shape: [Int]) throws -> DecodedTensor {
+        if let t = cache.take(role) { return t }
+        return try weights.require(role, shape: shape)
+    }
+
     // MARK: Embedding and head
 
     private func embed(_ ids: [Int32], hidden: Int) throws -> [Float] {
-        let table = try weights.require(.embedding, shape: [configuration.vocabularySize, hidden])
+        let vocabulary = configuration.vocabularySize
+        // Only the distinct rows the tokens use are decoded.
+        let distinct = Array(Set(ids.map { Int($0) })).sorted()
+        var slot = [Int](repeating: -1, count: vocabulary)
+        for (i, r) in distinct.enumerated() { slot[r] = i }
+        let rows: [Float]
+        if let decoded = try weights.decodeRows(.embedding, rows: distinct, totalRows: vocabulary, columns: hidden) {
+            rows = decoded
+        } else {
+            let table = try weights.require(.embedding, shape: [vocabulary, hidden]).values
+            rows = distinct.flatMap { table[($0 * hidden)..<(($0 + 1) * hidden)] }
+        }
         var out = [Float](repeating: 0, count: ids.count * hidden)
-        table.values.withUnsafeBufferPointer { t in
+        rows.withUnsafeBufferPointer { t in
             out.withUnsafeMutableBufferPointer { o in
                 for (i, id) in ids.enumerated() {
-                    (o.baseAddress! + i * hidden).update(from: t.baseAddress! + Int(id) * hidden, count: hidden)
+                    (o.baseAddress! + i * hidden).update(from: t.baseAddress! + slot[Int(id)] * hidden, count: hidden)
                 }
             }
         }
@@ -140,7 +223,7 @@ public final class Transformer: @unchecked Sendable {
 
     // MARK: One decoder layer
 
-    private func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?) throws {
+    private func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?, cache: LayerCache) throws {
         let config = configuration
         let hidden = config.hiddenSize, tokens = sequences * length
         let heads = config.headCount, kvHeads = config.keyValueHeadCount, d = config.headDimension
@@ -148,7 +231,7 @@ public final class Transformer: @unchecked Sendable {
 
         // Attention block.
         var normed = [Float](repeating: 0, count: tokens * hidden)
-        let attentionNorm = try weights.require(.attentionNorm(layer), shape: [hidden]).values
+        let attentionNorm = try fetchRequired(cache, .attentionNorm(layer), shape: [hidden]).values
         state.withUnsafeBufferPointer { s in
             normed.withUnsafeMutableBufferPointer { n in
                 Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: attentionNorm, epsilon: config.rmsNormEpsilon,
@@ -159,24 +242,24 @@ public final class Transformer: @unchecked Sendable {
         var k = [Float](repeating: 0, count: tokens * kvWidth)
         var v = [Float](repeating: 0, count: tokens * kvWidth)
         do {
-            let wq = try weights.require(.query(layer), shape: [qWidth, hidden])
+            let wq = try fetchRequired(cache, .query(layer), shape: [qWidth, hidden])
             try linear(&normed, rows: tokens, weight: wq, role: .query(layer), layer: layer, into: &q, observer: observer,
-                       bias: try weights.decode(.queryBias(layer), shape: [qWidth])?.values)
+                       bias: try fetch(cache, .queryBias(layer), shape: [qWidth])?.values)
         }
         do {
-            let wk = try weights.require(.key(layer), shape: [kvWidth, hidden])
+            let wk = try fetchRequired(cache, .key(layer), shape: [kvWidth, hidden])
             try linear(&normed, rows: tokens, weight: wk, role: .key(layer), layer: layer, into: &k, observer: observer,
-                       bias: try weights.decode(.keyBias(layer), shape: [kvWidth])?.values)
+                       bias: try fetch(cache, .keyBias(layer), shape: [kvWidth])?.values)
         }
         do {
-            let wv = try weights.require(.value(layer), shape: [kvWidth, hidden])
+            let wv = try fetchRequired(cache, .value(layer), shape: [kvWidth, hidden])
             try linear(&normed, rows: tokens, weight: wv, role: .value(layer), layer: layer, into: &v, observer: observer,
-                       bias: try weights.decode(.valueBias(layer), shape: [kvWidth])?.values)
+                       bias: try fetch(cache, .valueBias(layer), shape: [kvWidth])?.values)
         }
-        if let qNorm = try weights.decode(.queryNorm(layer), shape: [d])?.values {
+        if let qNorm = try fetch(cache, .queryNorm(layer), shape: [d])?.values {
             q.withUnsafeMutableBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: tokens * heads, width: d, weight: qNorm, epsilon: config.rmsNormEpsilon, into: $0.baseAddress!, threads: threads) }
         }
-        if let kNorm = try weights.decode(.keyNorm(layer), shape: [d])?.values {
+        if let kNorm = try fetch(cache, .keyNorm(layer), shape: [d])?.values {
             k.withUnsafeMutableBufferPointer { Kernels.rmsNorm($0.baseAddress!, rows: tokens * kvHeads, width: d, weight: kNorm, epsilon: config.rmsNormEpsilon, into: $0.baseAddress!, threads: threads) }
         }
         q.withUnsafeMutableBufferPointer {
@@ -197,14 +280,14 @@ public final class Transformer: @unchecked Sendable {
         q = []; k = []; v = []
         var projected = [Float](repeating: 0, count: tokens * hidden)
         do {
-            let wo = try weights.require(.attentionOutput(layer), shape: [hidden, qWidth])
+            let wo = try fetchRequired(cache, .attentionOutput(layer), shape: [hidden, qWidth])
             try linear(&attended, rows: tokens, weight: wo, role: .attentionOutput(layer), layer: layer, into: &projected, observer: observer)
         }
         attended = []
         add(&state, projected)
 
         // Feed-forward block.
-        let ffnNorm = try weights.require(.feedForwardNorm(layer), shape: [hidden]).values
+        let ffnNorm = try fetchRequired(cache, .feedForwardNorm(layer), shape: [hidden]).values
         state.withUnsafeBufferPointer { s in
             normed.withUnsafeMutableBufferPointer { n in
                 Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: ffnNorm, epsilon: config.rmsNormEpsilon,
@@ -212,10 +295,10 @@ public final class Transformer: @unchecked Sendable {
             }
         }
         if config.isMixtureOfExpertsLayer(layer) {
-            projected = try mixtureOfExperts(&normed, rows: tokens, layer: layer, observer: observer)
+            projected = try mixtureOfExperts(&normed, rows: tokens, layer: layer, observer: observer, cache: cache)
         } else {
             projected = try swiGLU(&normed, rows: tokens, gate: .gate(layer), up: .up(layer), down: .down(layer),
-                                   inner: config.intermediateSize, layer: layer, observer: observer)
+                                   inner: config.intermediateSize, layer: layer, observer: observer, cache: cache)
         }
         add(&state, projected)
     }
@@ -288,16 +371,16 @@ public final class Transformer: @unchecked Sendable {
     // MARK: Feed-forward
 
     private func swiGLU(_ x: inout [Float], rows: Int, gate: WeightRole, up: WeightRole, down: WeightRole, inner: Int,
-                        layer: Int, observer: LinearObserver?) throws -> [Float] {
+                        layer: Int, observer: LinearObserver?, cache: LayerCache) throws -> [Float] {
         let hidden = configuration.hiddenSize
         var g = [Float](repeating: 0, count: rows * inner)
         var u = [Float](repeating: 0, count: rows * inner)
         do {
-            let w = try weights.require(gate, shape: [inner, hidden])
+            let w = try fetchRequired(cache, gate, shape: [inner, hidden])
             try linear(&x, rows: rows, weight: w, role: gate, layer: layer, into: &g, observer: observer)
         }
         do {
-            let w = try weights.require(up, shape: [inner, hidden])
+            let w = try fetchRequired(cache, up, shape: [inner, hidden])
             try linear(&x, rows: rows, weight: w, role: up, layer: layer, into: &u, observer: observer)
         }
         g.withUnsafeMutableBufferPointer { gb in
@@ -305,18 +388,18 @@ public final class Transformer: @unchecked Sendable {
         }
         u = []
         var out = [Float](repeating: 0, count: rows * hidden)
-        let w = try weights.require(down, shape: [hidden, inner])
+        let w = try fetchRequired(cache, down, shape: [hidden, inner])
         try linear(&g, rows: rows, weight: w, role: down, layer: layer, into: &out, observer: observer)
         return out
     }
 
-    private func mixtureOfExperts(_ x: inout [Float], rows: Int, layer: Int, observer: LinearObserver?) throws -> [Float] {
+    private func mixtureOfExperts(_ x: inout [Float], rows: Int, layer: Int, observer: LinearObserver?, cache: LayerCache) throws -> [Float] {
         let config = configuration
         guard let moe = config.mixtureOfExperts else { return [] }
         let hidden = config.hiddenSize, experts = moe.expertCount, topK = moe.expertsPerToken
         // Router: softmax over experts in FP32, top-k, optionally renormalised (transformers' order).
         var routerLogits = [Float](repeating: 0, count: rows * experts)
-        let router = try weights.require(.router(layer), shape: [experts, hidden])
+        let router = try fetchRequired(cache, .router(layer), shape: [experts, hidden])
         try linear(&x, rows: rows, weight: router, role: .router(layer), layer: layer, into: &routerLogits, observer: observer,
                    quantizeInput: false)
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: experts)
@@ -343,17 +426,17 @@ public final class Transformer: @unchecked Sendable {
                 }
             }
             let y = try swiGLU(&gathered, rows: routed.count, gate: .expertGate(layer, e), up: .expertUp(layer, e),
-                               down: .expertDown(layer, e), inner: moe.expertIntermediateSize, layer: layer, observer: observer)
+                               down: .expertDown(layer, e), inner: moe.expertIntermediateSize, layer: layer, observer: observer, cache: cache)
             for (i, entry) in routed.enumerated() {
                 for c in 0..<hidden { out[entry.row * hidden + c] += entry.weight * y[i * hidden + c] }
             }
         }
         if let shared = moe.sharedExpertIntermediateSize, weights.has(.sharedGate(layer)) {
             let y = try swiGLU(&x, rows: rows, gate: .sharedGate(layer), up: .sharedUp(layer), down: .sharedDown(layer),
-                               inner: shared, layer: layer, observer: observer)
+                               inner: shared, layer: layer, observer: observer, cache: cache)
             var gateLogit = [Float](repeating: 0, count: rows)
             if weights.has(.sharedExpertGate(layer)) {
-                let w = try weights.require(.sharedExpertGate(layer), shape: [1, hidden])
+                let w = try fetchRequired(cache, .sharedExpertGate(layer), shape: [1, hidden])
                 try linear(&x, rows: rows, weight: w, role: .sharedExpertGate(layer), layer: layer, into: &gateLogit, observer: observer,
                            quantizeInput: false)
             } else {
