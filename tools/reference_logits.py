@@ -318,6 +318,20 @@ def main():
                     json.dump(expected, f, indent=1)
         if args.write_fixtures and not args.only:
             write_eval_expected(out_root)
+        # Our quantized outputs of the llama model, loaded by transformers + compressed-tensors
+        # (which decompresses the weights and, for fp8, fake-quantizes linear inputs per token as
+        # the config declares): the same logits as ours with activation quantization on.
+        if not args.only or args.only == "llama":
+            llama_dir = os.path.join(out_root if args.write_fixtures else work, "llama")
+            tokens = make_tokens(SEED)
+            for scheme, extra in (("fp8", []), ("int8", []), ("int4", ["--group-size", "32"])):
+                out = os.path.join(work, "llama-" + scheme)
+                subprocess.run([args.quantize, "--to", scheme, llama_dir, "-o", out, "--force", "--no-check", *extra],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                ref = transformers_logits(out, tokens)
+                err = relative_error(our_logits(args.quantize, out, tokens), ref)
+                failures += err > args.tolerance
+                rows.append(("llama", f"our {scheme} (compressed-tensors)", err, err <= args.tolerance))
         for spec in args.extra:
             hf, _, gguf_path = spec.partition("=")
             cfg = json.load(open(os.path.join(hf, "config.json")))
@@ -338,9 +352,9 @@ def main():
                 rows.append((os.path.basename(os.path.normpath(hf)), label + " " + os.path.basename(path), err, err <= args.tolerance))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'model':<20} {'checkpoint':<28} {'max|Δ|/max|ref|':>16}  result")
+    print(f"{'model':<20} {'checkpoint':<32} {'max|Δ|/max|ref|':>16}  result")
     for name, kind, err, ok in rows:
-        print(f"{name:<20} {kind:<28} {err:16.3e}  {'ok' if ok else 'FAIL'}")
+        print(f"{name:<20} {kind:<32} {err:16.3e}  {'ok' if ok else 'FAIL'}")
     print(f"tolerance {args.tolerance:g}; transformers {transformers.__version__}, torch {torch.__version__}")
     sys.exit(1 if failures else 0)
 
