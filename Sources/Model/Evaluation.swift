@@ -34,25 +34,41 @@ public struct ComparisonResult: Sendable, Codable {
 
     /// KL divergence mean, its uncertainty and percentiles.
     public struct Distribution: Sendable, Codable {
+        /// Mean KL divergence (nats per position).
         public var mean: Double
+        /// Standard error of the mean.
         public var uncertainty: Double
+        /// Largest value.
         public var max: Double
+        /// 99.9th percentile.
         public var p999: Double
+        /// 99th percentile.
         public var p99: Double
+        /// 95th percentile.
         public var p95: Double
+        /// 90th percentile.
         public var p90: Double
+        /// Median.
         public var median: Double
+        /// 10th percentile.
         public var p10: Double
+        /// Smallest value.
         public var min: Double
     }
 
     /// Δp statistics.
     public struct DeltaP: Sendable, Codable {
+        /// Mean Δp (a fraction, not %).
         public var mean: Double
+        /// Standard error of the mean.
         public var uncertainty: Double
+        /// Root mean square of Δp.
         public var rms: Double
+        /// Standard error of the RMS.
         public var rmsUncertainty: Double
+        /// Largest Δp.
         public var max: Double
+        /// Smallest (most negative) Δp.
         public var min: Double
     }
 }
@@ -80,7 +96,9 @@ public struct EvaluationReport: Sendable, Codable {
 
     /// The original side.
     public struct Original: Sendable, Codable {
+        /// The original checkpoint's path, or the logits file's.
         public var path: String
+        /// Its perplexity.
         public var perplexity: Estimate
         /// Whether the base log-probabilities came from a `_logits_` file (16-bit codes) instead of a forward pass.
         public var fromLogitsFile: Bool

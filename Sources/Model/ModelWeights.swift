@@ -36,15 +36,25 @@ public enum ActivationQuantization: Sendable, Equatable {
 
 /// What one weight of the decoder is, independent of how a checkpoint names it.
 public enum WeightRole: Sendable, Hashable {
+    /// Token embedding, final norm, output head (lm_head), Llama 3 RoPE factors (GGUF `rope_freqs`).
     case embedding, outputNorm, output, ropeFrequencies
+    /// The two RMSNorms of layer N.
     case attentionNorm(Int), feedForwardNorm(Int)
+    /// The attention projections of layer N.
     case query(Int), key(Int), value(Int), attentionOutput(Int)
+    /// Qwen2's q/k/v biases of layer N.
     case queryBias(Int), keyBias(Int), valueBias(Int)
+    /// Qwen3's per-head q/k RMSNorms of layer N.
     case queryNorm(Int), keyNorm(Int)
+    /// The dense SwiGLU MLP of layer N.
     case gate(Int), up(Int), down(Int)
+    /// The MoE router of layer N.
     case router(Int)
+    /// Routed expert E of layer N (layer, expert).
     case expertGate(Int, Int), expertUp(Int, Int), expertDown(Int, Int)
+    /// The shared expert of layer N and its sigmoid gate (Qwen2-MoE).
     case sharedGate(Int), sharedUp(Int), sharedDown(Int), sharedExpertGate(Int)
+    /// FP8 KV-cache scales of layer N (compressed-tensors `k_scale`, `v_scale`).
     case keyCacheScale(Int), valueCacheScale(Int)
 
     /// The Hugging Face module name of a linear role (what observers see), e.g. `model.layers.3.self_attn.q_proj`.
@@ -321,6 +331,15 @@ public final class ModelWeights: @unchecked Sendable {
     /// reading a checkpoint larger than RAM keeps resident memory at one layer.
     func release(_ record: TensorRecord) {
         checkpoint.mappedFile(record.fileIndex).advise(record.fileOffset..<(record.fileOffset + record.byteCount), willNeed: false)
+    }
+
+    /// Whether ``decodeRows(_:rows:totalRows:columns:)`` can read `role` row by row.
+    public func canDecodeRows(_ role: WeightRole) -> Bool {
+        guard let record = record(role), record.shape.count == 2 else { return false }
+        switch record.type {
+        case .ggml: return true
+        case .dtype(let d): return d == .f32 || d == .f16 || d == .bf16
+        }
     }
 
     /// Decodes only rows `rows` of a `[totalRows, columns]` matrix (the embedding lookup) when the

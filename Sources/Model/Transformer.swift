@@ -214,10 +214,35 @@ public final class Transformer: @unchecked Sendable {
         let config = configuration
         let vocabulary = config.vocabularySize, hidden = config.hiddenSize
         let role: WeightRole = weights.has(.output) ? .output : .embedding
-        let weight = try weights.require(role, shape: [vocabulary, hidden])
         var out = [Float](repeating: 0, count: rows * vocabulary)
         var input = x
-        try linear(&input, rows: rows, weight: weight, role: .output, layer: nil, into: &out, observer: observer)
+        if !weights.canDecodeRows(role) {
+            let weight = try weights.require(role, shape: [vocabulary, hidden])
+            try linear(&input, rows: rows, weight: weight, role: .output, layer: nil, into: &out, observer: observer)
+            return out
+        }
+        // A large vocabulary's head is decoded in blocks of about 64 MB of FP32 rows, each block's
+        // logits written straight into their columns of the output.
+        if let observer {
+            input.withUnsafeBufferPointer { observer(LinearInput(layer: nil, role: .output, rows: rows, columns: hidden, values: $0)) }
+        }
+        let block = max(256, (16 << 20) / hidden)
+        var start = 0
+        while start < vocabulary {
+            let end = min(vocabulary, start + block)
+            guard let w = try weights.decodeRows(role, rows: Array(start..<end), totalRows: vocabulary, columns: hidden) else {
+                throw ModelError.missingTensor(path: weights.checkpoint.path, tensor: role.moduleName)
+            }
+            input.withUnsafeBufferPointer { xb in
+                w.withUnsafeBufferPointer { wb in
+                    out.withUnsafeMutableBufferPointer { ob in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(end - start), Int32(hidden), 1,
+                                    xb.baseAddress!, Int32(hidden), wb.baseAddress!, Int32(hidden), 0, ob.baseAddress! + start, Int32(vocabulary))
+                    }
+                }
+            }
+            start = end
+        }
         return out
     }
 
