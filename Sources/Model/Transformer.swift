@@ -1,4 +1,7 @@
 import CBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import Foundation
 import Formats
@@ -101,6 +104,7 @@ public final class Transformer: @unchecked Sendable {
             if let error = cache.error { throw error }
             if layer + 1 < config.layerCount { pending = prefetch(layer + 1) }
             try runLayer(layer, state: &state, sequences: sequences.count, length: length, observer: observer, cache: cache)
+            Transformer.returnFreedMemory()
         }
         // Final norm on the output positions only, then the head.
         let outputRows = sequences.count * positions.count
@@ -120,6 +124,23 @@ public final class Transformer: @unchecked Sendable {
     }
 
     // MARK: Layer weights
+
+    /// Hands memory freed by the layer just run back to the system. glibc raises its mmap threshold
+    /// after large frees, so without this the freed layer buffers stay in the heap and resident
+    /// memory grows with the layer count (measured: 154 → 209 MB from 4 to 16 layers; flat with it).
+    static func returnFreedMemory() {
+        #if canImport(Glibc)
+        mallocTrim?(0)
+        #endif
+    }
+
+    #if canImport(Glibc)
+    /// glibc's `malloc_trim`, looked up at run time (the Glibc module does not export malloc.h).
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+    #endif
 
     /// The decoded tensors of one layer, filled by a background thread and emptied as they are used.
     final class LayerCache: @unchecked Sendable {
