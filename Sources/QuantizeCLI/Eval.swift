@@ -80,6 +80,7 @@ extension QuantizeCommand {
         }
 
         func run() throws {
+            Eval.restartWithFasterBLASIfNeeded()
             let base = try logits.map { (path: $0, reader: try LogitsFile.Reader(path: $0)) }
             let originalPath = base == nil ? checkpoints[0] : nil
             let quantizedPaths = base == nil ? Array(checkpoints.dropFirst()) : checkpoints
@@ -168,6 +169,16 @@ extension QuantizeCommand {
                 if !json { Format.note(String(format: "mean KLD %.6f of %@ is above --max-kld %g", worst.kld.mean, worst.path, maxKld)) }
                 throw ExitCode(1)
             }
+        }
+
+        /// Starts this command again with `OPENBLAS_CORETYPE` set when OpenBLAS picked its generic
+        /// kernels on a CPU it did not recognise (``BLASCore``): the forward pass is then ~4× faster.
+        /// An explicit `OPENBLAS_CORETYPE` is left alone; if the restart fails, the run goes on as it is.
+        static func restartWithFasterBLASIfNeeded() {
+            guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = BLASCore.recommendedCoreType else { return }
+            setenv("OPENBLAS_CORETYPE", core, 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+            unsetenv("OPENBLAS_CORETYPE")
         }
 
         /// The text of `path` (UTF-8).
