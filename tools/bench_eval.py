@@ -7,6 +7,11 @@ memory: random-weight llama checkpoints (BF16 safetensors, numpy seed 9) of the 
 speed:  `quantize eval` against llama.cpp's `llama-perplexity` on the same GGUF, the same text, the
         same context, chunks and thread count, one run each: tokens/s of each and the ratio.
 
+kld:    our PPL and KLD of llama-quantize's GGUFs against `llama-perplexity --kl-divergence` on the
+        same files, text, context and chunks (targets: PPL within 1 %, mean KLD within 10 %); also
+        our statistics computed from llama.cpp's own base logits file (--logits), which shows the
+        files interchange.
+
 Usage:
   .venv-ref/bin/python tools/bench_eval.py memory [--quantize BIN] [--hidden 1024] [--layers 4 8 16]
   .venv-ref/bin/python tools/bench_eval.py speed --gguf MODEL.gguf --text FILE
@@ -112,9 +117,52 @@ def speed(args):
           f"{args.threads} threads, whole-process wall time (load included); {os.path.basename(args.gguf)}")
 
 
+def llama_kld(binary, base_gguf, quantized, text, context, chunks, threads, tmp):
+    """llama-perplexity's base pass, then its --kl-divergence pass on each quantized GGUF."""
+    base = os.path.join(tmp, "llama.logits")
+    common = ["-f", text, "-c", str(context), "--chunks", str(chunks), "-t", str(threads), "-b", str(context)]
+    out = subprocess.run([binary, "-m", base_gguf, "--kl-divergence-base", base, *common], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    results = {}
+    for q in quantized:
+        out = subprocess.run([binary, "-m", q, "--kl-divergence-base", base, "--kl-divergence", *common], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-3000:])
+        log = out.stdout + out.stderr
+        def number(pattern):
+            m = re.search(pattern, log)
+            return float(m.group(1)) if m else float("nan")
+        results[q] = {"ppl": number(r"Mean PPL\(Q\)\s*:\s*([0-9.]+)"), "base_ppl": number(r"Mean PPL\(base\)\s*:\s*([0-9.]+)"),
+                      "kld": number(r"Mean\s+KLD:\s*([-0-9.e]+)"), "same_top": number(r"Same top p:\s*([0-9.]+)") / 100}
+    return base, results
+
+
+def kld(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        base_file, theirs = llama_kld(args.llama_perplexity, args.gguf, args.quantized, args.text, args.context, args.chunks, args.threads, tmp)
+        ours_cmd = [args.quantize, "eval", args.gguf, *args.quantized, "--text", args.text, "--context", str(args.context),
+                    "--chunks", str(args.chunks), "--threads", str(args.threads), "--json"]
+        ours = json.loads(subprocess.run(ours_cmd, check=True, capture_output=True, text=True).stdout)
+        via_file = json.loads(subprocess.run([args.quantize, "eval", *args.quantized, "--logits", base_file, "--threads", str(args.threads), "--json"],
+                                             check=True, capture_output=True, text=True).stdout)
+    print(f"{'GGUF':<28} {'PPL ours':>10} {'PPL llama':>10} {'ΔPPL':>7} {'KLD ours':>10} {'KLD llama':>10} {'ΔKLD':>7} {'KLD ours on llama base':>22} {'same top ours/llama':>20}")
+    ok = True
+    for r, f in zip(ours["results"], via_file["results"]):
+        t = theirs[r["path"]]
+        dppl = r["perplexity"] / t["ppl"] - 1
+        dkld = r["kld"]["mean"] / t["kld"] - 1
+        ok &= abs(dppl) <= 0.01 and abs(dkld) <= 0.10
+        print(f"{os.path.basename(r['path']):<28} {r['perplexity']:>10.4f} {t['ppl']:>10.4f} {100 * dppl:>6.2f}% {r['kld']['mean']:>10.6f} "
+              f"{t['kld']:>10.6f} {100 * dkld:>6.1f}% {f['kld']['mean']:>22.6f} {r['sameTopToken']:>9.4f}/{t['same_top']:.4f}")
+    print(f"original PPL ours {ours['original']['perplexity']:.4f}, llama.cpp {next(iter(theirs.values()))['base_ppl']:.4f}; "
+          f"{ours['chunks']} chunks × {args.context}; targets PPL within 1 %, KLD within 10 %: {'met' if ok else 'NOT met'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["memory", "speed"])
+    parser.add_argument("mode", choices=["memory", "speed", "kld"])
+    parser.add_argument("--quantized", nargs="+", default=[], help="kld: GGUFs made by llama-quantize from --gguf")
     parser.add_argument("--quantize", default=os.path.join(ROOT, ".build", "release", "quantize"))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--context", type=int, default=512)
@@ -133,8 +181,8 @@ def main():
         memory(args)
     else:
         if not args.gguf or not args.text:
-            parser.error("speed needs --gguf and --text")
-        speed(args)
+            parser.error(f"{args.mode} needs --gguf and --text")
+        speed(args) if args.mode == "speed" else kld(args)
 
 
 if __name__ == "__main__":
