@@ -97,7 +97,12 @@ extension QuantizeCommand {
 
             // Tokens: the logits file's, the JSON list, or the text through the checkpoint's tokenizer.
             var ids: [Int32]
+            // BOS replaces each chunk's first token only where the runtime adds one, as
+            // llama-perplexity decides (add_bos); without a tokenizer, the config's bos_token_id.
             var bos = reference.weights.configuration.bosTokenID
+            if let tokenizer = try? TokenizerLoader.load(checkpoint: reference.weights.checkpoint) {
+                bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+            }
             var tokenNotes = [String?](repeating: nil, count: quantized.count)
             if let base {
                 ids = base.reader.tokens
