@@ -34,6 +34,8 @@ public struct SentencePieceTokenizer: TextTokenizer {
     public let normalizes: Bool
     /// Whether unknown characters become byte tokens `<0xXX>`.
     public let byteFallback: Bool
+    /// The tokenizer.model's normalizer name (`nmt_nfkc`, `identity`, …); empty for a GGUF.
+    public let normalizerName: String
 
     private let pieces: [String]
     private let pieceBytes: [[UInt8]]
@@ -41,8 +43,8 @@ public struct SentencePieceTokenizer: TextTokenizer {
     private let normalizer: SentencePieceNormalizer?
     /// Pieces the unigram lattice or the character split may use, with their ids.
     private let lattice: BytePrefixTrie
-    private let userDefinedIDs: Set<Int32>
-    private let unusedIDs: Set<Int32>
+    /// Per id: 1 for a user-defined piece, 2 for an unused one (sentencepiece's lattice treats both specially).
+    private let pieceFlags: [UInt8]
     private let characterIDs: [UInt32: Int32]
     private let rules: [UInt64: BytePairMerger.Rule]
     private let splitOfPiece: [Int32: (Int32, Int32)]
@@ -87,7 +89,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
                       normalizer: normalizer, byteFallback: model.byteFallback, unknownID: validID(model.unknownID),
                       addedTokens: [], addsSpacePrefix: false, userDefinedSplitter: userDefined,
                       bosTokenID: validID(model.bosID), eosTokenID: validID(model.eosID), addsBOS: addsBOS,
-                      summary: "sentencepiece \(algorithm.rawValue)\(name) (tokenizer.model)", path: modelPath)
+                      normalizerName: model.normalizerName, summary: "sentencepiece \(algorithm.rawValue)\(name) (tokenizer.model)", path: modelPath)
     }
 
     /// A GGUF `llama` vocabulary, tokenized as llama.cpp does.
@@ -97,13 +99,14 @@ public struct SentencePieceTokenizer: TextTokenizer {
                       byteFallback: true, unknownID: unknownTokenID, addedTokens: addedTokens,
                       addsSpacePrefix: addsSpacePrefix, userDefinedSplitter: BytePrefixTrie(),
                       bosTokenID: bosTokenID, eosTokenID: eosTokenID, addsBOS: addsBOS,
-                      summary: "sentencepiece llama (GGUF, llama.cpp spm)", path: path)
+                      normalizerName: "", summary: "sentencepiece llama (GGUF, llama.cpp spm)", path: path)
     }
 
     private init(pieces: [String], scores: [Float], types: [Int], algorithm: Algorithm, normalizer: SentencePieceNormalizer?,
                  byteFallback: Bool, unknownID: Int32?, addedTokens: [AddedToken], addsSpacePrefix: Bool,
                  userDefinedSplitter: BytePrefixTrie, bosTokenID: Int32?, eosTokenID: Int32?, addsBOS: Bool,
-                 summary: String, path: String) throws(ModelError) {
+                 normalizerName: String, summary: String, path: String) throws(ModelError) {
+        self.normalizerName = normalizerName
         let ggufMode = normalizer == nil
         let normal = SentencePieceModel.PieceType.normal.rawValue
         let userDefinedType = SentencePieceModel.PieceType.userDefined.rawValue
@@ -128,7 +131,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
         var bytes: [[UInt8]] = []
         bytes.reserveCapacity(pieces.count)
         var lattice = BytePrefixTrie()
-        var userIDs = Set<Int32>(), unused = Set<Int32>()
+        var flags = [UInt8](repeating: 0, count: pieces.count)
         var characters: [UInt32: Int32] = [:]
         var idOfPiece: [String: Int32] = [:]
         var byteIDs = [Int32](repeating: -1, count: 256)
@@ -149,8 +152,8 @@ public struct SentencePieceTokenizer: TextTokenizer {
                 minimumScore = min(minimumScore, scores[index])
                 maximumScore = max(maximumScore, scores[index])
             }
-            if type == userDefinedType { userIDs.insert(id) }
-            if type == unusedType && !ggufMode { unused.insert(id) }
+            if type == userDefinedType { flags[index] = 1 }
+            if type == unusedType && !ggufMode { flags[index] = 2 }
             if !ggufMode { lattice.insert(Array(piece.utf8), value: id) }
             let scalars = piece.unicodeScalars
             if scalars.count == 1, characters[scalars.first!.value] == nil { characters[scalars.first!.value] = id }
@@ -166,8 +169,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
         }
         pieceBytes = bytes
         self.lattice = lattice
-        userDefinedIDs = userIDs
-        unusedIDs = unused
+        pieceFlags = flags
         characterIDs = characters
         self.byteIDs = byteIDs
         unknownScore = (minimumScore == .greatestFiniteMagnitude ? 0 : minimumScore) - 10
@@ -305,7 +307,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
 
     /// An unused piece is split back into the pieces that made it (sentencepiece's resegment).
     private func resegment(_ id: Int32, _ output: inout [Int32]) {
-        if unusedIDs.contains(id), let (left, right) = splitOfPiece[id] {
+        if pieceFlags[Int(id)] == 2, let (left, right) = splitOfPiece[id] {
             resegment(left, &output)
             resegment(right, &output)
         } else {
@@ -347,9 +349,10 @@ public struct SentencePieceTokenizer: TextTokenizer {
             let characterLength = min(Self.characterLength(text[start + position]), size - position)
             var hasSingleCharacter = false
             lattice.forEachPrefix(UnsafeBufferPointer(rebasing: text[start..<range.upperBound]), position) { length, id in
-                if unusedIDs.contains(id) { return }
+                let flag = pieceFlags[Int(id)]
+                if flag == 2 { return }
                 let end = position + length
-                let score = userDefinedIDs.contains(id) ? Float(length) * userDefinedBonus - 0.1 : scores[Int(id)]
+                let score = flag == 1 ? Float(length) * userDefinedBonus - 0.1 : scores[Int(id)]
                 let candidate = here + score
                 if bestStart[end] == -1 || candidate > bestScore[end] {
                     bestScore[end] = candidate
