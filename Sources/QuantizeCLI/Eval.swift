@@ -119,10 +119,11 @@ extension QuantizeCommand {
                 if !quiet && !json { Format.note("tokenized \(self.text!) with \(tokenizer.summary): \(ids.count) tokens") }
                 for (index, q) in quantized.enumerated() where original != nil {
                     do {
-                        let own = try Eval.tokenize(text, with: TokenizerLoader.load(checkpoint: q.model.weights.checkpoint))
-                        if own != ids {
-                            let first = (0..<min(own.count, ids.count)).first(where: { own[$0] != ids[$0] }) ?? min(own.count, ids.count)
-                            tokenNotes[index] = "its own tokenizer gives \(own.count) tokens (original: \(ids.count)), first difference at token \(first); evaluated on the original's tokens"
+                        let own = try TokenizerLoader.load(checkpoint: q.model.weights.checkpoint)
+                        if let difference = try TokenizationComparison.compare(tokenizer, own, text: text) {
+                            tokenNotes[index] = "its own tokenizer (\(own.summary)) \(difference); evaluated on the original's tokens"
+                        } else if own.addsBOS != tokenizer.addsBOS {
+                            tokenNotes[index] = "its tokenizer \(own.addsBOS ? "adds" : "does not add") BOS, the original's \(tokenizer.addsBOS ? "does" : "does not"); evaluated on the original's tokens"
                         }
                     } catch {
                         tokenNotes[index] = "its tokenizer could not be loaded (\(error)); evaluated on the original's tokens"
