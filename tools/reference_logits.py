@@ -98,13 +98,13 @@ def transformers_logits(directory, tokens, context=CONTEXT):
     return out.float().numpy()
 
 
-def our_logits(binary, checkpoint, tokens, context=CONTEXT, vocab=VOCAB):
+def our_logits(binary, checkpoint, tokens, context=CONTEXT, vocab=VOCAB, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         tpath = os.path.join(tmp, "tokens.json")
         with open(tpath, "w") as f:
             json.dump(tokens, f)
         out = os.path.join(tmp, "logits.bin")
-        subprocess.run([binary, "eval", checkpoint, "--tokens", tpath, "--context", str(context), "--dump-logits", out, "--quiet"],
+        subprocess.run([binary, "eval", checkpoint, "--tokens", tpath, "--context", str(context), "--dump-logits", out, "--quiet", *extra],
                        check=True)
         data = np.fromfile(out, dtype="<f4")
     return data.reshape(-1, context, vocab)
@@ -330,8 +330,23 @@ def main():
                                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 ref = transformers_logits(out, tokens)
                 err = relative_error(our_logits(args.quantize, out, tokens), ref)
-                failures += err > args.tolerance
-                rows.append(("llama", f"our {scheme} (compressed-tensors)", err, err <= args.tolerance))
+                # With activations fake-quantized on both sides, a last-bit difference of a matmul
+                # (BLAS order) can move an input across an FP8 rounding boundary: one code step is
+                # 2^-3 relative, so a single flip moves logits by ~1e-4..1e-3. Hence 1e-3 there, and
+                # the weights alone are checked at the strict tolerance below.
+                limit = 1e-3 if scheme == "fp8" else args.tolerance
+                failures += err > limit
+                rows.append(("llama", f"our {scheme} (compressed-tensors)", err, err <= limit))
+                if scheme == "fp8":
+                    config_path = os.path.join(out, "config.json")
+                    config = json.load(open(config_path))
+                    for group in config["quantization_config"]["config_groups"].values():
+                        group["input_activations"] = None
+                    json.dump(config, open(config_path, "w"), indent=2)
+                    ref = transformers_logits(out, tokens)
+                    err = relative_error(our_logits(args.quantize, out, tokens, extra=["--weights-only"]), ref)
+                    failures += err > args.tolerance
+                    rows.append(("llama", "our fp8, weights only", err, err <= args.tolerance))
         for spec in args.extra:
             hf, _, gguf_path = spec.partition("=")
             cfg = json.load(open(os.path.join(hf, "config.json")))

@@ -377,7 +377,10 @@ public final class Transformer: @unchecked Sendable {
                     out.withUnsafeMutableBufferPointer { ob in
                         let qp = qb.baseAddress!, kp = kb.baseAddress!, vp = vb.baseAddress!, op = ob.baseAddress!
                         Kernels.parallelRows(jobs, threads: threads) { range in
-                            var scores = [Float](repeating: 0, count: length * length)
+                            // Rows in blocks of 64 see only the keys up to their last row (and from the
+                            // window's start), so the masked upper triangle is not computed.
+                            let block = 64
+                            var scores = [Float](repeating: 0, count: block * length)
                             scores.withUnsafeMutableBufferPointer { sb in
                                 let sp = sb.baseAddress!
                                 for job in range {
@@ -385,26 +388,34 @@ public final class Transformer: @unchecked Sendable {
                                     let qBase = qp + s * length * qStride + h * d
                                     let kBase = kp + s * length * kvStride + g * d
                                     let vBase = vp + s * length * kvStride + g * d
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(length), Int32(length), Int32(d), scale,
-                                                qBase, Int32(qStride), kBase, Int32(kvStride), 0, sp, Int32(length))
-                                    for i in 0..<length {
-                                        let row = sp + i * length
-                                        let first = window.map { max(0, i - $0 + 1) } ?? 0
-                                        var maximum = -Float.infinity
-                                        for j in first...i { maximum = max(maximum, row[j]) }
-                                        var sum: Float = 0
-                                        for j in 0..<first { row[j] = 0 }
-                                        for j in first...i {
-                                            let e = exp(row[j] - maximum)
-                                            row[j] = e
-                                            sum += e
+                                    let oBase = op + s * length * qStride + h * d
+                                    var r0 = 0
+                                    while r0 < length {
+                                        let r1 = min(length, r0 + block)
+                                        let k0 = window.map { max(0, r0 - $0 + 1) } ?? 0
+                                        let keys = r1 - k0
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(keys), Int32(d), scale,
+                                                    qBase + r0 * qStride, Int32(qStride), kBase + k0 * kvStride, Int32(kvStride), 0, sp, Int32(keys))
+                                        for i in r0..<r1 {
+                                            let row = sp + (i - r0) * keys
+                                            let first = (window.map { max(0, i - $0 + 1) } ?? 0) - k0, last = i - k0
+                                            var maximum = -Float.infinity
+                                            for j in first...last { maximum = max(maximum, row[j]) }
+                                            var sum: Float = 0
+                                            for j in 0..<first { row[j] = 0 }
+                                            for j in first...last {
+                                                let e = exp(row[j] - maximum)
+                                                row[j] = e
+                                                sum += e
+                                            }
+                                            let inverse = 1 / sum
+                                            for j in first...last { row[j] *= inverse }
+                                            for j in (last + 1)..<keys { row[j] = 0 }
                                         }
-                                        let inverse = 1 / sum
-                                        for j in first...i { row[j] *= inverse }
-                                        for j in (i + 1)..<length { row[j] = 0 }
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(r1 - r0), Int32(d), Int32(keys), 1,
+                                                    sp, Int32(keys), vBase + k0 * kvStride, Int32(kvStride), 0, oBase + r0 * qStride, Int32(qStride))
+                                        r0 = r1
                                     }
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(length), Int32(d), Int32(length), 1,
-                                                sp, Int32(length), vBase, Int32(kvStride), 0, op + s * length * qStride + h * d, Int32(qStride))
                                 }
                             }
                         }
