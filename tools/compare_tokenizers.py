@@ -26,10 +26,13 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
   texts.json                   the test texts: English, code, digits, whitespace runs, tabs and
                                newlines, accents, ligatures and full-width forms (NFKC), CJK, emoji,
                                special tokens, empty and space-only strings.
+  trained-llama.gguf           the GGUF twin of fixtures/trained-llama/tokenizer.model (tools/train_fixture.py),
+                               when that fixture is present.
   expected.json                for every tokenizer (with `prefix`, the ids the reference puts in front
                                of a text when asked to add special tokens: BOS or nothing) — these five, fixtures/tiny-llama (tokenizer.json)
                                and fixtures/tiny-llama.gguf — and every text, the ids the reference
-                               library produces: `sentencepiece` (SentencePieceProcessor.encode) for
+                               library produces (fixtures/trained-llama's tokenizer.json and
+                               tokenizer.model included): `sentencepiece` (SentencePieceProcessor.encode) for
                                tokenizer.model, `tokenizers` (Tokenizer.encode, add_special_tokens
                                false) for tokenizer.json, and llama.cpp's llama-tokenize (--ids --no-bos,
                                with and without --no-parse-special) for the GGUFs when it is built.
@@ -82,6 +85,7 @@ TEXTS = [
     "CJK: 日本語のテキストです。中文文本，简体字。한국어 텍스트입니다。",
     "Emoji: 😀 👍🏽 👨‍👩‍👧 🇫🇷 ❤️ 🤖!",
     "Special: <s> </s> <sep> <|begin_of_text|>Hi<|end_of_text|> <|im_start|>user\nHello<|im_end|> <|endoftext|>",
+    "<s>Starts with a special token</s> and <sep>ends",
     "GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007\n\n Copyright (C) 2007 Free Software Foundation, Inc. <https://fsf.org/>",
     "",
     " ",
@@ -304,6 +308,9 @@ def main() -> None:
     for model in [sp_unigram, sp_bpe, sp_bytes]:
         sentencepiece_gguf(model, OUT / f"{model.parent.name}.gguf", ["<sep>"])
     bpe_gguf(llama3, OUT / "bpe-llama3.gguf", "llama-bpe", "<|begin_of_text|>", "<|end_of_text|>")
+    trained = REPO / "fixtures" / "trained-llama" / "tokenizer.model"
+    if trained.exists():
+        sentencepiece_gguf(trained, OUT / "trained-llama.gguf", [])
     bpe_gguf(qwen2, OUT / "bpe-qwen2.gguf", "qwen2", None, "<|endoftext|>")
     strings = TEXTS + random_strings(400)
     pieces = {"strings": strings}
@@ -314,13 +321,17 @@ def main() -> None:
     (OUT / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     cases = []
-    for model in [sp_unigram, sp_bpe, sp_bytes]:
+    for model in [sp_unigram, sp_bpe, sp_bytes] + ([trained] if trained.exists() else []):
         processor = spm.SentencePieceProcessor(model_file=str(model))
-        cases.append({"path": str(model.parent.relative_to(REPO / "fixtures")), "reference": f"sentencepiece {spm.__version__}",
+        relative = model.parent if model != trained else model
+        cases.append({"path": str(relative.relative_to(REPO / "fixtures")), "reference": f"sentencepiece {spm.__version__}",
                       "parse_special": True, "bos": processor.bos_id(), "prefix": [processor.bos_id()],
                       "ids": [processor.encode(t) for t in TEXTS]})
     import tokenizers
-    for path in [llama3, qwen2, REPO / "fixtures" / "tiny-llama" / "tokenizer.json"]:
+    hf_jsons = [llama3, qwen2, REPO / "fixtures" / "tiny-llama" / "tokenizer.json"]
+    if trained.exists():
+        hf_jsons.append(REPO / "fixtures" / "trained-llama" / "tokenizer.json")
+    for path in hf_jsons:
         tokenizer = Tokenizer.from_file(str(path))
         plain = tokenizer.encode("a", add_special_tokens=False).ids
         special = tokenizer.encode("a", add_special_tokens=True).ids
@@ -330,6 +341,8 @@ def main() -> None:
     binary = find_llama_tokenize()
     ggufs = [OUT / f"{n}.gguf" for n in ["sp-unigram", "sp-bpe", "sp-unigram-bytes", "bpe-llama3", "bpe-qwen2"]]
     ggufs.append(REPO / "fixtures" / "tiny-llama.gguf")
+    if trained.exists():
+        ggufs.append(OUT / "trained-llama.gguf")
     if binary is None:
         print("llama-tokenize not found ($LLAMA_CPP_BIN, .llama.cpp/): GGUF references left out", file=sys.stderr)
     else:

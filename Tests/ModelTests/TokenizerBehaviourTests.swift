@@ -112,3 +112,26 @@ struct TokenizerBehaviourTests {
         #expect(difference?.causes.contains { $0.contains("nfc") } == true)
     }
 }
+
+@Suite("Unicode normalization by non-ASCII stretches")
+struct TextNormalizationTests {
+    @Test("equals Foundation's normalization of the whole string", arguments: [TextNormalization.nfc, .nfkc, .nfd, .nfkd])
+    func equalsWholeString(_ form: TextNormalization) throws {
+        let reference = try JSONValue.parse(contentsOf: Fixtures.path("tokenizers/pretokenize.json"))
+        let strings = (reference["strings"]?.array ?? []).compactMap(\.string) + ["e\u{301}", "a\u{308}\u{301}x", "\u{301}start", "ﬁ\u{301}", "x\u{1100}\u{1161}"]
+        #expect(strings.count > 400)
+        for string in strings {
+            let whole: String
+            switch form {
+            case .none: whole = string
+            case .nfc: whole = string.precomposedStringWithCanonicalMapping
+            case .nfkc: whole = string.precomposedStringWithCompatibilityMapping
+            case .nfd: whole = string.decomposedStringWithCanonicalMapping
+            case .nfkd: whole = string.decomposedStringWithCompatibilityMapping
+            }
+            let bytes = Array(string.utf8)
+            let ours = bytes.withUnsafeBufferPointer { form.apply(to: $0) }
+            #expect(ours == Array(whole.utf8), "\(form) of \(string.debugDescription)")
+        }
+    }
+}

@@ -41,7 +41,8 @@ struct TokenizerReferenceTests {
         #expect(TokenizerReferenceCase.texts.count >= 15)
         let paths = Set(TokenizerReferenceCase.all.map(\.path))
         for required in ["tokenizers/sp-unigram", "tokenizers/sp-bpe", "tokenizers/sp-unigram-bytes",
-                         "tokenizers/bpe-llama3", "tokenizers/bpe-qwen2", "tiny-llama"] {
+                         "tokenizers/bpe-llama3", "tokenizers/bpe-qwen2", "tiny-llama", "trained-llama",
+                         "trained-llama/tokenizer.model"] {
             #expect(paths.contains(required), "fixtures/tokenizers/expected.json lacks \(required); rerun tools/compare_tokenizers.py")
         }
     }
@@ -53,6 +54,8 @@ struct TokenizerReferenceTests {
         let tokenizer: any TextTokenizer
         if path.hasSuffix(".gguf") {
             tokenizer = try TokenizerLoader.load(gguf: try GGUFFile(path: path), options: options)
+        } else if path.hasSuffix(".model") {
+            tokenizer = try SentencePieceTokenizer(modelPath: path, config: nil)
         } else {
             tokenizer = try TokenizerLoader.load(directory: path, options: options)
         }

@@ -44,6 +44,8 @@ struct AddedTokenMatcher: Sendable {
 
     let policy: Policy
     private let byFirstByte: [[Entry]]
+    /// Whether some token starts with the byte, so most bytes are skipped with one load.
+    private let isFirstByte: [Bool]
     private let sortedByLength: [Entry]
     /// Whether there is any token to match.
     let isEmpty: Bool
@@ -59,6 +61,7 @@ struct AddedTokenMatcher: Sendable {
         var table = [[Entry]](repeating: [], count: 256)
         for entry in sorted { table[Int(entry.bytes[0])].append(entry) }
         byFirstByte = table
+        isFirstByte = table.map { !$0.isEmpty }
         isEmpty = entries.isEmpty
     }
 
@@ -105,6 +108,7 @@ struct AddedTokenMatcher: Sendable {
         var index = range.lowerBound
         let end = range.upperBound
         while index < end {
+            if !isFirstByte[Int(text[index])] { index += 1; continue }
             var matched: Entry? = nil
             for entry in byFirstByte[Int(text[index])]
             where Self.matches(entry, text, at: index, end: end) && accept(entry, text, index, range) {

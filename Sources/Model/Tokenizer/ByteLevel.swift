@@ -1,3 +1,5 @@
+import Foundation
+
 /// GPT-2's byte-to-character table (`bytes_to_unicode`): every byte is written in a vocabulary as
 /// one printable character, the printable bytes as themselves and the others as U+0100 onwards.
 enum ByteLevel {
@@ -50,4 +52,46 @@ public enum TextNormalization: String, Sendable {
     case nfd
     /// Compatibility decomposition (NFKD).
     case nfkd
+}
+
+extension TextNormalization {
+    /// The normalized form of the UTF-8 `bytes`.
+    ///
+    /// Only the stretches that hold non-ASCII characters, each with the ASCII character before it
+    /// (which a following combining mark may compose with), go through Foundation's normalization:
+    /// an ASCII character never composes with what precedes it and is its own normal form, so the
+    /// text splits there without changing the result, and ASCII text costs a copy.
+    func apply(to bytes: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        if self == .none { return Array(bytes) }
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            if bytes[index] < 0x80 {
+                // Copy ASCII up to the character before the next non-ASCII byte.
+                var next = index
+                while next < count && bytes[next] < 0x80 { next += 1 }
+                let islandStart = next < count ? next - 1 : next
+                if islandStart > index { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<islandStart])) }
+                index = max(islandStart, index)
+                if next >= count { break }
+            }
+            let start = index
+            var end = index + 1
+            while end < count && bytes[end] >= 0x80 { end += 1 }
+            let island = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+            let normalized: String
+            switch self {
+            case .none: normalized = island
+            case .nfc: normalized = island.precomposedStringWithCanonicalMapping
+            case .nfkc: normalized = island.precomposedStringWithCompatibilityMapping
+            case .nfd: normalized = island.decomposedStringWithCanonicalMapping
+            case .nfkd: normalized = island.decomposedStringWithCompatibilityMapping
+            }
+            output.append(contentsOf: normalized.utf8)
+            index = end
+        }
+        return output
+    }
 }

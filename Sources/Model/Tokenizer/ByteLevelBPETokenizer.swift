@@ -84,8 +84,8 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
 
     private let tokenBytes: [[UInt8]]
     private let tokenStrings: [String?]
-    private let wholeTokens: [[UInt8]: Int32]
-    private let rules: [UInt64: BytePairMerger.Rule]
+    private let wholeTokens: ByteStringIndex
+    private let rules: BytePairMerger.Rules
     private let byteTokens: [Int32]
     private let addsPrefixSpace: Bool
     private let ignoresMerges: Bool
@@ -101,8 +101,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
     public init(_ configuration: Configuration, path: String) throws(ModelError) {
         var bytes: [[UInt8]] = []
         bytes.reserveCapacity(configuration.tokens.count)
-        var whole: [[UInt8]: Int32] = [:]
-        whole.reserveCapacity(configuration.tokens.count)
+        var whole = ByteStringIndex(capacity: configuration.tokens.count)
         var stringToID: [String: Int32] = [:]
         stringToID.reserveCapacity(configuration.tokens.count)
         var byteTokens = [Int32](repeating: -1, count: 256)
@@ -112,7 +111,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
             if stringToID[token] == nil { stringToID[token] = id }
             if let raw = ByteLevel.bytes(of: token) {
                 bytes.append(raw)
-                if whole[raw] == nil { whole[raw] = id }
+                whole.insert(raw, id)
                 if raw.count == 1 && byteTokens[Int(raw[0])] < 0 { byteTokens[Int(raw[0])] = id }
             } else {
                 bytes.append(Array(token.utf8))
@@ -121,8 +120,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
         for added in configuration.addedTokens + configuration.normalizedAddedTokens where Int(added.id) < bytes.count {
             bytes[Int(added.id)] = Array(added.content.utf8)
         }
-        var rules: [UInt64: BytePairMerger.Rule] = [:]
-        rules.reserveCapacity(configuration.merges.count)
+        var rules = BytePairMerger.Rules(capacity: configuration.merges.count)
         for (rank, merge) in configuration.merges.enumerated() {
             guard let left = stringToID[merge.0], let right = stringToID[merge.1] else {
                 throw .unsupportedTokenizer(path: path, reason: "merge \(rank) ('\(merge.0) \(merge.1)') names a token that is not in the vocabulary")
@@ -130,8 +128,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
             guard let result = stringToID[merge.0 + merge.1] else {
                 throw .unsupportedTokenizer(path: path, reason: "merge \(rank) ('\(merge.0) \(merge.1)') makes '\(merge.0 + merge.1)', which is not in the vocabulary")
             }
-            let key = BytePairMerger.key(left, right)
-            if rules[key] == nil { rules[key] = BytePairMerger.Rule(rank: Int32(rank), result: result) }
+            rules.add(left, right, BytePairMerger.Rule(rank: Int32(rank), result: result))
         }
         tokenBytes = bytes
         tokenStrings = configuration.tokens
@@ -163,7 +160,11 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
         var nextEnds: [Int] = []
         var word: [UInt8] = []
         var symbols: [Int32] = []
-        var cache: [[UInt8]: [Int32]] = [:]
+        /// Words already merged in this call: hash → entry; entries hold the word and its ids.
+        var cacheTable = FlatHashMap(capacity: 4096)
+        var cacheWords: [[UInt8]] = []
+        var cacheRanges: [Range<Int>] = []
+        var cacheIDs: [Int32] = []
     }
 
     /// The ids of `text`, without BOS/EOS.
@@ -188,16 +189,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
             encodeText(bytes, range, &scratch, &output)
             return
         }
-        let piece = String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-        let normalized: String
-        switch normalization {
-        case .none: normalized = piece
-        case .nfc: normalized = piece.precomposedStringWithCanonicalMapping
-        case .nfkc: normalized = piece.precomposedStringWithCompatibilityMapping
-        case .nfd: normalized = piece.decomposedStringWithCanonicalMapping
-        case .nfkd: normalized = piece.decomposedStringWithCompatibilityMapping
-        }
-        let normalizedBytes = Array(normalized.utf8)
+        let normalizedBytes = normalization.apply(to: UnsafeBufferPointer(rebasing: bytes[range]))
         normalizedBytes.withUnsafeBufferPointer { inner in
             for segment in normalizedMatcher.segments(inner, 0..<inner.count) {
                 switch segment {
@@ -244,13 +236,14 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
     /// Merges `scratch.word` (the UTF-8 bytes of one pre-token).
     private func encodeWord(_ scratch: inout Scratch, _ output: inout [Int32]) {
         if scratch.word.isEmpty { return }
-        if ignoresMerges, let id = wholeTokens[scratch.word] {
+        if ignoresMerges, let id = wholeTokens.lookup(scratch.word) {
             output.append(id)
             return
         }
         let cacheable = scratch.word.count <= 64
-        if cacheable, let cached = scratch.cache[scratch.word] {
-            output.append(contentsOf: cached)
+        let hash = cacheable ? scratch.word.withUnsafeBufferPointer { ByteStringIndex.hash($0) } : 0
+        if cacheable, let entry = scratch.cacheTable.value(hash), scratch.cacheWords[Int(entry)] == scratch.word {
+            output.append(contentsOf: scratch.cacheIDs[scratch.cacheRanges[Int(entry)]])
             return
         }
         scratch.symbols.removeAll(keepingCapacity: true)
@@ -269,7 +262,12 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
         scratch.symbols.withUnsafeBufferPointer { symbols in
             scratch.merger.merge(symbols, rules: rules, into: &output)
         }
-        if cacheable { scratch.cache[scratch.word] = Array(output[first...]) }
+        if cacheable && scratch.cacheTable.insertIfAbsent(hash, UInt64(scratch.cacheWords.count)) {
+            scratch.cacheWords.append(scratch.word)
+            let start = scratch.cacheIDs.count
+            scratch.cacheIDs.append(contentsOf: output[first...])
+            scratch.cacheRanges.append(start..<scratch.cacheIDs.count)
+        }
     }
 
     /// The text of `ids` (byte-level tokens decoded to their bytes, invalid UTF-8 replaced).

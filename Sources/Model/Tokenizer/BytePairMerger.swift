@@ -11,6 +11,28 @@ struct BytePairMerger {
         var result: Int32
     }
 
+    /// The merge rules keyed by token pair, in a ``FlatHashMap``.
+    struct Rules: Sendable {
+        private var table: FlatHashMap
+
+        /// No rules, sized for about `capacity`.
+        init(capacity: Int = 0) { table = FlatHashMap(capacity: capacity) }
+
+        /// Adds the rule for (`left`, `right`) unless the pair already has one (the first, lowest
+        /// rank, wins as in both references).
+        mutating func add(_ left: Int32, _ right: Int32, _ rule: Rule) {
+            table.insertIfAbsent(BytePairMerger.key(left, right),
+                                 UInt64(UInt32(bitPattern: rule.rank)) << 32 | UInt64(UInt32(bitPattern: rule.result)))
+        }
+
+        /// The rule merging `left` and `right`, or nil.
+        @inline(__always) func rule(_ left: Int32, _ right: Int32) -> Rule? {
+            guard left >= 0, right >= 0, let packed = table.value(BytePairMerger.key(left, right)) else { return nil }
+            return Rule(rank: Int32(bitPattern: UInt32(truncatingIfNeeded: packed >> 32)),
+                        result: Int32(bitPattern: UInt32(truncatingIfNeeded: packed)))
+        }
+    }
+
     private struct Candidate {
         var rank: Int32
         var position: Int32
@@ -32,7 +54,7 @@ struct BytePairMerger {
     }
 
     /// Merges `symbols` (initial token ids, in order) with `rules` and appends the result to `output`.
-    mutating func merge(_ symbols: UnsafeBufferPointer<Int32>, rules: [UInt64: Rule], into output: inout [Int32]) {
+    mutating func merge(_ symbols: UnsafeBufferPointer<Int32>, rules: Rules, into output: inout [Int32]) {
         let count = symbols.count
         if count == 0 { return }
         if count == 1 { output.append(symbols[0]); return }
@@ -46,7 +68,7 @@ struct BytePairMerger {
             previous.append(Int32(index - 1))
         }
         for index in 0..<(count - 1) {
-            if let rule = rules[Self.key(ids[index], ids[index + 1])] {
+            if let rule = rules.rule(ids[index], ids[index + 1]) {
                 push(Candidate(rank: rule.rank, position: Int32(index), left: ids[index], right: ids[index + 1]))
             }
         }
@@ -56,17 +78,17 @@ struct BytePairMerger {
             guard ids[position] == top.left else { continue }
             let rightPosition = Int(next[position])
             guard rightPosition >= 0, ids[rightPosition] == top.right else { continue }
-            guard let rule = rules[Self.key(top.left, top.right)] else { continue }
+            guard let rule = rules.rule(top.left, top.right) else { continue }
             ids[position] = rule.result
             ids[rightPosition] = -1
             let after = next[rightPosition]
             next[position] = after
             if after >= 0 { previous[Int(after)] = Int32(position) }
             let before = previous[position]
-            if before >= 0, let left = rules[Self.key(ids[Int(before)], ids[position])] {
+            if before >= 0, let left = rules.rule(ids[Int(before)], ids[position]) {
                 push(Candidate(rank: left.rank, position: before, left: ids[Int(before)], right: ids[position]))
             }
-            if after >= 0, let right = rules[Self.key(ids[position], ids[Int(after)])] {
+            if after >= 0, let right = rules.rule(ids[position], ids[Int(after)]) {
                 push(Candidate(rank: right.rank, position: Int32(position), left: ids[position], right: ids[Int(after)]))
             }
         }

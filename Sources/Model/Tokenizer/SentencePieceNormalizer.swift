@@ -151,7 +151,7 @@ struct SentencePieceNormalizer: Sendable {
 /// A byte trie over token strings: the longest token that is a prefix of a text, or every one.
 struct BytePrefixTrie: Sendable {
     private var root = [Int32](repeating: -1, count: 256)
-    private var children: [UInt64: Int32] = [:]
+    private var children = FlatHashMap()
     private var values: [Int32] = [-1]
     private var nodeCount: Int32 = 1
 
@@ -167,14 +167,14 @@ struct BytePrefixTrie: Sendable {
         var node: Int32 = 0
         for (depth, byte) in bytes.enumerated() {
             let next: Int32?
-            if depth == 0 { next = root[Int(byte)] >= 0 ? root[Int(byte)] : nil } else { next = children[UInt64(node) << 8 | UInt64(byte)] }
+            if depth == 0 { next = root[Int(byte)] >= 0 ? root[Int(byte)] : nil } else { next = children.value(UInt64(node) << 8 | UInt64(byte)).map { Int32($0) } }
             if let next {
                 node = next
             } else {
                 let created = nodeCount
                 nodeCount += 1
                 values.append(-1)
-                if depth == 0 { root[Int(byte)] = created } else { children[UInt64(node) << 8 | UInt64(byte)] = created }
+                if depth == 0 { root[Int(byte)] = created } else { children.insertIfAbsent(UInt64(node) << 8 | UInt64(byte), UInt64(created)) }
                 node = created
             }
         }
@@ -192,7 +192,7 @@ struct BytePrefixTrie: Sendable {
             if value >= 0 { body(index + 1 - start, value) }
             index += 1
             if index >= text.count { return }
-            node = children[UInt64(node) << 8 | UInt64(text[index])] ?? -1
+            node = children.value(UInt64(node) << 8 | UInt64(text[index])).map { Int32($0) } ?? -1
         }
     }
 

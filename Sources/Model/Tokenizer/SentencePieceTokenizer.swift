@@ -39,6 +39,11 @@ public struct SentencePieceTokenizer: TextTokenizer {
 
     private let pieces: [String]
     private let pieceBytes: [[UInt8]]
+    /// Per id, the bytes decoding writes: `▁` as a space, a byte token as its byte, nothing for BOS/EOS.
+    private let decodedBytes: [[UInt8]]
+    /// Scalars that some piece holds directly before a `▁`; before any other scalar, a `▁` starts a
+    /// stretch that no merge can cross, so pair merging runs on such stretches one at a time.
+    private let scalarsBeforeSpace: Set<UInt32>
     private let scores: [Float]
     private let normalizer: SentencePieceNormalizer?
     /// Pieces the unigram lattice or the character split may use, with their ids.
@@ -46,7 +51,9 @@ public struct SentencePieceTokenizer: TextTokenizer {
     /// Per id: 1 for a user-defined piece, 2 for an unused one (sentencepiece's lattice treats both specially).
     private let pieceFlags: [UInt8]
     private let characterIDs: [UInt32: Int32]
-    private let rules: [UInt64: BytePairMerger.Rule]
+    /// ``characterIDs`` for the Basic Multilingual Plane, -1 where no piece is that character.
+    private let basicCharacterIDs: [Int32]
+    private let rules: BytePairMerger.Rules
     private let splitOfPiece: [Int32: (Int32, Int32)]
     private let byteIDs: [Int32]
     private let unknownID: Int32?
@@ -168,16 +175,50 @@ public struct SentencePieceTokenizer: TextTokenizer {
             }
         }
         pieceBytes = bytes
+        var byteOfID: [Int32: UInt8] = [:]
+        for (byte, id) in byteIDs.enumerated() where id >= 0 { byteOfID[id] = UInt8(byte) }
+        var decoded: [[UInt8]] = []
+        decoded.reserveCapacity(bytes.count)
+        for (index, piece) in bytes.enumerated() {
+            let id = Int32(index)
+            if id == bosTokenID || id == eosTokenID { decoded.append([]); continue }
+            if let byte = byteOfID[id] { decoded.append([byte]); continue }
+            var out: [UInt8] = []
+            var position = 0
+            while position < piece.count {
+                if position + 2 < piece.count && piece[position] == 0xE2 && piece[position + 1] == 0x96 && piece[position + 2] == 0x81 {
+                    out.append(0x20)
+                    position += 3
+                } else {
+                    out.append(piece[position])
+                    position += 1
+                }
+            }
+            decoded.append(out)
+        }
+        decodedBytes = decoded
+        var beforeSpace = Set<UInt32>()
+        for piece in idOfPiece.keys {
+            var previous: UInt32? = nil
+            for scalar in piece.unicodeScalars {
+                if scalar.value == 0x2581, let previous { beforeSpace.insert(previous) }
+                previous = scalar.value
+            }
+        }
+        scalarsBeforeSpace = beforeSpace
         self.lattice = lattice
         pieceFlags = flags
         characterIDs = characters
+        var basic = [Int32](repeating: -1, count: 0x10000)
+        for (scalar, id) in characters where scalar < 0x10000 { basic[Int(scalar)] = id }
+        basicCharacterIDs = basic
         self.byteIDs = byteIDs
         unknownScore = (minimumScore == .greatestFiniteMagnitude ? 0 : minimumScore) - 10
         userDefinedBonus = maximumScore == -Float.greatestFiniteMagnitude ? 0 : maximumScore
 
         // Pair rules: every split of a piece into two pieces; the rank orders merged pieces by score,
         // highest first, equal scores sharing a rank so the leftmost pair wins as in both references.
-        var rules: [UInt64: BytePairMerger.Rule] = [:]
+        var rules = BytePairMerger.Rules(capacity: algorithm == .bpe ? pieces.count * 2 : 0)
         var split: [Int32: (Int32, Int32)] = [:]
         if algorithm == .bpe {
             let distinct = Array(Set(scores)).sorted(by: >)
@@ -191,8 +232,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
                     left.append(contentsOf: scalars[..<cut])
                     right.append(contentsOf: scalars[cut...])
                     guard let leftID = idOfPiece[String(left)], let rightID = idOfPiece[String(right)] else { continue }
-                    let key = BytePairMerger.key(leftID, rightID)
-                    if rules[key] == nil { rules[key] = BytePairMerger.Rule(rank: rankOfScore[scores[Int(id)]]!, result: id) }
+                    rules.add(leftID, rightID, BytePairMerger.Rule(rank: rankOfScore[scores[Int(id)]]!, result: id))
                     if split[id] == nil { split[id] = (leftID, rightID) }
                 }
             }
@@ -207,6 +247,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
         var symbols: [Int32] = []
         var merged: [Int32] = []
         var spans: [Int] = []
+        var cache = WordCache()
     }
 
     /// The ids of `text`, without BOS/EOS.
@@ -248,7 +289,7 @@ public struct SentencePieceTokenizer: TextTokenizer {
     private func segment(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
         if range.isEmpty { return }
         switch algorithm {
-        case .unigram: viterbi(text, range, &output)
+        case .unigram: merge(text, range, &scratch, &output)
         case .bpe:
             // sentencepiece freezes user-defined symbols: they never merge with a neighbour.
             var start = range.lowerBound
@@ -271,22 +312,67 @@ public struct SentencePieceTokenizer: TextTokenizer {
         lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
     }
 
-    /// Pair merging by score over the characters of `text[range]`.
+    /// Segmentation of `text[range]` one stretch at a time: a stretch ends before a `▁` that follows
+    /// a scalar no piece holds before a `▁`, since no piece can then span the two — neither a merged
+    /// pair nor a lattice edge, so pair merging and Viterbi give the same result stretch by stretch.
     private func merge(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
+        var start = range.lowerBound
+        var index = range.lowerBound
+        var previous: UInt32 = 0x2581
+        while index < range.upperBound {
+            let length = min(Self.characterLength(text[index]), range.upperBound - index)
+            if length == 3 && text[index] == 0xE2 && text[index + 1] == 0x96 && text[index + 2] == 0x81 {
+                if index > start && !scalarsBeforeSpace.contains(previous) {
+                    cachedStretch(text, start..<index, &scratch, &output)
+                    start = index
+                }
+                previous = 0x2581
+            } else {
+                previous = Self.scalar(text, index, length)
+            }
+            index += length
+        }
+        if start < range.upperBound { cachedStretch(text, start..<range.upperBound, &scratch, &output) }
+    }
+
+    /// Segments one stretch (pair merging or Viterbi), through the word cache for short stretches.
+    private func cachedStretch(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
+        let word = UnsafeBufferPointer(rebasing: text[range])
+        let cacheable = range.count <= WordCache.maximumLength
+        let hash = cacheable ? ByteStringIndex.hash(word) : 0
+        if cacheable && scratch.cache.lookup(word, hash: hash, into: &output) { return }
+        let first = output.count
+        switch algorithm {
+        case .bpe: mergeStretch(text, range, &scratch, &output)
+        case .unigram: viterbi(text, range, &output)
+        }
+        // A stretch whose ids start with the unknown id may fuse with one before it; not cached.
+        if cacheable && output.count > first && output[first] != unknownID {
+            scratch.cache.insert(word, hash: hash, result: output[first...])
+        }
+    }
+
+    @inline(__always) private static func scalar(_ text: UnsafeBufferPointer<UInt8>, _ index: Int, _ length: Int) -> UInt32 {
+        var value = UInt32(text[index])
+        switch length {
+        case 2: value = (value & 0x1F) << 6 | UInt32(text[index + 1] & 0x3F)
+        case 3: value = (value & 0x0F) << 12 | UInt32(text[index + 1] & 0x3F) << 6 | UInt32(text[index + 2] & 0x3F)
+        case 4: value = (value & 0x07) << 18 | UInt32(text[index + 1] & 0x3F) << 12 | UInt32(text[index + 2] & 0x3F) << 6 | UInt32(text[index + 3] & 0x3F)
+        default: break
+        }
+        return value
+    }
+
+    private func mergeStretch(_ text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ scratch: inout Scratch, _ output: inout [Int32]) {
         scratch.symbols.removeAll(keepingCapacity: true)
         scratch.spans.removeAll(keepingCapacity: true)
         var index = range.lowerBound
         // Characters without a piece get a negative placeholder (-1 - offset) so they never merge.
         while index < range.upperBound {
             let length = min(Self.characterLength(text[index]), range.upperBound - index)
-            var value = UInt32(text[index])
-            switch length {
-            case 2: value = (value & 0x1F) << 6 | UInt32(text[index + 1] & 0x3F)
-            case 3: value = (value & 0x0F) << 12 | UInt32(text[index + 1] & 0x3F) << 6 | UInt32(text[index + 2] & 0x3F)
-            case 4: value = (value & 0x07) << 18 | UInt32(text[index + 1] & 0x3F) << 12 | UInt32(text[index + 2] & 0x3F) << 6 | UInt32(text[index + 3] & 0x3F)
-            default: break
-            }
-            scratch.symbols.append(characterIDs[value] ?? Int32(-1 - index))
+            let value = Self.scalar(text, index, length)
+            let id = value < 0x10000 ? basicCharacterIDs[Int(value)] : characterIDs[value] ?? -1
+            scratch.symbols.append(id >= 0 ? id : Int32(-1 - index))
             scratch.spans.append(index)
             index += length
         }
@@ -389,14 +475,9 @@ public struct SentencePieceTokenizer: TextTokenizer {
     /// dummy-prefix space removed; control tokens produce nothing.
     public func decode(_ ids: [Int32]) -> String {
         var bytes: [UInt8] = []
-        for id in ids where id >= 0 && Int(id) < pieceBytes.count {
-            if id == bosTokenID || id == eosTokenID { continue }
-            if let byte = byteIDs.firstIndex(of: id) { bytes.append(UInt8(byte)); continue }
-            bytes.append(contentsOf: pieceBytes[Int(id)])
-        }
-        var text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\u{2581}", with: " ")
-        if text.hasPrefix(" ") && (normalizer?.addsDummyPrefix ?? addsSpacePrefix) { text.removeFirst() }
-        return text
+        for id in ids where id >= 0 && Int(id) < decodedBytes.count { bytes.append(contentsOf: decodedBytes[Int(id)]) }
+        let dropsFirst = bytes.first == 0x20 && (normalizer?.addsDummyPrefix ?? addsSpacePrefix)
+        return String(decoding: dropsFirst ? bytes.dropFirst() : bytes[...], as: UTF8.self)
     }
 
     /// The piece of `id` as the vocabulary spells it, nil when out of range.

@@ -75,9 +75,6 @@ enum TokenizerJSON {
         guard type == "BPE" else {
             throw .unsupportedTokenizer(path: path, reason: "model type '\(type)' is not supported (byte-level BPE tokenizer.json, or a SentencePiece tokenizer.model, are)")
         }
-        if model["byte_fallback"]?.bool == true {
-            throw .unsupportedTokenizer(path: path, reason: "a BPE model with byte_fallback (a SentencePiece-style tokenizer.json) is not supported; remove tokenizer.json to use tokenizer.model")
-        }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = model[key], !value.isNull, value.string != "" {
                 throw .unsupportedTokenizer(path: path, reason: "BPE option '\(key)' is not supported")
@@ -127,6 +124,10 @@ enum TokenizerJSON {
             }
         }
 
+        if isSentencePieceStyle(json) {
+            return try metaspaceTokenizer(json, model: model, tokens: tokens, merges: merges, addedTokens: addedTokens,
+                                          normalizedAddedTokens: normalizedAddedTokens, config: config, path: path)
+        }
         let normalization = try normalizer(json["normalizer"], path: path)
         var patterns: [PreTokenizerPattern] = []
         var byteLevel = false
@@ -136,15 +137,36 @@ enum TokenizerJSON {
             throw .unsupportedTokenizer(path: path, reason: "a BPE model without a ByteLevel pre-tokenizer is not supported (only byte-level BPE is)")
         }
 
-        func id(of content: String) -> Int32? {
-            if let added = addedContent.first(where: { $0.0 == content }) { return Int32(added.1) }
-            return vocabulary.first(where: { $0.key == content })?.value.int.map(Int32.init)
-        }
+        let (bosID, addsBOS, eosID) = specialTokens(json, config: config, addedContent: addedContent, vocabulary: vocabulary)
+        func id(of content: String) -> Int32? { TokenizerJSON.id(of: content, addedContent: addedContent, vocabulary: vocabulary) }
+
+        var configuration = ByteLevelBPETokenizer.Configuration(
+            tokens: tokens, merges: merges, addedTokens: addedTokens, patterns: patterns,
+            bosTokenID: bosID, eosTokenID: eosID, addsBOS: addsBOS, source: .tokenizersJSON,
+            label: patterns.map(\.rawValue).joined(separator: "+"))
+        configuration.normalizedAddedTokens = normalizedAddedTokens
+        configuration.addsPrefixSpace = addsPrefixSpace
+        configuration.ignoresMerges = model["ignore_merges"]?.bool ?? false
+        configuration.normalization = normalization
+        configuration.unknownTokenID = model["unk_token"]?.string.flatMap(id(of:))
+        configuration.fusesUnknown = model["fuse_unk"]?.bool ?? false
+        return try ByteLevelBPETokenizer(configuration, path: path)
+    }
+
+    static func id(of content: String, addedContent: [(String, Int)], vocabulary: [JSONMember]) -> Int32? {
+        if let added = addedContent.first(where: { $0.0 == content }) { return Int32(added.1) }
+        return vocabulary.first(where: { $0.key == content })?.value.int.map(Int32.init)
+    }
+
+    /// BOS id, whether it is added (the post-processor's template decides, as in transformers' fast
+    /// tokenizer; tokenizer_config.json's add_bos_token where there is no template), EOS id.
+    static func specialTokens(_ json: JSONValue, config: JSONValue?, addedContent: [(String, Int)],
+                              vocabulary: [JSONMember]) -> (Int32?, Bool, Int32?) {
+        func id(of content: String) -> Int32? { TokenizerJSON.id(of: content, addedContent: addedContent, vocabulary: vocabulary) }
         func configToken(_ key: String) -> String? {
             guard let value = config?[key] else { return nil }
             return value.string ?? value["content"]?.string
         }
-        // BOS: the post-processor's template decides whether transformers' fast tokenizer adds it.
         var templateBOS: Int32? = nil
         var hasTemplate = false
         func scan(_ processor: JSONValue?) {
@@ -162,19 +184,85 @@ enum TokenizerJSON {
         scan(json["post_processor"])
         let bosID = templateBOS ?? configToken("bos_token").flatMap(id(of:))
         let addsBOS = hasTemplate ? templateBOS != nil : (config?["add_bos_token"]?.bool ?? false)
-        let eosID = configToken("eos_token").flatMap(id(of:))
+        return (bosID, addsBOS && bosID != nil, configToken("eos_token").flatMap(id(of:)))
+    }
 
-        var configuration = ByteLevelBPETokenizer.Configuration(
-            tokens: tokens, merges: merges, addedTokens: addedTokens, patterns: patterns,
-            bosTokenID: bosID, eosTokenID: eosID, addsBOS: addsBOS, source: .tokenizersJSON,
-            label: patterns.map(\.rawValue).joined(separator: "+"))
-        configuration.normalizedAddedTokens = normalizedAddedTokens
-        configuration.addsPrefixSpace = addsPrefixSpace
-        configuration.ignoresMerges = model["ignore_merges"]?.bool ?? false
-        configuration.normalization = normalization
-        configuration.unknownTokenID = model["unk_token"]?.string.flatMap(id(of:))
-        configuration.fusesUnknown = model["fuse_unk"]?.bool ?? false
-        return try ByteLevelBPETokenizer(configuration, path: path)
+    /// Whether a BPE tokenizer.json is the SentencePiece-style kind transformers converts Llama and
+    /// Mistral to: byte fallback, the Metaspace pre-tokenizer or Prepend/Replace normalizers.
+    static func isSentencePieceStyle(_ json: JSONValue) -> Bool {
+        if json["model"]?["byte_fallback"]?.bool == true { return true }
+        func has(_ value: JSONValue?, _ types: Set<String>, _ listKey: String) -> Bool {
+            guard let value, let type = value["type"]?.string else { return false }
+            if types.contains(type) { return true }
+            return type == "Sequence" && (value[listKey]?.array ?? []).contains { has($0, types, listKey) }
+        }
+        return has(json["pre_tokenizer"], ["Metaspace"], "pretokenizers") || has(json["normalizer"], ["Prepend", "Replace"], "normalizers")
+    }
+
+    private static func metaspaceTokenizer(_ json: JSONValue, model: JSONValue, tokens: [String?], merges: [(String, String)],
+                                           addedTokens: [AddedToken], normalizedAddedTokens: [AddedToken], config: JSONValue?,
+                                           path: String) throws(ModelError) -> any TextTokenizer {
+        guard normalizedAddedTokens.isEmpty else {
+            throw .unsupportedTokenizer(path: path, reason: "normalized added tokens in a SentencePiece-style tokenizer.json are not supported")
+        }
+        var steps: [MetaspaceBPETokenizer.NormalizerStep] = []
+        func collect(_ value: JSONValue?) throws(ModelError) {
+            guard let value, !value.isNull else { return }
+            let type = value["type"]?.string ?? "?"
+            switch type {
+            case "Sequence": for inner in value["normalizers"]?.array ?? [] { try collect(inner) }
+            case "Prepend": steps.append(.prepend(Array((value["prepend"]?.string ?? "").utf8)))
+            case "Replace":
+                guard let pattern = value["pattern"]?["String"]?.string, let content = value["content"]?.string else {
+                    throw .unsupportedTokenizer(path: path, reason: "a Replace normalizer with a regex pattern is not supported (a String pattern is)")
+                }
+                steps.append(.replace(Array(pattern.utf8), Array(content.utf8)))
+            case "NFC": steps.append(.unicode(.nfc))
+            case "NFKC": steps.append(.unicode(.nfkc))
+            case "NFD": steps.append(.unicode(.nfd))
+            case "NFKD": steps.append(.unicode(.nfkd))
+            default: throw .unsupportedTokenizer(path: path, reason: "normalizer '\(type)' is not supported in a SentencePiece-style tokenizer.json")
+            }
+        }
+        try collect(json["normalizer"])
+        var metaspace: (prepend: MetaspaceBPETokenizer.PrependScheme, split: Bool)? = nil
+        func preTokenizer(_ value: JSONValue?) throws(ModelError) {
+            guard let value, !value.isNull else { return }
+            let type = value["type"]?.string ?? "?"
+            switch type {
+            case "Sequence": for inner in value["pretokenizers"]?.array ?? [] { try preTokenizer(inner) }
+            case "Metaspace":
+                guard value["replacement"]?.string ?? "\u{2581}" == "\u{2581}", metaspace == nil else {
+                    throw .unsupportedTokenizer(path: path, reason: "a Metaspace pre-tokenizer with replacement other than '▁', or two of them, is not supported")
+                }
+                let scheme: MetaspaceBPETokenizer.PrependScheme
+                if let name = value["prepend_scheme"]?.string {
+                    guard let known = MetaspaceBPETokenizer.PrependScheme(rawValue: name) else {
+                        throw .unsupportedTokenizer(path: path, reason: "Metaspace prepend_scheme '\(name)' is unknown")
+                    }
+                    scheme = known
+                } else {
+                    scheme = value["add_prefix_space"]?.bool ?? true ? .always : .never
+                }
+                metaspace = (scheme, value["split"]?.bool ?? true)
+            default:
+                throw .unsupportedTokenizer(path: path, reason: "pre-tokenizer '\(type)' is not supported in a SentencePiece-style tokenizer.json (Metaspace is)")
+            }
+        }
+        try preTokenizer(json["pre_tokenizer"])
+        var addedContent: [(String, Int)] = []
+        for entry in json["added_tokens"]?.array ?? [] {
+            if let id = entry["id"]?.int, let content = entry["content"]?.string { addedContent.append((content, id)) }
+        }
+        let vocabulary = model["vocab"]?.object ?? []
+        let (bosID, addsBOS, _) = specialTokens(json, config: config, addedContent: addedContent, vocabulary: vocabulary)
+        let unknown = model["unk_token"]?.string.flatMap { id(of: $0, addedContent: addedContent, vocabulary: vocabulary) }
+        let decoder = json["decoder"].map { $0.serializedString() } ?? ""
+        return try MetaspaceBPETokenizer(
+            tokens: tokens, merges: merges, addedTokens: addedTokens, normalizer: steps, metaspace: metaspace,
+            ignoresMerges: model["ignore_merges"]?.bool ?? false, unknownTokenID: unknown,
+            fusesUnknown: model["fuse_unk"]?.bool ?? false, byteFallback: model["byte_fallback"]?.bool ?? false,
+            bosTokenID: bosID, addsBOS: addsBOS, stripsLeadingSpace: decoder.contains("\"Strip\""), path: path)
     }
 
     private static func normalizer(_ value: JSONValue?, path: String) throws(ModelError) -> TextNormalization {
