@@ -349,6 +349,11 @@ def main():
                     rows.append(("llama", "our fp8, weights only", err, err <= args.tolerance))
         for spec in args.extra:
             hf, _, gguf_path = spec.partition("=")
+            if not gguf_path:
+                # No GGUF given: the twin convert_hf_to_gguf.py would write (F32), made here.
+                gguf_path = os.path.join(work, os.path.basename(os.path.normpath(hf)) + ".gguf")
+                if not write_gguf_twin(hf, gguf_path):
+                    gguf_path = ""
             cfg = json.load(open(os.path.join(hf, "config.json")))
             vocab = cfg["vocab_size"]
             context = 64
@@ -358,6 +363,13 @@ def main():
             for c in range(CHUNKS):
                 tokens[c * context] = bos
             ref = transformers_logits(hf, tokens, context)
+            if args.write_fixtures:
+                positions = [0, context // 2, context - 1]
+                name = os.path.basename(os.path.normpath(hf))
+                with open(os.path.join(out_root, name + "-expected-logits.json"), "w") as f:
+                    json.dump({"generator": "tools/reference_logits.py --extra (transformers %s, torch %s, FP32)" % (transformers.__version__, torch.__version__),
+                               "checkpoint": os.path.relpath(os.path.abspath(hf), ROOT), "context": context, "tokens": tokens[:context],
+                               "positions": positions, "logits": [[round(float(x), 6) for x in ref[0, p]] for p in positions]}, f)
             for label, path in (("safetensors", hf), ("GGUF", gguf_path)):
                 if not path:
                     continue

@@ -44,6 +44,15 @@ struct ReferenceLogitsTests {
         #expect(error <= 1e-4, "relative logit error \(error) against transformers for \(name)")
     }
 
+    @Test("the trained fixture's logits equal transformers' to 1e-4 relative")
+    func trainedFixtureMatchesTransformers() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("trained-llama-expected-logits.json"))
+        let expected = try JSONDecoder().decode(Expected.self, from: data)
+        let checkpoint = Self.root.deletingLastPathComponent().appendingPathComponent("trained-llama").path
+        let error = try Self.relativeError(checkpoint: checkpoint, expected: expected)
+        #expect(error <= 1e-4, "relative logit error \(error) against transformers for the trained fixture")
+    }
+
     @Test("a llama GGUF twin (permuted Q/K, llama.cpp names) gives transformers' logits")
     func ggufTwinMatchesTransformers() throws {
         let error = try Self.relativeError(checkpoint: Self.root.appendingPathComponent("llama.gguf").path, expected: Self.expected("llama"))
