@@ -1,17 +1,10 @@
-// FP8 (E4M3FN, E5M2) encode/decode and the per-row scale helpers of the Quantize module.
+// FP8 (E4M3FN, E5M2) encode/decode and the FP8 tile encoder of the Quantize module.
 //
 // Encoding is exact round-to-nearest-even on the bit pattern (formats.md §3.2), saturating at the
 // largest finite value (inputs are clamped before the cast, so a cast never yields NaN); NaN
-// inputs keep their sign and become the format's NaN (0x7F / 0x7E), as ml_dtypes does.
-#include "CKernels.h"
-#include <string.h>
-#include <math.h>
-
-#pragma STDC FP_CONTRACT OFF
-#pragma clang fp contract(off)
-
-static inline uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+// inputs keep their sign and become the format's NaN (0x7F / 0x7E), as ml_dtypes does. Shared
+// helpers (scans, scale rounding, the CPU check) come from kernel_shared.h/.c.
+#include "kernel_shared.h"
 
 static inline uint8_t qk_e4m3_from_f32(float f) {
     uint32_t u = qk_bits(f);
@@ -85,7 +78,6 @@ void qk_quant_fp8_encode_scaled_portable(const float *x, uint8_t *out, size_t n,
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 
 // Eight lanes of the bit-exact cast above: the same integer rounding for normals, the same
 // 2^23 magic-number RNE for subnormals, the same saturation and NaN codes.
@@ -129,18 +121,9 @@ static void fp8_encode_scaled_avx2(const float *x, uint8_t *out, size_t n, float
 }
 #endif
 
-#if defined(__x86_64__)
-static int fp8_isa(void) {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
-    return v;
-}
-#endif
-
 void qk_quant_fp8_encode_scaled(const float *x, uint8_t *out, size_t n, float scale, float limit, int e5m2) {
 #if defined(__x86_64__)
-    if (n >= 32 && fp8_isa()) { fp8_encode_scaled_avx2(x, out, n, scale, limit, e5m2); return; }
+    if (n >= 32 && qk_isa_avx2()) { fp8_encode_scaled_avx2(x, out, n, scale, limit, e5m2); return; }
 #endif
     qk_quant_fp8_encode_scaled_portable(x, out, n, scale, limit, e5m2);
 }
@@ -160,86 +143,8 @@ void qk_quant_fp8_decode(const uint8_t *q, float *out, size_t n, float scale, in
     for (size_t i = 0; i < n; i++) out[i] = table[q[i]] * scale;
 }
 
-static float amax_scalar(const float *x, size_t n) {
-    // NaN-free input assumed (checked by the caller); eight lanes let the compiler vectorise.
-    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) { float a = fabsf(x[i + k]); m[k] = a > m[k] ? a : m[k]; }
-    float r = 0;
-    for (int k = 0; k < 8; k++) r = m[k] > r ? m[k] : r;
-    for (; i < n; i++) { float a = fabsf(x[i]); r = a > r ? a : r; }
-    return r;
-}
-
-void qk_quant_minmax(const float *x, size_t n, float *minOut, float *maxOut) {
-    float lo = x[0], hi = x[0];
-    for (size_t i = 1; i < n; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    *minOut = lo; *maxOut = hi;
-}
-
-static long first_nonfinite_scalar(const float *x, size_t n) {
-    // Scans for an exponent of all ones; returns the index or -1.
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        uint32_t any = 0;
-        for (int k = 0; k < 16; k++) { uint32_t u; memcpy(&u, x + i + k, 4); any |= ((u & 0x7F800000u) == 0x7F800000u); }
-        if (any) break;
-    }
-    for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7F800000u) == 0x7F800000u) return (long)i; }
-    return -1;
-}
-
-static long first_abs_at_least_scalar(const float *x, size_t n, uint32_t magnitudeBits) {
-    // First index whose |x| bit pattern (sign cleared) is >= magnitudeBits, or -1.
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        uint32_t any = 0;
-        for (int k = 0; k < 16; k++) { uint32_t u; memcpy(&u, x + i + k, 4); any |= ((u & 0x7FFFFFFFu) >= magnitudeBits); }
-        if (any) break;
-    }
-    for (; i < n; i++) { uint32_t u; memcpy(&u, x + i, 4); if ((u & 0x7FFFFFFFu) >= magnitudeBits) return (long)i; }
-    return -1;
-}
-
-// MARK: AVX2 scans
-//
-// The same results as the scalar scans: a maximum of finite magnitudes is exact in any order, and
-// the index scans only decide which run of 32 holds the first hit, then finish with the scalar code.
 #if defined(__x86_64__)
-__attribute__((target("avx2")))
-static float amax_avx2(const float *x, size_t n) {
-    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    __m256 m[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int k = 0; k < 4; k++) m[k] = _mm256_max_ps(m[k], _mm256_and_ps(_mm256_loadu_ps(x + i + 8 * k), absMask));
-    float lanes[8];
-    _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
-    float r = amax_scalar(x + i, n - i);
-    for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
-    return r;
-}
-
-__attribute__((target("avx2")))
-static size_t clean_prefix_avx2(const float *x, size_t n, uint32_t below) {
-    // Length of the prefix of whole runs of 32 in which every magnitude bit pattern is < below.
-    const __m256i mask = _mm256_set1_epi32(0x7FFFFFFF), threshold = _mm256_set1_epi32((int)(below - 1));
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i any = _mm256_setzero_si256();
-        for (int k = 0; k < 4; k++) {
-            __m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8 * k)), mask);
-            any = _mm256_or_si256(any, _mm256_cmpgt_epi32(u, threshold));
-        }
-        if (!_mm256_testz_si256(any, any)) break;
-    }
-    return i;
-}
-#endif
-
-#if defined(__x86_64__)
-// amax_avx2 that also sets *bad when a value is NaN or infinite (the amax is then meaningless).
+// The AVX2 amax (kernel_shared.c) that also sets *bad when a value is NaN or infinite (the amax is then meaningless).
 __attribute__((target("avx2")))
 static float amax_checked_avx2(const float *x, size_t n, int *bad) {
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -253,49 +158,23 @@ static float amax_checked_avx2(const float *x, size_t n, int *bad) {
             flags = _mm256_or_si256(flags, _mm256_cmpgt_epi32(_mm256_castps_si256(a), finiteMax));
             m[k] = _mm256_max_ps(m[k], a);
         }
-    if (!_mm256_testz_si256(flags, flags) || first_nonfinite_scalar(x + i, n - i) >= 0) *bad = 1;
+    if (!_mm256_testz_si256(flags, flags) || qk_first_nonfinite_scalar(x + i, n - i) >= 0) *bad = 1;
     float lanes[8];
     _mm256_storeu_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
-    float r = amax_scalar(x + i, n - i);
+    float r = qk_amax_scalar(x + i, n - i);
     for (int k = 0; k < 8; k++) r = lanes[k] > r ? lanes[k] : r;
     return r;
 }
 #endif
 
-float qk_quant_amax(const float *x, size_t n) {
-#if defined(__x86_64__)
-    if (fp8_isa()) return amax_avx2(x, n);
-#endif
-    return amax_scalar(x, n);
-}
-
-long qk_quant_first_nonfinite(const float *x, size_t n) {
-    size_t i = 0;
-#if defined(__x86_64__)
-    if (fp8_isa()) i = clean_prefix_avx2(x, n, 0x7F800000u);
-#endif
-    long r = first_nonfinite_scalar(x + i, n - i);
-    return r < 0 ? -1 : r + (long)i;
-}
-
-long qk_quant_first_abs_at_least(const float *x, size_t n, uint32_t magnitudeBits) {
-    size_t i = 0;
-#if defined(__x86_64__)
-    if (magnitudeBits > 0 && fp8_isa())
-        i = clean_prefix_avx2(x, n, magnitudeBits);
-#endif
-    long r = first_abs_at_least_scalar(x + i, n - i, magnitudeBits);
-    return r < 0 ? -1 : r + (long)i;
-}
-
 int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t tileRows, size_t tileCols,
                               float limit, int e5m2, uint8_t *out, uint8_t *scaleOut) {
     int bad = 0;
 #if defined(__x86_64__)
-    const int vector = fp8_isa();
-    if (!vector && first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+    const int vector = qk_isa_avx2();
+    if (!vector && qk_first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
 #else
-    if (first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
+    if (qk_first_nonfinite_scalar(x, rows * cols) >= 0) return 1;
 #endif
     // The loops of TensorQuantizer's FP8 channel/group/block encoding, without a call per row
     // segment from Swift. A band of tileRows rows (up to 64 tiles wide) is read row by row twice
@@ -313,14 +192,14 @@ int qk_quant_fp8_encode_tiles(const float *x, size_t rows, size_t cols, size_t t
                 for (size_t ct = ct0; ct < ct1; ct++) {
                     const size_t c0 = ct * tileCols, w = cols - c0 < tileCols ? cols - c0 : tileCols;
 #if defined(__x86_64__)
-                    const float a = vector ? amax_checked_avx2(x + r * cols + c0, w, &bad) : amax_scalar(x + r * cols + c0, w);
+                    const float a = vector ? amax_checked_avx2(x + r * cols + c0, w, &bad) : qk_amax_scalar(x + r * cols + c0, w);
 #else
-                    const float a = amax_scalar(x + r * cols + c0, w);
+                    const float a = qk_amax_scalar(x + r * cols + c0, w);
 #endif
                     scale[ct - ct0] = a > scale[ct - ct0] ? a : scale[ct - ct0];
                 }
             for (size_t ct = ct0; ct < ct1; ct++) {
-                scale[ct - ct0] = qk_quant_round_scale(scale[ct - ct0] / limit, 0);
+                scale[ct - ct0] = qk_round_scale(scale[ct - ct0] / limit, 0);
                 memcpy(scaleOut + 4 * (tr * colTiles + ct), &scale[ct - ct0], 4);   // little-endian hosts (x86-64, arm64)
             }
             for (size_t r = r0; r < r0 + h; r++)

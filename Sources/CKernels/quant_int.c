@@ -8,15 +8,9 @@
 // to include 0 and zero point = round(clamp(qmin - min/scale, qmin, qmax)). The scale is rounded to
 // the scale dtype (RNE) and raised to that dtype's smallest normal number when smaller (this covers
 // all-zero groups: their codes are 0 and decode to 0). Codes: round-half-even(x/scale + zp),
-// clamped to [qmin, qmax].
-#include "CKernels.h"
-#include <string.h>
-#include <math.h>
-
-#pragma STDC FP_CONTRACT OFF
-#pragma clang fp contract(off)
-
-static inline float ifl(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+//
+// Shared helpers (scale rounding, the CPU check) come from kernel_shared.h/.c.
+#include "kernel_shared.h"
 
 // Round half to even for |v| < 2^22 (the caller's values are bounded by the clamp first).
 static inline float rne(float v) {
@@ -24,20 +18,6 @@ static inline float rne(float v) {
     if (!(a < 4194304.0f)) return v;
     float r = (a + 12582912.0f) - 12582912.0f;
     return v < 0 ? -r : r;
-}
-
-// Rounds a positive float32 scale to the stored dtype (0 = F32, 1 = BF16, 2 = F16) and applies the
-// smallest-normal floor. Returns +inf when the dtype cannot hold it.
-float qk_quant_round_scale(float s, int scaleType) {
-    float r;
-    switch (scaleType) {
-    case 1: r = ifl((uint32_t)qk_quant_f32_to_bf16(s) << 16); break;
-    case 2: r = qk_quant_f16_to_f32(qk_quant_f32_to_f16(s)); break;
-    default: r = s; break;
-    }
-    float smallest = scaleType == 2 ? 6.103515625e-05f : 1.17549435e-38f;
-    if (!(r >= smallest)) r = smallest;   // zero, subnormal (NaN cannot occur: inputs are finite)
-    return r;
 }
 
 static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
@@ -59,7 +39,6 @@ static float group_error(const float *x, size_t n, float scale, float zp, float 
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 // AVX2 versions of the min/max scan and of the final code computation of a group. Min and max
 // select exactly as the scalar comparisons (vminps/vmaxps return the second operand on ties);
 // vroundps rounds half to even like rne() (they differ only for |v| >= 2^22, which the clamp to
@@ -106,13 +85,6 @@ static size_t codes_avx2(const float *x, size_t n, float scale, float zp, float 
 }
 #endif
 
-static int int_isa(void) {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
-    return v;
-}
-
 static void group_min_max(const float *x, size_t n, float *lo, float *hi, int vector, int *bad) {
 #if defined(__x86_64__)
     if (vector) { min_max_avx2(x, n, lo, hi, bad); return; }
@@ -149,10 +121,10 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
         float scale, zp = 0;
         if (symmetric) {
             float amax = fmaxf(fabsf(lo), fabsf(hi)) * r;
-            scale = qk_quant_round_scale(amax / ((qmax - qmin) / 2.0f), scaleType);
+            scale = qk_round_scale(amax / ((qmax - qmin) / 2.0f), scaleType);
         } else {
             float l = lo * r, h = hi * r;
-            scale = qk_quant_round_scale((h - l) / (qmax - qmin), scaleType);
+            scale = qk_round_scale((h - l) / (qmax - qmin), scaleType);
             zp = rne(clampf(qmin - l / scale, qmin, qmax));
         }
         if (isinf(scale)) { if (k == 0) return 1; continue; }
@@ -168,7 +140,7 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
             sxq += x[i] * q; sqq += q * q;
         }
         if (sqq > 0 && sxq > 0) {
-            float s = qk_quant_round_scale(sxq / sqq, scaleType);
+            float s = qk_round_scale(sxq / sqq, scaleType);
             if (!isinf(s)) {
                 float err = group_error(x, n, s, 0, qmin, qmax);
                 if (err < bestErr) { bestErr = err; bestScale = s; }
@@ -207,13 +179,13 @@ long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t g
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros) {
     int nonFinite;
-    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), &nonFinite);
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, qk_isa_avx2(), &nonFinite);
 }
 
 long qk_quant_int_encode_rows_checked(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                                       int symmetric, int scaleType, int search,
                                       int8_t *codes, float *scales, int8_t *zeros, int *nonFinite) {
-    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, int_isa(), nonFinite);
+    return encode_rows(x, rows, cols, groupSize, bits, symmetric, scaleType, search, codes, scales, zeros, qk_isa_avx2(), nonFinite);
 }
 
 long qk_quant_int_encode_rows_portable(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
@@ -253,7 +225,7 @@ void qk_quant_pack_int4_rows(const int8_t *codes, size_t rows, size_t cols, uint
         uint8_t *o = out + r * words * 4;
         size_t w = 0;
 #if defined(__x86_64__)
-        if (int_isa()) { w = cols / 64 * 8; pack4_avx2(c, w * 8, o); }
+        if (qk_isa_avx2()) { w = cols / 64 * 8; pack4_avx2(c, w * 8, o); }
 #endif
         for (; w < cols / 8; w++) {   // whole words: two codes per byte, low nibble first
             const int8_t *p = c + 8 * w;

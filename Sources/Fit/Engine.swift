@@ -86,10 +86,10 @@ public enum Engines {
     public static func all() throws -> [EngineProfile] {
         guard let url = Bundle.module.url(forResource: "engines", withExtension: "json", subdirectory: "Resources"),
               let data = try? Data(contentsOf: url) else {
-            throw FormatError(.io, path: "Resources/engines.json", message: "the engine table is missing from the bundle", remedy: "rebuild the package")
+            throw FitError(.unreadable, path: "Resources/engines.json", message: "the engine table is missing from the bundle", remedy: "rebuild the package")
         }
-        do { return try JSONDecoder().decode([EngineProfile].self, from: data) } catch {
-            throw FormatError(.invalidCatalog, path: "Resources/engines.json", message: describe(error), remedy: "fix the engine table")
+        do { return try JSONValueDecoder().decode([EngineProfile].self, from: [UInt8](data), path: "Resources/engines.json") } catch {
+            throw FitError(.invalidCatalog, path: "Resources/engines.json", message: describe(error), remedy: "fix the engine table")
         }
     }
 
@@ -97,7 +97,7 @@ public enum Engines {
     public static func named(_ name: String) throws -> EngineProfile {
         let engines = try all()
         if let engine = engines.first(where: { $0.name == name.lowercased() }) { return engine }
-        throw FormatError(.invalidRequest, path: name, message: "unknown engine '\(name)'; known: \(engines.map(\.name).joined(separator: ", "))",
-                          remedy: "pick one of the known engines")
+        throw FitError(.invalidRequest, path: name, message: "unknown engine '\(name)'; known: \(engines.map(\.name).joined(separator: ", "))",
+                       remedy: "pick one of the known engines")
     }
 }

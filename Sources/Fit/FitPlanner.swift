@@ -263,12 +263,28 @@ public struct FitResult: Codable, Sendable {
 public enum FitPlanner {
     static let gibibyte = 1_073_741_824.0
 
+    /// The weight bytes a request plans with: the stored bytes of a quantized checkpoint when the
+    /// variant is the one it stores (its scales, zero points and kept tensors as they are on
+    /// disk), else the variant's bytes for the model's logical shape; nil on overflow.
+    public static func weightBytes(_ request: FitRequest) -> WeightBytes? {
+        let model = request.model
+        if let stored = model.storedQuantization, stored.schemeName == request.variant.name, let tensors = model.tensors {
+            var bytes = WeightBytes()
+            for tensor in tensors {
+                guard let stored = tensor.storedBytes, let total = CheckedSize.multiply(stored, tensor.count) else { return nil }
+                bytes.add(total, role: tensor.role)
+            }
+            return bytes
+        }
+        return request.variant.weightBytes(of: model)
+    }
+
     /// Plans one request.
     public static func plan(_ request: FitRequest) throws -> FitResult {
         let model = request.model, hardware = request.devices.hardware, engine = request.engine
         let count = request.devices.count
         guard count >= 1 else {
-            throw FormatError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
+            throw FitError(.invalidRequest, path: request.devices.label, message: "at least one device is needed", remedy: "write NAME:COUNT with COUNT ≥ 1")
         }
         let limit = 100_000_000
         var concurrencyOK = true
@@ -276,13 +292,18 @@ public enum FitPlanner {
         guard request.inputTokens >= 1, request.outputTokens >= 1, request.context >= 1,
               request.inputTokens <= limit, request.outputTokens <= limit, request.context <= limit, concurrencyOK,
               request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
-            throw FormatError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
+            throw FitError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
         }
-        guard let bytes = request.variant.weightBytes(of: model) else {
-            throw FormatError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
+        guard let bytes = weightBytes(request) else {
+            throw FitError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
         }
         let execution = request.variant.execution(on: hardware)
         var notes: [String] = []
+        if let stored = model.storedQuantization {
+            notes.append(stored.schemeName == request.variant.name
+                ? "weights: the checkpoint's stored bytes, \(stored.summary)"
+                : "the checkpoint is stored as \(stored.schemeName); these figures are for its weights as \(request.variant.name)")
+        }
         if execution.weightOnly && request.variant.weightFormat == "fp8" {
             notes.append("\(hardware.displayName) has no FP8 tensor cores: FP8 weights run weight-only (dequantized to \(execution.mathPrecision), Marlin-style W8A16), saving memory but not math")
         }

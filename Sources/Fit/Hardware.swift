@@ -110,8 +110,8 @@ public struct HardwareCatalog: Codable, Sendable {
     /// The catalog shipped with the tool.
     public static func builtIn() throws -> HardwareCatalog {
         guard let url = Bundle.module.url(forResource: "catalog", withExtension: "json", subdirectory: "Resources") else {
-            throw FormatError(.io, path: "Resources/catalog.json", message: "the built-in hardware catalog is missing from the bundle",
-                              remedy: "rebuild the package")
+            throw FitError(.unreadable, path: "Resources/catalog.json", message: "the built-in hardware catalog is missing from the bundle",
+                           remedy: "rebuild the package")
         }
         return try load(url.path)
     }
@@ -120,8 +120,8 @@ public struct HardwareCatalog: Codable, Sendable {
     public static func load(_ path: String) throws -> HardwareCatalog {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw FormatError(.io, path: path, message: "cannot read the catalog file (\(error.localizedDescription))",
-                              remedy: "check the path given to --catalog")
+            throw FitError(.unreadable, path: path, message: "cannot read the catalog file (\(error.localizedDescription))",
+                           remedy: "check the path given to --catalog")
         }
         return try decode(data, path: path)
     }
@@ -135,33 +135,33 @@ public struct HardwareCatalog: Codable, Sendable {
             var hardware: [Hardware]?
         }
         let partial: Partial
-        do { partial = try JSONDecoder().decode(Partial.self, from: data) } catch {
-            throw FormatError(.invalidCatalog, path: path, message: "not a hardware catalog: \(describe(error))",
-                              remedy: "follow the schema in formats/fit-catalog.md")
+        do { partial = try JSONValueDecoder().decode(Partial.self, from: [UInt8](data), path: path) } catch {
+            throw FitError(.invalidCatalog, path: path, message: "not a hardware catalog: \(describe(error))",
+                           remedy: "follow the schema in formats/fit-catalog.md")
         }
         let catalog = HardwareCatalog(schemaVersion: partial.schemaVersion ?? 1, sources: partial.sources ?? [:],
                                       links: partial.links ?? [], hardware: partial.hardware ?? [])
         for entry in catalog.hardware {
             let numbers = [entry.memoryGB, entry.memoryBandwidthGBps] + Array(entry.teraflops.values)
             guard numbers.allSatisfy({ $0.isFinite && $0 > 0 }), !entry.teraflops.isEmpty else {
-                throw FormatError(.invalidCatalog, path: path, tensor: entry.name,
-                                  message: "memoryGB, memoryBandwidthGBps and every teraflops value must be positive numbers",
-                                  remedy: "fix the entry '\(entry.name)'")
+                throw FitError(.invalidCatalog, path: path, entry: entry.name,
+                               message: "memoryGB, memoryBandwidthGBps and every teraflops value must be positive numbers",
+                               remedy: "fix the entry '\(entry.name)'")
             }
             let optional = [entry.usableMemoryGiB, entry.tdpWatts].compactMap { $0 }
             guard optional.allSatisfy({ $0.isFinite && $0 > 0 }), (entry.pricePerHour ?? 0) >= 0, (entry.interconnectGroup ?? 1) >= 1 else {
-                throw FormatError(.invalidCatalog, path: path, tensor: entry.name,
-                                  message: "usableMemoryGiB and tdpWatts must be positive, pricePerHour not negative, interconnectGroup at least 1",
-                                  remedy: "fix the entry '\(entry.name)'")
+                throw FitError(.invalidCatalog, path: path, entry: entry.name,
+                               message: "usableMemoryGiB and tdpWatts must be positive, pricePerHour not negative, interconnectGroup at least 1",
+                               remedy: "fix the entry '\(entry.name)'")
             }
             if let count = entry.defaultCount, count < 1 {
-                throw FormatError(.invalidCatalog, path: path, tensor: entry.name, message: "defaultCount must be at least 1",
-                                  remedy: "fix the entry '\(entry.name)'")
+                throw FitError(.invalidCatalog, path: path, entry: entry.name, message: "defaultCount must be at least 1",
+                               remedy: "fix the entry '\(entry.name)'")
             }
         }
         for link in catalog.links where !(link.gigabytesPerSecond > 0 && link.allReduceLatencyMicroseconds >= 0) {
-            throw FormatError(.invalidCatalog, path: path, tensor: link.name, message: "a link needs gigabytesPerSecond > 0 and allReduceLatencyMicroseconds ≥ 0",
-                              remedy: "fix the link '\(link.name)'")
+            throw FitError(.invalidCatalog, path: path, entry: link.name, message: "a link needs gigabytesPerSecond > 0 and allReduceLatencyMicroseconds ≥ 0",
+                           remedy: "fix the link '\(link.name)'")
         }
         return catalog
     }
@@ -184,14 +184,14 @@ public struct HardwareCatalog: Codable, Sendable {
         let key = name.lowercased()
         if let found = hardware.first(where: { $0.name.lowercased() == key }) {
             for linkName in [found.interconnect, found.hostLink].compactMap({ $0 }) where link(named: linkName) == nil {
-                throw FormatError(.invalidCatalog, path: name, message: "'\(found.name)' refers to the link '\(linkName)', which the catalog does not define; links: \(links.map(\.name).joined(separator: ", "))",
-                                  remedy: "add the link to the catalog's links or use a defined one")
+                throw FitError(.invalidCatalog, path: name, message: "'\(found.name)' refers to the link '\(linkName)', which the catalog does not define; links: \(links.map(\.name).joined(separator: ", "))",
+                               remedy: "add the link to the catalog's links or use a defined one")
             }
             return found
         }
-        throw FormatError(.unknownHardware, path: name,
-                          message: "unknown hardware '\(name)'; known: \(hardware.map(\.name).joined(separator: ", "))",
-                          remedy: "use one of the known names, or describe the device in a JSON file passed with --catalog")
+        throw FitError(.unknownHardware, path: name,
+                       message: "unknown hardware '\(name)'; known: \(hardware.map(\.name).joined(separator: ", "))",
+                       remedy: "use one of the known names, or describe the device in a JSON file passed with --catalog")
     }
 
     /// The link called `name`, or nil.
@@ -218,15 +218,15 @@ public struct DeviceSelection: Sendable, Hashable {
     public static func parse(_ text: String, catalog: HardwareCatalog) throws -> DeviceSelection {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count <= 2, let name = parts.first, !name.isEmpty else {
-            throw FormatError(.invalidRequest, path: text, message: "a device is written NAME or NAME:COUNT",
-                              remedy: "for example h100-sxm-80gb:2")
+            throw FitError(.invalidRequest, path: text, message: "a device is written NAME or NAME:COUNT",
+                           remedy: "for example h100-sxm-80gb:2")
         }
         let hardware = try catalog.device(named: name)
         var count = hardware.defaultCount ?? 1
         if parts.count == 2 {
             guard let parsed = Int(parts[1]), parsed >= 1, parsed <= 4096 else {
-                throw FormatError(.invalidRequest, path: text, message: "the device count '\(parts[1])' is not a whole number from 1 to 4096",
-                                  remedy: "write NAME:COUNT, for example h100-sxm-80gb:2")
+                throw FitError(.invalidRequest, path: text, message: "the device count '\(parts[1])' is not a whole number from 1 to 4096",
+                               remedy: "write NAME:COUNT, for example h100-sxm-80gb:2")
             }
             count = parsed
         }
@@ -240,6 +240,8 @@ public struct DeviceSelection: Sendable, Hashable {
 /// A short description of a decoding error (the coding path and what was wrong).
 func describe(_ error: Error) -> String {
     switch error {
+    case let error as FormatError:
+        return error.description
     case DecodingError.keyNotFound(let key, let context):
         return "missing key '\(key.stringValue)' at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
     case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):

@@ -53,6 +53,9 @@ public struct ModelShape: Codable, Sendable, Hashable {
     public var learnedPositions: Int
     /// Tensor list from real checkpoint headers; when present it replaces the architecture-derived list.
     public var tensors: [WeightTensor]?
+    /// How the checkpoint the shape was read from is quantized (nil for presets, configs and
+    /// unquantized weights); its ``StoredQuantization/schemeName`` is the variant its stored bytes are.
+    public var storedQuantization: StoredQuantization?
 
     /// Creates a shape; derived defaults follow transformers (head_dim = hidden / heads).
     public init(name: String, hiddenSize: Int, layerCount: Int, attentionHeads: Int, kvHeads: Int? = nil,
@@ -84,6 +87,7 @@ public struct ModelShape: Codable, Sendable, Hashable {
         self.normBias = normBias
         self.learnedPositions = learnedPositions
         self.tensors = nil
+        self.storedQuantization = nil
     }
 
     /// Whether routed experts exist.
@@ -202,33 +206,35 @@ public struct ModelShape: Codable, Sendable, Hashable {
 
     /// This shape with its tensor list taken from real checkpoint headers (exact parameter count and shapes).
     ///
-    /// Roles come from the names: `embed`/`wte`/`wpe`/`token_embd` are embeddings, `lm_head` and GGUF
-    /// `output.weight` the output head, `experts`/`_exps` routed experts, `.gate.weight`/`gate_inp` routers,
-    /// rank < 2 and `norm` tensors vectors; all other rank-2 tensors are quantizable projections.
+    /// Roles come from the names through Formats' ``TensorRole`` (the rules quantization's default
+    /// selection uses): rank < 2 tensors, norms and biases are vectors; embeddings, the output
+    /// head and routers keep their roles; routed experts are experts; every other rank-2 tensor is
+    /// a quantizable projection.
     public func withTensors(_ records: [TensorRecord]) -> ModelShape {
+        withTensors(records.map { LogicalTensor(name: $0.name, shape: $0.shape, elementCount: $0.elementCount, parts: [$0]) })
+    }
+
+    /// This shape with its tensor list taken from a checkpoint's logical tensors (quantized
+    /// weights at their logical shapes, with the stored bytes of all their parts).
+    public func withTensors(_ tensors: [LogicalTensor]) -> ModelShape {
         var copy = self
-        copy.tensors = records.map { record in
-            let name = record.name.lowercased()
+        copy.tensors = tensors.map { tensor in
             // rows × columns = elementCount, which the reader has already checked.
-            let columns = max(record.shape.count >= 2 ? record.shape.last ?? 1 : record.elementCount, 1)
-            let rows = record.elementCount / columns
+            let columns = max(tensor.shape.count >= 2 ? tensor.shape.last ?? 1 : tensor.elementCount, 1)
+            let rows = tensor.elementCount / columns
             let role: WeightTensor.Role
-            if record.shape.count < 2 || name.contains("norm") || name.hasSuffix(".bias") {
-                role = .vector
-            } else if name.contains("embed") || name.contains("wte") || name.contains("wpe") || name.contains("token_embd") {
-                role = .embedding
-            } else if name.contains("lm_head") || name == "output.weight" {
-                role = .lmHead
-            } else if name.hasSuffix(".gate.weight") || name.contains("gate_inp") || name.contains("router") {
-                role = .router
-            } else if name.contains("experts") || name.contains("_exps") {
-                role = .expert
-            } else {
-                role = .attention
+            switch TensorRole(name: tensor.name) {
+            case _ where tensor.shape.count < 2: role = .vector
+            case .nonWeight, .norm: role = .vector
+            case .embedding: role = .embedding
+            case .outputHead: role = .lmHead
+            case .router: role = .router
+            case .expertProjection: role = .expert
+            case .projection: role = .attention
             }
-            return WeightTensor(name: record.name, rows: rows, columns: columns, count: 1, role: role, storedBytes: record.byteCount)
+            return WeightTensor(name: tensor.name, rows: rows, columns: columns, count: 1, role: role, storedBytes: tensor.storedByteCount)
         }
-        if !records.contains(where: { $0.name.contains("lm_head") || $0.name == "output.weight" }) { copy.tiedEmbeddings = true }
+        if !tensors.contains(where: { TensorRole(name: $0.name) == .outputHead }) { copy.tiedEmbeddings = true }
         return copy
     }
 }
@@ -285,19 +291,17 @@ public struct WeightTensor: Codable, Sendable, Hashable {
 // MARK: - config.json
 
 extension ModelShape {
-    /// Builds a shape from a parsed Hugging Face config.json (transformers key names, with the GPT-J/GPT-2
-    /// aliases `n_embd`, `n_layer`, `n_head`, `n_inner`, `n_positions`, and OPT's `ffn_dim`); a nested
-    /// `text_config` (multimodal wrappers) is used when present.
+    /// Builds a shape from a Hugging Face config.json given as Foundation values (see ``init(config:path:)-(JSONValue,_)``).
     public init(config raw: [String: Any], path: String) throws {
-        var config = raw
-        if let text = raw["text_config"] as? [String: Any] { config = text.merging(raw) { inner, _ in inner } }
-        func int(_ keys: String...) -> Int? {
-            for key in keys {
-                if let value = config[key] as? Int { return value }
-                if let value = config[key] as? Double, value == value.rounded() { return Int(value) }
-            }
-            return nil
-        }
+        try self.init(config: ModelShape.jsonValue(raw), path: path)
+    }
+
+    /// Builds a shape from a parsed Hugging Face config.json, read through Formats' ``ModelConfig``
+    /// (the text model's keys under every alias: `n_embd`, `n_layer`, `n_head`, `n_inner`,
+    /// `n_positions`, OPT's `ffn_dim`, …), with the family rules transformers applies (plain
+    /// two-matrix MLPs, LayerNorm with bias, tied embeddings by default).
+    public init(config: JSONValue, path: String) throws {
+        let reader = ModelConfig(config)
         func require(_ label: String, _ value: Int?) throws -> Int {
             guard let value else {
                 throw FormatError(.invalidModelConfig, path: path, message: "config.json has no \(label)",
@@ -305,41 +309,41 @@ extension ModelShape {
             }
             return value
         }
-        let modelType = (config["model_type"] as? String ?? "").lowercased()
+        let modelType = (reader.string("model_type") ?? "").lowercased()
         let plainMLP: Set = ["gptj", "phi", "opt", "gpt2", "gpt_neox", "falcon", "bloom", "starcoder2", "gpt_bigcode"]
         let layerNorm: Set = ["gptj", "phi", "opt", "gpt2", "gpt_neox", "falcon", "bloom", "starcoder2", "gpt_bigcode"]
-        let hidden = try require("hidden_size", int("hidden_size", "n_embd", "d_model"))
-        let heads = try require("num_attention_heads", int("num_attention_heads", "n_head", "num_heads"))
-        let layers = try require("num_hidden_layers", int("num_hidden_layers", "n_layer", "num_layers"))
-        let vocab = try require("vocab_size", int("vocab_size"))
-        let intermediate = int("intermediate_size", "n_inner", "ffn_dim") ?? 4 * hidden
-        let experts = int("num_local_experts", "num_experts", "n_routed_experts") ?? 1
-        var sliding: Int? = int("sliding_window")
-        if let use = config["use_sliding_window"] as? Bool, !use { sliding = nil }
-        if config["layer_types"] != nil || config["max_window_layers"] != nil, modelType != "mistral" {
+        let hidden = try require("hidden_size", reader.int(.hiddenSize))
+        let heads = try require("num_attention_heads", reader.int(.attentionHeads))
+        let layers = try require("num_hidden_layers", reader.int(.layers))
+        let vocab = try require("vocab_size", reader.int(.vocabularySize))
+        let intermediate = reader.int(.intermediateSize) ?? 4 * hidden
+        let experts = reader.int(.expertCount) ?? 1
+        var sliding: Int? = reader.int(.slidingWindow)
+        if reader.bool("use_sliding_window") == false { sliding = nil }
+        if reader["layer_types"] != nil || reader["max_window_layers"] != nil, modelType != "mistral" {
             // Per-layer windows (Gemma-style, Qwen2 max_window_layers) need per-group accounting; stay conservative.
-            if modelType == "qwen2" || config["layer_types"] != nil { sliding = nil }
+            if modelType == "qwen2" || reader["layer_types"] != nil { sliding = nil }
         }
         let tiedDefault = !["llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "gptj", "phi", "phi3"].contains(modelType)
         self.init(
-            name: (config["_name_or_path"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? (modelType.isEmpty ? "model" : modelType),
+            name: reader.string("_name_or_path").flatMap { $0.isEmpty ? nil : $0 } ?? (modelType.isEmpty ? "model" : modelType),
             hiddenSize: hidden, layerCount: layers, attentionHeads: heads,
-            kvHeads: int("num_key_value_heads", "num_kv_heads") ?? heads,
-            headDim: int("head_dim") ?? hidden / max(heads, 1),
+            kvHeads: reader.int(.keyValueHeads) ?? heads,
+            headDim: reader.int(.headSize) ?? hidden / max(heads, 1),
             intermediateSize: intermediate, vocabularySize: vocab,
-            tiedEmbeddings: config["tie_word_embeddings"] as? Bool ?? tiedDefault,
+            tiedEmbeddings: reader.bool("tie_word_embeddings") ?? tiedDefault,
             gatedMLP: !plainMLP.contains(modelType),
-            expertCount: experts, expertsPerToken: int("num_experts_per_tok", "num_experts_per_token") ?? (experts > 1 ? 2 : 1),
-            expertIntermediateSize: int("moe_intermediate_size") ?? 0,
-            sharedExpertIntermediateSize: int("shared_expert_intermediate_size") ?? 0,
+            expertCount: experts, expertsPerToken: reader.int(.expertsPerToken) ?? (experts > 1 ? 2 : 1),
+            expertIntermediateSize: reader.int(.expertIntermediateSize) ?? 0,
+            sharedExpertIntermediateSize: reader.int(.sharedExpertIntermediateSize) ?? 0,
             slidingWindow: sliding,
-            maxContext: int("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length") ?? 2048,
-            attentionBias: (config["attention_bias"] as? Bool) ?? ["qwen2", "qwen2_moe", "phi", "opt"].contains(modelType),
-            projectionBias: (config["mlp_bias"] as? Bool) ?? ["gptj", "phi", "opt"].contains(modelType),
+            maxContext: reader.int(.contextLength) ?? 2048,
+            attentionBias: reader.bool("attention_bias") ?? ["qwen2", "qwen2_moe", "phi", "opt"].contains(modelType),
+            projectionBias: reader.bool("mlp_bias") ?? ["gptj", "phi", "opt"].contains(modelType),
             lmHeadBias: ["gptj", "phi"].contains(modelType),
             normsPerLayer: ["gptj", "phi"].contains(modelType) ? 1 : 2,
             normBias: layerNorm.contains(modelType),
-            learnedPositions: modelType == "opt" ? (int("max_position_embeddings") ?? 2048) + 2 : 0
+            learnedPositions: modelType == "opt" ? (reader.int("max_position_embeddings") ?? 2048) + 2 : 0
         )
         if modelType == "gptj" { projectionBias = true; attentionBias = false }
         try validate(path: path)
@@ -350,19 +354,37 @@ extension ModelShape {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         let file = exists && isDirectory.boolValue ? (path as NSString).appendingPathComponent("config.json") : path
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-            throw FormatError(.io, path: file, message: "cannot read config.json (\(error.localizedDescription))",
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            throw FormatError(.io, path: file, message: "cannot read config.json (\(exists ? "not readable" : "no such file"))",
                               remedy: "pass a model directory that holds config.json, or a preset name")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data), let dictionary = object as? [String: Any] else {
+        return try shape(config: try JSONValue.parse(contentsOf: file), file: file)
+    }
+
+    /// The shape of a parsed config.json at `file`, named after its directory when the config
+    /// gives no better name.
+    static func shape(config: JSONValue, file: String) throws -> ModelShape {
+        guard config.object != nil else {
             throw FormatError(.notThisFormat, path: file, message: "config.json is not a JSON object", remedy: "check the file")
         }
-        var shape = try ModelShape(config: dictionary, path: file)
-        if shape.name == "model" || shape.name == (dictionary["model_type"] as? String ?? "") {
+        var shape = try ModelShape(config: config, path: file)
+        if shape.name == "model" || shape.name == (config["model_type"]?.string ?? "") {
             shape.name = URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
         }
         return shape
+    }
+
+    /// Foundation values (as `JSONSerialization` gives them) as a ``JSONValue``.
+    static func jsonValue(_ value: Any) -> JSONValue {
+        switch value {
+        case let string as String: return .string(string)
+        case let bool as Bool: return .bool(bool)
+        case let int as Int: return .number(JSONNumber(int))
+        case let double as Double: return .number(JSONNumber(double))
+        case let array as [Any]: return .array(array.map(jsonValue))
+        case let object as [String: Any]: return .object(object.keys.sorted().map { JSONMember($0, jsonValue(object[$0]!)) })
+        default: return .null
+        }
     }
 }
 
@@ -395,48 +417,109 @@ public enum MetadataValue: Sendable, Hashable, ExpressibleByIntegerLiteral, Expr
 }
 
 extension ModelShape {
-    /// Builds a shape from GGUF metadata keys: `general.architecture` (say `llama`), then
-    /// `ARCH.block_count`, `ARCH.embedding_length`, `ARCH.feed_forward_length`,
-    /// `ARCH.attention.head_count`, `ARCH.attention.head_count_kv`, `ARCH.attention.key_length`,
-    /// `ARCH.context_length`, `ARCH.expert_count`, `ARCH.expert_used_count`,
-    /// `ARCH.attention.sliding_window`, `ARCH.vocab_size`; when the vocabulary size is absent the caller
-    /// passes the length of `tokenizer.ggml.tokens` as `tokenizer.ggml.tokens` (an `.int`).
-    /// Whether lm_head is tied is not in the metadata: refine with ``withTensors(_:)`` (no `output.weight` means tied).
+    /// Builds a shape from GGUF metadata keys given as values: they are read by Formats'
+    /// ``ModelArchitecture/init(ggufValue:)`` (the one GGUF metadata reader), so see
+    /// ``init(architecture:path:)``; when the vocabulary size is absent the caller passes the length
+    /// of `tokenizer.ggml.tokens` as `tokenizer.ggml.tokens` (an `.int`).
     public init(ggufMetadata metadata: [String: MetadataValue], path: String) throws {
-        guard case .string(let arch)? = metadata["general.architecture"] else {
+        let architecture = ModelArchitecture(ggufValue: { key in
+            switch metadata[key] {
+            case .int(let value)?: return key == "tokenizer.ggml.tokens" ? value as Any : Double(value) as Any
+            case .double(let value)?: return value
+            case .string(let value)?: return value
+            case nil: return nil
+            }
+        })
+        guard let architecture else {
             throw FormatError(.invalidModelConfig, path: path, message: "GGUF metadata has no general.architecture",
                               remedy: "check the file with gguf-dump")
         }
-        func int(_ key: String) -> Int? { metadata["\(arch).\(key)"]?.intValue }
-        func require(_ key: String) throws -> Int {
-            guard let value = int(key) else {
+        try self.init(architecture: architecture, path: path)
+    }
+
+    /// Builds a shape from the architecture GGUF metadata declares (`ARCH.block_count`,
+    /// `ARCH.embedding_length`, `ARCH.feed_forward_length`, `ARCH.attention.head_count(_kv)`,
+    /// `ARCH.attention.key_length`, `ARCH.context_length`, `ARCH.expert_count`,
+    /// `ARCH.expert_used_count`, `ARCH.attention.sliding_window`, the vocabulary size), with
+    /// llama.cpp's family rules. Whether lm_head is tied is not in the metadata: refine with
+    /// ``withTensors(_:)`` (no `output.weight` means tied).
+    public init(architecture: ModelArchitecture, path: String) throws {
+        let arch = architecture.name
+        func require(_ key: String, _ value: Int?) throws -> Int {
+            guard let value else {
                 throw FormatError(.invalidModelConfig, path: path, message: "GGUF metadata has no \(arch).\(key)",
                                   remedy: "check the file with gguf-dump")
             }
             return value
         }
-        let hidden = try require("embedding_length")
-        let heads = try require("attention.head_count")
-        guard let vocab = int("vocab_size") ?? metadata["tokenizer.ggml.tokens"]?.intValue else {
+        let hidden = try require("embedding_length", architecture.hiddenSize)
+        let heads = try require("attention.head_count", architecture.attentionHeads)
+        guard let vocab = architecture.vocabularySize else {
             throw FormatError(.invalidModelConfig, path: path, message: "GGUF metadata gives no vocabulary size",
                               remedy: "pass the length of tokenizer.ggml.tokens")
         }
-        let experts = int("expert_count") ?? 1
+        let experts = architecture.expertCount ?? 1
         let plain: Set = ["gptj", "phi2", "gpt2", "gptneox", "falcon", "bloom", "starcoder2", "starcoder"]
         self.init(
-            name: (metadata["general.name"].flatMap { if case .string(let s) = $0 { return s } else { return nil } }) ?? arch,
-            hiddenSize: hidden, layerCount: try require("block_count"), attentionHeads: heads,
-            kvHeads: int("attention.head_count_kv") ?? heads, headDim: int("attention.key_length") ?? hidden / max(heads, 1),
-            intermediateSize: try require("feed_forward_length"), vocabularySize: vocab,
+            name: architecture.modelName ?? arch,
+            hiddenSize: hidden, layerCount: try require("block_count", architecture.layers), attentionHeads: heads,
+            kvHeads: architecture.keyValueHeads ?? heads, headDim: architecture.headSize ?? hidden / max(heads, 1),
+            intermediateSize: try require("feed_forward_length", architecture.intermediateSize), vocabularySize: vocab,
             gatedMLP: !plain.contains(arch),
-            expertCount: experts, expertsPerToken: int("expert_used_count") ?? (experts > 1 ? 2 : 1),
-            expertIntermediateSize: int("expert_feed_forward_length") ?? 0,
-            slidingWindow: int("attention.sliding_window"),
-            maxContext: int("context_length") ?? 2048,
+            expertCount: experts, expertsPerToken: architecture.expertsPerToken ?? (experts > 1 ? 2 : 1),
+            expertIntermediateSize: architecture.expertIntermediateSize ?? 0,
+            slidingWindow: architecture.slidingWindow,
+            maxContext: architecture.contextLength ?? 2048,
             normsPerLayer: ["gptj", "phi2"].contains(arch) ? 1 : 2,
             normBias: plain.contains(arch)
         )
         try validate(path: path)
+    }
+}
+
+// MARK: - Checkpoints and model names
+
+extension ModelShape {
+    /// The shape of an opened checkpoint: the architecture from its config.json or GGUF metadata,
+    /// the exact tensor list (quantized weights at their logical shapes and stored bytes) from its headers.
+    public init(checkpoint: Checkpoint) throws {
+        var shape: ModelShape
+        if checkpoint.format == .gguf {
+            guard let architecture = checkpoint.architecture else {
+                throw FormatError(.invalidModelConfig, path: checkpoint.path, message: "GGUF metadata has no general.architecture",
+                                  remedy: "check the file with gguf-dump")
+            }
+            shape = try ModelShape(architecture: architecture, path: checkpoint.path)
+        } else {
+            let file = (checkpoint.directory as NSString).appendingPathComponent("config.json")
+            guard let config = checkpoint.config else {
+                throw FormatError(.io, path: file, message: "cannot read config.json (no such file)",
+                                  remedy: "pass a model directory that holds config.json, or a preset name")
+            }
+            shape = try ModelShape.shape(config: config, file: file)
+        }
+        self = shape.withTensors(checkpoint.logicalTensors)
+        storedQuantization = checkpoint.quantization
+    }
+
+    /// The shape for `quantize fit MODEL`: a preset name; a directory or config.json with no
+    /// weights (plan before downloading); or weight files (.safetensors, sharded directory, .gguf),
+    /// whose headers give the exact parameter count and bytes per tensor.
+    public static func load(model path: String) throws -> ModelShape {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if path.hasSuffix(".json") && !path.hasSuffix(".index.json") { return try load(configAt: path) }
+            if isDirectory.boolValue {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+                let hasWeights = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
+                if !hasWeights { return try load(configAt: path) }  // plan before downloading
+            }
+            return try ModelShape(checkpoint: try Checkpoint(path: path))
+        }
+        if let preset = try preset(named: path) { return preset }
+        let names = try presets().map(\.name)
+        throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
+                          remedy: "pass a model directory with config.json, a weight file, or one of the presets")
     }
 }
 
@@ -482,13 +565,13 @@ public enum JSONScalar: Codable, Sendable, Hashable {
         }
     }
 
-    /// The Foundation value JSONSerialization would produce (Int for whole numbers).
-    var foundationValue: Any {
+    /// The value as JSON (an integer for whole numbers).
+    var jsonValue: JSONValue {
         switch self {
-        case .number(let value): return value == value.rounded() && abs(value) < 1e15 ? Int(value) as Any : value as Any
-        case .string(let value): return value
-        case .bool(let value): return value
-        case .null: return NSNull()
+        case .number(let value): return value == value.rounded() && abs(value) < 1e15 ? .number(JSONNumber(Int(value))) : .number(JSONNumber(value))
+        case .string(let value): return .string(value)
+        case .bool(let value): return .bool(value)
+        case .null: return .null
         }
     }
 }
@@ -500,7 +583,7 @@ extension ModelShape {
               let data = try? Data(contentsOf: url) else {
             throw FormatError(.io, path: "Resources/presets.json", message: "the model presets are missing from the bundle", remedy: "rebuild the package")
         }
-        do { return try JSONDecoder().decode([ModelPreset].self, from: data) } catch {
+        do { return try JSONValueDecoder().decode([ModelPreset].self, from: [UInt8](data), path: "Resources/presets.json") } catch {
             throw FormatError(.invalidCatalog, path: "Resources/presets.json", message: describe(error), remedy: "fix the preset table")
         }
     }
@@ -509,7 +592,8 @@ extension ModelShape {
     public static func preset(named name: String) throws -> ModelShape? {
         let key = name.lowercased()
         guard let preset = try presets().first(where: { $0.name == key || ($0.aliases ?? []).contains(key) }) else { return nil }
-        var shape = try ModelShape(config: preset.config.mapValues(\.foundationValue), path: "preset \(preset.name)")
+        let config = JSONValue.object(preset.config.keys.sorted().map { JSONMember($0, preset.config[$0]!.jsonValue) })
+        var shape = try ModelShape(config: config, path: "preset \(preset.name)")
         shape.name = preset.name
         return shape
     }

@@ -19,41 +19,37 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
     /// The variants the overview table compares.
     public static let overview: [String] = ["bf16", "fp8", "int8", "int4"]
 
+    /// Variant names that are not scheme names: safetensors 16-bit weights (stored like the GGUF
+    /// plain types, two bytes each) and asymmetric int4.
+    static let special: [String: Variant] = [
+        "bf16": Variant(name: "bf16", scheme: Scheme(name: .bf16), isGGUF: false),
+        "fp16": Variant(name: "fp16", scheme: Scheme(name: .f16), isGGUF: false),
+        "f16-safetensors": Variant(name: "fp16", scheme: Scheme(name: .f16), isGGUF: false),
+        "int4-asym": Variant(name: "int4-asym", scheme: Scheme(name: .int4, symmetric: false), isGGUF: false),
+    ]
+
     /// Parses a variant name: `bf16`, `fp16`, `fp8`, `fp8-e5m2`, `int8`, `int4`, `int4-gN` (group N),
     /// `int4-asym`, or a GGUF type (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`, `q6_k`, `f16`).
     public static func parse(_ text: String) throws -> Variant {
         let key = text.lowercased()
-        switch key {
-        case "bf16": return Variant(name: "bf16", scheme: Scheme(name: .bf16), isGGUF: false)
-        case "fp16", "f16-safetensors": return Variant(name: "fp16", scheme: Scheme(name: .f16), isGGUF: false)
-        case "int4-asym": return Variant(name: key, scheme: Scheme(name: .int4, symmetric: false), isGGUF: false)
-        default: break
-        }
+        if let special = special[key] { return special }
         if key.hasPrefix("int4-g"), let group = Int(key.dropFirst("int4-g".count)), group > 0, group <= 1 << 20 {
             return Variant(name: key, scheme: Scheme(name: .int4, granularity: .group(size: group)), isGGUF: false)
         }
         if let name = SchemeName(rawValue: key) {
-            return Variant(name: key, scheme: Scheme(name: name), isGGUF: name.ggmlType != nil)
+            return Variant(name: key, scheme: Scheme(name: name), isGGUF: name.descriptor.container == .gguf)
         }
-        throw FormatError(.invalidRequest, path: text,
-                          message: "unknown variant '\(text)'; known: bf16, fp16, fp8, fp8-e5m2, int8, int4, int4-gN, int4-asym, \(SchemeName.allCases.filter { $0.ggmlType != nil }.map(\.rawValue).joined(separator: ", "))",
-                          remedy: "pick one of the known variants")
+        let ggufNames = SchemeDescriptor.all.filter { $0.container == .gguf }.map(\.name.rawValue)
+        throw FitError(.invalidRequest, path: text,
+                       message: "unknown variant '\(text)'; known: bf16, fp16, fp8, fp8-e5m2, int8, int4, int4-gN, int4-asym, \(ggufNames.joined(separator: ", "))",
+                       remedy: "pick one of the known variants")
     }
 
     /// The precision family used to look up native support and rates: `bf16`, `fp16`, `fp8`, `int8`, `int4`, or `gguf`.
-    public var weightFormat: String {
-        switch scheme.name {
-        case .bf16: return isGGUF ? "gguf" : "bf16"
-        case .f16: return isGGUF ? "gguf" : "fp16"
-        case .fp8, .fp8E5M2: return "fp8"
-        case .int8: return "int8"
-        case .int4: return "int4"
-        default: return "gguf"
-        }
-    }
+    public var weightFormat: String { isGGUF ? "gguf" : scheme.descriptor.precision }
 
     /// Whether the weights are stored in 16 bits (no dequantization).
-    public var isSixteenBit: Bool { scheme.name == .bf16 || scheme.name == .f16 }
+    public var isSixteenBit: Bool { scheme.name.ggmlType?.isQuantized == false }
 
     /// How the variant executes on `hardware`: the math precision and whether it is weight-only.
     ///
@@ -66,17 +62,13 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
             if isSixteenBit { return Execution(mathPrecision: hardware.runsNatively("bf16") ? "bf16" : "fp32", weightOnly: false) }
             return Execution(mathPrecision: "int8", weightOnly: true)
         }
-        switch weightFormat {
-        case "bf16": return Execution(mathPrecision: sixteen, weightOnly: false)
-        case "fp16": return Execution(mathPrecision: "fp16", weightOnly: false)
-        case "fp8":
-            return hardware.runsNatively("fp8") ? Execution(mathPrecision: "fp8", weightOnly: false) : Execution(mathPrecision: sixteen, weightOnly: true)
-        case "gguf":
-            // llama.cpp dequantizes GGUF blocks to FP16 for cuBLAS and its own kernels.
-            return Execution(mathPrecision: "fp16", weightOnly: !isSixteenBit)
-        default:
-            return Execution(mathPrecision: sixteen, weightOnly: true)
+        // llama.cpp dequantizes GGUF blocks to FP16 for cuBLAS and its own kernels.
+        if isGGUF { return Execution(mathPrecision: "fp16", weightOnly: !isSixteenBit) }
+        if isSixteenBit { return Execution(mathPrecision: weightFormat == "fp16" ? "fp16" : sixteen, weightOnly: false) }
+        if scheme.descriptor.runsNativelyWhereSupported, hardware.runsNatively(weightFormat) {
+            return Execution(mathPrecision: weightFormat, weightOnly: false)
         }
+        return Execution(mathPrecision: sixteen, weightOnly: true)
     }
 
     /// Bytes of every weight tensor in this variant, grouped by role; nil on overflow.
@@ -87,7 +79,6 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
     /// routers in F32.
     public func weightBytes(of shape: ModelShape) -> WeightBytes? {
         var bytes = WeightBytes()
-        let q6 = Scheme(name: .q6_K)
         for tensor in shape.weightTensors {
             guard let elements = CheckedSize.multiply(tensor.rows, tensor.columns) else { return nil }
             let perTensor: Int?
@@ -98,8 +89,7 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
                 case .embedding:
                     perTensor = scheme.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
                 case .lmHead:
-                    let lowBit: Set<SchemeName> = [.q4_0, .q4_1, .q5_0, .q5_1, .q4_K]
-                    let kept = lowBit.contains(scheme.name) ? q6 : scheme
+                    let kept = scheme.descriptor.ggufOutputScheme.map { Scheme(name: $0) } ?? scheme
                     perTensor = kept.storedByteCount(rows: tensor.rows, columns: tensor.columns) ?? CheckedSize.multiply(elements, 2)
                 default:
                     perTensor = CheckedSize.multiply(elements, 4)

@@ -14,7 +14,7 @@ public func dequantizeGGML(_ type: GGMLType, bytes: UnsafeRawBufferPointer, elem
     }
     guard elementCount > 0 else { return }
     let status = qk_quant_ggml_decode(type.id, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), output.baseAddress!,
-                                      elementCount / type.blockSize)
+                                      elementCount / type.blockSize, type.blockSize, type.bytesPerBlock)
     if status != 0 { throw .unsupportedLayout(tensor: tensorName, found: "ggml type \(type.name)") }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 
 extension Scheme {
     /// The `quantization_config` object for config.json that vLLM and transformers read for this
@@ -8,33 +9,50 @@ extension Scheme {
     ///   - ignore: names (or `re:` patterns) of Linear modules left unquantized, e.g. `lm_head`.
     ///   - options: the options the tensors were written with (INT8 packing changes the format).
     public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> String? {
+        quantizationConfig(ignore: ignore, options: options)?.serializedString(.document)
+    }
+
+    /// The `quantization_config` object (keys sorted) that ``quantizationConfigJSON(ignore:options:)`` writes; nil for GGUF schemes.
+    public func quantizationConfig(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> JSONValue? {
         let config: [String: Any]
-        switch name {
-        case .fp8, .fp8E5M2:
+        switch descriptor.kernel {
+        case .fp8(let format):
             if case .block(let r, let c) = granularity {
-                config = ["quant_method": "fp8", "fmt": name == .fp8 ? "e4m3" : "e5m2", "activation_scheme": "dynamic",
+                config = ["quant_method": "fp8", "fmt": format.rawValue, "activation_scheme": "dynamic",
                           "weight_block_size": [r, c], "ignored_layers": ignore]
             } else {
                 var weights = Self.weightArgs(bits: 8, type: "float", symmetric: true)
                 switch granularity {
                 case .tensor: weights["strategy"] = "tensor"
                 case .group(let g): weights["strategy"] = "group"; weights["group_size"] = g
-                default: weights["strategy"] = "channel"
+                case .channel, .block: weights["strategy"] = "channel"
                 }
                 let activations: [String: Any] = ["num_bits": 8, "type": "float", "symmetric": true, "strategy": "token",
                                                   "dynamic": true, "observer": NSNull()]
                 config = Self.compressedTensors(format: "float-quantized", weights: weights, inputActivations: activations, ignore: ignore)
             }
-        case .int8, .int4:
-            var weights = Self.weightArgs(bits: name == .int8 ? 8 : 4, type: "int", symmetric: symmetric)
+        case .integer(let bits):
+            var weights = Self.weightArgs(bits: bits, type: "int", symmetric: symmetric)
             if case .group(let g) = granularity { weights["strategy"] = "group"; weights["group_size"] = g } else { weights["strategy"] = "channel" }
-            let format = name == .int8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
+            let format = bits == 8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
             config = Self.compressedTensors(format: format, weights: weights, inputActivations: nil, ignore: ignore)
-        default:
+        case .ggml:
             return nil
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted]) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        return Self.jsonValue(config)
+    }
+
+    /// The literal tables above as JSON, keys sorted by code point.
+    private static func jsonValue(_ value: Any) -> JSONValue {
+        switch value {
+        case let string as String: return .string(string)
+        case let bool as Bool: return .bool(bool)
+        case let int as Int: return .number(JSONNumber(int))
+        case let array as [Any]: return .array(array.map(jsonValue))
+        case let object as [String: Any]:
+            return .object(object.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map { JSONMember($0, jsonValue(object[$0]!)) })
+        default: return .null
+        }
     }
 
     private static func weightArgs(bits: Int, type: String, symmetric: Bool) -> [String: Any] {

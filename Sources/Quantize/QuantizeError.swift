@@ -33,22 +33,11 @@ public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .shapeNotDivisible(tensor, shape, blockSize):
             return "tensor '\(tensor)' has shape \(shape) but its rows must be a multiple of \(blockSize) elements for this type; leave the tensor unquantized or choose a type with a smaller block"
         case let .unsupportedGranularity(tensor, scheme, granularity):
-            return "tensor '\(tensor)': scheme \(scheme.rawValue) cannot be stored with granularity \(granularity); use one of the granularities listed in formats/quantize-\(scheme.family).md"
+            return "tensor '\(tensor)': scheme \(scheme.rawValue) cannot be stored with granularity \(granularity); use one of the granularities listed in formats/quantize-\(scheme.family.rawValue).md"
         case let .invalidShape(tensor, shape, expected):
             return "tensor '\(tensor)' with shape \(shape): expected \(expected)"
         case let .unsupportedLayout(tensor, found):
             return "tensor '\(tensor)': cannot decode \(found); supported layouts are listed in formats/quantize-*.md"
-        }
-    }
-}
-
-extension SchemeName {
-    /// The formats/ document family (`fp8`, `int`, `gguf`).
-    var family: String {
-        switch self {
-        case .fp8, .fp8E5M2: return "fp8"
-        case .int8, .int4: return "int"
-        default: return "gguf"
         }
     }
 }
@@ -74,6 +63,8 @@ public struct QuantizeJobError: Error, Sendable, CustomStringConvertible, Equata
         case accuracyCheckFailed
         /// Activations given for the check do not fit.
         case invalidActivations
+        /// `verify` was given a quantized checkpoint as the original (arguments swapped).
+        case originalIsQuantized
     }
 
     /// What went wrong.

@@ -22,8 +22,6 @@ public struct TensorQuantizer: Sendable {
         public var byteCount: Int
     }
 
-    enum Kind: Sendable { case fp8(e5m2: Bool), int(bits: Int), ggml(GGMLType) }
-
     /// The scheme being produced.
     public let scheme: Scheme
     /// Rows (output features).
@@ -44,7 +42,10 @@ public struct TensorQuantizer: Sendable {
     /// tensor's largest finite magnitude as `tensorAmax` (see ``amax(_:allowNonFinite:)``).
     public var needsTensorAmax: Bool { if case .tensor = granularity, case .fp8 = kind { return true } else { return false } }
 
-    let kind: Kind
+    /// The kernels, from the scheme's descriptor.
+    let kind: SchemeDescriptor.Kernel
+    /// The scheme's descriptor.
+    let descriptor: SchemeDescriptor
     let granularity: Granularity
     /// Elements sharing one scale along a row (columns for per-channel and per-tensor).
     let groupSize: Int
@@ -64,15 +65,15 @@ public struct TensorQuantizer: Sendable {
         self.tensorName = tensorName
         self.options = options
         self.granularity = scheme.granularity
+        self.descriptor = scheme.descriptor
         func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
         let badGranularity = QuantizeError.unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: scheme.granularity)
-        switch scheme.name {
-        case .fp8, .fp8E5M2:
-            let e5m2 = scheme.name == .fp8E5M2
-            kind = .fp8(e5m2: e5m2)
+        kind = descriptor.kernel
+        switch descriptor.kernel {
+        case .fp8(let format):
             scaleTypeCode = 0
             scaleBytes = 4
-            let weight = PartLayout(suffix: "weight", type: .dtype(e5m2 ? .f8E5M2 : .f8E4M3), shape: [rows, columns], byteCount: rows * columns)
+            let weight = PartLayout(suffix: "weight", type: .dtype(format == .e5m2 ? .f8E5M2 : .f8E4M3), shape: [rows, columns], byteCount: rows * columns)
             switch scheme.granularity {
             case .tensor:
                 groupSize = columns; blockRows = 1; rowAlignment = 1
@@ -91,9 +92,9 @@ public struct TensorQuantizer: Sendable {
                 let shape = [ceilDiv(rows, r), ceilDiv(columns, c)]
                 layouts = [weight, PartLayout(suffix: "weight_scale_inv", type: .dtype(.f32), shape: shape, byteCount: shape[0] * shape[1] * 4)]
             }
-        case .int8, .int4:
-            let bits = scheme.name == .int8 ? 8 : 4
-            kind = .int(bits: bits)
+        case .integer(let bits):
+            // The layouts below pack 8-bit and 4-bit codes (quant_int.c); another width needs its packing first.
+            guard bits == 8 || bits == 4 else { throw badGranularity }
             switch options.scaleType {
             case .f32: scaleTypeCode = 0; scaleBytes = 4
             case .bf16: scaleTypeCode = 1; scaleBytes = 2
@@ -129,11 +130,10 @@ public struct TensorQuantizer: Sendable {
                 layouts = parts
                 rowAlignment = scheme.symmetric ? 1 : 8
             }
-        default:
-            guard let type = scheme.name.ggmlType else { throw badGranularity }
-            kind = .ggml(type)
+        case .ggml(let type):
             scaleTypeCode = 0; scaleBytes = 0; blockRows = 1; rowAlignment = 1
             groupSize = type.blockSize
+            guard qk_quant_ggml_kernels(type.id) & QK_GGML_ENCODES != 0 else { throw badGranularity }
             guard columns % type.blockSize == 0 else {
                 throw .shapeNotDivisible(tensor: tensorName, shape: [rows, columns], blockSize: type.blockSize)
             }
@@ -190,9 +190,9 @@ public struct TensorQuantizer: Sendable {
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
         let selfChecking: Bool = {
             switch kind {
-            case .ggml(let t): return [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].contains(t)
+            case .ggml(let t): return t.blockSize > 1  // the kernel table scans or detects while encoding
             case .fp8: if case .tensor = granularity { return false } else { return true }
-            case .int: return true
+            case .integer: return true
             }
         }()
         let blockRows = max(rowAlignment, 32_768 / columns / rowAlignment * rowAlignment)
@@ -213,14 +213,13 @@ public struct TensorQuantizer: Sendable {
             let count = min(blockRows, range.count - done)
             let rows = (range.lowerBound + done)..<(range.lowerBound + done + count)
             let x = base + done * columns
-            if case .ggml(let type) = kind, plainFloat {
+            if case .ggml(let type) = kind, plainFloat, let limit = descriptor.overflowMagnitudeBits {
                 // F16/BF16: one scan for values that are non-finite or round to infinity finds every
                 // error case (a NaN or infinity passes through when allowed); a clean block is encoded
                 // right away, a block with a hit takes the path below, which names the error.
-                let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
                 if options.allowNonFinite || qk_quant_first_abs_at_least(x, count * columns, limit) < 0 {
                     let dst = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + rows.lowerBound * columns * type.bytesPerBlock
-                    if type == .f16 { qk_quant_f16_encode(x, dst, count * columns) } else { qk_quant_bf16_encode(x, dst, count * columns) }
+                    _ = qk_quant_ggml_encode(type.id, x, dst, count * columns, type.blockSize, nil)
                     done += count
                     continue
                 }
@@ -284,11 +283,11 @@ public struct TensorQuantizer: Sendable {
                                  _ output: [UnsafeMutableRawBufferPointer], checked: Bool = false) throws(QuantizeError) -> Bool {
         let r0 = range.lowerBound, n = range.count
         switch kind {
-        case .fp8(let e5m2):
-            let limit: Float = e5m2 ? 57344 : 448
+        case .fp8(let format):
+            let limit = format.largestFinite
             let weight = output[0].baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * columns
             let scales = output[1].baseAddress!
-            let isE5M2: Int32 = e5m2 ? 1 : 0
+            let isE5M2: Int32 = format == .e5m2 ? 1 : 0
             switch granularity {
             case .tensor:
                 let s = qk_quant_round_scale((tensorAmax ?? 0) / limit, 0)
@@ -305,7 +304,7 @@ public struct TensorQuantizer: Sendable {
                                                           scales.assumingMemoryBound(to: UInt8.self) + r0 * groups * 4)
                 if nonFinite != 0 { return true }
             }
-        case .int(let bits):
+        case .integer(let bits):
             let groups = (columns + groupSize - 1) / groupSize
             var scales = [Float](repeating: 0, count: n * groups)
             var zeros = [Int8](repeating: 0, count: scheme.symmetric ? 0 : n * groups)
@@ -347,34 +346,27 @@ public struct TensorQuantizer: Sendable {
             let dst = out + r0 * blocksPerRow * type.bytesPerBlock
             let count = n * columns
             if type.blockSize == 1 {
-                if !options.allowNonFinite {
+                if !options.allowNonFinite, let limit = descriptor.overflowMagnitudeBits {
                     // Finite values from which F16 (65520) or BF16 rounds to infinity.
-                    let limit: UInt32 = type == .f16 ? 0x477F_F000 : 0x7F7F_8000
                     let i = qk_quant_first_abs_at_least(x, count, limit)
                     if i >= 0 {
                         throw .valueOutOfRange(tensor: tensorName, row: r0 + i / columns, column: i % columns, value: x[i], type: type.name)
                     }
                 }
-                if type == .f16 { qk_quant_f16_encode(x, dst, count) } else { qk_quant_bf16_encode(x, dst, count) }
+                _ = qk_quant_ggml_encode(type.id, x, dst, count, type.blockSize, nil)
                 return false
             }
             let blocks = n * blocksPerRow
             let status: Int
             if checked {
                 var nonFinite: Int32 = 0
-                status = qk_quant_ggml_encode_checked(type.id, x, dst, blocks, &nonFinite)
+                status = qk_quant_ggml_encode(type.id, x, dst, blocks, type.blockSize, &nonFinite)
                 if nonFinite != 0 { return true }
             } else {
-                switch type {
-                case .q8_0: status = qk_quant_q8_0_encode(x, dst, blocks)
-                case .q4_0: status = qk_quant_q4_0_encode(x, dst, blocks)
-                case .q4_1: status = qk_quant_q4_1_encode(x, dst, blocks)
-                case .q5_0: status = qk_quant_q5_0_encode(x, dst, blocks)
-                case .q5_1: status = qk_quant_q5_1_encode(x, dst, blocks)
-                case .q4_K: status = qk_quant_q4_k_encode(x, dst, blocks)
-                case .q6_K: status = qk_quant_q6_k_encode(x, dst, blocks)
-                default: throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
-                }
+                status = qk_quant_ggml_encode(type.id, x, dst, blocks, type.blockSize, nil)
+            }
+            if status == -2 {
+                throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
             }
             if status >= 0 {
                 throw .scaleOutOfRange(tensor: tensorName, row: r0 + status / blocksPerRow,

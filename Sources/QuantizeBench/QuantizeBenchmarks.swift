@@ -30,18 +30,14 @@ func runQuantizeBenchmarks(_ options: BenchmarkOptions) throws {
         ("fp8 (128×128 block)", Scheme(name: .fp8, granularity: .block(rows: 128, columns: 128))),
         ("int8 (channel)", Scheme(name: .int8)),
         ("int4 (g128)", Scheme(name: .int4)),
-        ("q8_0", Scheme(name: .q8_0)), ("q4_0", Scheme(name: .q4_0)), ("q4_1", Scheme(name: .q4_1)),
-        ("q5_0", Scheme(name: .q5_0)), ("q5_1", Scheme(name: .q5_1)),
-        ("q4_k", Scheme(name: .q4_K)), ("q6_k", Scheme(name: .q6_K)),
-        ("f16", Scheme(name: .f16)), ("bf16", Scheme(name: .bf16)),
-    ]
+    ] + SchemeDescriptor.all.filter { $0.container == .gguf }.map { ($0.name.rawValue, Scheme(name: $0.name)) }
     let input = UncheckedSendable(value: (UnsafeBufferPointer(weights), UnsafeRawBufferPointer(bf16), copyTarget))
     var rowsOut: [[String]] = []
     var json: [[String: Any]] = []
-    let slowSchemes: Set<String> = ["q4_k", "q6_k"]
     for (label, scheme) in schemes {
-        // K-quants run at hundreds of MB/s: measure them on a slice so the run stays short.
-        let measuredRows = slowSchemes.contains(scheme.name.rawValue) ? min(rows, 256) : rows
+        // K-quants (256-element blocks) run at hundreds of MB/s: measure them on a slice so the run stays short.
+        let isSlow = (scheme.name.ggmlType?.blockSize ?? 0) == 256
+        let measuredRows = isSlow ? min(rows, 256) : rows
         let quantizer = try TensorQuantizer(scheme: scheme, rows: measuredRows, columns: columns, tensorName: label)
         let outputs = quantizer.layouts.map { UnsafeMutableRawBufferPointer.allocate(byteCount: max($0.byteCount, 1), alignment: 64) }
         defer { outputs.forEach { $0.deallocate() } }
@@ -81,7 +77,7 @@ func runQuantizeBenchmarks(_ options: BenchmarkOptions) throws {
             let (_, b, target) = input.value
             memcpy(target.baseAddress!, b.baseAddress!, measuredRows * columns * 2)
         }
-        let repeats = slowSchemes.contains(scheme.name.rawValue) ? 3 : options.repeats
+        let repeats = isSlow ? 3 : options.repeats
         let times = medianSeconds(repeats: repeats, [fp32OneCore, bf16OneCore, fp32AllCores, memcpyFP32, memcpyBF16])
         let fp32Bytes = Double(measuredRows * columns * 4), bf16Bytes = Double(measuredRows * columns * 2)
         let rates = [fp32Bytes / times[0], bf16Bytes / times[1], fp32Bytes / times[2], fp32Bytes / times[3], bf16Bytes / times[4]].map { $0 / 1e9 }

@@ -49,10 +49,10 @@ struct CheckOptions: ParsableArguments {
     }
 
     /// Writes the HTML page of `reports` (one per scheme compared) when `--report` was given.
-    func writeHTML(_ reports: [AccuracyReport], title: String) throws {
+    /// `original` and `checkpoints` (one per report) are named on the page.
+    func writeHTML(_ reports: [AccuracyReport], title: String, original: String? = nil, checkpoints: [String]? = nil) throws {
         guard let path = self.report else { return }
-        let file = try OutputFile(path: path, overwrite: true)
-        try file.write(Array(AccuracyReport.html(reports: reports, title: title).utf8))
-        try file.commit()
+        try OutputFile.write(Array(AccuracyReport.html(reports: reports, title: title, original: original, checkpoints: checkpoints).utf8),
+                             to: path, overwrite: true)
     }
 }

@@ -4,6 +4,7 @@ import Formats
 import Foundation
 
 extension QuantizeCommand {
+    /// `quantize fit MODEL`: which hardware a variant fits, how fast, at what cost.
     struct FitCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "fit",
@@ -20,15 +21,15 @@ extension QuantizeCommand {
         @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
         var gpus: [String] = []
         @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
-        var device: String?
+        var device: DeviceOption?
         @Option(help: "A JSON catalog whose entries add to or replace the built-in ones (formats/fit-catalog.md).")
         var catalog: String?
-        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …).")
-        var variant: String = "bf16"
+        @Option(help: "Weight variant: bf16, fp16, fp8, int8, int4, int4-gN, or a GGUF type (q8_0, q4_0, q4_k …); default bf16, or what a quantized checkpoint stores.")
+        var variant: String?
         @Option(help: "Context tokens per sequence for the KV budget (default: input + output tokens).")
         var context: Int?
         @Option(help: "Concurrent sequences: a number or 'max'.")
-        var concurrency: String = "max"
+        var concurrency: Concurrency = .max
         @Option(help: "Prompt tokens per request.")
         var inputTokens: Int = 1024
         @Option(help: "Generated tokens per request.")
@@ -36,9 +37,9 @@ extension QuantizeCommand {
         @Option(help: "Serving engine: vllm, vllm-0.5, trtllm, llamacpp, transformers, gpt-fast (default vllm; llamacpp on CPUs).")
         var engine: String?
         @Option(help: "KV-cache element type: fp16 (also bf16) or fp8.")
-        var kvDtype: String = "fp16"
+        var kvDtype: KVCacheType = .fp16
         @Option(help: "When weights do not fit: none, auto, stream, split or cpu.")
-        var offload: String = "auto"
+        var offload: OffloadMode = .auto
         @Option(help: "Host CPU catalog entry used by offload plans.")
         var host: String = "xeon-8480"
         @Option(help: "Price per device-hour in US dollars (overrides the catalog).")
@@ -51,13 +52,7 @@ extension QuantizeCommand {
         var json = false
 
         func run() throws {
-            do {
-                let fits = try execute()
-                if !fits { throw ExitCode(1) }
-            } catch let error as FormatError {
-                FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-                throw ExitCode(2)
-            }
+            if try !execute() { throw ExitCode(1) }
         }
 
         /// Runs the command; returns whether every requested configuration fits.
@@ -65,34 +60,24 @@ extension QuantizeCommand {
             var hardware = try HardwareCatalog.builtIn()
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
             let shape = try loadModelShape(path: model)
-            let variantValue = try Variant.parse(variant)
-            let concurrencyValue = try parseConcurrency()
-            guard let offloadMode = OffloadMode(rawValue: offload.lowercased()) else {
-                throw FormatError(.invalidRequest, path: offload, message: "unknown offload mode '\(offload)'; known: \(OffloadMode.allCases.map(\.rawValue).joined(separator: ", "))", remedy: "pick one")
-            }
-            let kvBytes: Int
-            switch kvDtype.lowercased() {
-            case "fp16", "bf16", "f16", "auto": kvBytes = 2
-            case "fp8", "fp8_e4m3", "fp8-e4m3", "fp8_e5m2": kvBytes = 1
-            default: throw FormatError(.invalidRequest, path: kvDtype, message: "unknown KV dtype '\(kvDtype)'; known: fp16, bf16, fp8", remedy: "pick one")
-            }
+            // A quantized checkpoint is planned as what it stores (when fit models that variant)
+            // unless another variant is asked for.
+            let variantValue = try variant.map(Variant.parse)
+                ?? shape.storedQuantization.flatMap { try? Variant.parse($0.schemeName) } ?? Variant.parse("bf16")
             guard inputTokens >= 1, outputTokens >= 1, (context ?? 1) >= 1 else {
-                throw FormatError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
+                throw FitError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
             }
             let hostHardware = try? hardware.device(named: host)
             func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
                 let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
                 return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
-                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrencyValue,
-                                  kvBytesPerElement: kvBytes, offload: offloadMode, host: hostHardware, pricePerHour: price,
+                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrency,
+                                  kvBytesPerElement: kvDtype.bytesPerElement, offload: offload, host: hostHardware, pricePerHour: price,
                                   sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
             }
 
             var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
-            if let device {
-                guard device.lowercased() == "local" else {
-                    throw FormatError(.invalidRequest, path: device, message: "--device takes 'local'", remedy: "use --gpu NAME for catalog devices")
-                }
+            if device == .local {
                 FileHandle.standardError.write(Data("probing this machine (cores, memory, memcpy bandwidth)…\n".utf8))
                 selections.append(DeviceSelection(hardware: LocalProbe.probe(), count: 1))
             }
@@ -101,22 +86,12 @@ extension QuantizeCommand {
             }
             let results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = results.count == 1 ? try encoder.encode(results[0]) : try encoder.encode(results)
-                print(String(decoding: data, as: UTF8.self))
+                let document = results.count == 1 ? try JSONValueEncoder().encode(results[0]) : try JSONValueEncoder().encode(results)
+                print(document.serializedString(.document))
             } else {
                 for result in results { print(FitReport.breakdown(result)) }
             }
             return results.allSatisfy(\.fits)
-        }
-
-        func parseConcurrency() throws -> Concurrency {
-            if concurrency.lowercased() == "max" { return .max }
-            guard let value = Int(concurrency), value >= 1 else {
-                throw FormatError(.invalidRequest, path: concurrency, message: "--concurrency takes a whole number ≥ 1 or 'max'", remedy: "for example --concurrency 32")
-            }
-            return .count(value)
         }
 
         /// The table of every catalog device × the overview variants, each at its smallest fitting count.
@@ -125,22 +100,11 @@ extension QuantizeCommand {
             let variants = try Variant.overview.map { try Variant.parse($0) }
             for hardware in catalog.hardware {
                 for variant in variants {
-                    var counts = [1, 2, 4, 8]
-                    if let base = hardware.defaultCount { counts = [base] + counts.filter { $0 > base } }
-                    if hardware.kind == .cpu { counts = [1] }
-                    var chosen: FitResult?
-                    for count in counts {
-                        let result = try FitPlanner.plan(try request(DeviceSelection(hardware: hardware, count: count), variant).withOffload(.none))
-                        chosen = result
-                        if result.fits { break }
-                    }
-                    if let chosen { rows.append(chosen) }
+                    if let chosen = try FitPlanner.smallestFit(on: hardware, request: { try request($0, variant) }) { rows.append(chosen) }
                 }
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                print(try JSONValueEncoder().encode(rows).serializedString(.document))
             } else {
                 print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens))
             }
@@ -149,49 +113,8 @@ extension QuantizeCommand {
     }
 }
 
-extension FitRequest {
-    func withOffload(_ mode: OffloadMode) -> FitRequest {
-        var copy = self
-        copy.offload = mode
-        return copy
-    }
-}
-
-/// Builds the model shape for `quantize fit MODEL`: a preset name; a directory or config.json
-/// with no weights (plan before downloading); or weight files (.safetensors, sharded directory,
-/// .gguf), whose headers give the exact parameter count and bytes per tensor and whose config.json
-/// or GGUF metadata gives the architecture.
-func loadModelShape(path: String) throws -> ModelShape {
-    var isDirectory: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-        if path.hasSuffix(".json") && !path.hasSuffix(".index.json") { return try ModelShape.load(configAt: path) }
-        if isDirectory.boolValue {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            let hasWeights = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".gguf") }
-            if !hasWeights { return try ModelShape.load(configAt: path) }  // plan before downloading
-        }
-        // Weight files: the architecture from config.json or GGUF metadata, exact sizes from the headers.
-        let checkpoint = try Checkpoint(path: path)
-        if let gguf = checkpoint.gguf {
-            var metadata: [String: MetadataValue] = [:]
-            for (key, value) in gguf.metadata {
-                if let string = value.string { metadata[key] = .string(string) }
-                else if value.array == nil, let int = value.int { metadata[key] = .int(int) }
-                else if value.array == nil, let double = value.double { metadata[key] = .double(double) }
-                else if let array = value.array, let first = array.first {
-                    // Per-layer arrays (head counts of some models): the first layer's value.
-                    if let int = first.int { metadata[key] = .int(int) } else if first.string != nil { metadata[key] = .int(array.count) }
-                }
-            }
-            return try ModelShape(ggufMetadata: metadata, path: path).withTensors(checkpoint.tensors)
-        }
-        return try ModelShape.load(configAt: checkpoint.directory).withTensors(checkpoint.tensors)
-    }
-    if let preset = try ModelShape.preset(named: path) { return preset }
-    let names = try ModelShape.presets().map(\.name)
-    throw FormatError(.unknownModel, path: path, message: "no such file or directory, and not a preset; presets: \(names.joined(separator: ", "))",
-                      remedy: "pass a model directory with config.json, a weight file, or one of the presets")
-}
+/// Builds the model shape for `quantize fit MODEL` (``ModelShape/load(model:)``).
+func loadModelShape(path: String) throws -> ModelShape { try ModelShape.load(model: path) }
 
 /// Human-readable renderings of fit results.
 enum FitReport {

@@ -2,26 +2,10 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Runs the built `quantize` binary (built by `swift build --build-tests`, which builds every product).
-struct CLIRun {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-
-    static func fit(_ arguments: [String]) throws -> CLIRun {
-        let binary = Fixtures.repositoryRoot.appendingPathComponent(".build/debug/quantize")
-        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the quantize product first")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = ["fit"] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLIRun(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+extension CLI {
+    /// Runs `quantize fit arguments…` through the shared runner.
+    static func fit(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
+        try run(["fit"] + arguments, sourceLocation: sourceLocation)
     }
 }
 
@@ -29,7 +13,7 @@ struct CLIRun {
 struct FitCLITests {
     @Test("--json on an NVL pair prints one document with the documented keys and exits 0")
     func jsonKeys() throws {
-        let run = try CLIRun.fit(["llama-3.1-70b", "--gpu", "h100-nvl", "--json"])
+        let run = try CLI.fit(["llama-3.1-70b", "--gpu", "h100-nvl", "--json"])
         #expect(run.status == 0, "stderr: \(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         #expect(object["fits"] as? Bool == true)
@@ -46,7 +30,7 @@ struct FitCLITests {
 
     @Test("a configuration that does not fit exits 1 and still prints its JSON")
     func doesNotFitExitsOne() throws {
-        let run = try CLIRun.fit(["llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json"])
+        let run = try CLI.fit(["llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json"])
         #expect(run.status == 1)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         #expect(object["fits"] as? Bool == false)
@@ -55,7 +39,7 @@ struct FitCLITests {
 
     @Test("unknown hardware exits 2 with the known names on stderr and nothing on stdout")
     func unknownHardwareExitsTwo() throws {
-        let run = try CLIRun.fit(["llama-3.1-70b", "--gpu", "h1000", "--json"])
+        let run = try CLI.fit(["llama-3.1-70b", "--gpu", "h1000", "--json"])
         #expect(run.status == 2)
         #expect(run.stdout.isEmpty)
         #expect(run.stderr.contains("h100-sxm-80gb"))
@@ -63,8 +47,68 @@ struct FitCLITests {
 
     @Test("a config.json-only directory is planned without weights")
     func configDirectory() throws {
-        let run = try CLIRun.fit([Fixtures.path("fit/llama-3.1-8b"), "--gpu", "l4", "--variant", "int4", "--json"])
+        let run = try CLI.fit([Fixtures.path("fit/llama-3.1-8b"), "--gpu", "l4", "--variant", "int4", "--json"])
         #expect(run.status == 0, "stderr: \(run.stderr)")
-        #expect(run.stdout.contains("\"parameterCount\" : 8030261248"))
+        #expect(run.stdout.contains("\"parameterCount\": 8030261248"))
+    }
+
+    /// The measured rows of Sources/Fit/Resources/validation.json (shared/reference/fit.md §C),
+    /// each predicted through the command line exactly as tools/fit_validate.py does.
+    @Test("the 81 measured rows are predicted within the README's bounds: median error ≤ 15 %, no row off by more than 2×")
+    func validationRows() throws {
+        let path = Fixtures.repositoryRoot.appendingPathComponent("Sources/Fit/Resources/validation.json").path
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        let rows = try #require(document["rows"] as? [[String: Any]], "validation.json has no rows")
+        #expect(rows.count == 81)
+        var errors: [Double] = []
+        var worst = (ratio: 1.0, id: "")
+        for row in rows {
+            let id = row["id"] as? String ?? "?"
+            func text(_ key: String) -> String { row[key].map { "\($0)" } ?? "" }
+            let arguments = [text("model"), "--gpu", text("gpu"), "--variant", text("variant"), "--engine", text("engine"),
+                             "--input-tokens", text("inputTokens"), "--output-tokens", text("outputTokens"),
+                             "--concurrency", text("concurrency"), "--kv-dtype", text("kvDtype"), "--json",
+                             "--offload", row["offload"] as? String ?? "none"]
+            let run = try CLI.fit(arguments)
+            guard run.status == 0 || run.status == 1,
+                  let out = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any] else {
+                Issue.record("row \(id): quantize fit \(arguments.joined(separator: " ")) exited \(run.status): \(run.stderr)")
+                continue
+            }
+            let measured = try #require((row["measured"] as? NSNumber)?.doubleValue, "row \(id) has no measured value")
+            let predicted = try #require(Self.metric(text("metric"), of: out, row: row), "row \(id): no \(text("metric")) in the output")
+            errors.append(abs(predicted / measured - 1))
+            let ratio = max(predicted / measured, measured / predicted)
+            if ratio > worst.ratio { worst = (ratio, id) }
+        }
+        let sorted = errors.sorted()
+        let median = sorted.isEmpty ? .infinity
+            : (sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2)
+        #expect(errors.count == rows.count, "every row gives a prediction")
+        #expect(median <= 0.15, "median |error| \(median)")
+        #expect(worst.ratio <= 2, "row \(worst.id) is off by \(worst.ratio)×")
+    }
+
+    /// The predicted value of a validation metric in a `fit --json` document (tools/fit_validate.py's table).
+    static func metric(_ name: String, of out: [String: Any], row: [String: Any]) -> Double? {
+        func number(_ object: String, _ key: String) -> Double? { ((out[object] as? [String: Any])?[key] as? NSNumber)?.doubleValue }
+        let outputTokens = (row["outputTokens"] as? NSNumber)?.doubleValue ?? 0
+        switch name {
+        case "throughput": return number("throughput", "outputTokensPerSecond")
+        case "decodePerUser": return number("decode", "tokensPerSecondPerUser")
+        case "stepSeconds": return number("decode", "stepSeconds")
+        case "decodeTotal": return number("decode", "tokensPerSecondTotal")
+        case "ttft": return number("prefill", "ttftSeconds")
+        case "prefillTokensPerSecond": return number("prefill", "tokensPerSecond")
+        case "e2e", "e2eTokensPerSecond":
+            guard let ttft = number("prefill", "ttftSeconds"), let step = number("decode", "stepSeconds") else { return nil }
+            let e2e = ttft + outputTokens * step
+            guard name == "e2eTokensPerSecond" else { return e2e }
+            return ((row["concurrency"] as? NSNumber)?.doubleValue ?? 1) * outputTokens / e2e
+        case "offloadStream":
+            let plans = out["offload"] as? [[String: Any]] ?? []
+            return (plans.first { $0["mode"] as? String == "stream" }?["tokensPerSecond"] as? NSNumber)?.doubleValue
+        default: return nil
+        }
     }
 }

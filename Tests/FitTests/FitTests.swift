@@ -78,7 +78,7 @@ struct AcceptanceTests {
     @Test("unknown hardware is an error that lists the known names")
     func unknownHardwareListsKnownNames() throws {
         let catalog = try Setup.catalog()
-        let error = try #require(throws: FormatError.self) { try DeviceSelection.parse("h100-typo", catalog: catalog) }
+        let error = try #require(throws: FitError.self) { try DeviceSelection.parse("h100-typo", catalog: catalog) }
         #expect(error.code == .unknownHardware)
         #expect(error.message.contains("h100-sxm-80gb"))
         #expect(error.message.contains("mi300x"))
@@ -220,7 +220,7 @@ struct CatalogAndMemoryTests {
         let bad = """
         {"hardware": [{"name": "x", "displayName": "X", "kind": "gpu", "memoryGB": 10, "memoryBandwidthGBps": 0, "teraflops": {"bf16": 1}, "native": [], "sources": {}}]}
         """
-        let error = try #require(throws: FormatError.self) { try HardwareCatalog.decode(Data(bad.utf8), path: "bad.json") }
+        let error = try #require(throws: FitError.self) { try HardwareCatalog.decode(Data(bad.utf8), path: "bad.json") }
         #expect(error.code == .invalidCatalog)
     }
 
@@ -229,7 +229,7 @@ struct CatalogAndMemoryTests {
         let catalog = try Setup.catalog()
         #expect(try DeviceSelection.parse("h100-sxm-80gb:2", catalog: catalog).count == 2)
         #expect(try DeviceSelection.parse("h100-nvl:1", catalog: catalog).count == 1)
-        let error = try #require(throws: FormatError.self) { try DeviceSelection.parse("h100-sxm-80gb:0", catalog: catalog) }
+        let error = try #require(throws: FitError.self) { try DeviceSelection.parse("h100-sxm-80gb:0", catalog: catalog) }
         #expect(error.code == .invalidRequest)
     }
 
@@ -250,7 +250,7 @@ struct CatalogAndMemoryTests {
 
     @Test("an unknown variant is rejected with the list of variants")
     func unknownVariant() throws {
-        let error = try #require(throws: FormatError.self) { try Variant.parse("int3") }
+        let error = try #require(throws: FitError.self) { try Variant.parse("int3") }
         #expect(error.code == .invalidRequest)
         #expect(error.message.contains("int4"))
     }
@@ -388,7 +388,7 @@ struct BadInputTests {
           "teraflops": {"bf16": 10}, "native": ["bf16"], "interconnect": "warp-drive", "sources": {}}]}
         """
         let merged = try Setup.catalog().merging(try HardwareCatalog.decode(Data(user.utf8), path: "user.json"))
-        let error = try #require(throws: FormatError.self) { try merged.device(named: "odd") }
+        let error = try #require(throws: FitError.self) { try merged.device(named: "odd") }
         #expect(error.code == .invalidCatalog)
         #expect(error.message.contains("warp-drive"))
     }
@@ -396,7 +396,23 @@ struct BadInputTests {
     @Test("a context beyond 100 million tokens is rejected as an invalid request")
     func hugeContext() throws {
         let request = try Setup.request("llama-3.1-8b", "bf16", "h100-sxm-80gb", context: 1_000_000_000_000)
-        let error = try #require(throws: FormatError.self) { try FitPlanner.plan(request) }
+        let error = try #require(throws: FitError.self) { try FitPlanner.plan(request) }
         #expect(error.code == .invalidRequest)
+    }
+}
+
+@Suite("Fit: tensor roles from the shared rules")
+struct FitTensorRoleTests {
+    @Test("Fit counts as quantizable exactly what the shared rules quantize (shared-expert gate kept, token-type embedding kept)")
+    func rolesAgree() throws {
+        let shape = try #require(try ModelShape.preset(named: "llama-2-7b"))
+        let names = ["model.layers.0.mlp.shared_expert_gate.weight", "embeddings.token_type_embeddings.weight",
+                     "model.layers.0.mlp.shared_expert.up_proj.weight", "model.layers.0.mlp.experts.1.up_proj.weight",
+                     "model.layers.0.mlp.gate.weight", "lm_head.weight"]
+        let records = names.map { TensorRecord(name: $0, type: .dtype(.bf16), shape: [4, 64], elementCount: 256, byteCount: 512, fileOffset: 0, fileIndex: 0) }
+        let refined = shape.withTensors(records)
+        for (name, tensor) in zip(names, refined.weightTensors) {
+            #expect(tensor.isQuantizable == TensorRole(name: name).isQuantizedByDefault, "\(name): \(tensor.role)")
+        }
     }
 }

@@ -108,7 +108,7 @@ struct EdgeTests {
     }
 
     @Test("GGUF types refuse rows that are not a whole number of blocks",
-          arguments: [SchemeName.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K])
+          arguments: SchemeDescriptor.all.filter { $0.ggmlType?.isQuantized == true }.map(\.name))
     func ggufShape(_ name: SchemeName) {
         let columns = name == .q4_K || name == .q6_K ? 288 : 48
         #expect(throws: QuantizeError.shapeNotDivisible(tensor: "w", shape: [2, columns], blockSize: name.ggmlType!.blockSize)) {

@@ -38,21 +38,12 @@ enum KernelPatterns: String, CaseIterable, Sendable {
 
 @Suite("AVX2 and portable quantization kernels agree")
 struct KernelPathTests {
-    static let blockTypes: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K]
+    /// Every block type a scheme writes (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k today), from the descriptors.
+    static let blockTypes: [GGMLType] = SchemeDescriptor.all.compactMap(\.ggmlType).filter(\.isQuantized)
 
-    /// Runs the dispatched encoder of `type` (the AVX2 path on CPUs that have it).
+    /// Runs the dispatched encoder of `type` (the AVX2 path on CPUs that have it) through the kernel table.
     static func encode(_ type: GGMLType, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt8>, _ blocks: Int) -> Int {
-        switch type {
-        case .q8_0: return qk_quant_q8_0_encode(x, out, blocks)
-        case .q4_0: return qk_quant_q4_0_encode(x, out, blocks)
-        case .q4_1: return qk_quant_q4_1_encode(x, out, blocks)
-        case .q5_0: return qk_quant_q5_0_encode(x, out, blocks)
-        case .q5_1: return qk_quant_q5_1_encode(x, out, blocks)
-        case .q4_K: return qk_quant_q4_k_encode(x, out, blocks)
-        case .q6_K: return qk_quant_q6_k_encode(x, out, blocks)
-        case .f16: qk_quant_f16_encode(x, out, blocks); return -1
-        default: qk_quant_bf16_encode(x, out, blocks); return -1
-        }
+        qk_quant_ggml_encode(type.id, x, out, blocks, type.blockSize, nil)
     }
 
     @Test("every GGUF block encoder gives the portable path's bytes and overflow index on every pattern",
@@ -78,7 +69,7 @@ struct KernelPathTests {
         let clean = KernelPatterns.weights.values(blocks * type.blockSize)
         var a = [UInt8](repeating: 0, count: blocks * type.bytesPerBlock), b = a
         var nonFinite: Int32 = 7
-        let ra = clean.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_checked(type.id, p.baseAddress!, $0.baseAddress!, blocks, &nonFinite) } }
+        let ra = clean.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode(type.id, p.baseAddress!, $0.baseAddress!, blocks, type.blockSize, &nonFinite) } }
         let rb = clean.withUnsafeBufferPointer { p in b.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_portable(type.id, p.baseAddress!, $0.baseAddress!, blocks) } }
         #expect(nonFinite == 0 && ra == rb && a == b)
         var missed: [Int] = []
@@ -86,7 +77,7 @@ struct KernelPathTests {
             var x = clean
             x[position] = position % 3 == 0 ? .nan : (position % 3 == 1 ? .infinity : -.infinity)
             nonFinite = 0
-            _ = x.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode_checked(type.id, p.baseAddress!, $0.baseAddress!, blocks, &nonFinite) } }
+            _ = x.withUnsafeBufferPointer { p in a.withUnsafeMutableBufferPointer { qk_quant_ggml_encode(type.id, p.baseAddress!, $0.baseAddress!, blocks, type.blockSize, &nonFinite) } }
             if nonFinite != 1 { missed.append(position) }
         }
         #expect(missed.isEmpty, "not flagged at \(missed.prefix(8))")

@@ -36,26 +36,32 @@ struct OracleFixtures: Decodable {
     let decode: [Decode]
     let casts: Casts
 
-    static let shared: OracleFixtures = {
-        let data = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/cases.json")))
-        return try! JSONDecoder().decode(OracleFixtures.self, from: data)
-    }()
-    static let matrixBytes = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/matrices.bin")))
-    static let expectedBytes = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/expected.bin")))
+    /// The fixtures, read once; a missing or malformed file is an error each test using it
+    /// records (naming the file), not a crash of the whole test run.
+    private static let loaded = Result { () throws -> OracleFixtures in
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/cases.json")))
+        return try JSONDecoder().decode(OracleFixtures.self, from: data)
+    }
+    private static let loadedMatrixBytes = Result { try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/matrices.bin"))) }
+    private static let loadedExpectedBytes = Result { try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quantize/expected.bin"))) }
 
-    static func matrix(_ name: String) -> (values: [Float], rows: Int, columns: Int) {
-        let m = shared.matrices[name]!
+    static var shared: OracleFixtures { get throws { try loaded.get() } }
+    static var matrixBytes: Data { get throws { try loadedMatrixBytes.get() } }
+    static var expectedBytes: Data { get throws { try loadedExpectedBytes.get() } }
+
+    static func matrix(_ name: String) throws -> (values: [Float], rows: Int, columns: Int) {
+        let m = try #require(try shared.matrices[name], "fixtures/quantize/cases.json has no matrix \(name)")
         let count = m.rows * m.columns
-        let values = matrixBytes.withUnsafeBytes { raw in
+        let values = try matrixBytes.withUnsafeBytes { raw in
             (0..<count).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: m.offset + 4 * $0, as: UInt32.self).littleEndian) }
         }
         return (values, m.rows, m.columns)
     }
 
-    static func bytes(offset: Int, length: Int) -> [UInt8] { [UInt8](expectedBytes[offset..<(offset + length)]) }
+    static func bytes(offset: Int, length: Int) throws -> [UInt8] { [UInt8](try expectedBytes[offset..<(offset + length)]) }
 
-    static func floats(offset: Int, length: Int) -> [Float] {
-        expectedBytes.withUnsafeBytes { raw in
+    static func floats(offset: Int, length: Int) throws -> [Float] {
+        try expectedBytes.withUnsafeBytes { raw in
             (0..<(length / 4)).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: UInt32.self).littleEndian) }
         }
     }

@@ -5,28 +5,28 @@ import Testing
 
 @Suite("Quantize kernels against the oracles")
 struct OracleTests {
-    @Test("every scheme's stored tensors equal the oracle bytes", arguments: OracleFixtures.shared.cases)
+    @Test("every scheme's stored tensors equal the oracle bytes", arguments: try OracleFixtures.shared.cases)
     func encodesLikeOracle(_ fixture: OracleFixtures.Case) throws {
-        let (values, rows, columns) = OracleFixtures.matrix(fixture.matrix)
+        let (values, rows, columns) = try OracleFixtures.matrix(fixture.matrix)
         let result = try quantizeMatrix(values, rows: rows, columns: columns, scheme: fixture.schemeValue, options: fixture.options)
         #expect(result.parts.map(\.suffix) == fixture.parts.map(\.suffix))
         for expected in fixture.parts {
             let part = try #require(result.part(expected.suffix))
             #expect(part.type.description == expected.type, "type of \(expected.suffix)")
             #expect(part.shape == expected.shape, "shape of \(expected.suffix)")
-            let want = OracleFixtures.bytes(offset: expected.offset, length: expected.length)
+            let want = try OracleFixtures.bytes(offset: expected.offset, length: expected.length)
             let firstDiff = zip(part.data, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset
             #expect(part.data.count == want.count && firstDiff == nil,
                     "\(expected.suffix): \(part.data.count) bytes vs \(want.count), first difference at byte \(firstDiff.map(String.init) ?? "-")")
         }
     }
 
-    @Test("decoding the oracle bytes gives the values their scales and codes mean", arguments: OracleFixtures.shared.cases)
+    @Test("decoding the oracle bytes gives the values their scales and codes mean", arguments: try OracleFixtures.shared.cases)
     func decodesOracleBytes(_ fixture: OracleFixtures.Case) throws {
-        let (values, rows, columns) = OracleFixtures.matrix(fixture.matrix)
-        let parts = fixture.parts.map { p -> QuantizedTensor.Part in
+        let (values, rows, columns) = try OracleFixtures.matrix(fixture.matrix)
+        let parts = try fixture.parts.map { p -> QuantizedTensor.Part in
             let type: TensorType = fixture.schemeValue.name.ggmlType != nil ? .ggml(GGMLType.named(p.type)!) : .dtype(DType(rawValue: p.type)!)
-            return QuantizedTensor.Part(suffix: p.suffix, type: type, shape: p.shape, data: OracleFixtures.bytes(offset: p.offset, length: p.length))
+            return QuantizedTensor.Part(suffix: p.suffix, type: type, shape: p.shape, data: try OracleFixtures.bytes(offset: p.offset, length: p.length))
         }
         let tensor = QuantizedTensor(rows: rows, columns: columns, parts: parts)
         var groupSize: Int? = nil
@@ -52,11 +52,11 @@ struct OracleTests {
         }
     }
 
-    @Test("the GGUF decoder gives gguf-py's floats for every type", arguments: OracleFixtures.shared.decode)
+    @Test("the GGUF decoder gives gguf-py's floats for every type", arguments: try OracleFixtures.shared.decode)
     func decodesLikeGGUFPy(_ fixture: OracleFixtures.Decode) throws {
         let type = try #require(GGMLType.named(id: fixture.id))
-        let raw = OracleFixtures.bytes(offset: fixture.offset, length: fixture.length)
-        let want = OracleFixtures.floats(offset: fixture.valuesOffset, length: fixture.valuesLength)
+        let raw = try OracleFixtures.bytes(offset: fixture.offset, length: fixture.length)
+        let want = try OracleFixtures.floats(offset: fixture.valuesOffset, length: fixture.valuesLength)
         var got = [Float](repeating: .nan, count: fixture.elements)
         try raw.withUnsafeBytes { r in
             try got.withUnsafeMutableBufferPointer { o in

@@ -78,3 +78,23 @@ struct TensorSelectionTests {
         #expect(Glob.matches("a[b", "a[b"))
     }
 }
+
+@Suite("tensor selection follows the shared role rules")
+struct TensorSelectionRoleTests {
+    @Test("BERT's token-type embedding and a Qwen-MoE shared-expert gate are kept by default; shared-expert projections quantized")
+    func sharedRules() {
+        let selection = TensorSelection()
+        let bf16 = TensorType.dtype(.bf16)
+        for (name, quantize, rule) in [("embeddings.token_type_embeddings.weight", false, "embedding"),
+                                       ("model.layers.0.mlp.shared_expert_gate.weight", false, "MoE router"),
+                                       ("model.layers.0.mlp.shared_expert.up_proj.weight", true, "linear layer weight")] {
+            let decision = selection.decide(name: name, type: bf16, shape: [2, 256])
+            #expect(decision.quantize == quantize, "\(name)")
+            #expect(decision.rule == rule, "\(name)")
+            #expect(TensorRole(name: name).isQuantizedByDefault == quantize, "\(name): Formats' role agrees")
+        }
+        // The accuracy report's layer types follow the same rules.
+        #expect(LayerName(tensorName: "model.layers.0.mlp.shared_expert_gate.weight").type == .router)
+        #expect(LayerName(tensorName: "embeddings.token_type_embeddings.weight").type == .embedding)
+    }
+}

@@ -56,7 +56,8 @@ void qk_u64_to_f32(const void *source, float *destination, size_t count);
 void qk_f64_to_f32(const void *source, float *destination, size_t count);
 /// Bytes to 0.0 (zero byte) or 1.0 (any other byte), as numpy's bool -> float32 cast.
 void qk_bool_to_f32(const void *source, float *destination, size_t count);
-// MARK: Quantize module kernels (quant_fp8.c, quant_ggml.c, quant_int.c)
+// MARK: Quantize module kernels (kernel_shared.c, quant_fp8.c, quant_int.c, ggml_legacy.c,
+// ggml_kquants.c, ggml_decode.c, dispatched from the table in ggml_kernels.c)
 
 /// FP32 → FP8 E4M3FN byte: round-to-nearest-even, saturating at ±448, NaN → 0x7F with sign.
 uint8_t qk_quant_f32_to_e4m3(float value);
@@ -96,33 +97,30 @@ uint16_t qk_quant_f32_to_f16(float value);
 float qk_quant_f16_to_f32(uint16_t value);
 /// FP32 → BF16 bits exactly as ggml/gguf-py: NaN forced quiet, otherwise round-to-nearest-even.
 uint16_t qk_quant_f32_to_bf16(float value);
-/// n floats → n little-endian F16 / BF16 values (2n bytes).
+/// What the kernel table (ggml_kernels.c) holds for a ggml type: qk_quant_ggml_kernels returns
+/// QK_GGML_ENCODES | QK_GGML_DECODES, either, or 0 for a type without kernels.
+#define QK_GGML_ENCODES 1
+#define QK_GGML_DECODES 2
+int qk_quant_ggml_kernels(uint32_t type);
+/// Encodes `blocks` blocks of `blockSize` elements (GGMLType.blockSize; for F16/BF16 blocks are
+/// elements and blockSize is 1) of ggml type id `type` through the kernel table, taking the AVX2
+/// path when `qk_cpu_has_f16c_avx2()`; it gives the bytes of the portable path for finite input.
+/// With `nonFinite` NULL the input must be finite (the Quantize module refuses or sanitises
+/// non-finite weights first; F16/BF16 accept any value). Otherwise the input may hold NaN or
+/// infinity: *nonFinite is set to 1 when it does (the output bytes and the return value are then
+/// meaningless), else to 0; the AVX2 legacy-block paths detect them while encoding, so the input is
+/// read once. Returns -1, the index of the first block whose FP16 scale overflowed, or -2 for a
+/// type without an encoder.
+long qk_quant_ggml_encode(uint32_t type, const float *x, uint8_t *out, size_t blocks, size_t blockSize, int *nonFinite);
+/// The portable path of the encoder of ggml type id `type` (for tests); returns what the encoder
+/// returns, -1 for F16/BF16, or -2 for a type without an encoder.
+long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
+/// Decodes `blocks` blocks of ggml type id `type`, laid out `bytesPerBlock` bytes apart with
+/// `blockSize` elements each (GGMLType's sizes; elements for F32/F16/BF16); -1 if unsupported.
+int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
+/// n floats → n little-endian F16 / BF16 values (2n bytes), AVX2 when available.
 void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n);
 void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n);
-/// GGUF block encoders over `blocks` consecutive blocks; return -1 or the first block whose FP16
-/// scale overflowed.
-long qk_quant_q8_0_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q4_0_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q4_1_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q5_0_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q5_1_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q4_k_encode(const float *x, uint8_t *out, size_t blocks);
-long qk_quant_q6_k_encode(const float *x, uint8_t *out, size_t blocks);
-/// The encoders above (and qk_quant_f16_encode / qk_quant_bf16_encode) take an AVX2 path when
-/// `qk_cpu_has_f16c_avx2()`; it gives the bytes of the portable path for finite input (the block
-/// encoders' contract: the Quantize module refuses or sanitises non-finite weights first; F16/BF16
-/// accept any value). This runs the portable path of ggml type id `type` (F16 1, BF16 30 with
-/// `blocks` = elements; Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q6_K 14) for tests; it
-/// returns what the encoder returns, -1 for F16/BF16, or -2 for another type.
-long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
-/// The block encoder of ggml type id `type` (Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12,
-/// Q6_K 14) on input that may hold NaN or infinity: sets *nonFinite to 1 when it does (the output
-/// bytes and the return value are then meaningless), else to 0 and returns what the encoder
-/// returns; -2 for another type. The AVX2 paths detect non-finite values while encoding, so the
-/// input is read once.
-long qk_quant_ggml_encode_checked(uint32_t type, const float *x, uint8_t *out, size_t blocks, int *nonFinite);
-/// Decodes `blocks` blocks (elements for F32/F16/BF16) of ggml type id `type`; -1 if unsupported.
-int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks);
 
 /// Rounds a positive scale to its stored dtype (0 F32, 1 BF16, 2 F16), raised to the dtype's
 /// smallest normal; +inf if it overflows.

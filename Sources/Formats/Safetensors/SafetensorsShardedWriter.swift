@@ -19,6 +19,26 @@ public final class SafetensorsShardedWriter {
         public let tensors: [SafetensorsTensor]
         /// The sum of its tensors' bytes (headers excluded).
         public let tensorByteCount: Int
+        /// Its `__metadata__`.
+        public let metadata: [String: String]?
+    }
+
+    /// One output file as the caller lays it out (``init(directory:shards:order:indexFileName:indexMetadata:indexStyle:overwrite:)``):
+    /// keeping an input's shard names and tensor placement, say.
+    public struct PlannedShard: Sendable, Hashable {
+        /// The file name inside the directory.
+        public var fileName: String
+        /// Its tensors.
+        public var tensors: [SafetensorsEntry]
+        /// Its `__metadata__` (nil for none).
+        public var metadata: [String: String]?
+
+        /// Creates a planned shard.
+        public init(fileName: String, tensors: [SafetensorsEntry], metadata: [String: String]? = ["format": "pt"]) {
+            self.fileName = fileName
+            self.tensors = tensors
+            self.metadata = metadata
+        }
     }
 
     /// The output directory (must exist).
@@ -29,11 +49,16 @@ public final class SafetensorsShardedWriter {
     public let totalSize: Int
     /// The index file name, or nil when everything fits one shard (no index is written then).
     public let indexFileName: String?
-    /// The metadata written in every shard's `__metadata__`.
+    /// The metadata written in every shard's `__metadata__` (the first shard's when the shards
+    /// were planned by the caller with their own).
     public let metadata: [String: String]?
     /// Extra members of the index's `metadata` object (for example `total_parameters`);
     /// `total_size` is always added.
     public let indexMetadata: [JSONMember]
+    /// How the index is serialized (default: transformers' `json.dumps(indent=2, sort_keys=True)`).
+    public let indexStyle: JSONStyle
+    /// The order tensors are laid out in inside each shard.
+    public let order: SafetensorsWriter.Order
 
     private let overwrite: Bool
     private let shardOfTensor: [String: Int]
@@ -57,35 +82,51 @@ public final class SafetensorsShardedWriter {
     ///   - overwrite: whether existing outputs may be replaced.
     /// - Throws: ``FormatError`` `.invalidArgument` (duplicate names, bad shapes, a limit ≤ 0),
     ///   `.writeFailed` when an output exists (without `overwrite`) or cannot be created.
-    public init(directory: String, tensors: [SafetensorsEntry],
+    public convenience init(directory: String, tensors: [SafetensorsEntry],
                 maxShardByteCount: Int = SafetensorsShardedWriter.defaultMaxShardByteCount,
                 metadata: [String: String]? = ["format": "pt"], indexMetadata: [JSONMember] = [],
                 filePrefix: String = "model", overwrite: Bool = false) throws(FormatError) {
         guard maxShardByteCount > 0 else {
             throw FormatError(.invalidArgument, path: directory, message: "the maximum shard size must be positive")
         }
-        self.directory = directory
-        self.metadata = metadata
-        self.indexMetadata = indexMetadata
-        self.overwrite = overwrite
-        var names = Set<String>()
-        for entry in tensors where !names.insert(entry.name).inserted {
-            throw FormatError(.invalidArgument, path: directory, tensor: entry.name,
-                              message: "the tensor name is given twice", remedy: "give every tensor a unique name")
-        }
+        try SafetensorsShardedWriter.checkUnique(tensors, path: directory)
         let groups = try SafetensorsShardedWriter.planShards(tensors, maxShardByteCount: maxShardByteCount, path: directory)
         let count = max(groups.count, 1)
+        let planned = (0..<count).map { position in
+            PlannedShard(fileName: count == 1
+                            ? "\(filePrefix).safetensors"
+                            : "\(filePrefix)-\(SafetensorsShardedWriter.fiveDigits(position + 1))-of-\(SafetensorsShardedWriter.fiveDigits(count)).safetensors",
+                         tensors: position < groups.count ? groups[position] : [], metadata: metadata)
+        }
+        try self.init(directory: directory, shards: planned, order: .reference,
+                      indexFileName: count > 1 ? "\(filePrefix).safetensors.index.json" : nil,
+                      indexMetadata: indexMetadata, overwrite: overwrite)
+    }
+
+    /// Writes the shards the caller planned (file names, tensors and metadata per file), each in
+    /// `order`, and an index when `indexFileName` is given (even for one shard, as an input that
+    /// had one keeps it).
+    /// - Throws: ``FormatError`` as ``init(directory:tensors:maxShardByteCount:metadata:indexMetadata:filePrefix:overwrite:)``.
+    public init(directory: String, shards planned: [PlannedShard], order: SafetensorsWriter.Order = .reference,
+                indexFileName: String?, indexMetadata: [JSONMember] = [], indexStyle: JSONStyle = .pythonIndented,
+                overwrite: Bool = false) throws(FormatError) {
+        guard !planned.isEmpty else {
+            throw FormatError(.invalidArgument, path: directory, message: "a sharded checkpoint needs at least one shard")
+        }
+        self.directory = directory
+        self.metadata = planned[0].metadata
+        self.indexMetadata = indexMetadata
+        self.indexStyle = indexStyle
+        self.order = order
+        self.overwrite = overwrite
+        try SafetensorsShardedWriter.checkUnique(planned.flatMap(\.tensors), path: directory)
         var shards: [Shard] = []
         var total = 0
-        for position in 0..<count {
-            let group = position < groups.count ? groups[position] : []
-            let fileName = count == 1
-                ? "\(filePrefix).safetensors"
-                : "\(filePrefix)-\(SafetensorsShardedWriter.fiveDigits(position + 1))-of-\(SafetensorsShardedWriter.fiveDigits(count)).safetensors"
-            let plan = try SafetensorsWriter.plan(group, metadata: metadata, path: directory + "/" + fileName)
+        for shard in planned {
+            let plan = try SafetensorsWriter.plan(shard.tensors, metadata: shard.metadata, order: order, path: directory + "/" + shard.fileName)
             let bytes = plan.tensors.last?.dataOffsets.upperBound ?? 0
             total += bytes
-            shards.append(Shard(fileName: fileName, tensors: plan.tensors, tensorByteCount: bytes))
+            shards.append(Shard(fileName: shard.fileName, tensors: plan.tensors, tensorByteCount: bytes, metadata: shard.metadata))
         }
         self.shards = shards
         var shardOfTensor: [String: Int] = [:]
@@ -94,7 +135,7 @@ public final class SafetensorsShardedWriter {
         }
         self.shardOfTensor = shardOfTensor
         self.totalSize = total
-        self.indexFileName = count > 1 ? "\(filePrefix).safetensors.index.json" : nil
+        self.indexFileName = indexFileName
         if !overwrite {
             for name in shards.map(\.fileName) + (indexFileName.map { [$0] } ?? [])
             where FileManager.default.fileExists(atPath: directory + "/" + name) {
@@ -103,6 +144,14 @@ public final class SafetensorsShardedWriter {
             }
         }
         try openShard(0)
+    }
+
+    private static func checkUnique(_ tensors: [SafetensorsEntry], path: String) throws(FormatError) {
+        var names = Set<String>()
+        for entry in tensors where !names.insert(entry.name).inserted {
+            throw FormatError(.invalidArgument, path: path, tensor: entry.name,
+                              message: "the tensor name is given twice", remedy: "give every tensor a unique name")
+        }
     }
 
     /// Splits `tensors` greedily in the given order exactly as huggingface_hub's
@@ -225,7 +274,7 @@ public final class SafetensorsShardedWriter {
         }
         let document = JSONValue.object([JSONMember("metadata", .object(metadataMembers)),
                                          JSONMember("weight_map", .object(weightMap))])
-        return document.serialized(.pythonIndented) + [UInt8(ascii: "\n")]
+        return document.serialized(indexStyle) + [UInt8(ascii: "\n")]
     }
 
     /// Abandons the output; nothing is left on disk. Safe to call more than once.
@@ -244,7 +293,7 @@ public final class SafetensorsShardedWriter {
         let partial = directory + "/." + shard.fileName + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let next = try SafetensorsWriter(path: partial, tensors: shard.tensors.map {
             SafetensorsEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape)
-        }, metadata: metadata, overwrite: false)
+        }, metadata: shard.metadata, order: .given, overwrite: false)
         partialPaths.append(partial)
         writer = next
         currentShard = position

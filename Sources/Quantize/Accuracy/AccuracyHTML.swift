@@ -14,13 +14,30 @@ extension AccuracyReport {
     /// Inline CSS and SVG only: no script, no external reference of any kind, so the file opens
     /// offline and renders the same in a headless browser (tools/render_report.sh). Tensor names
     /// and scheme names are HTML-escaped.
-    public static func html(reports: [AccuracyReport], title: String = "Accuracy report") -> String {
-        let entries = reports.flatMap(\.tensors)
+    ///
+    /// - Parameters:
+    ///   - original: the checkpoint the reports were measured against, named on the page.
+    ///   - checkpoints: the quantized checkpoint of each report (same order), named on the page;
+    ///     when two reports hold the same scheme (int4 and int4 `--asymmetric`), their charts and
+    ///     rows are told apart by these names (by position when not given).
+    public static func html(reports: [AccuracyReport], title: String = "Accuracy report", original: String? = nil,
+                            checkpoints: [String]? = nil) -> String {
+        let labelled = variantEntries(reports, checkpoints: checkpoints)
+        let entries = labelled.flatMap(\.self)
         let failed = entries.count { !$0.passed }
         let schemes = orderedSchemes(entries)
         var page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         page += "<title>\(escape(title))</title>\n<style>\n\(stylesheet)</style></head><body>\n"
         page += "<h1>\(escape(title))</h1>\n"
+        if original != nil || checkpoints != nil {
+            var compared: [String] = []
+            if let original { compared.append("original <b>\(escape(original))</b>") }
+            for (index, path) in (checkpoints ?? []).enumerated() {
+                let names = orderedSchemes(index < labelled.count ? labelled[index] : [])
+                compared.append("<b>\(escape(path))</b>" + (names.isEmpty ? "" : " (\(escape(names.joined(separator: ", "))))"))
+            }
+            page += "<p>Compared: \(compared.joined(separator: "; ")).</p>\n"
+        }
         let verdict =
             failed == 0
             ? "<span class=\"ok\">passed</span>: all \(entries.count) tensors within their limits"
@@ -61,14 +78,18 @@ extension AccuracyReport {
             "layer type", "scheme", "tensors", "failed", "mean rel. error", "max rel. error", "bits/weight",
             "worst tensor",
         ])
-        for summary in reports.flatMap(\.summary) {
-            page += row(
-                [
-                    .text(summary.layerType.rawValue), .text(summary.scheme), .number(String(summary.count)),
-                    .number(String(summary.failedCount)), .number(summary.meanRelativeError.map(scientific) ?? "inf"),
-                    .number(summary.maxRelativeError.map(scientific) ?? "inf"),
-                    .number(summary.bitsPerWeight.map { format($0, digits: 2) } ?? "-"), .text(summary.worstTensor),
-                ], bad: summary.failedCount > 0)
+        for (report, entries) in zip(reports, labelled) {
+            // The summary's scheme column shows the variant label the charts use.
+            let label = Dictionary(zip(report.tensors, entries).map { ($0.scheme, $1.scheme) }, uniquingKeysWith: { first, _ in first })
+            for summary in report.summary {
+                page += row(
+                    [
+                        .text(summary.layerType.rawValue), .text(label[summary.scheme] ?? summary.scheme), .number(String(summary.count)),
+                        .number(String(summary.failedCount)), .number(summary.meanRelativeError.map(scientific) ?? "inf"),
+                        .number(summary.maxRelativeError.map(scientific) ?? "inf"),
+                        .number(summary.bitsPerWeight.map { format($0, digits: 2) } ?? "-"), .text(summary.worstTensor),
+                    ], bad: summary.failedCount > 0)
+            }
         }
         page += "</table>\n"
 
@@ -137,6 +158,28 @@ extension AccuracyReport {
     ]
 
     static let schemePalette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2"]
+
+    /// Each report's entries with `scheme` replaced by the label its charts use: the scheme alone
+    /// when no other report holds it, else the scheme and its checkpoint's name (or position).
+    static func variantEntries(_ reports: [AccuracyReport], checkpoints: [String]?) -> [[Entry]] {
+        var reportsOfScheme: [String: Set<Int>] = [:]
+        for (index, report) in reports.enumerated() {
+            for entry in report.tensors { reportsOfScheme[entry.scheme, default: []].insert(index) }
+        }
+        var names = reports.indices.map { index -> String in
+            guard let checkpoints, index < checkpoints.count else { return "#\(index + 1)" }
+            return URL(fileURLWithPath: checkpoints[index]).lastPathComponent
+        }
+        if Set(names).count < names.count { names = reports.indices.map { index in "\(names[index]) #\(index + 1)" } }
+        return reports.enumerated().map { index, report in
+            report.tensors.map { entry in
+                guard (reportsOfScheme[entry.scheme]?.count ?? 0) > 1 else { return entry }
+                var copy = entry
+                copy.scheme = "\(entry.scheme) (\(names[index]))"
+                return copy
+            }
+        }
+    }
 
     static func orderedSchemes(_ entries: [Entry]) -> [String] {
         var seen: [String] = []
@@ -240,6 +283,7 @@ extension AccuracyReport {
             svg.text(x: x(bits), y: plot.y + plot.height + 16, String(Int(bits)), anchor: "middle")
         }
         svg.axisTitles(x: "bits per weight stored", y: "relative error (log)")
+        var placedLabels: [(x: Double, y: Double, width: Double)] = []
         for (legendRow, scheme) in schemes.enumerated() {
             let color = schemePalette[legendRow % schemePalette.count]
             let mine = points.filter { $0.scheme == scheme }
@@ -253,7 +297,15 @@ extension AccuracyReport {
             svg.circle(
                 x: x(meanBits), y: y(meanError), radius: 7, color: color,
                 tooltip: "\(escape(scheme)): \(format(meanBits, digits: 2)) bits, mean error \(scientific(meanError))")
-            svg.text(x: x(meanBits) + 10, y: y(meanError) - 8, escape(scheme), size: 12, bold: true, color: color)
+            // Labels of schemes at nearly the same point (fp8 and int8 store ~8.1 bits at ~2 %
+            // error) are stacked instead of drawn over each other.
+            let labelX = x(meanBits) + 10, width = Double(scheme.count) * 7.5
+            var labelY = y(meanError) - 8
+            while placedLabels.contains(where: { abs($0.y - labelY) < 14 && labelX < $0.x + $0.width && $0.x < labelX + width }) {
+                labelY += 15
+            }
+            placedLabels.append((labelX, labelY, width))
+            svg.text(x: labelX, y: labelY, escape(scheme), size: 12, bold: true, color: color)
         }
         return svg.finish()
     }

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// The accuracy report of one run: every checked tensor with its metrics, threshold and verdict,
@@ -221,16 +222,15 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
         }
     }
 
-    /// The report as pretty-printed JSON with sorted keys (deterministic for the same input).
-    public func jsonData() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
-    }
+    /// The report as a JSON document, keys sorted (deterministic for the same input).
+    public func json() throws -> JSONValue { try JSONValueEncoder().encode(self) }
+
+    /// The report as JSON text in ``JSONStyle/document`` (keys sorted; deterministic for the same input).
+    public func jsonData() throws -> Data { Data(try json().serialized(.document)) }
 
     /// Reads a report written by ``jsonData()``.
     public static func decode(from data: Data) throws -> AccuracyReport {
-        try JSONDecoder().decode(AccuracyReport.self, from: data)
+        try JSONValueDecoder().decode(AccuracyReport.self, from: [UInt8](data), path: "accuracy report")
     }
 
     /// The table for stderr: worst tensor first (at most `limit` rows, then a count of the rest),

@@ -1,3 +1,5 @@
+import Formats
+
 /// What a weight does in a transformer, read from its tensor name (Hugging Face or GGUF naming).
 ///
 /// The raw value is what reports print and group by.
@@ -65,7 +67,16 @@ public struct LayerName: Sendable, Hashable {
             if LayerName.blockWords.contains(part), index == nil { index = number }
             if part == "experts", expert == nil { expert = number }
         }
-        self.init(type: LayerName.type(of: parts, inBlock: index != nil), index: index, expert: expert)
+        // Embeddings, output heads and routers are whatever Formats' shared role rules say they are
+        // (the rules quantization's selection and fit's counts use); the rest by its name words.
+        let type: LayerType
+        switch TensorRole(name: name) {
+        case .embedding: type = .embedding
+        case .outputHead: type = .outputHead
+        case .router: type = .router
+        default: type = LayerName.type(of: parts, inBlock: index != nil)
+        }
+        self.init(type: type, index: index, expert: expert)
     }
 
     static let blockWords: Set<String> = ["layers", "blk", "h", "layer", "block", "blocks"]

@@ -87,18 +87,9 @@ enum OutputVerifier {
         return nil
     }
 
-    /// Byte offsets of the FP16 scale fields inside one block of the GGUF types quantize writes.
-    private static func scaleOffsets(_ type: GGMLType) -> [Int] {
-        switch type.name {
-        case "Q8_0", "Q4_0", "Q5_0": return [0]
-        case "Q4_1", "Q5_1", "Q4_K": return [0, 2]
-        case "Q6_K": return [208]
-        default: return []
-        }
-    }
-
     private static func firstBadBlockScale(_ bytes: UnsafeRawBufferPointer, type: GGMLType) -> (block: Int, value: Float)? {
-        let offsets = scaleOffsets(type)
+        // The FP16 scale fields of the block, from the descriptor of the scheme that writes `type`.
+        let offsets = SchemeDescriptor.writing(type)?.blockScaleOffsets ?? []
         guard !offsets.isEmpty else { return nil }
         let blocks = bytes.count / type.bytesPerBlock
         for block in 0..<blocks {

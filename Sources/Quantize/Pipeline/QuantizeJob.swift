@@ -154,7 +154,7 @@ public final class QuantizeJob {
         self.checkpoint = checkpoint
         self.settings = settings
         let scheme = settings.scheme
-        let writesGGUF = scheme.name.ggmlType != nil
+        let writesGGUF = scheme.descriptor.container == .gguf
         switch (checkpoint.format, writesGGUF) {
         case (.gguf, true):
             outputKind = .gguf
@@ -251,14 +251,7 @@ public final class QuantizeJob {
 
     /// The default output: a sibling of the input named after the scheme.
     public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
-        var label = scheme.name.rawValue
-        switch scheme.granularity {
-        case .tensor where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-tensor"
-        case .block where scheme.name == .fp8 || scheme.name == .fp8E5M2: label += "-block"
-        case .group(let size) where scheme.name == .int4 && size != 128: label += "-g\(size)"
-        default: break
-        }
-        if scheme.name == .int4 && !scheme.symmetric { label += "-asym" }
+        let label = scheme.outputLabel
         var url = URL(fileURLWithPath: input)
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
@@ -280,58 +273,33 @@ public final class QuantizeJob {
 
     // MARK: - Running
 
-    /// Runs the plan: writes every output into a temporary directory beside the output, checks
-    /// what was written, then moves it into place.
+    /// Runs the plan: streams every tensor into the output's sink (staged beside the output),
+    /// checks what was written, then commits it into place.
     /// - Throws: ``FormatError``, ``QuantizeError`` (non-finite weights, scale overflow),
     ///   ``QuantizeJobError`` (`outputCheckFailed`, `accuracyCheckFailed` with `strict`). Nothing is
     ///   left at the output path when it throws.
     public func run(progress: ProgressHandler? = nil) throws -> Summary {
         let start = Date()
-        let fm = FileManager.default
-        let outputURL = URL(fileURLWithPath: outputPath)
-        let parent = outputURL.deletingLastPathComponent().path
-        if !fm.fileExists(atPath: parent) {
-            do {
-                try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
-            } catch {
-                throw FormatError(.writeFailed, path: outputPath, message: "cannot create the output's directory \(parent) (\(error.localizedDescription))",
-                                  remedy: "check the path and its permissions")
-            }
-        }
-        let staging = parent + "/." + outputURL.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
-        } catch {
-            throw FormatError(.writeFailed, path: staging, message: "cannot create a working directory beside the output (\(error.localizedDescription))")
-        }
-        var committed = false
-        defer { if !committed { try? fm.removeItem(atPath: staging) } }
+        let sink = try makeSink()
 
         var entries: [AccuracyReport.Entry] = []
         var checkSeconds = 0.0
         var done = 0
         var index = 0
         let total = inputBytes
-        let process = { (planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws in
+        for planned in writeOrder {
             index += 1
-            progress?(index, self.tensors.count, done, total, planned.source.name)
-            if let result = try self.process(planned, write: write) {
+            progress?(index, tensors.count, done, total, planned.source.name)
+            if let result = try process(planned, write: { output, bytes in try sink.write(bytes, for: output.name) }) {
                 entries.append(result.entry)
                 checkSeconds += result.checkSeconds
             }
             done += planned.source.byteCount
-            self.checkpoint.mappedFile(planned.source.fileIndex)
+            checkpoint.mappedFile(planned.source.fileIndex)
                 .advise(planned.source.fileOffset..<(planned.source.fileOffset + planned.source.byteCount), willNeed: false)
-            progress?(index, self.tensors.count, done, total, planned.source.name)
+            progress?(index, tensors.count, done, total, planned.source.name)
         }
-
-        let stagedFiles: [String]
-        switch outputKind {
-        case .gguf:
-            stagedFiles = [try writeGGUF(into: staging, process: process)]
-        case .safetensorsFile, .safetensorsDirectory:
-            stagedFiles = try writeSafetensors(into: staging, process: process)
-        }
+        let stagedFiles = try sink.finishTensors()
 
         try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
 
@@ -347,40 +315,29 @@ public final class QuantizeJob {
             }
         }
 
-        if outputKind == .safetensorsDirectory {
-            try copySideFiles(into: staging)
+        if let directory = sink as? SafetensorsDirectorySink {
+            try directory.copySideFiles(from: checkpoint.directory)
+            if case .object(var members)? = checkpoint.config, let config = try quantizationConfig() {
+                members.removeAll { $0.key == "quantization_config" }
+                members.append(JSONMember("quantization_config", config))
+                try directory.writeConfig(.object(members))
+            }
             if let report {
-                let path = staging + "/quantize-report.json"
-                try writeAtomically(try report.jsonData(), to: path)
+                try directory.transaction.write([UInt8](try report.jsonData()), named: "quantize-report.json")
                 reportPath = outputPath + "/quantize-report.json"
             }
         }
-
-        // Move into place: the staged directory becomes the output directory, or the staged file the output file.
-        let staged = outputKind == .safetensorsDirectory ? staging : stagedFiles[0]
-        var displaced: String? = nil
-        if fm.fileExists(atPath: outputPath) {
-            displaced = staging + ".old"
-            try moveItem(outputPath, to: displaced!)
-        }
-        do {
-            try moveItem(staged, to: outputPath)
-        } catch {
-            if let displaced { try? moveItem(displaced, to: outputPath) }
-            throw error
-        }
-        committed = outputKind == .safetensorsDirectory
-        if let displaced { try? fm.removeItem(atPath: displaced) }
+        try sink.commit()
 
         if outputKind != .safetensorsDirectory {
             // The report beside a file output belongs to it: replace it, or remove a stale one left
             // by an earlier output of the same name.
             let path = outputPath + ".quantize-report.json"
             if let report {
-                try writeAtomically(try report.jsonData(), to: path, overwrite: true)
+                try OutputFile.write([UInt8](try report.jsonData()), to: path, overwrite: true)
                 reportPath = path
-            } else if fm.fileExists(atPath: path) {
-                try? fm.removeItem(atPath: path)
+            } else if FileManager.default.fileExists(atPath: path) {
+                try? FileManager.default.removeItem(atPath: path)
             }
         }
 
@@ -390,130 +347,56 @@ public final class QuantizeJob {
                        peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath)
     }
 
-    private func moveItem(_ from: String, to: String) throws {
-        if rename(from, to) != 0 {
-            throw FormatError(.writeFailed, path: to, message: "cannot move \(from) into place (\(String(cString: strerror(errno))))")
-        }
+    /// The planned tensors in the order the sink takes their bytes: shard by shard (input order
+    /// within a shard) for safetensors, input order for GGUF.
+    var writeOrder: [PlannedTensor] {
+        guard outputKind != .gguf else { return tensors }
+        return checkpoint.files.indices.flatMap { shard in tensors.filter { $0.source.fileIndex == shard } }
     }
 
-    private func writeAtomically(_ data: Data, to path: String, overwrite: Bool = false) throws {
-        let file = try OutputFile(path: path, overwrite: overwrite)
-        try file.write([UInt8](data))
-        try file.commit()
-    }
-
-    /// Writes the safetensors shards (the input's shard layout, file names kept) and the index.
-    private func writeSafetensors(into staging: String,
-                                  process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> [String] {
-        let inputFiles = checkpoint.files.map { URL(fileURLWithPath: $0).lastPathComponent }
-        var written: [String] = []
-        var weightMap: [(String, String)] = []
-        for (shard, fileName) in inputFiles.enumerated() {
-            let planned = tensors.filter { $0.source.fileIndex == shard }
-            let entries = planned.flatMap { item in
-                item.outputs.map { output -> SafetensorsEntry in
-                    guard case .dtype(let dtype) = output.type else { preconditionFailure("safetensors output of a GGUF type") }
-                    return SafetensorsEntry(name: output.name, dtype: dtype, shape: output.shape)
+    /// The sink for this run's output: every output tensor declared, the input's layout kept (the
+    /// same shard names, the index when the input had one, the GGUF metadata with the new file type).
+    func makeSink() throws -> CheckpointSink {
+        switch outputKind {
+        case .gguf:
+            guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType, let fileType = settings.scheme.descriptor.llamaFileType else {
+                preconditionFailure("GGUF output without GGUF input")
+            }
+            let infos = tensors.flatMap { item in
+                item.outputs.map { output -> GGUFWriter.Tensor in
+                    guard case .ggml(let type) = output.type else { preconditionFailure("GGUF output of a safetensors type") }
+                    return GGUFWriter.Tensor(name: output.name, type: type, shape: output.shape)
                 }
             }
-            let path = staging + "/" + fileName
-            var metadata = checkpoint.safetensors?.shards[shard].metadata ?? [:]
-            if metadata["format"] == nil { metadata["format"] = "pt" }
-            if outputKind == .safetensorsFile, let config = try quantizationConfig() {
-                // A lone file has no config.json: it carries its layout in its own metadata.
-                metadata["quantization_config"] = config.serializedString(.compact)
+            return try GGUFFileSink(target: outputPath, metadata: gguf.metadata, tensors: infos,
+                                    fileType: fileType, quantizationVersion: ggml.isQuantized ? 2 : nil)
+        case .safetensorsFile, .safetensorsDirectory:
+            var shards: [SafetensorsShardedWriter.PlannedShard] = []
+            for (shard, path) in checkpoint.files.enumerated() {
+                let entries = tensors.filter { $0.source.fileIndex == shard }.flatMap { item in
+                    item.outputs.map { output -> SafetensorsEntry in
+                        guard case .dtype(let dtype) = output.type else { preconditionFailure("safetensors output of a GGUF type") }
+                        return SafetensorsEntry(name: output.name, dtype: dtype, shape: output.shape)
+                    }
+                }
+                var metadata = checkpoint.safetensors?.shards[shard].metadata ?? [:]
+                if metadata["format"] == nil { metadata["format"] = "pt" }
+                if outputKind == .safetensorsFile, let config = try quantizationConfig() {
+                    // A lone file has no config.json: it carries its layout in its own metadata.
+                    metadata["quantization_config"] = config.serializedString(.compact)
+                }
+                shards.append(SafetensorsShardedWriter.PlannedShard(fileName: URL(fileURLWithPath: path).lastPathComponent,
+                                                                    tensors: entries, metadata: metadata))
             }
-            let writer = try SafetensorsWriter(path: path, tensors: entries, metadata: metadata, order: .given)
-            for item in planned {
-                try process(item) { output, bytes in try writer.write(bytes, for: output.name) }
+            if outputKind == .safetensorsFile {
+                return try SafetensorsFileSink(target: outputPath, tensors: shards[0].tensors, metadata: shards[0].metadata)
             }
-            try writer.finish()
-            written.append(path)
-            weightMap += entries.map { ($0.name, fileName) }
-        }
-        if outputKind == .safetensorsDirectory, checkpoint.safetensors?.indexPath != nil || inputFiles.count > 1 {
-            let totalSize = tensors.reduce(0) { $0 + $1.outputByteCount }
-            let totalParameters = tensors.reduce(0) { $0 + $1.source.elementCount }
-            let index = JSONValue.object([
-                JSONMember("metadata", .object([
-                    JSONMember("total_parameters", .number(JSONNumber(totalParameters))),
-                    JSONMember("total_size", .number(JSONNumber(totalSize))),
-                ])),
-                JSONMember("weight_map", .object(weightMap.sorted { $0.0 < $1.0 }.map { JSONMember($0.0, .string($0.1)) })),
-            ])
+            let indexed = checkpoint.safetensors?.indexPath != nil || shards.count > 1
             let indexName = checkpoint.safetensors?.indexPath.map { URL(fileURLWithPath: $0).lastPathComponent } ?? SafetensorsCheckpoint.indexFileName
-            var bytes = index.serialized(JSONStyle(indent: 2, sortKeys: true, escapeNonASCII: false))
-            bytes.append(UInt8(ascii: "\n"))
-            try writeAtomically(Data(bytes), to: staging + "/" + indexName)
+            let totalParameters = tensors.reduce(0) { $0 + $1.source.elementCount }
+            return try SafetensorsDirectorySink(target: outputPath, shards: shards, indexFileName: indexed ? indexName : nil,
+                                                indexMetadata: [JSONMember("total_parameters", .number(JSONNumber(totalParameters)))])
         }
-        return written
-    }
-
-    /// Writes the GGUF output: the input's metadata with the file type updated, tensors in input order.
-    private func writeGGUF(into staging: String,
-                           process: (PlannedTensor, (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
-        guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType else { preconditionFailure("GGUF output without GGUF input") }
-        var metadata = gguf.metadata
-        func set(_ key: String, _ value: GGUFValue) {
-            if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
-        }
-        set("general.file_type", .uint32(QuantizeJob.llamaFileType(ggml)))
-        if ggml.isQuantized { set("general.quantization_version", .uint32(2)) }
-        let infos = tensors.flatMap { item in
-            item.outputs.map { output -> GGUFWriter.Tensor in
-                guard case .ggml(let type) = output.type else { preconditionFailure("GGUF output of a safetensors type") }
-                return GGUFWriter.Tensor(name: output.name, type: type, shape: output.shape)
-            }
-        }
-        let path = staging + "/" + URL(fileURLWithPath: outputPath).lastPathComponent
-        let writer = try GGUFWriter(path: path, metadata: metadata, tensors: infos)
-        for item in tensors {
-            try process(item) { _, bytes in try writer.write(bytes) }
-        }
-        try writer.finish()
-        return path
-    }
-
-    /// The `general.file_type` (llama.cpp `llama_ftype`) of a file whose weights are mostly `type`.
-    static func llamaFileType(_ type: GGMLType) -> UInt32 {
-        switch type.name {
-        case "F32": return 0
-        case "F16": return 1
-        case "Q4_0": return 2
-        case "Q4_1": return 3
-        case "Q8_0": return 7
-        case "Q5_0": return 8
-        case "Q5_1": return 9
-        case "Q4_K": return 14  // MOSTLY_Q4_K_S: every matrix Q4_K
-        case "Q6_K": return 18
-        case "BF16": return 32
-        default: return 1
-        }
-    }
-
-    /// Copies config.json (with `quantization_config`), tokenizer and other non-weight files.
-    private func copySideFiles(into staging: String) throws {
-        let fm = FileManager.default
-        let directory = checkpoint.directory
-        let names = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names.sorted() where !name.hasPrefix(".") {
-            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
-            if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
-            let path = directory + "/" + name
-            var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            do {
-                try fm.copyItem(atPath: path, toPath: staging + "/" + name)
-            } catch {
-                throw FormatError(.writeFailed, path: path, message: "cannot copy it to the output (\(error.localizedDescription))")
-            }
-        }
-        guard case .object(var members)? = checkpoint.config, let config = try quantizationConfig() else { return }
-        members.removeAll { $0.key == "quantization_config" }
-        members.append(JSONMember("quantization_config", config))
-        var bytes = JSONValue.object(members).serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false))
-        bytes.append(UInt8(ascii: "\n"))
-        try writeAtomically(Data(bytes), to: staging + "/config.json")
     }
 
     /// The `quantization_config` for this run: the scheme's config with the Linear modules left
@@ -522,8 +405,7 @@ public final class QuantizeJob {
         let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
             .map { String($0.source.name.dropLast(".weight".count)) }.sorted()
-        guard let text = settings.scheme.quantizationConfigJSON(ignore: ignore, options: settings.options) else { return nil }
-        return try JSONValue.parse(text, path: "quantization_config")
+        return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options)
     }
 
     // MARK: - One tensor

@@ -80,24 +80,9 @@ public struct TensorSelection: Sendable {
         return nil
     }
 
-    /// The conventional reason a weight matrix stays in 16-bit, or nil for a linear layer weight.
-    static func conventionallyKept(_ name: String) -> String? {
-        let lower = name.lowercased()
-        let last = lower.split(separator: ".").last.map(String.init) ?? lower
-        if last != "weight" && !lower.hasSuffix("_weight") { return "not a weight (bias or buffer)" }
-        let embeddings = ["embed_tokens", "token_embd", "wte", "wpe", "word_embeddings", "embed_positions",
-                          "position_embeddings", "pos_embd", "token_types", "tok_embeddings"]
-        if embeddings.contains(where: lower.contains) { return "embedding" }
-        if lower.hasPrefix("lm_head") || lower.contains(".lm_head") || lower == "output.weight" || lower.hasPrefix("embed_out") {
-            return "output head (lm_head)"
-        }
-        if lower.contains("norm") || lower.contains(".ln_") || lower.hasPrefix("ln_") { return "norm" }
-        if lower.contains("ffn_gate_inp") || lower.contains("router") || lower.hasSuffix("mlp.gate.weight")
-            || lower.hasSuffix("block_sparse_moe.gate.weight") || lower.hasSuffix("shared_expert_gate.weight") {
-            return "MoE router"
-        }
-        return nil
-    }
+    /// The conventional reason a weight matrix stays in 16-bit, or nil for a linear layer weight
+    /// (the shared rules of ``TensorRole``).
+    static func conventionallyKept(_ name: String) -> String? { TensorRole(name: name).keptReason }
 }
 
 /// Shell-style glob matching on tensor names.

@@ -42,6 +42,12 @@ public final class VerifyJob {
     public init(original originalPath: String, quantized quantizedPath: String) throws {
         original = try Checkpoint(path: originalPath)
         quantized = try Checkpoint(path: quantizedPath)
+        if let stored = VerifyJob.quantizedLayout(of: original) {
+            let swapped = VerifyJob.quantizedLayout(of: quantized) == nil
+            throw QuantizeJobError(.originalIsQuantized,
+                "the original \(originalPath) is itself quantized (\(stored)); verify measures a quantized checkpoint against the unquantized one it was made from, original first" +
+                (swapped ? ". The arguments look swapped: run quantize verify \(quantizedPath) \(originalPath)" : ". Pass the unquantized checkpoint as ORIGINAL"))
+        }
         var byName: [String: TensorRecord] = [:]
         for tensor in quantized.tensors { byName[tensor.name] = tensor }
         var pairs: [Pair] = []
@@ -95,6 +101,16 @@ public final class VerifyJob {
         }
         self.pairs = pairs
         self.unmatched = unmatched
+    }
+
+    /// How `checkpoint` is quantized, in words, or nil when its weights are plain floats: its
+    /// declared or GGUF quantization, else a weight stored with scale or packed parts.
+    static func quantizedLayout(of checkpoint: Checkpoint) -> String? {
+        if let quantization = checkpoint.quantization { return quantization.summary }
+        if let packed = checkpoint.logicalTensors.first(where: { $0.parts.count > 1 }) {
+            return "\(packed.name) is stored as " + packed.parts.map { "\($0.name) \($0.type.description)" }.joined(separator: ", ")
+        }
+        return nil
     }
 
     static func isFloat(_ type: TensorType) -> Bool {

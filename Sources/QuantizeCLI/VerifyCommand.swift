@@ -5,8 +5,9 @@ import Quantize
 
 extension QuantizeCommand {
     /// `quantize verify ORIGINAL QUANTIZED`: the accuracy check from two files.
-    struct Verify: ParsableCommand {
+    struct VerifyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Measure how much accuracy a quantized checkpoint costs against its original.",
             discussion: """
             Each quantized weight is decoded and compared with the original through an FP32 OpenBLAS matmul on \
@@ -57,16 +58,12 @@ extension QuantizeCommand {
             if reports.count == 1 {
                 data = try reports[0].jsonData()
             } else {
-                let documents = try reports.map { try JSONValue.parse([UInt8]($0.jsonData()), path: "report") }
-                data = Data(JSONValue.object([JSONMember("reports", .array(documents))])
-                    .serialized(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                data = Data(JSONValue.object([JSONMember("reports", .array(try reports.map { try $0.json() }))]).serialized(.document))
             }
             if let output {
-                let file = try OutputFile(path: output, overwrite: true)
-                try file.write([UInt8](data))
-                try file.commit()
+                try OutputFile.write([UInt8](data), to: output, overwrite: true)
             }
-            try check.writeHTML(reports, title: "quantize verify \(original)")
+            try check.writeHTML(reports, title: "quantize verify \(original)", original: original, checkpoints: quantized)
             if json {
                 print(String(decoding: data, as: UTF8.self))
             } else if !quiet {

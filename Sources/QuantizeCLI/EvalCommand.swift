@@ -5,8 +5,9 @@ import Model
 
 extension QuantizeCommand {
     /// `quantize eval ORIGINAL QUANTIZED…`: whole-model perplexity and KL divergence on a text.
-    struct Eval: ParsableCommand {
+    struct EvalCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "eval",
             abstract: "Measure perplexity and KL divergence of quantized checkpoints against their original on a text.",
             discussion: """
             Runs the forward pass (FP32, OpenBLAS) of the original and of every quantized checkpoint over the same \
@@ -80,7 +81,7 @@ extension QuantizeCommand {
         }
 
         func run() throws {
-            Eval.restartWithFasterBLASIfNeeded()
+            EvalCommand.restartWithFasterBLASIfNeeded()
             let base = try logits.map { (path: $0, reader: try LogitsFile.Reader(path: $0)) }
             let originalPath = base == nil ? checkpoints[0] : nil
             let quantizedPaths = base == nil ? Array(checkpoints.dropFirst()) : checkpoints
@@ -107,14 +108,14 @@ extension QuantizeCommand {
             if let base {
                 ids = base.reader.tokens
             } else if let tokens {
-                ids = try Eval.readTokens(tokens)
+                ids = try EvalCommand.readTokens(tokens)
             } else {
                 // The text through the original's own tokenizer, BOS first where it adds one (as
                 // llama-perplexity tokenizes); each quantized twin's tokenizer is checked against it.
-                let text = try Eval.readText(self.text!)
+                let text = try EvalCommand.readText(self.text!)
                 let referenceCheckpoint = original?.model.weights.checkpoint ?? quantized[0].model.weights.checkpoint
                 let tokenizer = try TokenizerLoader.load(checkpoint: referenceCheckpoint)
-                ids = try Eval.tokenize(text, with: tokenizer)
+                ids = try EvalCommand.tokenize(text, with: tokenizer)
                 bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
                 if !quiet && !json { Format.note("tokenized \(self.text!) with \(tokenizer.summary): \(ids.count) tokens") }
                 for (index, q) in quantized.enumerated() where original != nil {
@@ -134,7 +135,7 @@ extension QuantizeCommand {
                 tokens: ids, context: contextLength, chunks: chunks, bosTokenID: bos,
                 chunksPerBatch: chunksPerBatch ?? PerplexityEvaluation.chunksPerBatch(configuration: reference.weights.configuration, context: contextLength))
             if let dumpLogits {
-                try Eval.dump(reference, evaluation: evaluation, to: dumpLogits)
+                try EvalCommand.dump(reference, evaluation: evaluation, to: dumpLogits)
                 return
             }
             let showProgress = !quiet && !json && isatty(STDERR_FILENO) == 1

@@ -3,8 +3,10 @@ import Foundation
 import Formats
 
 extension QuantizeCommand {
-    struct Inspect: ParsableCommand {
+    /// `quantize inspect PATH`: what is in a checkpoint, from its headers.
+    struct InspectCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "inspect",
             abstract: "Show what is in a checkpoint file or directory: tensors, totals, metadata, architecture.",
             discussion: "Reads headers only, so even a checkpoint of hundreds of GB inspects in well under a second.")
 
@@ -21,7 +23,7 @@ extension QuantizeCommand {
             let checkpoint = try Checkpoint(path: path)
             let report = InspectReport(checkpoint)
             if json {
-                print(report.json().serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                print(report.json().serializedString(.document))
             } else {
                 print(report.text(limit: limit))
             }
@@ -115,7 +117,7 @@ struct InspectReport {
                 .object([JSONMember("path", .string(file)), JSONMember("bytes", .number(JSONNumber(size)))])
             })),
             JSONMember("tensorCount", .number(JSONNumber(checkpoint.tensors.count))),
-            JSONMember("parameterCount", .number(JSONNumber(checkpoint.parameterCount))),
+            JSONMember("parameterCount", .number(JSONNumber(checkpoint.logicalParameterCount))),
             JSONMember("tensorBytes", .number(JSONNumber(checkpoint.tensorByteCount))),
             JSONMember("dtypes", .object(histogram.map { entry in
                 JSONMember(entry.type, .object([
@@ -126,6 +128,12 @@ struct InspectReport {
             })),
             JSONMember("architecture", checkpoint.architecture.map(architectureJSON) ?? .null),
         ]
+        if let quantization = checkpoint.quantization {
+            // Only quantized checkpoints carry these (formats/inspect.md): the stored elements
+            // (packed words, scales) beside the logical count, and the scheme.
+            members.insert(JSONMember("storedElementCount", .number(JSONNumber(checkpoint.parameterCount))), at: 5)
+            members.append(JSONMember("quantization", (try? JSONValueEncoder().encode(quantization)) ?? .null))
+        }
         if let gguf = checkpoint.gguf {
             members.append(JSONMember("gguf", .object([
                 JSONMember("version", .number(JSONNumber(Int(gguf.version)))),
@@ -156,7 +164,11 @@ struct InspectReport {
         if let gguf = checkpoint.gguf { header += " v\(gguf.version), alignment \(gguf.alignment)" }
         header += ", \(files.count) file\(files.count == 1 ? "" : "s"), \(Format.bytes(sizes.reduce(0, +)))"
         lines.append(header)
-        lines.append("parameters: \(Format.count(checkpoint.parameterCount)) (\(checkpoint.parameterCount)) in \(checkpoint.tensors.count) tensors, \(Format.bytes(checkpoint.tensorByteCount)) of tensor data")
+        let parameters = checkpoint.logicalParameterCount
+        lines.append("parameters: \(Format.count(parameters)) (\(parameters)) in \(checkpoint.tensors.count) tensors, \(Format.bytes(checkpoint.tensorByteCount)) of tensor data")
+        if let quantization = checkpoint.quantization {
+            lines.append("quantization: \(quantization.summary); \(checkpoint.parameterCount) stored elements")
+        }
         if let a = checkpoint.architecture {
             var parts: [String] = []
             func add(_ label: String, _ value: Int?) { if let value { parts.append("\(label) \(value)") } }

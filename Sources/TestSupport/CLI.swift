@@ -1,28 +1,28 @@
 import Foundation
 import Testing
-import TestSupport
 
-/// Runs the built `quantize` executable for end-to-end tests.
-enum CLI {
+/// Runs the built `quantize` executable for end-to-end tests: the one runner every test target
+/// uses (QuantizeCLITests, FitTests).
+public enum CLI {
     /// What one run produced.
-    struct Result {
+    public struct Result {
         /// The exit status.
-        var status: Int32
+        public var status: Int32
         /// Everything written to standard output.
-        var stdout: String
+        public var stdout: String
         /// Everything written to standard error.
-        var stderr: String
+        public var stderr: String
         /// Standard error's non-empty lines.
-        var stderrLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: true) }
+        public var stderrLines: [Substring] { stderr.split(separator: "\n", omittingEmptySubsequences: true) }
     }
 
     /// Thrown after the failure is recorded, when the executable cannot be found.
-    struct BinaryMissing: Error {}
+    public struct BinaryMissing: Error {}
 
     /// Where the executable may be: `$QUANTIZE_BINARY`, next to the test bundle (Linux runs the
     /// `.xctest` executable from the build directory; macOS loads a bundle there), then
     /// `<repo>/.build/debug/quantize`.
-    static var candidates: [URL] {
+    public static var candidates: [URL] {
         var result: [URL] = []
         if let explicit = ProcessInfo.processInfo.environment["QUANTIZE_BINARY"], !explicit.isEmpty {
             result.append(URL(fileURLWithPath: explicit))
@@ -41,7 +41,7 @@ enum CLI {
     }
 
     /// The `quantize` executable; records an issue naming every place tried when it is missing.
-    static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> URL {
+    public static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> URL {
         for candidate in candidates {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue,
@@ -56,7 +56,7 @@ enum CLI {
 
     /// Runs `quantize arguments…` in `directory` (default: the repository root), output captured
     /// through files so that large outputs cannot block on a pipe.
-    static func run(_ arguments: [String], in directory: URL = Fixtures.repositoryRoot,
+    public static func run(_ arguments: [String], in directory: URL = Fixtures.repositoryRoot,
                     sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
         let executable = try binary(sourceLocation: sourceLocation)
         let capture = try Fixtures.temporaryDirectory("cli-capture")
@@ -82,13 +82,13 @@ enum CLI {
     }
 
     /// Parses the whole of `text` as one JSON object.
-    static func jsonObject(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+    public static func jsonObject(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
         let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
         return try #require(value as? [String: Any], "stdout is not one JSON object: \(text.prefix(200))", sourceLocation: sourceLocation)
     }
 
     /// A copy of fixtures/tiny-llama in a fresh scratch directory: (scratch, model path).
-    static func tinyLlamaCopy(_ label: String) throws -> (URL, String) {
+    public static func tinyLlamaCopy(_ label: String) throws -> (URL, String) {
         let scratch = try Fixtures.temporaryDirectory(label)
         let model = scratch.appendingPathComponent("tiny-llama").path
         try FileManager.default.copyItem(atPath: Fixtures.path("tiny-llama"), toPath: model)
@@ -96,7 +96,7 @@ enum CLI {
     }
 
     /// Names in a directory, hidden ones included, sorted.
-    static func listing(_ directory: URL) throws -> [String] {
+    public static func listing(_ directory: URL) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
     }
 }

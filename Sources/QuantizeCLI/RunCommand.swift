@@ -3,19 +3,22 @@ import Foundation
 import Formats
 import Quantize
 
-extension SchemeName: ExpressibleByArgument {}
-
 extension QuantizeCommand {
-    /// `quantize --to SCHEME INPUT`: the main job.
-    struct QuantizeRun: ParsableCommand {
+    /// `quantize --to SCHEME INPUT`: the main job (`quantize run`).
+    struct RunCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run",
             abstract: "Quantize a checkpoint (the default command: `quantize --to fp8 MODEL`).",
             discussion: """
-            Schemes: fp8 (E4M3, per-channel), fp8-e5m2, int8 (per-channel), int4 (groups of 128) write \
-            safetensors that vLLM and transformers load (compressed-tensors layouts); q8_0, q4_0, q4_1, q5_0, \
-            q5_1, q4_k, q6_k, f16, bf16 write GGUF from a GGUF input. Layouts: formats/quantize-*.md.
+            Schemes: \(names(.safetensors)) write safetensors that vLLM and transformers load \
+            (compressed-tensors layouts); \(names(.gguf)) write GGUF from a GGUF input. \
+            Layouts: formats/quantize-*.md.
             """)
+
+        /// The schemes writing `container`, as the help lists them.
+        static func names(_ container: SchemeContainer) -> String {
+            SchemeDescriptor.all.filter { $0.container == container }.map(\.name.rawValue).joined(separator: ", ")
+        }
 
         @Option(name: .long, help: "The scheme: \(SchemeName.allCases.map(\.rawValue).joined(separator: ", ")).")
         var to: SchemeName
@@ -30,7 +33,7 @@ extension QuantizeCommand {
         var force = false
 
         @Option(help: "fp8: channel (default), tensor or block (128×128); int4: group.")
-        var granularity: String?
+        var granularity: GranularityRequest?
 
         @Option(help: "int4: weights per scale (32, 64 or 128; default 128). fp8 block: rows and columns of a block (default 128).")
         var groupSize: Int?
@@ -42,16 +45,16 @@ extension QuantizeCommand {
         var search = false
 
         @Option(help: "int8/int4: scale dtype, bf16 (default), f16 or f32.")
-        var scaleDtype: String = "bf16"
+        var scaleDtype: ScaleDTypeOption = .bf16
 
         @Option(help: ArgumentHelp("int8: pack-quantized (default: int32 words, the W8A16 layout vLLM loads) or int-quantized (I8 weights, which vLLM loads only with int8 activations).", valueName: "layout"))
-        var int8Layout: String = "pack-quantized"
+        var int8Layout: Int8LayoutOption = .packQuantized
 
         @Option(parsing: .singleValue, help: ArgumentHelp("Quantize only tensors matching this glob (repeatable; first match wins).", valueName: "pattern"))
-        var only: [String] = []
+        var only: [SelectionGlob] = []
 
         @Option(parsing: .singleValue, help: ArgumentHelp("Keep tensors matching this glob unquantized (repeatable; first match wins).", valueName: "pattern"))
-        var skip: [String] = []
+        var skip: [SelectionGlob] = []
 
         @Flag(help: "Print the plan (each tensor, its action, the rule that chose it, output bytes) and write nothing.")
         var dryRun = false
@@ -76,61 +79,35 @@ extension QuantizeCommand {
 
         func validate() throws {
             if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
-            if !["pack-quantized", "int-quantized"].contains(int8Layout) {
-                throw ValidationError("--int8-layout must be pack-quantized or int-quantized")
-            }
-            if let g = granularity, !["channel", "tensor", "block", "group"].contains(g) {
-                throw ValidationError("--granularity must be channel, tensor, block or group, not '\(g)'")
-            }
-            if granularity != nil && to.ggmlType != nil { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
+            if granularity != nil && to.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
-            if !["bf16", "f16", "f32"].contains(scaleDtype) { throw ValidationError("--scale-dtype must be bf16, f16 or f32") }
             if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
                 throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")
             }
         }
 
+        /// The scheme asked for; the rules of what fits which scheme are in its descriptor (Quantize).
         func scheme() throws -> Scheme {
-            var granularity: Granularity? = nil
-            switch (to, self.granularity) {
-            case (.fp8, "tensor"), (.fp8E5M2, "tensor"): granularity = .tensor
-            case (.fp8, "block"), (.fp8E5M2, "block"):
-                granularity = .block(rows: groupSize ?? 128, columns: groupSize ?? 128)
-            case (.int4, "group"), (.int4, nil):
-                if let g = groupSize { granularity = .group(size: g) }
-            case (.fp8, "group"), (.fp8E5M2, "group"), (.int8, "group"):
-                guard let g = groupSize else {
-                    throw ValidationError("--granularity group needs --group-size for \(to.rawValue) (weights per scale, e.g. 128)")
+            do {
+                return try Scheme(name: to, requested: granularity, groupSize: groupSize, symmetric: !asymmetric)
+            } catch {
+                switch error {
+                case .groupSizeNeeded(let name):
+                    throw ValidationError("--granularity group needs --group-size for \(name.rawValue) (weights per scale, e.g. 128)")
+                case .granularityNotApplicable(let requested, let name):
+                    throw ValidationError("--granularity \(requested.rawValue) does not apply to \(name.rawValue)")
+                case .groupSizeNotAllowed(let name, let size, let allowed, let reason):
+                    let sizes = allowed.dropLast().map(String.init).joined(separator: ", ") + (allowed.count > 1 ? " or " : "") + (allowed.last.map(String.init) ?? "")
+                    throw ValidationError("\(name.rawValue) groups are \(sizes) weights\(reason.map { " (\($0))" } ?? ""), not \(size)")
                 }
-                granularity = .group(size: g)
-            case (_, "channel"), (_, nil): break
-            default:
-                throw ValidationError("--granularity \(self.granularity ?? "") does not apply to \(to.rawValue)")
             }
-            if to == .int4, let g = groupSize, ![32, 64, 128].contains(g) {
-                throw ValidationError("int4 groups are 32, 64 or 128 weights (compressed-tensors W4A16 presets), not \(g)")
-            }
-            return Scheme(name: to, granularity: granularity, symmetric: !asymmetric)
         }
 
-        /// `--only`/`--skip` in command-line order (argument parser keeps two separate lists).
+        /// `--only`/`--skip` in command-line order (each glob carries its place; see ``SelectionGlob``).
         func patterns() -> [TensorSelection.Pattern] {
-            var result: [TensorSelection.Pattern] = []
-            var arguments = Array(CommandLine.arguments.dropFirst())[...]
-            while let argument = arguments.popFirst() {
-                for (flag, quantize) in [("--only", true), ("--skip", false)] {
-                    if argument == flag, let value = arguments.popFirst() {
-                        result.append(.init(quantize: quantize, glob: value))
-                    } else if argument.hasPrefix(flag + "=") {
-                        result.append(.init(quantize: quantize, glob: String(argument.dropFirst(flag.count + 1))))
-                    }
-                }
-            }
-            let expected = only.count + skip.count
-            if result.count != expected {  // parsed from elsewhere (tests): --only first, then --skip
-                result = only.map { .init(quantize: true, glob: $0) } + skip.map { .init(quantize: false, glob: $0) }
-            }
-            return result
+            let stamped = only.map { ($0.position, TensorSelection.Pattern(quantize: true, glob: $0.glob)) }
+                + skip.map { ($0.position, TensorSelection.Pattern(quantize: false, glob: $0.glob)) }
+            return stamped.sorted { $0.0 < $1.0 }.map(\.1)
         }
 
         func checkSettings() throws -> QuantizeJob.CheckSettings? {
@@ -140,14 +117,14 @@ extension QuantizeCommand {
         }
 
         func run() throws {
-            let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: DType(rawValue: scaleDtype.uppercased()) ?? .bf16,
-                                          search: search, packInt8: int8Layout == "pack-quantized")
+            let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
+                                          search: search, packInt8: int8Layout == .packQuantized)
             let settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {
-                    print(planJSON(job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                    print(planJSON(job).serializedString(.document))
                 } else {
                     printPlan(job)
                 }
@@ -157,10 +134,10 @@ extension QuantizeCommand {
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
             if let accuracy = summary.report {
-                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)")
+                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)", original: input, checkpoints: [summary.output])
             }
             if json {
-                print(summaryJSON(summary, job: job).serializedString(JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)))
+                print(summaryJSON(summary, job: job).serializedString(.document))
             } else if !quiet {
                 printSummary(summary, job: job)
             }

@@ -1,0 +1,554 @@
+// GGUF k-quant encoders of the Quantize module: Q4_K and Q6_K (formats.md §2.7).
+//
+// They follow ggml's reference quantizers without an importance matrix (`quantize_row_q4_K_ref`
+// with `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml
+// src/ggml-quants.c), re-implemented step by step, with AVX2 versions of the fits that compute
+// the very same floats. Every encoder returns -1, or the index of the first block whose FP16 scale
+// overflowed to infinity. ggml_kernels.c dispatches to them from its table.
+#include "ggml_kernels.h"
+
+
+// MARK: K-quants (ggml reference, no importance matrix)
+
+// ggml's nearest_int: round half to even through the 1.5·2^23 magic number (|f| <= 4194303).
+static inline int nearest_int(float f) {
+    float v = f + 12582912.0f;
+    int32_t i; memcpy(&i, &v, 4);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
+
+// ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false) — an asymmetric
+// 16-level fit that tries 21 inverse scales around 15/(max - min) and keeps the weighted
+// least-squares (scale, min) with the lowest weighted squared error — for the eight sub-blocks of
+// a Q4_K block at once. Each sub-block's sums are accumulated element by element in the reference
+// order, so every float is identical to ggml's; interleaving the eight independent chains only
+// hides the latency of the sequential float additions.
+static void qkx2_fit8(const float *x, const float *w, uint8_t *L, float *scales, float *mins) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    float mn[8], mx[8], sumW[8], sumX[8], scale[8], best[8];
+    int live[8];
+    uint8_t Laux[8][N];
+    for (int j = 0; j < 8; j++) {
+        mn[j] = x[32 * j]; mx[j] = x[32 * j];
+        sumW[j] = w[32 * j];
+        sumX[j] = sumW[j] * x[32 * j];
+    }
+    for (int i = 1; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            const float xi = x[32 * j + i], wi = w[32 * j + i];
+            if (xi < mn[j]) mn[j] = xi;
+            if (xi > mx[j]) mx[j] = xi;
+            sumW[j] += wi;
+            sumX[j] += wi * xi;
+        }
+    float iscale[8];
+    for (int j = 0; j < 8; j++) {
+        if (mn[j] > 0) mn[j] = 0;
+        live[j] = mx[j] != mn[j];
+        if (!live[j]) {
+            for (int i = 0; i < N; i++) L[32 * j + i] = 0;
+            mins[j] = -mn[j];
+            scales[j] = 0.f;
+            continue;
+        }
+        iscale[j] = NMAX / (mx[j] - mn[j]);
+        scale[j] = 1 / iscale[j];
+        best[j] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 8; j++) {
+            if (!live[j]) continue;
+            const float xi = x[32 * j + i];
+            int l = nearest_int(iscale[j] * (xi - mn[j]));
+            uint8_t q = (uint8_t)(l < 0 ? 0 : (l > NMAX ? NMAX : l));
+            L[32 * j + i] = q;
+            float diff = scale[j] * q + mn[j] - xi;
+            diff = diff * diff;
+            best[j] += w[32 * j + i] * diff;
+        }
+    for (int is = 0; is <= NSTEP; is++) {
+        float sumL[8], sumL2[8], sumXL[8], cur[8], thisScale[8], thisMin[8];
+        int ok[8];
+        for (int j = 0; j < 8; j++) { iscale[j] = live[j] ? (rmin + rdelta * is + NMAX) / (mx[j] - mn[j]) : 0; sumL[j] = sumL2[j] = sumXL[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                const float xi = x[32 * j + i], wi = w[32 * j + i];
+                int l = nearest_int(iscale[j] * (xi - mn[j]));
+                l = l < 0 ? 0 : (l > NMAX ? NMAX : l);
+                Laux[j][i] = (uint8_t)l;
+                sumL[j] += wi * l;
+                sumL2[j] += wi * l * l;
+                sumXL[j] += wi * l * xi;
+            }
+        for (int j = 0; j < 8; j++) {
+            float D = sumW[j] * sumL2[j] - sumL[j] * sumL[j];
+            ok[j] = live[j] && D > 0;
+            thisScale[j] = 0; thisMin[j] = 0; cur[j] = 0;
+            if (ok[j]) {
+                thisScale[j] = (sumW[j] * sumXL[j] - sumX[j] * sumL[j]) / D;
+                thisMin[j] = (sumL2[j] * sumX[j] - sumL[j] * sumXL[j]) / D;
+                if (thisMin[j] > 0) {
+                    thisMin[j] = 0;
+                    thisScale[j] = sumXL[j] / sumL2[j];
+                }
+            }
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 8; j++) {
+                float diff = thisScale[j] * Laux[j][i] + thisMin[j] - x[32 * j + i];
+                diff = diff * diff;
+                cur[j] += w[32 * j + i] * diff;
+            }
+        for (int j = 0; j < 8; j++) {
+            if (ok[j] && cur[j] < best[j]) {
+                memcpy(L + 32 * j, Laux[j], N);
+                best[j] = cur[j];
+                scale[j] = thisScale[j];
+                mn[j] = thisMin[j];
+            }
+        }
+    }
+    for (int j = 0; j < 8; j++) if (live[j]) { mins[j] = -mn[j]; scales[j] = scale[j]; }
+}
+
+// The weights avX + |x| of each sub-block (avX = sqrt(mean x²)), then qkx2_fit8.
+static void q4_k_fit1_scalar(const float *xb, uint8_t *L, float *scales, float *mins) {
+    float w256[256];
+    for (int j = 0; j < 8; j++) {
+        float sumX2 = 0;
+        for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
+        float avX = sqrtf(sumX2 / 32);
+        for (int l = 0; l < 32; l++) w256[32 * j + l] = avX + fabsf(xb[32 * j + l]);
+    }
+    qkx2_fit8(xb, w256, L, scales, mins);
+}
+
+// The final codes of one Q4_K sub-block of 32 from its stored scale d (non-zero) and min dm.
+static void q4_k_codes_scalar(const float *x, float d, float dm, uint8_t *L) {
+    for (int ii = 0; ii < 32; ii++) {
+        int l = nearest_int((x[ii] + dm) / d);
+        L[ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
+    }
+}
+
+// The fits of `count` consecutive blocks (L, scales and mins of block k at 256 k, 8 k, 8 k).
+static void q4_k_fit_scalar(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    for (int k = 0; k < count; k++) q4_k_fit1_scalar(x + 256 * k, L + 256 * k, scales + 8 * k, mins + 8 * k);
+}
+
+typedef void (*qk_fit8_fn)(const float *, int, uint8_t *, float *, float *);
+typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
+
+static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit, qk_codes4_fn codes) {
+    long bad = -1;
+    uint8_t pairL[512];
+    float pairMins[16], pairScales[16];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
+        uint8_t *sc = y + 4, *qs = y + 16;
+        float maxScale = 0, maxMin = 0;
+        // The fits of two blocks at a time (they are independent of each other).
+        if (b % 2 == 0) fit(xb, blocks - b >= 2 ? 2 : 1, pairL, pairScales, pairMins);
+        uint8_t *L = pairL + 256 * (b % 2);
+        const float *scales = pairScales + 8 * (b % 2), *mins = pairMins + 8 * (b % 2);
+        for (int j = 0; j < 8; j++) {
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
+        float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
+            uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
+            ls = ls > 63 ? 63 : ls;
+            lm = lm > 63 ? 63 : lm;
+            if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
+            else {
+                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
+        if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
+        qk_wr16(y, dh); qk_wr16(y + 2, mh);
+        float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            qk_k4_scale_min(j, sc, &s, &m);
+            const float d = dAll * s;
+            if (!d) continue;
+            codes(xb + 32 * j, d, mAll * m, L + 32 * j);
+        }
+        for (int j = 0; j < 256; j += 64) {
+            for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            qs += 32;
+        }
+    }
+    return bad;
+}
+
+// ggml's make_qx_quants(16, 32, x, L, 1, NULL) — a symmetric fit with weights x² that tries 18
+// inverse scales around -32/max — for the sixteen sub-blocks of a Q6_K block at once, with each
+// sub-block's sums in the reference order (identical floats) and the sixteen chains interleaved.
+static void qx_fit16(const float *x, int8_t *L, float *scales) {
+    enum { N = 16, NMAX = 32, B = 16 };
+    float max[B], iscale[B], sumLX[B], sumL2[B], scale[B], best[B];
+    int live[B];
+    for (int j = 0; j < B; j++) {
+        float amax = 0; max[j] = 0;
+        for (int i = 0; i < N; i++) { float ax = fabsf(x[16 * j + i]); if (ax > amax) { amax = ax; max[j] = x[16 * j + i]; } }
+        live[j] = !(amax < 1e-15f);
+        if (!live[j]) { for (int i = 0; i < N; i++) L[16 * j + i] = 0; scales[j] = 0.f; }
+        iscale[j] = live[j] ? -NMAX / max[j] : 0;
+        sumLX[j] = sumL2[j] = 0;
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < B; j++) {
+            if (!live[j]) continue;
+            const float xi = x[16 * j + i];
+            int l = nearest_int(iscale[j] * xi);
+            l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+            L[16 * j + i] = (int8_t)(l + NMAX);
+            float w = xi * xi;
+            sumLX[j] += w * xi * l;
+            sumL2[j] += w * l * l;
+        }
+    for (int j = 0; j < B; j++) {
+        scale[j] = sumL2[j] ? sumLX[j] / sumL2[j] : 0.0f;
+        best[j] = scale[j] * sumLX[j];
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        for (int j = 0; j < B; j++) { iscale[j] = live[j] ? -(NMAX + 0.1f * is) / max[j] : 0; sumLX[j] = sumL2[j] = 0; }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < B; j++) {
+                const float xi = x[16 * j + i];
+                int l = nearest_int(iscale[j] * xi);
+                l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+                float w = xi * xi;
+                sumLX[j] += w * xi * l;
+                sumL2[j] += w * l * l;
+            }
+        for (int j = 0; j < B; j++) {
+            if (live[j] && sumL2[j] > 0 && sumLX[j] * sumLX[j] > best[j] * sumL2[j]) {
+                for (int i = 0; i < N; i++) {
+                    int l = nearest_int(iscale[j] * x[16 * j + i]);
+                    L[16 * j + i] = (int8_t)(NMAX + (l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l)));
+                }
+                scale[j] = sumLX[j] / sumL2[j];
+                best[j] = scale[j] * sumLX[j];
+            }
+        }
+    }
+    for (int j = 0; j < B; j++) if (live[j]) scales[j] = scale[j];
+}
+
+// The final codes of one Q6_K sub-block of 16 from its stored scale d (non-zero).
+static void q6_k_codes_scalar(const float *x, float d, int8_t *L) {
+    for (int ii = 0; ii < 16; ii++) {
+        int l = nearest_int(x[ii] / d);
+        l = l < -32 ? -32 : (l > 31 ? 31 : l);
+        L[ii] = (int8_t)(l + 32);
+    }
+}
+
+typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
+typedef void (*qk_codes6_fn)(const float *, float, int8_t *);
+
+static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit, qk_codes6_fn codes) {
+    long bad = -1;
+    int8_t L[256];
+    float scales[16];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
+        uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
+        float maxScale = 0, maxAbsScale = 0;
+        fit(xb, L, scales);
+        for (int ib = 0; ib < 16; ib++) {
+            float as = fabsf(scales[ib]);
+            if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
+        }
+        if (maxAbsScale < 1e-15f) {
+            memset(y, 0, 210);
+            continue;
+        }
+        float iscale = -128.f / maxScale;
+        uint16_t dh = qk_f16_from_f32(1 / iscale);
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y + 208, dh);
+        for (int ib = 0; ib < 16; ib++) {
+            int v = nearest_int(iscale * scales[ib]);
+            sc[ib] = (int8_t)(v > 127 ? 127 : v);
+        }
+        float dAll = qk_f32_from_f16(dh);
+        for (int j = 0; j < 16; j++) {
+            float d = dAll * sc[j];
+            if (!d) continue;
+            codes(xb + 16 * j, d, L + 16 * j);
+        }
+        for (int j = 0; j < 256; j += 128) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+            }
+            ql += 64;
+            qh += 32;
+        }
+    }
+    return bad;
+}
+
+static long q4_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, q4_k_fit_scalar, q4_k_codes_scalar); }
+static long q6_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16, q6_k_codes_scalar); }
+
+
+
+// MARK: AVX2 K-quant fits
+//
+// qkx2_fit8 and qx_fit16 with one sub-block per lane: each lane performs exactly the scalar
+// chain of its sub-block (the same float32 operations in the same order, no FMA), so the scales,
+// mins and codes are bit-identical; lanes of sub-blocks the scalar code skips are computed too and
+// masked out at the end.
+#if defined(__x86_64__)
+QK_V static inline __m256i nearest_int_v(__m256 f) {
+    __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.0f)));
+    return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
+}
+
+// G blocks (block g at x + 256 g) of q4_k_fit1_scalar with one sub-block per lane, the blocks'
+// independent accumulation chains interleaved in every loop (they are latency-bound alone).
+QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    __m256 xt[2][N], wt[2][N], Laux[2][N];
+    __m256i Lt[2][N];
+    __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int g = 0; g < G; g++) {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[256 * g + 32 * j + i];
+        for (int i = 0; i < N; i++) xt[g][i] = _mm256_loadu_ps(tx[i]);
+        // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
+        __m256 sumX2 = _mm256_setzero_ps();
+        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
+        const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
+        for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+    }
+    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm256_mul_ps(wt[g][0], xt[g][0]);
+    }
+    for (int i = 1; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            mn[g] = _mm256_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm256_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm256_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm256_add_ps(sumX[g], _mm256_mul_ps(wt[g][i], xt[g][i]));
+        }
+    for (int g = 0; g < G; g++) {
+        mn[g] = _mm256_blendv_ps(mn[g], _mm256_setzero_ps(), _mm256_cmp_ps(mn[g], _mm256_setzero_ps(), _CMP_GT_OQ));
+        live[g] = _mm256_cmp_ps(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx[g], mn[g]));
+        scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+            l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+            Lt[g][i] = l;
+            __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], _mm256_cvtepi32_ps(l)), mn[g]), xt[g][i]);
+            diff = _mm256_mul_ps(diff, diff);
+            best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
+        }
+    for (int is = 0; is <= NSTEP; is++) {
+        __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+                l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+                const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[g][i], lf);
+                Laux[g][i] = lf;
+                sumL[g] = _mm256_add_ps(sumL[g], wl);
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
+                sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW[g], sumL2[g]), _mm256_mul_ps(sumL[g], sumL[g]));
+            ok[g] = _mm256_and_ps(live[g], _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
+            thisScale[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumW[g], sumXL[g]), _mm256_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sumL2[g], sumX[g]), _mm256_mul_ps(sumL[g], sumXL[g])), D);
+            const __m256 positive = _mm256_cmp_ps(thisMin[g], _mm256_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm256_blendv_ps(thisMin[g], _mm256_setzero_ps(), positive);
+            thisScale[g] = _mm256_blendv_ps(thisScale[g], _mm256_div_ps(sumXL[g], sumL2[g]), positive);
+            cur[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                diff = _mm256_mul_ps(diff, diff);
+                cur[g] = _mm256_add_ps(cur[g], _mm256_mul_ps(wt[g][i], diff));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(ok[g], _mm256_cmp_ps(cur[g], best[g], _CMP_LT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            const __m256i takeI = _mm256_castps_si256(take);
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_epi8(Lt[g][i], _mm256_cvtps_epi32(Laux[g][i]), takeI);
+            best[g] = _mm256_blendv_ps(best[g], cur[g], take);
+            scale[g] = _mm256_blendv_ps(scale[g], thisScale[g], take);
+            mn[g] = _mm256_blendv_ps(mn[g], thisMin[g], take);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[g][i], liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[256 * g + 32 * j + i] = (uint8_t)lt[i][j];
+        // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
+        _mm256_storeu_ps(mins + 8 * g, _mm256_xor_ps(mn[g], _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))));
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
+}
+
+QK_V static void qkx2_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) qkx2_lanes(x, L, scales, mins, 2); else qkx2_lanes(x, L, scales, mins, 1);
+}
+
+QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm);
+    int32_t l[32];
+    for (int k = 0; k < 4; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 8 * k), vdm), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(15));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), q);
+    }
+    for (int i = 0; i < 32; i++) L[i] = (uint8_t)l[i];
+}
+
+QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
+    const __m256 vd = _mm256_set1_ps(d);
+    int32_t l[16];
+    for (int k = 0; k < 2; k++) {
+        __m256i q = nearest_int_v(_mm256_div_ps(_mm256_loadu_ps(x + 8 * k), vd));
+        q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_set1_epi32(-32)), _mm256_set1_epi32(31));
+        _mm256_storeu_si256((__m256i *)(l + 8 * k), _mm256_add_epi32(q, _mm256_set1_epi32(32)));
+    }
+    for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
+}
+
+// G groups of eight sub-blocks of 16 (sub-block jj of group g at x + 128 g + 16 jj) of qx_fit16,
+// the groups' independent chains interleaved in every loop. Here |iscale · x| <= 32.9 (|x| <= |max|),
+// so nearest_int followed by the clamp equals rounding with the same magic number in float and
+// clamping in float, which leaves the codes as floats for the sums; w = x² and w·x are the
+// scalar code's products, computed once.
+QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, int8_t *L, float *scales, const int G) {
+    enum { N = 16, NMAX = 32 };
+    __m256 xt[2][N], wt[2][N], wxt[2][N], Lt[2][N], Laux[2][N];
+    __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
+    for (int g = 0; g < G; g++) {
+        float tx[N][8];
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) tx[i][j] = x[128 * g + 16 * j + i];
+        for (int i = 0; i < N; i++) {
+            xt[g][i] = _mm256_loadu_ps(tx[i]);
+            wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            wxt[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]);
+        }
+    }
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-NMAX), hi = _mm256_set1_ps(NMAX - 1);
+    for (int g = 0; g < G; g++) { amax[g] = _mm256_setzero_ps(); max[g] = _mm256_setzero_ps(); }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 ax = _mm256_and_ps(xt[g][i], absMask);
+            const __m256 gt = _mm256_cmp_ps(ax, amax[g], _CMP_GT_OQ);
+            amax[g] = _mm256_blendv_ps(amax[g], ax, gt);
+            max[g] = _mm256_blendv_ps(max[g], xt[g][i], gt);
+        }
+    for (int g = 0; g < G; g++) {
+        live[g] = _mm256_cmp_ps(amax[g], _mm256_set1_ps(1e-15f), _CMP_NLT_UQ);
+        iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]), live[g]);
+        sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+            const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+            Lt[g][i] = lf;
+            sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+            sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+        }
+    for (int g = 0; g < G; g++) {
+        scale[g] = _mm256_and_ps(_mm256_div_ps(sumLX[g], sumL2[g]), _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        best[g] = _mm256_mul_ps(scale[g], sumLX[g]);
+    }
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max[g]), live[g]);
+            sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
+                const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+                Laux[g][i] = lf;
+                sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
+                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                              _mm256_cmp_ps(_mm256_mul_ps(sumLX[g], sumLX[g]), _mm256_mul_ps(best[g], sumL2[g]), _CMP_GT_OQ));
+            if (_mm256_testz_ps(take, take)) continue;
+            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_ps(Lt[g][i], Laux[g][i], take);
+            const __m256 sc = _mm256_div_ps(sumLX[g], sumL2[g]);
+            scale[g] = _mm256_blendv_ps(scale[g], sc, take);
+            best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, sumLX[g]), take);
+        }
+    }
+    const __m256i bias = _mm256_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        const __m256i liveI = _mm256_castps_si256(live[g]);
+        int32_t lt[N][8];
+        for (int i = 0; i < N; i++)
+            _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(_mm256_add_epi32(_mm256_cvtps_epi32(Lt[g][i]), bias), liveI));
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < N; i++) L[128 * g + 16 * j + i] = (int8_t)lt[i][j];
+        _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
+    }
+}
+
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
+
+static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit_avx2, q4_k_codes_avx2); }
+static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
+#endif
+
+// MARK: Entry points (ggml_kernels.c's table)
+
+#if defined(__x86_64__)
+#define QK_KQUANT_ENTRIES(name) \
+    long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { \
+        return qk_isa_avx2() ? name##_avx2(x, out, blocks) : name##_scalar(x, out, blocks); \
+    } \
+    long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
+#else
+#define QK_KQUANT_ENTRIES(name) \
+    long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); } \
+    long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
+#endif
+
+QK_KQUANT_ENTRIES(q4_k)
+QK_KQUANT_ENTRIES(q6_k)

@@ -1,0 +1,51 @@
+import Foundation
+
+/// A `.gguf` file as a sink: its metadata (with `general.file_type` and
+/// `general.quantization_version` set as asked) and tensors through one ``GGUFWriter`` staged in a
+/// transaction.
+public final class GGUFFileSink: CheckpointSink {
+    /// The staging transaction.
+    public let transaction: OutputTransaction
+    /// The tensors in write order.
+    public let writeOrder: [String]
+    /// The metadata written, in order.
+    public let metadata: [(key: String, value: GGUFValue)]
+
+    private let writer: GGUFWriter
+    private let fileName: String
+
+    /// Stages `target` with `metadata` (keys in order; `fileType` and `quantizationVersion`, when
+    /// given, replace those keys in place or are appended) and `tensors` in the order given.
+    /// - Parameters:
+    ///   - fileType: llama.cpp's `llama_ftype` for `general.file_type`.
+    ///   - quantizationVersion: `general.quantization_version` (2 for files with quantized blocks).
+    /// - Throws: ``FormatError`` from ``OutputTransaction/init(target:)`` and ``GGUFWriter``.
+    public init(target: String, metadata: [(key: String, value: GGUFValue)], tensors: [GGUFWriter.Tensor],
+                fileType: UInt32? = nil, quantizationVersion: UInt32? = nil) throws(FormatError) {
+        var metadata = metadata
+        func set(_ key: String, _ value: GGUFValue) {
+            if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
+        }
+        if let fileType { set("general.file_type", .uint32(fileType)) }
+        if let quantizationVersion { set("general.quantization_version", .uint32(quantizationVersion)) }
+        self.metadata = metadata
+        writeOrder = tensors.map(\.name)
+        transaction = try OutputTransaction(target: target)
+        fileName = URL(fileURLWithPath: target).lastPathComponent
+        writer = try GGUFWriter(path: transaction.path(fileName), metadata: metadata, tensors: tensors)
+    }
+
+    /// Appends bytes of the next tensor (GGUF data is one stream; `name` is for the caller's bookkeeping).
+    public func write(_ chunk: UnsafeRawBufferPointer, for name: String) throws(FormatError) {
+        try writer.write(chunk)
+    }
+
+    /// Completes the file in the staging directory.
+    public func finishTensors() throws(FormatError) -> [String] {
+        try writer.finish()
+        return [transaction.path(fileName)]
+    }
+
+    /// Moves the file into place.
+    public func commit() throws(FormatError) { try transaction.commit(.file(named: fileName)) }
+}

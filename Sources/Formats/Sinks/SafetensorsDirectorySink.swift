@@ -1,0 +1,72 @@
+import Foundation
+
+/// A Hugging Face model directory as a sink: safetensors shards (the caller's file names and
+/// placement, through ``SafetensorsShardedWriter``), the shard index, config.json and the side
+/// files (tokenizer, generation config, …), all staged in one transaction that ``commit()`` moves
+/// into place as the output directory.
+public final class SafetensorsDirectorySink: CheckpointSink {
+    /// The staging transaction.
+    public let transaction: OutputTransaction
+    /// The tensors in write order, shard by shard.
+    public let writeOrder: [String]
+
+    private let writer: SafetensorsShardedWriter
+
+    /// The index document's style as transformers writes it but with UTF-8 kept as is
+    /// (`indent=2, sort_keys=True`), which is how quantize has always written indexes.
+    public static let indexStyle = JSONStyle(indent: 2, sortKeys: true, escapeNonASCII: false)
+    /// config.json's style: `indent=2`, keys in the input's order, UTF-8 as is.
+    public static let configStyle = JSONStyle(indent: 2, sortKeys: false, escapeNonASCII: false)
+
+    /// Stages the directory `target` with these shards (each laid out in `order`) and, when
+    /// `indexFileName` is given, an index whose `metadata` holds `indexMetadata` plus `total_size`.
+    /// - Throws: ``FormatError`` from ``OutputTransaction/init(target:)`` and ``SafetensorsShardedWriter``.
+    public init(target: String, shards: [SafetensorsShardedWriter.PlannedShard], order: SafetensorsWriter.Order = .given,
+                indexFileName: String?, indexMetadata: [JSONMember] = [],
+                indexStyle: JSONStyle = SafetensorsDirectorySink.indexStyle) throws(FormatError) {
+        transaction = try OutputTransaction(target: target)
+        writer = try SafetensorsShardedWriter(directory: transaction.stagingDirectory, shards: shards, order: order,
+                                              indexFileName: indexFileName, indexMetadata: indexMetadata, indexStyle: indexStyle)
+        writeOrder = writer.shards.flatMap { $0.tensors.map(\.name) }
+    }
+
+    /// Appends bytes of the next tensor.
+    public func write(_ chunk: UnsafeRawBufferPointer, for name: String) throws(FormatError) {
+        try writer.write(chunk, for: name)
+    }
+
+    /// Completes every shard and the index in the staging directory; returns the shards' staged paths.
+    public func finishTensors() throws(FormatError) -> [String] {
+        try writer.finish()
+        return writer.shards.map { transaction.path($0.fileName) }
+    }
+
+    /// Copies the side files of a model directory: every regular, non-hidden file except weights
+    /// (`*.safetensors`, the index, `*.bin`, `*.pt`, `*.pth`, `*.gguf`) and config.json (written
+    /// by ``writeConfig(_:)``), in name order.
+    public func copySideFiles(from directory: String) throws(FormatError) {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names.sorted() where !name.hasPrefix(".") {
+            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
+            if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
+            let path = directory + "/" + name
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            try transaction.copy(path, named: name)
+        }
+    }
+
+    /// Writes config.json (``configStyle`` plus a newline).
+    public func writeConfig(_ config: JSONValue) throws(FormatError) {
+        try writeDocument(config, named: "config.json", style: SafetensorsDirectorySink.configStyle)
+    }
+
+    /// Writes a JSON document into the directory (`style` plus a newline).
+    public func writeDocument(_ document: JSONValue, named name: String, style: JSONStyle) throws(FormatError) {
+        try transaction.write(document.serialized(style) + [UInt8(ascii: "\n")], named: name)
+    }
+
+    /// Moves the directory into place.
+    public func commit() throws(FormatError) { try transaction.commit(.directory) }
+}
