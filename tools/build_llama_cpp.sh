@@ -7,6 +7,7 @@
 #   .llama.cpp/bin/convert_hf_to_gguf (runs the vendored convert_hf_to_gguf.py with .venv-ref's
 #                                      Python and the vendored gguf-py, not the gguf on PyPI)
 #   .llama.cpp/llama.cpp/            (the vendored source tree: convert_hf_to_gguf.py, gguf-py/)
+#   .llama.cpp/lib/logflush.so       (LD_PRELOAD it so the tools' last log lines are not lost)
 # Idempotent: when the stamp matches it only prints where the tools are (well under a second).
 # Needs cmake and a C++ compiler (installed with apt-get when missing and running as root) and
 # network access to PyPI on the first run (about 77 MB). The build takes a few minutes on 2 cores.
@@ -36,6 +37,7 @@ want="llama-cpp-python==$VERSION ${TARGETS[*]} Release CPU ${feat[*]}"
 
 ok=1
 for t in "${TARGETS[@]}"; do [ -x "$DIR/bin/$t" ] || ok=0; done
+[ -f "$DIR/lib/logflush.so" ] || ok=0
 if [ "$ok" = 1 ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
     echo "build_llama_cpp: up to date in $DIR/bin ($(cat "$DIR/llama.cpp.version" 2>/dev/null))"
     exit 0
@@ -89,6 +91,14 @@ for t in "${TARGETS[@]}"; do
     [ -x "$DIR/build/bin/$t" ] || { echo "build_llama_cpp: $t was not built (log: $DIR/build.log)" >&2; exit 1; }
     ln -sfn "../build/bin/$t" "$DIR/bin/$t"
 done
+# llama.cpp's logger is a worker thread that the tools never join (llama.cpp issue 22142: the logger
+# is leaked on purpose), so on a busy machine the last lines — llama-perplexity's final estimate and
+# KLD statistics, the perf counters — can be lost at exit. logflush.so, LD_PRELOADed by
+# tools/llama_cpp_reference.py, gives that thread 1.5 s at exit (our code, not llama.cpp's).
+mkdir -p "$DIR/lib"
+printf '%s\n' '#include <unistd.h>' \
+    '__attribute__((destructor)) static void quantize_logflush(void) { usleep(1500000); }' >"$DIR/lib/logflush.c"
+cc -shared -fPIC -O2 -o "$DIR/lib/logflush.so" "$DIR/lib/logflush.c"
 cat >"$DIR/bin/convert_hf_to_gguf" <<EOF
 #!/usr/bin/env bash
 # llama.cpp's own converter (vendored by llama-cpp-python $VERSION) with its own gguf-py.
