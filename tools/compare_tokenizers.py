@@ -8,7 +8,8 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
   sp-bpe/tokenizer.model       SentencePiece BPE, identity normalizer, spaces kept as written
                                (remove_extra_whitespaces false), byte fallback (<0x00>…<0xFF>).
   sp-unigram-bytes/tokenizer.model
-                               SentencePiece unigram, nfkc, byte fallback, user-defined <sep>.
+                               SentencePiece unigram, identity normalizer (no charsmap) with
+                               remove_extra_whitespaces, byte fallback, user-defined <sep>.
   bpe-llama3/tokenizer.json    byte-level BPE trained with the `tokenizers` package with Llama 3's
                                settings: Split(Llama 3 regex, Isolated) + ByteLevel(use_regex false),
                                ignore_merges, <|begin_of_text|>/<|end_of_text|> special, BOS template.
@@ -23,7 +24,8 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
                                strings (fixed seed) drawn from letters, marks, digits (ASCII and
                                others), every kind of white space, apostrophe contractions in both
                                cases, punctuation, CJK and emoji — the pieces each regex returns.
-  texts.json                   the test texts: English, code, digits, whitespace runs, tabs and
+  texts.json                   the test texts (then the first 120 random strings of pretokenize.json;
+                               llama-tokenize runs on the first 30 of those, null after): English, code, digits, whitespace runs, tabs and
                                newlines, accents, ligatures and full-width forms (NFKC), CJK, emoji,
                                special tokens, empty and space-only strings.
   trained-llama.gguf           the GGUF twin of fixtures/trained-llama/tokenizer.model (tools/train_fixture.py),
@@ -35,7 +37,9 @@ Writes fixtures/tokenizers/ (deterministic for the same package versions):
                                tokenizer.model included): `sentencepiece` (SentencePieceProcessor.encode) for
                                tokenizer.model, `tokenizers` (Tokenizer.encode, add_special_tokens
                                false) for tokenizer.json, and llama.cpp's llama-tokenize (--ids --no-bos,
-                               with and without --no-parse-special) for the GGUFs when it is built.
+                               with and without --no-parse-special) for the GGUFs when it is built
+                               (null for a text llama-tokenize aborts on: a character that a
+                               vocabulary without byte tokens cannot encode).
 
 Training text: every file in /usr/share/common-licenses plus Python's LICENSE.txt (text that ships
 with Debian and Python), plus the test texts themselves so that accented, CJK and emoji pieces exist.
@@ -65,6 +69,8 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "fixtures" / "tokenizers"
 VOCAB_SIZE = 1500
+RANDOM_TEXTS = 120             # seeded random strings (the first of pretokenize.json's) added to the texts
+RANDOM_TEXTS_LLAMA_CPP = 30    # of those, how many llama-tokenize runs on (one process per text)
 SEED = 20261201
 
 LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -279,19 +285,23 @@ def find_llama_tokenize() -> Path | None:
     return None
 
 
-def llama_tokenize(binary: Path, model: Path, text: str, parse_special: bool) -> list[int]:
+def llama_tokenize(binary: Path, model: Path, text: str, parse_special: bool, bos: bool = False) -> list[int] | None:
     with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
         handle.write(text.encode("utf-8"))
         name = handle.name
     try:
-        command = [str(binary), "-m", str(model), "-f", name, "--ids", "--no-bos", "--log-disable", "--no-escape"]
+        command = [str(binary), "-m", str(model), "-f", name, "--ids", "--log-disable", "--no-escape"] + ([] if bos else ["--no-bos"])
         if not parse_special:
             command.append("--no-parse-special")
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        result = subprocess.run(command, capture_output=True, text=True)
     finally:
         os.unlink(name)
-    line = [l for l in result.stdout.strip().splitlines() if l.startswith("[")][-1]
-    return json.loads(line)
+    lines = [l for l in result.stdout.strip().splitlines() if l.startswith("[")]
+    if result.returncode != 0 or not lines:
+        # llama.cpp aborts on a character a vocabulary without byte tokens cannot encode; no reference then.
+        print(f"llama-tokenize failed on {model.name} {text[:40]!r}: {result.stderr.strip()[-200:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -301,7 +311,7 @@ def main() -> None:
                                      byte_fallback=False, user_defined_symbols=["<sep>"])
     sp_bpe = train_sentencepiece("sp-bpe", text, model_type="bpe", normalization_rule_name="identity",
                                  remove_extra_whitespaces=False, byte_fallback=True)
-    sp_bytes = train_sentencepiece("sp-unigram-bytes", text, model_type="unigram", normalization_rule_name="nfkc",
+    sp_bytes = train_sentencepiece("sp-unigram-bytes", text, model_type="unigram", normalization_rule_name="identity",
                                    byte_fallback=True, user_defined_symbols=["<sep>"])
     llama3 = train_bpe("bpe-llama3", text, LLAMA3_REGEX, ["<|begin_of_text|>", "<|end_of_text|>"], None, "<|begin_of_text|>")
     qwen2 = train_bpe("bpe-qwen2", text, QWEN2_REGEX, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], normalizers.NFC(), None)
@@ -313,12 +323,13 @@ def main() -> None:
         sentencepiece_gguf(trained, OUT / "trained-llama.gguf", [])
     bpe_gguf(qwen2, OUT / "bpe-qwen2.gguf", "qwen2", None, "<|endoftext|>")
     strings = TEXTS + random_strings(400)
+    texts = TEXTS + strings[len(TEXTS):len(TEXTS) + RANDOM_TEXTS]
     pieces = {"strings": strings}
     for name, regex in [("gpt2", GPT2_REGEX), ("llama3", LLAMA3_REGEX), ("qwen2", QWEN2_REGEX)]:
         splitter = pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False)
         pieces[name] = [[piece for piece, _ in splitter.pre_tokenize_str(string)] for string in strings]
     (OUT / "pretokenize.json").write_text(json.dumps(pieces, ensure_ascii=False) + "\n", encoding="utf-8")
-    (OUT / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (OUT / "texts.json").write_text(json.dumps(texts, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     cases = []
     for model in [sp_unigram, sp_bpe, sp_bytes] + ([trained] if trained.exists() else []):
@@ -326,7 +337,7 @@ def main() -> None:
         relative = model.parent if model != trained else model
         cases.append({"path": str(relative.relative_to(REPO / "fixtures")), "reference": f"sentencepiece {spm.__version__}",
                       "parse_special": True, "bos": processor.bos_id(), "prefix": [processor.bos_id()],
-                      "ids": [processor.encode(t) for t in TEXTS]})
+                      "ids": [processor.encode(t) for t in texts]})
     import tokenizers
     hf_jsons = [llama3, qwen2, REPO / "fixtures" / "tiny-llama" / "tokenizer.json"]
     if trained.exists():
@@ -337,7 +348,7 @@ def main() -> None:
         special = tokenizer.encode("a", add_special_tokens=True).ids
         cases.append({"path": str(path.parent.relative_to(REPO / "fixtures")), "reference": f"tokenizers {tokenizers.__version__}",
                       "parse_special": True, "prefix": special[:len(special) - len(plain)],
-                      "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]})
+                      "ids": [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]})
     binary = find_llama_tokenize()
     ggufs = [OUT / f"{n}.gguf" for n in ["sp-unigram", "sp-bpe", "sp-unigram-bytes", "bpe-llama3", "bpe-qwen2"]]
     ggufs.append(REPO / "fixtures" / "tiny-llama.gguf")
@@ -346,11 +357,16 @@ def main() -> None:
     if binary is None:
         print("llama-tokenize not found ($LLAMA_CPP_BIN, .llama.cpp/): GGUF references left out", file=sys.stderr)
     else:
+        version_file = binary.resolve().parent.parent.parent / "llama.cpp.version"
+        version = version_file.read_text().strip() if version_file.exists() else str(binary)
         for path in ggufs:
+            plain = llama_tokenize(binary, path, "a", True)
+            with_bos = llama_tokenize(binary, path, "a", True, bos=True)
             for parse_special in (False, True):
-                cases.append({"path": str(path.relative_to(REPO / "fixtures")), "reference": f"llama.cpp llama-tokenize ({binary})",
-                              "parse_special": parse_special,
-                              "ids": [llama_tokenize(binary, path, t, parse_special) for t in TEXTS]})
+                cases.append({"path": str(path.relative_to(REPO / "fixtures")), "reference": f"llama-tokenize, {version}",
+                              "parse_special": parse_special, "prefix": with_bos[:len(with_bos) - len(plain)],
+                              "ids": [llama_tokenize(binary, path, t, parse_special) if i < len(TEXTS) + RANDOM_TEXTS_LLAMA_CPP else None
+                                      for i, t in enumerate(texts)]})
     (OUT / "expected.json").write_text(json.dumps({"texts": "texts.json", "cases": cases}, indent=None) + "\n")
     total = 0
     for path in sorted(OUT.rglob("*")):

@@ -135,3 +135,25 @@ struct TextNormalizationTests {
         }
     }
 }
+
+@Suite("tokenizers of the shipped models through Checkpoint")
+struct CheckpointTokenizerTests {
+    @Test("tiny-llama (directory and GGUF) and trained-llama load through TokenizerLoader.load(checkpoint:)")
+    func loadsThroughCheckpoint() throws {
+        let trained = try TokenizerLoader.load(checkpoint: try Checkpoint(path: Fixtures.path("trained-llama")))
+        #expect(trained is MetaspaceBPETokenizer && trained.bosTokenID == 1 && trained.addsBOS && trained.vocabularySize == 3072)
+        let tiny = try TokenizerLoader.load(checkpoint: try Checkpoint(path: Fixtures.path("tiny-llama")))
+        let tinyGGUF = try TokenizerLoader.load(checkpoint: try Checkpoint(path: Fixtures.path("tiny-llama.gguf")))
+        #expect(tiny.bosTokenID == 1022 && tinyGGUF.bosTokenID == 1022 && tiny.addsBOS && tinyGGUF.addsBOS)
+    }
+
+    @Test("trained-llama's tokenizer.json and its GGUF twin give the same ids on the held-out eval text")
+    func trainedTwinAgreesOnEvalText() throws {
+        let text = try String(contentsOfFile: Fixtures.path("trained-llama/eval.txt"), encoding: .utf8)
+        let original = try TokenizerLoader.load(directory: Fixtures.path("trained-llama"))
+        let twin = try TokenizerLoader.load(gguf: try GGUFFile(path: Fixtures.path("tokenizers/trained-llama.gguf")))
+        let difference = try TokenizationComparison.compare(original, twin, text: text)
+        #expect(difference == nil, "\(difference.map(String.init(describing:)) ?? "")")
+        #expect(try original.encode(text).count > 10_000)
+    }
+}

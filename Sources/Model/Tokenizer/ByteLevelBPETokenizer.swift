@@ -160,11 +160,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
         var nextEnds: [Int] = []
         var word: [UInt8] = []
         var symbols: [Int32] = []
-        /// Words already merged in this call: hash → entry; entries hold the word and its ids.
-        var cacheTable = FlatHashMap(capacity: 4096)
-        var cacheWords: [[UInt8]] = []
-        var cacheRanges: [Range<Int>] = []
-        var cacheIDs: [Int32] = []
+        var cache = WordCache()
     }
 
     /// The ids of `text`, without BOS/EOS.
@@ -240,12 +236,10 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
             output.append(id)
             return
         }
-        let cacheable = scratch.word.count <= 64
-        let hash = cacheable ? scratch.word.withUnsafeBufferPointer { ByteStringIndex.hash($0) } : 0
-        if cacheable, let entry = scratch.cacheTable.value(hash), scratch.cacheWords[Int(entry)] == scratch.word {
-            output.append(contentsOf: scratch.cacheIDs[scratch.cacheRanges[Int(entry)]])
-            return
-        }
+        let cacheable = scratch.word.count <= WordCache.maximumLength
+        let word = scratch.word
+        let hash = cacheable ? word.withUnsafeBufferPointer { ByteStringIndex.hash($0) } : 0
+        if cacheable && word.withUnsafeBufferPointer({ scratch.cache.lookup($0, hash: hash, into: &output) }) { return }
         scratch.symbols.removeAll(keepingCapacity: true)
         var previousUnknown = false
         for byte in scratch.word {
@@ -262,12 +256,7 @@ public struct ByteLevelBPETokenizer: TextTokenizer {
         scratch.symbols.withUnsafeBufferPointer { symbols in
             scratch.merger.merge(symbols, rules: rules, into: &output)
         }
-        if cacheable && scratch.cacheTable.insertIfAbsent(hash, UInt64(scratch.cacheWords.count)) {
-            scratch.cacheWords.append(scratch.word)
-            let start = scratch.cacheIDs.count
-            scratch.cacheIDs.append(contentsOf: output[first...])
-            scratch.cacheRanges.append(start..<scratch.cacheIDs.count)
-        }
+        if cacheable { word.withUnsafeBufferPointer { scratch.cache.insert($0, hash: hash, result: output[first...]) } }
     }
 
     /// The text of `ids` (byte-level tokens decoded to their bytes, invalid UTF-8 replaced).

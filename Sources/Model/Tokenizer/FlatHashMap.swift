@@ -1,3 +1,5 @@
+import Foundation
+
 /// An open-addressing hash map from 64-bit keys to 64-bit values, for the tokenizers' hot lookups
 /// (merge rules by token pair, trie edges by node and byte): one multiply to hash and linear probing
 /// over flat arrays, where `Dictionary` pays for SipHash and generic buckets on every probe.
@@ -116,11 +118,13 @@ struct ByteStringIndex: Sendable {
 }
 
 /// The ids of words already tokenized during one `encode` call, so a text's repeated words are
-/// segmented once: hash → entry in a ``FlatHashMap``, the word's bytes checked on a hit.
+/// segmented once: hash → entry in a ``FlatHashMap``, the word's bytes checked on a hit. Words and
+/// ids live in two flat buffers, so a hit costs no reference counting.
 struct WordCache {
     private var table = FlatHashMap(capacity: 4096)
-    private var words: [[UInt8]] = []
-    private var ranges: [Range<Int>] = []
+    private var wordBytes: [UInt8] = []
+    /// Per entry: start and end in ``wordBytes``, start and end in ``ids``.
+    private var entries: [(Int, Int, Int, Int)] = []
     private var ids: [Int32] = []
 
     /// Words longer than this are not cached.
@@ -129,18 +133,23 @@ struct WordCache {
     /// Appends the cached ids of `word` to `output` and returns true, or returns false.
     mutating func lookup(_ word: UnsafeBufferPointer<UInt8>, hash: UInt64, into output: inout [Int32]) -> Bool {
         guard let entry = table.value(hash) else { return false }
-        let stored = words[Int(entry)]
-        guard stored.count == word.count, stored.withUnsafeBufferPointer({ $0.elementsEqual(word) }) else { return false }
-        output.append(contentsOf: ids[ranges[Int(entry)]])
+        let (wordStart, wordEnd, idStart, idEnd) = entries[Int(entry)]
+        guard wordEnd - wordStart == word.count else { return false }
+        let equal = wordBytes.withUnsafeBufferPointer { stored in
+            memcmp(stored.baseAddress! + wordStart, word.baseAddress!, word.count) == 0
+        }
+        guard equal else { return false }
+        ids.withUnsafeBufferPointer { output.append(contentsOf: UnsafeBufferPointer(rebasing: $0[idStart..<idEnd])) }
         return true
     }
 
     /// Remembers `result` as the ids of `word` (the first word with a given hash wins).
     mutating func insert(_ word: UnsafeBufferPointer<UInt8>, hash: UInt64, result: ArraySlice<Int32>) {
-        guard table.insertIfAbsent(hash, UInt64(words.count)) else { return }
-        words.append(Array(word))
-        let start = ids.count
+        guard !word.isEmpty, table.insertIfAbsent(hash, UInt64(entries.count)) else { return }
+        let wordStart = wordBytes.count
+        wordBytes.append(contentsOf: word)
+        let idStart = ids.count
         ids.append(contentsOf: result)
-        ranges.append(start..<ids.count)
+        entries.append((wordStart, wordBytes.count, idStart, ids.count))
     }
 }
