@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Formats
 import Quantize
@@ -103,5 +104,50 @@ struct MixtureTests {
         #expect(MixtureDescriptor.named("Q4_K_M")?.llamaFileType == 15)
         #expect(MixtureDescriptor.all.map(\.llamaFileType) == [10, 11, 12, 13, 14, 15, 16, 17, 18, 30])
         #expect(MixtureDescriptor.named("q4_k_x") == nil)
+    }
+}
+
+/// fixtures/mixtures/tiny-llama-bytes.json (tools/mixture_bytes_oracle.py): llama-quantize's real
+/// output of fixtures/tiny-llama.gguf for every mixture, as per-tensor type and sha256.
+struct MixtureBytesOracle: Decodable {
+    struct Output: Decodable { let file_type: UInt32; let tensors: [[String]]; let file_sha256: String }
+    let input_sha256: String
+    let mixtures: [String: Output]
+}
+
+@Suite("Mixture tensors are byte-identical to llama-quantize's on tiny-llama")
+struct MixtureBytesTests {
+    @Test("every mixture: the planned type, order and encoded bytes of every tensor equal llama-quantize's output",
+          arguments: MixtureName.allCases)
+    func tensorsMatch(_ name: MixtureName) throws {
+        let oracle = try JSONDecoder().decode(MixtureBytesOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/tiny-llama-bytes.json"))))
+        let expected = try #require(oracle.mixtures[name.rawValue])
+        #expect(expected.file_type == name.descriptor.llamaFileType)
+        let gguf = try GGUFFile(path: Fixtures.path("tiny-llama.gguf"))
+        let bytes = gguf.file.bytes
+        #expect(SHA256.hex(bytes) == oracle.input_sha256, "fixtures/tiny-llama.gguf changed; rerun tools/mixture_bytes_oracle.py")
+        let metadata = Dictionary(gguf.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let plan = try MixturePlanner.plan(name.descriptor, model: MixtureModel(metadata: metadata),
+                                           tensors: gguf.tensors.map { MixtureTensor(name: $0.name, shape: $0.dimensions, type: $0.type) })
+        #expect(plan.map(\.name) == expected.tensors.map { $0[0] })
+        for (decision, want) in zip(plan, expected.tensors) {
+            #expect(decision.type.name == want[1], "\(name.rawValue) \(decision.name): \(decision.type.name) (\(decision.reason)), llama-quantize \(want[1])")
+            let info = try #require(gguf.tensor(named: decision.name))
+            let source = gguf.data(for: info)
+            var out: [UInt8]
+            if decision.converts {
+                var x = [Float](repeating: 0, count: info.elementCount)
+                try x.withUnsafeMutableBufferPointer { try dequantizeGGML(info.type, bytes: source, elementCount: info.elementCount, into: $0, tensorName: info.name) }
+                let type = decision.type
+                out = [UInt8](repeating: 0, count: try #require(type.byteCount(elementCount: info.elementCount)))
+                let status = x.withUnsafeBufferPointer { p in
+                    out.withUnsafeMutableBufferPointer { qk_quant_ggml_encode(type.id, p.baseAddress!, $0.baseAddress!, info.elementCount / type.blockSize, type.blockSize, nil) }
+                }
+                #expect(status == -1)
+            } else {
+                out = [UInt8](source)
+            }
+            #expect(SHA256.hex(out) == want[2], "\(name.rawValue) \(decision.name) as \(decision.type.name): bytes differ from llama-quantize's")
+        }
     }
 }
