@@ -15,6 +15,8 @@ writes fixtures/ggml-kquants/:
 Tests/QuantizeTests/GGMLOracleTests.swift encodes input.f32 with our kernels and compares.
 Run: python3 tools/ggml_oracle.py            (LLAMA_CPP_DIR: default <repo>/.llama.cpp)
      python3 tools/ggml_oracle.py --check     (regenerate in memory and compare with the committed files)
+     python3 tools/ggml_oracle.py --stress    (also build our CKernels with cc and compare every type on
+                                               2048 × 512 seeded Gaussian / Student-t rows at 4 scales)
 """
 import hashlib
 import json
@@ -29,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "fixtures" / "ggml-kquants"
 COLUMNS = 512
+SIZES = {10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136)}
 TYPES = [("Q2_K", 10), ("Q3_K", 11), ("Q4_K", 12), ("Q5_K", 13), ("Q6_K", 14), ("IQ4_NL", 20), ("IQ4_XS", 23)]
 
 
@@ -109,7 +112,40 @@ def generate_with(d: Path, exe: Path):
     return files
 
 
+def stress():
+    """Our kernels against ggml on about a million weights per type; prints the differing blocks."""
+    d = llama_dir()
+    rng = np.random.default_rng(7)
+    rows, cols = 2048, 512
+    parts = []
+    for s in [1e-3, 0.02, 1.0, 100.0]:
+        parts += [rng.standard_normal((rows // 8, cols)) * s, rng.standard_t(3, (rows // 8, cols)) * s]
+    x = np.concatenate(parts).astype("<f4")
+    x[::7, ::13] = 0
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        exe = harness(d, work)
+        kernels = ROOT / "Sources" / "CKernels"
+        ours = work / "ours"
+        sources = [str(p) for p in sorted(kernels.glob("*.c")) if p.name.startswith(("ggml_", "kernel_shared", "cpu"))]
+        subprocess.run(["cc", "-O2", "-I", str(kernels / "include"), "-I", str(kernels), str(ROOT / "tools" / "ggml_oracle" / "ours_harness.c"),
+                        *sources, "-lm", "-o", str(ours)], check=True)
+        bad = 0
+        for name, tid in TYPES:
+            bs, bpb = SIZES[tid]
+            a = subprocess.run([str(exe), str(tid), str(rows), str(cols)], input=x.tobytes(), capture_output=True, check=True).stdout
+            b = subprocess.run([str(ours), str(tid), str(rows), str(cols), str(bs), str(bpb)], input=x.tobytes(), capture_output=True, check=True).stdout
+            A = np.frombuffer(a, np.uint8).reshape(-1, bpb)
+            B = np.frombuffer(b, np.uint8).reshape(-1, bpb)
+            n = int((A != B).any(axis=1).sum())
+            bad += n
+            print(f"{name}: {n} of {len(A)} blocks differ from ggml")
+        sys.exit(1 if bad else 0)
+
+
 def main():
+    if "--stress" in sys.argv:
+        stress()
     files = generate()
     if "--check" in sys.argv:
         bad = [n for n, b in files.items() if not (OUT / n).exists() or (OUT / n).read_bytes() != b]
