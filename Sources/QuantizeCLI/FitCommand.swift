@@ -24,6 +24,10 @@ extension QuantizeCommand {
         var model: String?
         @Flag(help: "List the catalog's devices (memory, bandwidth, price and its source) and exit.")
         var listDevices = false
+        @Flag(help: "Predict the measured rows of Resources/validation.json and print the errors (no MODEL).")
+        var validate = false
+        @Option(help: "With --validate: none (shipped parameters, in-sample), source (k-fold by source) or row (leave-one-out).")
+        var holdout: ValidationSet.Holdout = .source
         @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
         var gpus: [String] = []
         @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
@@ -69,6 +73,7 @@ extension QuantizeCommand {
                 print(FitReport.deviceList(hardware))
                 return true
             }
+            if validate { return try runValidation(catalog: hardware) }
             guard let model else {
                 throw FitError(.invalidRequest, path: "MODEL", message: "no model given", remedy: "write quantize fit MODEL (a directory, config.json or preset), or --list-devices")
             }
@@ -109,6 +114,31 @@ extension QuantizeCommand {
             return results.allSatisfy { $0.fits || $0.offloadBest != nil }
         }
 
+        /// `--validate`: every measured row predicted with its engine refitted without its fold.
+        func runValidation(catalog: HardwareCatalog) throws -> Bool {
+            let set = try ValidationSet.builtIn()
+            let predictions = try set.crossValidate(holdout, engines: try Engines.all(), catalog: catalog)
+            let summaries = ValidationSet.summarize(predictions)
+            if json {
+                struct Report: Encodable { var holdout: String; var refitted: [String]; var summaries: [ValidationSummary]; var rows: [ValidationPrediction] }
+                let report = Report(holdout: holdout.rawValue, refitted: holdout == .none ? [] : ValidationSet.fittedParameters.map(\.name),
+                                    summaries: summaries, rows: predictions)
+                print(try JSONValueEncoder().encode(report).serializedString(.document))
+            } else {
+                var lines = ["holdout: \(holdout.rawValue)" + (holdout == .none ? " (shipped parameters, every row in view)"
+                    : "; refitted per engine without the held-out rows: \(ValidationSet.fittedParameters.map(\.name).joined(separator: ", "))")]
+                for p in predictions {
+                    lines.append("\(p.id)\t\(p.engine)\t\(p.metric)\tmeasured \(String(format: "%.4g", p.measured))\tpredicted \(p.predicted.map { String(format: "%.4g", $0) } ?? "none")\t\(p.error.map { String(format: "%+.1f %%", $0 * 100) } ?? "-")\t(\(p.trainingRows) training rows)")
+                }
+                for s in summaries {
+                    lines.append("\(s.group): \(s.rows) rows, median |error| \(String(format: "%.1f", s.medianError * 100)) %, worst \(s.worstRow) \(String(format: "%.2f", s.worstRatio))×")
+                }
+                print(lines.joined(separator: "\n"))
+            }
+            guard let all = summaries.first else { return false }
+            return all.medianError <= 0.15 && all.worstRatio <= 2
+        }
+
         /// The table of every catalog device × the overview variants, each at its smallest fitting count.
         func overview(shape: ModelShape, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
             var rows: [FitResult] = []
@@ -130,6 +160,8 @@ extension QuantizeCommand {
 
 /// Builds the model shape for `quantize fit MODEL` (``ModelShape/load(model:)``).
 func loadModelShape(path: String) throws -> ModelShape { try ModelShape.load(model: path) }
+
+extension ValidationSet.Holdout: ExpressibleByArgument {}
 
 extension String {
     /// The string with its first letter upper-cased.

@@ -195,3 +195,43 @@ struct FitServingCLITests {
         #expect(help.stdout.contains("h100-sxm-80gb") && help.stdout.contains("gaudi3") && help.stdout.contains("h100=h100-sxm-80gb"))
     }
 }
+
+@Suite("Fit: out-of-sample error of the validation rows")
+struct FitCrossValidationTests {
+    @Test("k-fold by source on TensorRT-LLM: no fold trains on its own rows, the refit reproduces the in-sample fit, and held-out rows meet median ≤ 15 % and worst ≤ 2×")
+    func trtllmBySource() throws {
+        let all = try ValidationSet.builtIn()
+        let catalog = try HardwareCatalog.builtIn()
+        let engines = try Engines.all()
+        let set = ValidationSet(rows: all.rows.filter { $0.engine == "trtllm" })
+        #expect(set.rows.count == 22)
+        let held = try set.crossValidate(.source, engines: engines, catalog: catalog)
+        for (row, prediction) in zip(set.rows, held) {
+            let sameSource = set.rows.filter { $0.source == row.source }.count
+            #expect(prediction.trainingRows == set.rows.count - sameSource, "row \(row.id) is predicted without its source's rows")
+        }
+        // The refit on every row is an in-sample fit and must be at least as good as the held-out one.
+        let trtllm = try #require(engines.first { $0.name == "trtllm" })
+        let refitted = ValidationSet.refit(trtllm, on: set.rows, catalog: catalog)
+        let inSample = ValidationSet.summarize(try set.rows.map { row in
+            let value = try ValidationSet.predict(row, engine: refitted, catalog: catalog)
+            return ValidationPrediction(id: row.id, engine: row.engine, source: row.source, metric: row.metric, measured: row.measured,
+                                        predicted: value, error: value.map { $0 / row.measured - 1 }, trainingRows: set.rows.count)
+        })[0]
+        let outOfSample = ValidationSet.summarize(held)[0]
+        #expect(inSample.medianError <= 0.15, "in-sample refit median \(inSample.medianError)")
+        #expect(outOfSample.medianError >= inSample.medianError - 0.02)
+        #expect(outOfSample.medianError <= 0.15, "held-out median \(outOfSample.medianError)")
+        #expect(outOfSample.worstRatio <= 2, "held-out row \(outOfSample.worstRow) off by \(outOfSample.worstRatio)×")
+    }
+
+    @Test("a row of an unknown engine is refused with its id")
+    func unknownEngine() throws {
+        var row = try #require(try ValidationSet.builtIn().rows.first)
+        row.engine = "nonesuch"
+        let error = try #require(throws: FitError.self) {
+            try ValidationSet(rows: [row]).crossValidate(.row, engines: try Engines.all(), catalog: try HardwareCatalog.builtIn())
+        }
+        #expect(error.description.contains(row.id))
+    }
+}
