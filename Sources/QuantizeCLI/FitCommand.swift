@@ -58,6 +58,10 @@ extension QuantizeCommand {
         var sloTps: Double?
         @Option(help: "Service objective: longest time to first token, seconds.")
         var sloTtft: Double?
+        @Option(help: "Users to serve at once; without --gpu, ranks every priced plan that serves them at --slo-tps/--slo-ttft by $ per million tokens.")
+        var users: Int?
+        @Option(help: "A `quantize eval --json` report: each variant's measured mean KL divergence is shown beside its plans.")
+        var accuracy: String?
         @Flag(help: "Print one JSON document on stdout.")
         var json = false
 
@@ -89,16 +93,23 @@ extension QuantizeCommand {
             let probed = device == .local ? LocalProbe.probe() : nil
             if probed != nil { FileHandle.standardError.write(Data("probed this machine (cores, memory, memcpy bandwidth)\n".utf8)) }
             let hostHardware: Hardware? = try host.map { try hardware.device(named: $0) } ?? probed ?? (try? hardware.device(named: "xeon-8480"))
+            guard (users ?? 1) >= 1 else {
+                throw FitError(.invalidRequest, path: "--users", message: "--users must be at least 1", remedy: "give the number of users served at once")
+            }
+            let load = users.map { Concurrency.count($0) } ?? concurrency
             func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
                 let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
                 return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
-                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrency,
+                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: load,
                                   kvBytesPerElement: kvDtype.bytesPerElement, offload: offload, host: hostHardware, pricePerHour: price,
                                   sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
             }
 
             var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
             if let probed { selections.append(DeviceSelection(hardware: probed, count: 1)) }
+            if selections.isEmpty, let users {
+                return try deploy(users: users, catalog: hardware, request: request)
+            }
             if selections.isEmpty {
                 return try overview(shape: shape, catalog: hardware, request: request)
             }
@@ -112,6 +123,48 @@ extension QuantizeCommand {
                 for result in results { print(FitReport.breakdown(result)) }
             }
             return results.allSatisfy { $0.fits || $0.offloadBest != nil }
+        }
+
+        /// `--users N` without `--gpu`: every priced plan that serves N users, cheapest first, and why the runner-up lost.
+        func deploy(users: Int, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
+            let variantNames = Variant.overview + ["q8_0", "q4_k"]
+            let kl = try accuracy.map { try DeploymentSearch.accuracy(report: $0, variants: variantNames) } ?? [:]
+            let plans = try DeploymentSearch.search(catalog: catalog, users: users, tokensPerSecond: sloTps, ttft: sloTtft, accuracy: kl) { selection, variant, profile in
+                var fitRequest = try request(selection, variant)
+                fitRequest.engine = profile
+                return fitRequest
+            }
+            let meeting = plans.filter(\.meetsObjectives)
+            if json {
+                print(try JSONValueEncoder().encode(meeting.map(\.result)).serializedString(.document))
+                return !meeting.isEmpty
+            }
+            let objectives = [sloTps.map { "≥ \(FitReport.number($0)) tok/s each" }, sloTtft.map { "TTFT ≤ \($0) s" }].compactMap { $0 }
+            var lines = ["\(users) users, \(inputTokens) prompt + \(outputTokens) output tokens" + (objectives.isEmpty ? "" : ", " + objectives.joined(separator: ", "))
+                         + ": \(meeting.count) priced plans meet it, cheapest first (catalog prices; KL from \(accuracy ?? "no --accuracy report"))"]
+            var table = [["#", "hardware", "engine", "variant", "in flight", "tok/s each", "TTFT", "total tok/s", "$/hour", "$/M tok", "KL divergence"]]
+            for (index, plan) in meeting.prefix(10).enumerated() {
+                let r = plan.result
+                table.append(["\(index + 1)", r.hardware, r.engine, r.variant, r.load.map { "\($0.inFlight)" + ($0.queued > 0 ? "+\($0.queued)q" : "") } ?? "-",
+                              r.throughput.map { FitReport.number($0.tokensPerSecondPerUser) } ?? "-", r.load.map { String(format: "%.2f s", $0.ttftSeconds) } ?? "-",
+                              r.throughput.map { FitReport.number($0.outputTokensPerSecond) } ?? "-",
+                              r.pricePerHour.map { String(format: "%.2f", $0 * Double(r.deviceCount)) } ?? "-",
+                              r.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-",
+                              plan.klDivergence.map { String(format: "%.4g", $0) } ?? (r.variant == "bf16" ? "0 (reference)" : "not measured")])
+            }
+            let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
+            for row in table { lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+            if meeting.count >= 2 {
+                lines.append("why #2 lost: " + DeploymentSearch.whyRunnerUpLost(first: meeting[0], second: meeting[1]))
+            }
+            if let cheapestMiss = plans.filter({ !$0.meetsObjectives }).min(by: { ($0.result.costPerMillionTokens ?? .infinity) < ($1.result.costPerMillionTokens ?? .infinity) }),
+               let missCost = cheapestMiss.result.costPerMillionTokens, missCost < (meeting.first?.result.costPerMillionTokens ?? .infinity) {
+                lines.append(String(format: "cheaper but out: %@ %@ on %@ at $%.3f/M misses it: %@", cheapestMiss.result.variant, cheapestMiss.result.engine,
+                                    cheapestMiss.result.hardware, missCost, cheapestMiss.miss ?? ""))
+            }
+            if meeting.isEmpty { lines.append("no priced plan meets the objectives; relax them or give --price for unpriced devices") }
+            print(lines.joined(separator: "\n"))
+            return !meeting.isEmpty
         }
 
         /// `--validate`: every measured row predicted with its engine refitted without its fold.

@@ -225,6 +225,25 @@ struct FitCrossValidationTests {
         #expect(outOfSample.worstRatio <= 2, "held-out row \(outOfSample.worstRow) off by \(outOfSample.worstRatio)×")
     }
 
+    @Test("all 81 rows out of sample: leave-one-out meets median ≤ 15 % and worst ≤ 2×; by source the median does and only vLLM 0.5's single-source rows pass 2×")
+    func allRowsOutOfSample() throws {
+        let set = try ValidationSet.builtIn()
+        let catalog = try HardwareCatalog.builtIn()
+        let engines = try Engines.all()
+        #expect(set.rows.count == 81)
+        let loo = try set.crossValidate(.row, engines: engines, catalog: catalog)
+        #expect(loo.allSatisfy { $0.predicted != nil }, "every row gives a prediction")
+        let looAll = ValidationSet.summarize(loo)[0]
+        #expect(looAll.medianError <= 0.15, "leave-one-out median \(looAll.medianError)")
+        #expect(looAll.worstRatio <= 2, "leave-one-out row \(looAll.worstRow) off by \(looAll.worstRatio)×")
+        let bySource = try set.crossValidate(.source, engines: engines, catalog: catalog)
+        let sourceAll = ValidationSet.summarize(bySource)[0]
+        #expect(sourceAll.medianError <= 0.15, "by-source median \(sourceAll.medianError)")
+        // The known miss (formats/fit-validation.md): vLLM 0.5 rows all come from one file, so by source they have no training rows.
+        let beyond = bySource.filter { p in p.predicted.map { max($0 / p.measured, p.measured / $0) > 2 } ?? true }
+        #expect(beyond.allSatisfy { $0.engine == "vllm-0.5" && $0.trainingRows == 0 }, "rows beyond 2×: \(beyond.map(\.id))")
+    }
+
     @Test("a row of an unknown engine is refused with its id")
     func unknownEngine() throws {
         var row = try #require(try ValidationSet.builtIn().rows.first)
@@ -233,5 +252,70 @@ struct FitCrossValidationTests {
             try ValidationSet(rows: [row]).crossValidate(.row, engines: try Engines.all(), catalog: try HardwareCatalog.builtIn())
         }
         #expect(error.description.contains(row.id))
+    }
+}
+
+@Suite("Fit: the deployer's question")
+struct FitDeploymentTests {
+    static func plans(accuracy: [String: Double] = [:]) throws -> [DeploymentPlan] {
+        let catalog = try HardwareCatalog.builtIn()
+        let shape = try #require(try ModelShape.preset(named: "llama-3.1-8b"))
+        return try DeploymentSearch.search(catalog: catalog, users: 32, tokensPerSecond: 30, ttft: 1, accuracy: accuracy) { selection, variant, engine in
+            FitRequest(model: shape, variant: variant, devices: selection, engine: engine, catalog: catalog, inputTokens: 1000, outputTokens: 200,
+                       concurrency: .count(32))
+        }
+    }
+
+    @Test("plans meeting the objectives come first, cheapest first, and each really meets them")
+    func ranking() throws {
+        let plans = try Self.plans()
+        let meeting = plans.filter(\.meetsObjectives)
+        #expect(meeting.count >= 2)
+        #expect(plans.prefix(meeting.count).allSatisfy { $0.meetsObjectives }, "meeting plans are ranked before the others")
+        let costs = meeting.compactMap(\.result.costPerMillionTokens)
+        #expect(costs == costs.sorted())
+        for plan in meeting {
+            let r = plan.result
+            let throughput = try #require(r.throughput)
+            #expect(throughput.tokensPerSecondPerUser >= 30)
+            #expect(try #require(r.load).ttftSeconds <= 1)
+            #expect(r.pricePerHour != nil)
+        }
+        for plan in plans where !plan.meetsObjectives { #expect(plan.miss?.isEmpty == false) }
+        let why = DeploymentSearch.whyRunnerUpLost(first: meeting[0], second: meeting[1])
+        #expect(why.contains(meeting[1].result.hardware) && why.contains("more"), "\(why)")
+    }
+
+    @Test("an eval report's mean KL divergence is matched to variants by path; malformed reports are refused")
+    func accuracyReport() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fit-accuracy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let report = directory.appendingPathComponent("eval.json")
+        let document = #"{"results": [{"path": "out/llama-fp8", "kld": {"mean": 0.0041}}, {"path": "out/llama-int4-g128", "kld": {"mean": 0.031}}, {"path": "out/llama-Q4_K.gguf", "kld": {"mean": 0.02}}]}"#
+        try Data(document.utf8).write(to: report)
+        let kl = try DeploymentSearch.accuracy(report: report.path, variants: Variant.overview + ["q8_0", "q4_k"])
+        #expect(kl == ["fp8": 0.0041, "int4": 0.031, "q4_k": 0.02])
+        let plans = try Self.plans(accuracy: kl)
+        #expect(plans.contains { $0.result.variant == "fp8" && $0.klDivergence == 0.0041 })
+        #expect(plans.filter { $0.result.variant == "int8" }.allSatisfy { $0.klDivergence == nil }, "int8 is not measured")
+        let bad = directory.appendingPathComponent("bad.json")
+        try Data(#"{"results": [{"path": "x"}]}"#.utf8).write(to: bad)
+        let error = try #require(throws: FitError.self) { try DeploymentSearch.accuracy(report: bad.path, variants: ["fp8"]) }
+        #expect(error.description.contains("kld.mean"))
+    }
+}
+
+@Suite("quantize fit --users: the deployer's question", .serialized)
+struct FitDeploymentCLITests {
+    @Test("--users with objectives prints the ranked plans, why #2 lost, and KL as not measured without --accuracy")
+    func deployerCommand() throws {
+        let run = try CLI.fit(["llama-3.1-8b", "--users", "32", "--slo-tps", "30", "--slo-ttft", "1", "--input-tokens", "1000", "--output-tokens", "200"])
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        #expect(run.stdout.contains("why #2 lost: runner-up"))
+        #expect(run.stdout.contains("not measured"))
+        let impossible = try CLI.fit(["llama-3.1-8b", "--users", "32", "--slo-tps", "100000"])
+        #expect(impossible.status == 1)
+        #expect(impossible.stdout.contains("no priced plan meets the objectives"))
     }
 }
