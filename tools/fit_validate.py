@@ -4,12 +4,12 @@ and prints predicted vs measured, the error of each row, and the median |error| 
 all rows, per engine and per source.
 
 By default each row is predicted out of sample: its engine's fitted parameters (decode bandwidth
-efficiency, GEMM and prefill efficiency, per-step and per-sequence cost) are refitted without the rows
-of its source (k-fold by source); --holdout row leaves one row out at a time, --holdout none uses the
-shipped parameters (in-sample). The other engine parameters stay as shipped (set by hand with every
+efficiency, GEMM and prefill efficiency, per-step and per-sequence cost) are refitted without it
+(leave-one-out); --holdout source refits without every row of its source (k-fold by source),
+--holdout none uses the shipped parameters (in-sample). The other engine parameters stay as shipped (set by hand with every
 row in view), so the held-out figures are a lower bound on the error of a truly unseen row.
 
-Usage: python3 tools/fit_validate.py [--binary .build/debug/quantize] [--holdout source|row|none] [--markdown]
+Usage: python3 tools/fit_validate.py [--binary .build/debug/quantize] [--holdout row|source|none] [--markdown]
 Exit status 1 when the targets (median |error| <= 15 %, no row off by more than 2x) are missed.
 """
 import argparse, json, os, subprocess, sys
@@ -19,7 +19,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "debug", "quantize"))
-    parser.add_argument("--holdout", default="source", choices=["source", "row", "none"])
+    parser.add_argument("--holdout", default="row", choices=["row", "source", "none"])
     parser.add_argument("--markdown", action="store_true", help="accepted for compatibility; the output is always Markdown")
     a = parser.parse_args()
     run = subprocess.run([a.binary, "fit", "--validate", "--holdout", a.holdout, "--json"], capture_output=True, text=True)

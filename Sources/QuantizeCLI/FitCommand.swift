@@ -26,8 +26,8 @@ extension QuantizeCommand {
         var listDevices = false
         @Flag(help: "Predict the measured rows of Resources/validation.json and print the errors (no MODEL).")
         var validate = false
-        @Option(help: "With --validate: none (shipped parameters, in-sample), source (k-fold by source) or row (leave-one-out).")
-        var holdout: ValidationSet.Holdout = .source
+        @Option(help: "With --validate: row (leave-one-out, the default), source (k-fold by source) or none (shipped parameters, in-sample).")
+        var holdout: ValidationSet.Holdout = .row
         @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
         var gpus: [String] = []
         @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
