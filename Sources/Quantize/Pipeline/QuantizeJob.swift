@@ -28,6 +28,12 @@ public final class QuantizeJob {
         /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
         /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
         public var compressOutput = false
+        /// Runs on the complete staged output (the staged model directory or file, with config.json
+        /// and side files) before it is moved into place, and returns a JSON document written beside
+        /// the accuracy report: `quantize-eval.json` inside a directory output, `OUT.quantize-eval.json`
+        /// beside a file output. `--eval-text` evaluates the fresh output here; the job above Quantize
+        /// that supplies it knows the forward pass, Quantize does not. A throw leaves nothing behind.
+        public var evaluateStaged: (@Sendable (_ stagedPath: String, _ outputPath: String) throws -> [UInt8])?
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -126,6 +132,8 @@ public final class QuantizeJob {
         public var report: AccuracyReport?
         /// Where the report's JSON was written.
         public var reportPath: String?
+        /// Where the document of ``Settings/evaluateStaged`` was written, when it ran.
+        public var evaluationPath: String? = nil
     }
 
     /// Progress of a run: tensor index (1-based), count, input bytes done, total, and the tensor's name.
@@ -335,8 +343,25 @@ public final class QuantizeJob {
                 reportPath = outputPath + "/quantize-report.json"
             }
         }
+        // The model-level evaluation of the complete staged output, before anything is in place.
+        var evaluation: [UInt8]? = nil
+        var evaluationPath: String? = nil
+        if let evaluate = settings.evaluateStaged {
+            let staged = outputKind == .safetensorsDirectory
+                ? sink.transaction.stagingDirectory : sink.transaction.path(URL(fileURLWithPath: outputPath).lastPathComponent)
+            evaluation = try evaluate(staged, outputPath)
+            if let directory = sink as? SafetensorsDirectorySink, let evaluation {
+                try directory.transaction.write(evaluation, named: "quantize-eval.json")
+                evaluationPath = outputPath + "/quantize-eval.json"
+            }
+        }
         try sink.commit()
 
+        if outputKind != .safetensorsDirectory, let evaluation {
+            let path = outputPath + ".quantize-eval.json"
+            try OutputFile.write(evaluation, to: path, overwrite: true)
+            evaluationPath = path
+        }
         if outputKind != .safetensorsDirectory {
             // The report beside a file output belongs to it: replace it, or remove a stale one left
             // by an earlier output of the same name.
@@ -352,7 +377,8 @@ public final class QuantizeJob {
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
                        keptCount: tensors.filter { !$0.decision.quantize }.count, inputBytes: inputBytes, outputBytes: outputBytes,
                        seconds: Date().timeIntervalSince(start), checkSeconds: checkSeconds,
-                       peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath)
+                       peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath,
+                       evaluationPath: evaluationPath)
     }
 
     /// The planned tensors in the order the sink takes their bytes: shard by shard (input order
