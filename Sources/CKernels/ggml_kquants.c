@@ -138,6 +138,28 @@ static void q4_k_fit_scalar(const float *x, int count, uint8_t *L, float *scales
     for (int k = 0; k < count; k++) q4_k_fit1_scalar(x + 256 * k, L + 256 * k, scales + 8 * k, mins + 8 * k);
 }
 
+/* The 12 bytes of 6-bit sub-block scales and mins that Q4_K and Q5_K share (ggml's
+ * quantize_row_q4_K_ref / q5_K_ref): each quantized against the largest, low 4 bits packed with
+ * the high 2 bits of the last four in the top bits of the first eight. */
+static void pack_scales_mins_k4(uint8_t *sc, const float *scales, const float *mins, float maxScale, float maxMin) {
+    float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
+    float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
+    memset(sc, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
+        uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
+        ls = ls > 63 ? 63 : ls;
+        lm = lm > 63 ? 63 : lm;
+        if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
+        else {
+            sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+}
+
+
 typedef void (*qk_fit8_fn)(const float *, int, uint8_t *, float *, float *);
 typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
 
@@ -157,21 +179,7 @@ static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
-        float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
-        float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
-        memset(sc, 0, 12);
-        for (int j = 0; j < 8; j++) {
-            uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
-            uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
-            ls = ls > 63 ? 63 : ls;
-            lm = lm > 63 ? 63 : lm;
-            if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
-            else {
-                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                sc[j] |= (uint8_t)((lm >> 4) << 6);
-            }
-        }
+        pack_scales_mins_k4(sc, scales, mins, maxScale, maxMin);
         uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
@@ -758,21 +766,7 @@ static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
-        float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
-        float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
-        memset(sc, 0, 12);
-        for (int j = 0; j < 8; j++) {
-            uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
-            uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
-            ls = ls > 63 ? 63 : ls;
-            lm = lm > 63 ? 63 : lm;
-            if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
-            else {
-                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                sc[j] |= (uint8_t)((lm >> 4) << 6);
-            }
-        }
+        pack_scales_mins_k4(sc, scales, mins, maxScale, maxMin);
         uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
