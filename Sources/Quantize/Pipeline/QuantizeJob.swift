@@ -176,8 +176,8 @@ public final class QuantizeJob {
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
         outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
-        try QuantizeJob.checkOutputName(outputPath, kind: outputKind)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
+        try QuantizeJob.checkOutputName(outputPath, kind: outputKind)
         if FileManager.default.fileExists(atPath: outputPath) {
             if !settings.overwrite {
                 throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
