@@ -9,6 +9,9 @@ is W quantized and decoded by an independent reference:
 - int4: group 128 along the input dimension, symmetric (absmax/7, values −8…7) and asymmetric
   (min/max over 15 steps, zero point rounded) — compressed-tensors' two variants.
 - q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16: gguf-py's own quantize/dequantize (gguf.quants).
+- q2_k, q3_k, q5_k, iq4_nl, iq4_xs: ggml's own quantizer (tools/ggml_oracle.py's harness around
+  ggml_quantize_chunk, built against the llama.cpp of tools/build_llama_cpp.sh; LLAMA_CPP_DIR),
+  decoded by gguf-py. Skipped with a note when that llama.cpp is not built.
 - q4_k, q6_k: gguf-py cannot quantize these, so a plain min/max (q4_k) and absmax (q6_k)
   quantizer with the real super-block structure (6-bit sub-scales and mins under f16 d/dmin for
   q4_k; int8 sub-scales under an f16 d for q6_k) is simulated here. llama.cpp's quantizer searches
@@ -20,7 +23,7 @@ model ("salted": 0.1 % of weights ×20) is printed for information only.
 Probes: 64 rows of N(0,1) ("gaussian") and the same with 6 channels ×20 ("outlier channels",
 as LLM.int8() observed in real activations).
 
-Run: /work/main/.venv/bin/python tools/measure_accuracy_thresholds.py   (about a minute)
+Run: /work/main/.venv/bin/python tools/measure_accuracy_thresholds.py   (about a minute; from tools/ or with tools/ on PYTHONPATH)
 The numbers are copied into formats/accuracy-report.md and the threshold table in
 Sources/Quantize/Accuracy/AccuracyThresholds.swift.
 """
@@ -103,6 +106,19 @@ def gguf_type(t):
     return lambda w: gq.dequantize(gq.quantize(w, t), t).astype(np.float32)
 
 
+def ggml_type(name, tid):
+    """Quantized by ggml itself through tools/ggml_oracle.py's harness, decoded by gguf-py."""
+    def run(w):
+        import subprocess
+        blob = subprocess.run([str(HARNESS), str(tid), str(w.shape[0]), str(w.shape[1])],
+                              input=np.ascontiguousarray(w, "<f4").tobytes(), capture_output=True, check=True).stdout
+        t = getattr(T, name)
+        return gq.dequantize(np.frombuffer(blob, np.uint8).reshape(w.shape[0], -1), t).astype(np.float32).reshape(w.shape)
+    return run
+
+
+HARNESS = None
+
 SCHEMES = {
     "fp8": lambda w: fp8(w, ml_dtypes.float8_e4m3fn, 448.0),
     "fp8-e5m2": lambda w: fp8(w, ml_dtypes.float8_e5m2, 57344.0),
@@ -116,6 +132,11 @@ SCHEMES = {
     "q5_1": gguf_type(T.Q5_1),
     "q4_k": q4_k,
     "q6_k": q6_k,
+    "q2_k": ggml_type("Q2_K", 10),
+    "q3_k": ggml_type("Q3_K", 11),
+    "q5_k": ggml_type("Q5_K", 13),
+    "iq4_nl": ggml_type("IQ4_NL", 20),
+    "iq4_xs": ggml_type("IQ4_XS", 23),
     "f16": gguf_type(T.F16),
     "bf16": gguf_type(T.BF16),
 }
@@ -141,6 +162,18 @@ def probes(kind):
 
 
 def main():
+    global HARNESS
+    import tempfile
+    from pathlib import Path
+    import ggml_oracle
+    work = tempfile.TemporaryDirectory()
+    try:
+        d = ggml_oracle.llama_dir()
+        HARNESS = ggml_oracle.harness(d, Path(work.name))
+    except SystemExit as e:
+        print(f"(ggml types skipped: {e})")
+        for k in [k for k, f in SCHEMES.items() if getattr(f, "__qualname__", "").startswith("ggml_type")]:
+            del SCHEMES[k]
     weight_kinds = ["gaussian", "heavy-tailed", "salted"]
     probe_kinds = ["gaussian", "outlier channels"]
     ws = {k: weights(k) for k in weight_kinds}

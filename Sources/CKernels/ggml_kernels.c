@@ -21,17 +21,17 @@ typedef struct {
     X(6, q5_0, 1) \
     X(7, q5_1, 1) \
     X(8, q8_0, 1) \
+    X(10, q2_k, 0) \
+    X(11, q3_k, 0) \
     X(12, q4_k, 0) \
+    X(13, q5_k, 0) \
     X(14, q6_k, 0) \
+    X(20, iq4_nl, 0) \
+    X(23, iq4_xs, 0) \
     X(30, bf16, 0)
 #define QK_DECODED_TYPES(X) \
     X(0, f32) \
     X(9, q8_1) \
-    X(10, q2_k) \
-    X(11, q3_k) \
-    X(13, q5_k) \
-    X(20, iq4_nl) \
-    X(23, iq4_xs) \
     X(34, tq1_0) \
     X(35, tq2_0) \
     X(39, mxfp4)

@@ -1,4 +1,5 @@
-// GGUF k-quant encoders of the Quantize module: Q4_K and Q6_K (formats.md §2.7).
+// GGUF k-quant encoders of the Quantize module: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (formats.md §2.7),
+// and the non-linear IQ4_NL and IQ4_XS.
 //
 // They follow ggml's reference quantizers without an importance matrix (`quantize_row_q4_K_ref`
 // with `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml
@@ -536,6 +537,383 @@ static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
 #endif
 
+// MARK: Q2_K, Q3_K, Q5_K (ggml reference, no importance matrix)
+//
+// Straight ports of `quantize_row_q2_K_ref`, `quantize_row_q3_K_ref` and `quantize_row_q5_K_ref`
+// — what ggml_quantize_chunk runs for these types when there is no importance matrix — with the
+// same float operations in the same order, so the bytes are ggml's (tools/ggml_oracle.py checks).
+
+// ggml's make_qkx2_quants for one sub-block of n: the asymmetric fit with weights `w`, nstep + 1
+// inverse scales from (nmax + rmin)/(max - min) in steps of rdelta, squared (or absolute, mad)
+// weighted error; returns the scale and stores -min in *theMin.
+static float qkx2_one(int n, int nmax, const float *x, const float *w, uint8_t *L, float *theMin,
+                      float rmin, float rdelta, int nstep, int mad) {
+    uint8_t Laux[32];
+    float mn = x[0], mx = x[0], sumW = w[0], sumX = sumW * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+        sumW += w[i];
+        sumX += w[i] * x[i];
+    }
+    if (mn > 0) mn = 0;
+    if (mx == mn) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *theMin = -mn;
+        return 0.f;
+    }
+    float iscale = nmax / (mx - mn), scale = 1 / iscale, best = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - mn));
+        L[i] = (uint8_t)(l < 0 ? 0 : (l > nmax ? nmax : l));
+        float diff = scale * L[i] + mn - x[i];
+        diff = mad ? fabsf(diff) : diff * diff;
+        best += w[i] * diff;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (mx - mn);
+        float sumL = 0, sumL2 = 0, sumXL = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - mn));
+            l = l < 0 ? 0 : (l > nmax ? nmax : l);
+            Laux[i] = (uint8_t)l;
+            sumL += w[i] * l;
+            sumL2 += w[i] * l * l;
+            sumXL += w[i] * l * x[i];
+        }
+        float D = sumW * sumL2 - sumL * sumL;
+        if (D > 0) {
+            float thisScale = (sumW * sumXL - sumX * sumL) / D;
+            float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
+            if (thisMin > 0) { thisMin = 0; thisScale = sumXL / sumL2; }
+            float cur = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = thisScale * Laux[i] + thisMin - x[i];
+                diff = mad ? fabsf(diff) : diff * diff;
+                cur += w[i] * diff;
+            }
+            if (cur < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = cur; scale = thisScale; mn = thisMin;
+            }
+        }
+    }
+    *theMin = -mn;
+    return scale;
+}
+
+static long q2_k_scalar(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 84 * b;
+        uint8_t *sc = y, *qs = y + 16;
+        uint8_t L[256];
+        float w[16], mins[16], scales[16], maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) w[l] = fabsf(xb[16 * j + l]);
+            scales[j] = qkx2_one(16, 3, xb + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        uint16_t dh = 0, mh = 0;
+        if (maxScale > 0) {
+            float iscale = 15.f / maxScale;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            dh = qk_f16_from_f32(maxScale / 15.f);
+        } else {
+            memset(sc, 0, 16);
+        }
+        if (maxMin > 0) {
+            float iscale = 15.f / maxMin;
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            mh = qk_f16_from_f32(maxMin / 15.f);
+        }
+        if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
+        qk_wr16(y + 80, dh); qk_wr16(y + 82, mh);
+        const float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
+        for (int j = 0; j < 16; j++) {
+            const float d = dAll * (sc[j] & 0xF);
+            if (!d) continue;
+            const float dm = mAll * (sc[j] >> 4);
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int((xb[16 * j + ii] + dm) / d);
+                L[16 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 3 ? 3 : l));
+            }
+        }
+        for (int j = 0; j < 256; j += 128)
+            for (int l = 0; l < 32; l++)
+                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+    return bad;
+}
+
+// ggml's make_q3_quants(16, 4, x, L, true): a symmetric fit with weights x², then up to five
+// passes that move single codes while that raises (Σwxl)²/Σwl²; codes stored + 4.
+static float q3_fit(const float *x, int8_t *L) {
+    enum { N = 16, NMAX = 4 };
+    float max = 0, amax = 0;
+    for (int i = 0; i < N; i++) { float ax = fabsf(x[i]); if (ax > amax) { amax = ax; max = x[i]; } }
+    if (amax < 1e-15f) { for (int i = 0; i < N; i++) L[i] = 0; return 0.f; }
+    float iscale = -NMAX / max, sumLX = 0, sumL2 = 0;
+    for (int i = 0; i < N; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumLX += w * x[i] * l;
+        sumL2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int changed = 0;
+        for (int i = 0; i < N; i++) {
+            float w = x[i] * x[i];
+            float slx = sumLX - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = sumL2 - w * L[i] * L[i];
+                int nl = nearest_int(x[i] * sl2 / slx);
+                nl = nl < -NMAX ? -NMAX : (nl > NMAX - 1 ? NMAX - 1 : nl);
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (sl2 > 0 && slx * slx * sumL2 > sumLX * sumLX * sl2) {
+                        L[i] = (int8_t)nl; sumLX = slx; sumL2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < N; i++) L[i] += NMAX;
+    return sumL2 > 0.0f ? sumLX / sumL2 : 0.0f;
+}
+
+static long q3_k_scalar(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 110 * b;
+        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        int8_t L[256];
+        float scales[16], maxScale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = q3_fit(xb + 16 * j, L + 16 * j);
+            float s = fabsf(scales[j]);
+            if (s > amax) { amax = s; maxScale = scales[j]; }
+        }
+        memset(sc, 0, 12);
+        uint16_t dh = 0;
+        if (maxScale) {
+            float iscale = -32.f / maxScale;
+            for (int j = 0; j < 16; j++) {
+                int8_t l = (int8_t)nearest_int(iscale * scales[j]);
+                l = (int8_t)((l < -32 ? -32 : (l > 31 ? 31 : l)) + 32);
+                if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+                else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            dh = qk_f16_from_f32(1 / iscale);
+        }
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y + 108, dh);
+        const float dAll = qk_f32_from_f16(dh);
+        for (int j = 0; j < 16; j++) {
+            int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+            s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+            float d = dAll * s;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++) {
+                int l = nearest_int(xb[16 * j + ii] / d);
+                l = l < -4 ? -4 : (l > 3 ? 3 : l);
+                L[16 * j + ii] = (int8_t)(l + 4);
+            }
+        }
+        memset(hmask, 0, 32);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < 256; j++) {
+            if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }
+            if (++m == 32) { m = 0; hm <<= 1; }
+        }
+        for (int j = 0; j < 256; j += 128)
+            for (int l = 0; l < 32; l++)
+                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+    return bad;
+}
+
+static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 176 * b;
+        uint8_t *sc = y + 4, *qh = y + 16, *ql = y + 48;
+        uint8_t L[256];
+        float w[32], mins[8], scales[8], maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++) {
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
+            float avX = sqrtf(sumX2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = avX + fabsf(xb[32 * j + l]);
+            scales[j] = qkx2_one(32, 31, xb + 32 * j, w, L + 32 * j, &mins[j], -0.5f, 0.1f, 15, 0);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        float invScale = maxScale > 0 ? 63.f / maxScale : 0.f;
+        float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
+            uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
+            ls = ls > 63 ? 63 : ls;
+            lm = lm > 63 ? 63 : lm;
+            if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
+            else {
+                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
+        if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
+        qk_wr16(y, dh); qk_wr16(y + 2, mh);
+        const float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, mm;
+            qk_k4_scale_min(j, sc, &s, &mm);
+            const float d = dAll * s;
+            if (!d) continue;
+            const float dm = mAll * mm;
+            for (int ii = 0; ii < 32; ii++) {
+                int l = nearest_int((xb[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 31 ? 31 : l));
+            }
+        }
+        memset(qh, 0, 32);
+        uint8_t m1 = 1, m2 = 2;
+        uint8_t *q = ql;
+        for (int n = 0; n < 256; n += 64) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                q[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+            m1 <<= 2; m2 <<= 2;
+            q += 32;
+        }
+    }
+    return bad;
+}
+
+// MARK: IQ4_NL, IQ4_XS (ggml quantize_iq4_nl / quantize_iq4_xs, no importance matrix)
+//
+// ggml's quantize_row_iq4_nl_impl with ntry = 7 and quant_weights NULL (weights x²), which is what
+// ggml_quantize_chunk runs for both types; the codes index the non-linear table kIQ4NLValues.
+
+static const int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static inline int iq4_best_index(float x) {
+    const int8_t *val = kIQ4NLValues;
+    if (x <= val[0]) return 0;
+    if (x >= val[15]) return 15;
+    int ml = 0, mu = 15;
+    while (mu - ml > 1) {
+        int mav = (ml + mu) / 2;
+        if (x < val[mav]) mu = mav; else ml = mav;
+    }
+    return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
+}
+
+// One super-block of `superSize` (32 for IQ4_NL, 256 for IQ4_XS) in sub-blocks of 32: the FP16
+// scale bits in *dh, the codes in q4, and for IQ4_XS the 6-bit sub-block scales.
+static void iq4_impl(int superSize, const float *x, uint16_t *dh, uint8_t *q4, uint16_t *scalesH, uint8_t *scalesL) {
+    enum { BS = 32, NTRY = 7 };
+    const int8_t *values = kIQ4NLValues;
+    uint8_t L[256];
+    float scales[8], weight[BS];
+    memset(q4, 0, (size_t)superSize / 2);
+    *dh = qk_f16_from_f32(0.f);
+    float maxScale = 0, amaxScale = 0;
+    for (int ib = 0; ib < superSize / BS; ib++) {
+        const float *xb = x + ib * BS;
+        uint8_t *Lb = L + ib * BS;
+        for (int j = 0; j < BS; j++) weight[j] = xb[j] * xb[j];
+        float amax = 0, max = 0;
+        for (int j = 0; j < BS; j++) { float ax = fabsf(xb[j]); if (ax > amax) { amax = ax; max = xb[j]; } }
+        if (amax < 1e-15f) { scales[ib] = 0; continue; }
+        float d = -max / values[0], id = 1 / d, sumQX = 0, sumQ2 = 0;
+        for (int j = 0; j < BS; j++) {
+            int l = iq4_best_index(id * xb[j]);
+            Lb[j] = (uint8_t)l;
+            float q = values[l], w = weight[j];
+            sumQX += w * q * xb[j];
+            sumQ2 += w * q * q;
+        }
+        d = sumQ2 > 0 ? sumQX / sumQ2 : 0.f;
+        float best = d * sumQX;
+        for (int itry = -NTRY; itry <= NTRY; itry++) {
+            id = (itry + values[0]) / max;
+            sumQX = sumQ2 = 0;
+            for (int j = 0; j < BS; j++) {
+                int l = iq4_best_index(id * xb[j]);
+                float q = values[l], w = weight[j];
+                sumQX += w * q * xb[j];
+                sumQ2 += w * q * q;
+            }
+            if (sumQ2 > 0 && sumQX * sumQX > best * sumQ2) { d = sumQX / sumQ2; best = d * sumQX; }
+        }
+        scales[ib] = d;
+        float absD = fabsf(d);
+        if (absD > amaxScale) { amaxScale = absD; maxScale = d; }
+    }
+    if (superSize / BS > 1) {
+        *scalesH = 0;
+        float d = -maxScale / 32;
+        *dh = qk_f16_from_f32(d);
+        float id = d ? 1 / d : 0.f;
+        for (int ib = 0; ib < superSize / BS; ib++) {
+            int l = nearest_int(id * scales[ib]);
+            l = l < -32 ? -32 : (l > 31 ? 31 : l);
+            float dl = d * l, idl = dl ? 1 / dl : 0.f;
+            for (int j = 0; j < BS; j++) L[ib * BS + j] = (uint8_t)iq4_best_index(idl * x[ib * BS + j]);
+            l += 32;
+            uint8_t lLow = (uint8_t)(l & 0xF), lHigh = (uint8_t)(l >> 4);
+            if (ib % 2 == 0) scalesL[ib / 2] = lLow; else scalesL[ib / 2] |= (uint8_t)(lLow << 4);
+            *scalesH |= (uint16_t)(lHigh << 2 * (ib % 8));
+        }
+    } else {
+        *dh = qk_f16_from_f32(scales[0]);
+        float id = scales[0] ? 1 / scales[0] : 0;
+        for (int j = 0; j < superSize; j++) L[j] = (uint8_t)iq4_best_index(id * x[j]);
+    }
+    for (int i = 0; i < superSize / 32; i++)
+        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+static long iq4_nl_scalar(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        uint16_t dh, unusedH;
+        uint8_t *y = out + 18 * b;
+        iq4_impl(32, x + 32 * b, &dh, y + 2, &unusedH, 0);
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y, dh);
+    }
+    return bad;
+}
+
+static long iq4_xs_scalar(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        uint16_t dh, sh;
+        uint8_t *y = out + 136 * b;
+        iq4_impl(256, x + 256 * b, &dh, y + 8, &sh, y + 4);
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y, dh); qk_wr16(y + 2, sh);
+    }
+    return bad;
+}
+
 // MARK: Entry points (ggml_kernels.c's table)
 
 #if defined(__x86_64__)
@@ -552,3 +930,13 @@ static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k
 
 QK_KQUANT_ENTRIES(q4_k)
 QK_KQUANT_ENTRIES(q6_k)
+
+// The ported reference types have one (portable) path.
+#define QK_PORTABLE_ENTRIES(name) \
+    long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); } \
+    long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
+QK_PORTABLE_ENTRIES(q2_k)
+QK_PORTABLE_ENTRIES(q3_k)
+QK_PORTABLE_ENTRIES(q5_k)
+QK_PORTABLE_ENTRIES(iq4_nl)
+QK_PORTABLE_ENTRIES(iq4_xs)

@@ -93,11 +93,21 @@ public enum Engines {
         }
     }
 
-    /// The engine called `name`; an unknown name throws `invalidRequest` listing the known ones.
+    /// Common spellings of engine names (`tensorrt-llm`, `llama.cpp`, `hf`).
+    public static let aliases: [String: String] = [
+        "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "trt-llm": "trtllm", "tensorrt": "trtllm", "llama.cpp": "llamacpp",
+        "llama-cpp": "llamacpp", "llama_cpp": "llamacpp", "ggml": "llamacpp", "hf": "transformers", "accelerate": "transformers",
+        "huggingface": "transformers", "gptfast": "gpt-fast", "vllm-0.5.4": "vllm-0.5",
+    ]
+
+    /// The engine called `name` (or one of ``aliases``); an unknown name throws `invalidRequest`
+    /// with the closest known name and the known ones.
     public static func named(_ name: String) throws -> EngineProfile {
         let engines = try all()
-        if let engine = engines.first(where: { $0.name == name.lowercased() }) { return engine }
-        throw FitError(.invalidRequest, path: name, message: "unknown engine '\(name)'; known: \(engines.map(\.name).joined(separator: ", "))",
+        let key = aliases[name.lowercased()] ?? name.lowercased()
+        if let engine = engines.first(where: { $0.name == key }) { return engine }
+        let suggestion = closestName(to: key, among: engines.map(\.name) + aliases.keys.sorted()).map { " — did you mean '\(aliases[$0] ?? $0)'?" } ?? ""
+        throw FitError(.invalidRequest, path: name, message: "unknown engine '\(name)'\(suggestion); known: \(engines.map(\.name).joined(separator: ", "))",
                        remedy: "pick one of the known engines")
     }
 }

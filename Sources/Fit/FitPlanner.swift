@@ -158,6 +158,25 @@ public struct ThroughputEstimate: Codable, Sendable {
     public var requestsPerSecond: Double
 }
 
+/// The requested load as the engine runs it: at most the KV budget (and the engine's batch limit) in
+/// flight, the rest waiting; latency includes the wait (closed loop: wait = queued ÷ completed requests per second).
+public struct LoadEstimate: Codable, Sendable {
+    /// Users asked for (the in-flight count for `max`).
+    public var users: Int
+    /// Sequences decoded together.
+    public var inFlight: Int
+    /// Users waiting for a slot.
+    public var queued: Int
+    /// What caps `inFlight` below `users` (`kv cache`); nil when all run.
+    public var limitedBy: String?
+    /// Mean wait for a slot, seconds.
+    public var queueSeconds: Double
+    /// Time to first token under this load: wait + prefill + one mixed step, seconds.
+    public var ttftSeconds: Double
+    /// Request latency: TTFT + output tokens × the loaded step, seconds.
+    public var e2eSeconds: Double
+}
+
 /// Largest load that meets a service-level objective.
 public struct SLOEstimate: Codable, Sendable {
     /// Required tokens per second per user, if any.
@@ -229,8 +248,17 @@ public struct FitResult: Codable, Sendable {
     public var engine: String
     /// Context used for the KV budget.
     public var context: Int
-    /// Whether weights + overhead + KV for the workload fit in device memory.
+    /// Whether the workload runs on the devices without offloading: the weights, overhead and the KV
+    /// cache of at least one sequence fit (more users than the KV budget holds are queued, see `load`).
     public var fits: Bool
+    /// Whether the weights, activations and overhead fit the devices (room left for some KV cache).
+    public var weightsFit: Bool
+    /// Whether the KV cache of every requested user fits at once (false: some are queued).
+    public var kvFitsAllUsers: Bool
+    /// The headline in words: `fits`, `fits: 45 in flight, the rest queued`, `fits with offload: 7.4 tok/s`, `does not fit`.
+    public var verdict: String
+    /// Users in flight, queued, and the latency they see under the requested load (nil when it does not fit).
+    public var load: LoadEstimate?
     /// Memory per device.
     public var memory: MemoryBreakdown
     /// Most sequences of `context` tokens the KV budget holds (vLLM's "maximum concurrency").
@@ -249,6 +277,8 @@ public struct FitResult: Codable, Sendable {
     public var slo: SLOEstimate?
     /// Price per device-hour used.
     public var pricePerHour: Double?
+    /// Why there is no price (the catalog's `priceNote`), when there is none.
+    public var priceNote: String?
     /// Dollars per million output tokens at `throughput` (nil without a price).
     public var costPerMillionTokens: Double?
     /// Offload plans when the model does not fit and offloading was allowed.
@@ -294,6 +324,10 @@ public enum FitPlanner {
               request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
             throw FitError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
         }
+        if engine.splitMode == .tensor, hardware.kind != .cpu, let problem = tensorParallelProblem(model: model, count: count) {
+            throw FitError(.invalidRequest, path: request.devices.label, message: problem,
+                           remedy: "use a device count from \(validTensorParallelCounts(model: model, upTo: max(8, count)).map(String.init).joined(separator: ", ")), or --engine llamacpp (layer split)")
+        }
         guard let bytes = weightBytes(request) else {
             throw FitError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
         }
@@ -304,7 +338,9 @@ public enum FitPlanner {
                 ? "weights: the checkpoint's stored bytes, \(stored.summary)"
                 : "the checkpoint is stored as \(stored.schemeName); these figures are for its weights as \(request.variant.name)")
         }
-        if execution.weightOnly && request.variant.weightFormat == "fp8" {
+        if execution.weightOnly && request.variant.weightFormat == "fp8" && hardware.kind != .gpu {
+            notes.append("\(hardware.displayName) has no FP8 matrix units: FP8 weights are dequantized to \(execution.mathPrecision), saving memory but not math")
+        } else if execution.weightOnly && request.variant.weightFormat == "fp8" {
             notes.append("\(hardware.displayName) has no FP8 tensor cores: FP8 weights run weight-only (dequantized to \(execution.mathPrecision), Marlin-style W8A16), saving memory but not math")
         }
         if request.context > model.maxContext {
@@ -313,15 +349,27 @@ public enum FitPlanner {
         if model.isMixtureOfExperts {
             notes.append("MoE: memory holds all \(model.expertCount) experts; a decode step reads the experts its tokens are routed to (\(model.expertsPerToken) per token; more as the batch grows); routing imbalance is not modelled")
         }
-        let memory = memoryBreakdown(request, bytes: bytes)
+        var memory = memoryBreakdown(request, bytes: bytes)
         let kvPerSequence = Double(model.kvTokens(context: request.context)) * memory.kvBytesPerToken
         let maxConcurrency = kvPerSequence > 0 ? Int((Double(memory.kvCacheTokens) / Double(model.kvTokens(context: request.context))).rounded(.down)) : 0
         var longest = min(memory.kvCacheTokens, model.maxContext)
         if let window = model.slidingWindow, memory.kvCacheTokens >= window { longest = model.maxContext }
-        let fits: Bool
+        let weightsFit = memory.available - memory.weights - memory.activations - memory.overhead > 0
+        // A serving engine runs what its KV budget and batch limit hold and queues the rest.
+        let requested: Int
         switch request.concurrency {
-        case .count(let n): fits = memory.headroom >= 0 && maxConcurrency >= n
-        case .max: fits = memory.headroom >= 0 && maxConcurrency >= 1
+        case .count(let n): requested = n
+        case .max: requested = max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences))
+        }
+        // An explicit count is taken as the engine's configured batch (max_num_seqs set to it), so only the KV budget caps it.
+        var inFlight = max(0, min(requested, maxConcurrency))
+        if case .max = request.concurrency { inFlight = maxConcurrency >= 1 ? requested : 0 }
+        let fits = weightsFit && inFlight >= 1
+        let kvFitsAll = weightsFit && maxConcurrency >= requested
+        if fits, inFlight < requested {
+            var running = request
+            running.concurrency = .count(inFlight)
+            memory = memoryBreakdown(running, bytes: bytes)
         }
 
         var result = FitResult(
@@ -331,21 +379,24 @@ public enum FitPlanner {
             variant: request.variant.name, execution: execution.summary, weightOnly: execution.weightOnly,
             hardware: request.devices.label, deviceCount: count,
             tensorParallel: engine.splitMode == .tensor ? count : 1, engine: engine.name, context: request.context,
-            fits: fits, memory: memory, maxConcurrency: maxConcurrency, longestContext: max(longest, 0),
-            pricePerHour: request.pricePerHour ?? hardware.pricePerHour, notes: notes)
+            fits: fits, weightsFit: weightsFit, kvFitsAllUsers: kvFitsAll, verdict: "", memory: memory, maxConcurrency: maxConcurrency, longestContext: max(longest, 0),
+            pricePerHour: request.pricePerHour ?? hardware.pricePerHour,
+            priceNote: (request.pricePerHour ?? hardware.pricePerHour) == nil ? hardware.priceNote : nil, notes: notes)
 
         let speed = SpeedModel(request: request, bytes: bytes, execution: execution, memory: memory)
         if fits {
-            let users: Int
-            switch request.concurrency {
-            case .count(let n): users = n
-            case .max: users = max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences))
-            }
+            let users = inFlight
             result.decode = speed.decode(concurrency: users)
             result.decodeSingleUser = speed.decode(concurrency: 1)
             result.prefill = speed.prefill(tokens: request.inputTokens)
             let throughput = speed.throughput(concurrency: users)
             result.throughput = throughput
+            let queued = requested - users
+            let wait = queued > 0 ? Double(queued) / throughput.requestsPerSecond : 0
+            let ttft = wait + (result.prefill?.ttftSeconds ?? 0) + throughput.stepSeconds
+            result.load = LoadEstimate(users: requested, inFlight: users, queued: queued,
+                                       limitedBy: queued > 0 ? "kv cache" : nil,
+                                       queueSeconds: wait, ttftSeconds: ttft, e2eSeconds: ttft + Double(request.outputTokens) * throughput.stepSeconds)
             if let price = result.pricePerHour {
                 result.costPerMillionTokens = price * Double(count) / 3600 / throughput.outputTokensPerSecond * 1e6
             }
@@ -353,15 +404,66 @@ public enum FitPlanner {
                 result.slo = speed.slo(limit: max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences)),
                                        tokensPerSecond: request.sloTokensPerSecond, ttft: request.sloTTFTSeconds)
             }
-        } else if request.offload != .none {
-            let plans = OffloadPlanner.plans(request, bytes: bytes, execution: execution)
+        } else if request.offload != .none, !weightsFit, hardware.kind == .gpu || hardware.kind == .accelerator {
+            // Offloading moves weights only; a KV cache that does not fit is a queueing question, not an offload one.
+            var plans = OffloadPlanner.plans(request, bytes: bytes, execution: execution)
+            if let host = request.host {
+                // Weights kept on the host need its memory (less 10 % for the OS and the engine).
+                let dropped = plans.filter { $0.hostWeightBytes > host.memoryBytes * 0.9 }
+                plans.removeAll { $0.hostWeightBytes > host.memoryBytes * 0.9 }
+                if !dropped.isEmpty {
+                    result.notes.append("offload \(dropped.map(\.mode).joined(separator: ", ")): \(host.name) has \(String(format: "%.1f GB", host.memoryBytes / 1e9)) of memory, too little for the \(String(format: "%.1f GB", dropped[0].hostWeightBytes / 1e9)) of weights it would hold")
+                }
+            }
             result.offload = plans
             result.offloadBest = plans.max(by: { $0.tokensPerSecond < $1.tokensPerSecond })?.mode
+            if !plans.isEmpty, let host = request.host { result.notes.append("offload host: \(host.name) (\(host.displayName), \(Int(host.memoryBandwidthGBps)) GB/s)") }
+        } else if !weightsFit, hardware.kind == .tpu, request.offload != .none {
+            result.notes.append("\(hardware.displayName) has no PCIe weight offload in its serving stacks: no offload plan")
         }
+        var isMax = false
+        if case .max = request.concurrency { isMax = true }
+        result.verdict = verdict(result, requested: requested, atMax: isMax)
         if engine.memoryRule == .llamacpp, count > 1 {
             result.notes.append("llama.cpp splits layers across devices (--split-mode layer): memory adds up, decode speed does not")
         }
         return result
+    }
+
+    /// Why `count` tensor-parallel ranks cannot run `model` (vLLM's rule: the attention heads divide
+    /// evenly over the ranks, and the KV heads do too, or the ranks over the KV heads, which are then
+    /// replicated); nil when they can.
+    public static func tensorParallelProblem(model: ModelShape, count: Int) -> String? {
+        guard count > 1 else { return nil }
+        if model.attentionHeads % count != 0 {
+            return "tensor parallelism over \(count) devices needs the \(model.attentionHeads) attention heads to divide evenly over them (vLLM refuses it); \(count) does not divide \(model.attentionHeads)"
+        }
+        let kv = model.kvHeads
+        if kv >= count ? kv % count != 0 : count % kv != 0 {
+            return "tensor parallelism over \(count) devices needs the \(kv) KV heads to divide evenly over them, or the devices over the heads (vLLM refuses it)"
+        }
+        return nil
+    }
+
+    /// The tensor-parallel counts from 1 to `limit` that ``tensorParallelProblem(model:count:)`` accepts.
+    public static func validTensorParallelCounts(model: ModelShape, upTo limit: Int) -> [Int] {
+        (1...max(1, limit)).filter { tensorParallelProblem(model: model, count: $0) == nil }
+    }
+
+    /// The headline of a result in words.
+    static func verdict(_ r: FitResult, requested: Int, atMax: Bool) -> String {
+        func speed(_ value: Double) -> String { value >= 10 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
+        if r.fits {
+            guard let load = r.load, load.queued > 0 else {
+                if atMax { return "fits: \(requested) in flight at full load" }
+                return requested > 1 ? "fits: weights fit, KV for \(requested) users fits" : "fits"
+            }
+            return "fits: weights fit; KV for \(load.users) users does not (\(load.limitedBy ?? "limit")): \(load.inFlight) in flight, the rest queued"
+        }
+        if let best = r.offload?.first(where: { $0.mode == r.offloadBest }) {
+            return "fits with offload: \(speed(best.tokensPerSecond)) tok/s (\(best.mode)); the weights alone do not fit the devices"
+        }
+        return r.weightsFit ? "does not fit: no room left for the KV cache of one sequence of \(r.context) tokens" : "does not fit: the weights do not fit the devices"
     }
 
     /// Sequences in flight under full load: the KV budget divided by the average tokens a running sequence holds.

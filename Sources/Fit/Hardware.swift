@@ -46,6 +46,8 @@ public struct Hardware: Codable, Sendable, Hashable {
     public var tdpWatts: Double?
     /// Default rental price in US dollars per device-hour; nil when no source gave one.
     public var pricePerHour: Double?
+    /// Why the entry has no `pricePerHour` (no listing found, sold only as part of a host); nil when it has one.
+    public var priceNote: String?
     /// Physical cores (CPU entries).
     public var cores: Int?
     /// Source key (from the catalog's `sources`) for each field group: memory, bandwidth, compute, tdp, links, price.
@@ -179,9 +181,20 @@ public struct HardwareCatalog: Codable, Sendable {
         return result
     }
 
-    /// The device called `name` (case-insensitive); an unknown name throws `unknownHardware` listing every known name.
+    /// Short names people type for catalog devices (`h100` is the SXM 80 GB part, `a100` the SXM 80 GB one).
+    public static let aliases: [String: String] = [
+        "h100": "h100-sxm-80gb", "h100-sxm": "h100-sxm-80gb", "h100-80gb": "h100-sxm-80gb", "h100-pcie": "h100-pcie-80gb",
+        "a100": "a100-sxm-80gb", "a100-80gb": "a100-sxm-80gb", "a100-sxm": "a100-sxm-80gb", "a100-40gb": "a100-sxm-40gb",
+        "a100-pcie": "a100-pcie-80gb", "h200": "h200-sxm-141gb", "h200-sxm": "h200-sxm-141gb", "4090": "rtx-4090", "rtx4090": "rtx-4090",
+        "b200-sxm": "b200", "mi300": "mi300x", "mi325": "mi325x", "gaudi-3": "gaudi3", "gaudi": "gaudi3", "v5e": "tpu-v5e", "v5p": "tpu-v5p",
+        "tpu": "tpu-v5e", "l40": "l40s", "epyc": "epyc-9654", "xeon": "xeon-8480", "h100-nvl-pair": "h100-nvl",
+    ]
+
+    /// The device called `name` (case-insensitive, or one of ``aliases``); an unknown name throws
+    /// `unknownHardware` with the closest known name ("did you mean") and every known name.
     public func device(named name: String) throws -> Hardware {
-        let key = name.lowercased()
+        var key = name.lowercased()
+        if !hardware.contains(where: { $0.name.lowercased() == key }), let alias = Self.aliases[key] { key = alias }
         if let found = hardware.first(where: { $0.name.lowercased() == key }) {
             for linkName in [found.interconnect, found.hostLink].compactMap({ $0 }) where link(named: linkName) == nil {
                 throw FitError(.invalidCatalog, path: name, message: "'\(found.name)' refers to the link '\(linkName)', which the catalog does not define; links: \(links.map(\.name).joined(separator: ", "))",
@@ -189,8 +202,9 @@ public struct HardwareCatalog: Codable, Sendable {
             }
             return found
         }
+        let suggestion = closestName(to: key, among: hardware.map(\.name) + Self.aliases.keys.sorted()).map { " — did you mean '\(Self.aliases[$0] ?? $0)'?" } ?? ""
         throw FitError(.unknownHardware, path: name,
-                       message: "unknown hardware '\(name)'; known: \(hardware.map(\.name).joined(separator: ", "))",
+                       message: "unknown hardware '\(name)'\(suggestion); known: \(hardware.map(\.name).joined(separator: ", "))",
                        remedy: "use one of the known names, or describe the device in a JSON file passed with --catalog")
     }
 
@@ -235,6 +249,25 @@ public struct DeviceSelection: Sendable, Hashable {
 
     /// `name:count`.
     public var label: String { "\(hardware.name):\(count)" }
+}
+
+/// The candidate nearest to `text` by edit distance (or one that starts with it), when close enough
+/// to be a likely typo: at most a third of the longer name's characters differ.
+func closestName(to text: String, among candidates: [String]) -> String? {
+    let key = text.lowercased()
+    if let prefixed = candidates.first(where: { $0.hasPrefix(key) && key.count >= 2 }) { return prefixed }
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() { current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))) }
+            previous = current
+        }
+        return previous[b.count]
+    }
+    let scored = candidates.map { ($0, distance(Array(key), Array($0.lowercased()))) }
+    guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
+    return best.1 <= max(2, max(key.count, best.0.count) / 3) ? best.0 : nil
 }
 
 /// A short description of a decoding error (the coding path and what was wrong).

@@ -15,4 +15,9 @@ public protocol TextTokenizer: Sendable {
     /// A short name of the kind and its source, for reports ("sentencepiece (tokenizer.model)",
     /// "bpe llama-bpe (GGUF)").
     var summary: String { get }
+    /// The text of `ids`, as the runtime detokenizes them (byte tokens decoded to bytes, the
+    /// SentencePiece space symbol back to spaces); invalid UTF-8 becomes U+FFFD.
+    func decode(_ ids: [Int32]) -> String
+    /// The vocabulary entry of `id` as the file spells it, nil when `id` is out of range.
+    func tokenText(_ id: Int32) -> String?
 }

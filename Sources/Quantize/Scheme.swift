@@ -17,8 +17,14 @@ public enum SchemeName: String, CaseIterable, Sendable, Codable {
     case int4
     /// GGUF block types.
     case q8_0, q4_0, q4_1, q5_0, q5_1
+    case q2_K = "q2_k"
+    case q3_K = "q3_k"
     case q4_K = "q4_k"
+    case q5_K = "q5_k"
     case q6_K = "q6_k"
+    /// GGUF non-linear 4-bit types (no importance matrix needed).
+    case iq4_NL = "iq4_nl"
+    case iq4_XS = "iq4_xs"
     /// GGUF plain 16-bit types.
     case f16, bf16
 
@@ -141,9 +147,16 @@ public struct SchemeDescriptor: Sendable {
         .gguf(.q4_1, .q4_1, fileType: 3, scaleOffsets: [0, 2], accuracy: (0.14, gaussian: 0.07764, heavyTailed: 0.09196), output: .q6_K),
         .gguf(.q5_0, .q5_0, fileType: 8, scaleOffsets: [0], accuracy: (0.083, gaussian: 0.04236, heavyTailed: 0.05474), output: .q6_K),
         .gguf(.q5_1, .q5_1, fileType: 9, scaleOffsets: [0, 2], accuracy: (0.068, gaussian: 0.03730, heavyTailed: 0.04509), output: .q6_K),
+        // file_type 10 is MOSTLY_Q2_K, 11 MOSTLY_Q3_K_S, 16 MOSTLY_Q5_K_S (every matrix one type); the
+        // errors of q2_k, q3_k, q5_k, iq4_nl, iq4_xs are ggml's own quantizer's (tools/measure_accuracy_thresholds.py).
+        .gguf(.q2_K, .q2_K, fileType: 10, scaleOffsets: [80, 82], accuracy: (0.52, gaussian: 0.29391, heavyTailed: 0.34454), output: .q6_K),
+        .gguf(.q3_K, .q3_K, fileType: 11, scaleOffsets: [108], accuracy: (0.27, gaussian: 0.15119, heavyTailed: 0.17934), output: .q6_K),
         // file_type 14 is MOSTLY_Q4_K_S: every matrix Q4_K.
         .gguf(.q4_K, .q4_K, fileType: 14, scaleOffsets: [0, 2], accuracy: (0.14, gaussian: 0.07827, heavyTailed: 0.09286), output: .q6_K),
+        .gguf(.q5_K, .q5_K, fileType: 16, scaleOffsets: [0, 2], accuracy: (0.065, gaussian: 0.03593, heavyTailed: 0.04305), output: .q6_K),
         .gguf(.q6_K, .q6_K, fileType: 18, scaleOffsets: [208], accuracy: (0.035, gaussian: 0.01866, heavyTailed: 0.02299)),
+        .gguf(.iq4_NL, .iq4_NL, fileType: 25, scaleOffsets: [0], accuracy: (0.14, gaussian: 0.07526, heavyTailed: 0.09004), output: .q6_K),
+        .gguf(.iq4_XS, .iq4_XS, fileType: 30, scaleOffsets: [0], accuracy: (0.14, gaussian: 0.07615, heavyTailed: 0.09101), output: .q6_K),
         .gguf(.f16, .f16, fileType: 1, overflowBits: 0x477F_F000, accuracy: (0.00032, gaussian: 0.00021, heavyTailed: 0.00021), precision: "fp16"),
         .gguf(.bf16, .bf16, fileType: 32, overflowBits: 0x7F7F_8000, accuracy: (0.0026, gaussian: 0.00165, heavyTailed: 0.00168), precision: "bf16"),
     ]

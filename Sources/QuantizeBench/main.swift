@@ -20,6 +20,8 @@ struct BenchmarkGroup: Sendable {
                        run: runQuantizeBenchmarks),
         BenchmarkGroup(name: "check", summary: "accuracy check of a 4096×4096 tensor at n = 64 vs OpenBLAS sgemm",
                        run: runCheckBenchmark),
+        BenchmarkGroup(name: "compress", summary: "byte-plane zstd codec per type on QUANTIZE_BENCH_FILES, 1 core and all cores, vs memcpy",
+                       run: runCompressBenchmarks),
     ]
 }
 

@@ -38,7 +38,7 @@ struct CheckOptions: ParsableArguments {
                 }
                 var values = [Float](repeating: 0, count: tensor.elementCount)
                 try values.withUnsafeMutableBufferPointer { buffer throws(FormatError) in
-                    try ElementConversion.toFloat32(file.data(for: tensor), from: tensor.dtype, into: buffer)
+                    try ElementConversion.toFloat32(file.readData(for: tensor), from: tensor.dtype, into: buffer)
                 }
                 let probe = try ProbeActivations(values: values, rows: tensor.shape[0], columns: columns)
                 named[tensor.name] = probe

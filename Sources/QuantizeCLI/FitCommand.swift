@@ -13,11 +13,21 @@ extension QuantizeCommand {
             MODEL is a model directory with config.json (weights optional), a config.json file, or a preset:
             \(((try? ModelShape.presets()) ?? []).map(\.name).joined(separator: ", ")).
             Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4.
-            Exit status: 0 fits, 1 does not fit, 2 bad usage or input.
+            Devices (--gpu NAME[:COUNT]; --list-devices for details): \(((try? HardwareCatalog.builtIn())?.hardware ?? []).map(\.name).joined(separator: ", ")).
+            Short names: \(HardwareCatalog.aliases.keys.sorted().map { "\($0)=\(HardwareCatalog.aliases[$0] ?? "")" }.joined(separator: ", ")).
+            Engines: vllm, vllm-0.5, trtllm (tensorrt-llm), llamacpp (llama.cpp), transformers (hf), gpt-fast.
+            Exit status: 0 fits (also with --offload when an offload plan exists, and when users beyond the KV
+            budget are queued), 1 does not fit, 2 bad usage or input.
             """)
 
         @Argument(help: "Model directory, config.json, or preset name.")
-        var model: String
+        var model: String?
+        @Flag(help: "List the catalog's devices (memory, bandwidth, price and its source) and exit.")
+        var listDevices = false
+        @Flag(help: "Predict the measured rows of Resources/validation.json and print the errors (no MODEL).")
+        var validate = false
+        @Option(help: "With --validate: row (leave-one-out, the default), source (k-fold by source) or none (shipped parameters, in-sample).")
+        var holdout: ValidationSet.Holdout = .row
         @Option(name: .customLong("gpu"), help: "Device NAME or NAME:COUNT (repeatable). h100-nvl alone is the NVLink pair.")
         var gpus: [String] = []
         @Option(help: "Describe this machine instead of a catalog device: 'local' probes cores, memory and read bandwidth.")
@@ -40,14 +50,18 @@ extension QuantizeCommand {
         var kvDtype: KVCacheType = .fp16
         @Option(help: "When weights do not fit: none, auto, stream, split or cpu.")
         var offload: OffloadMode = .auto
-        @Option(help: "Host CPU catalog entry used by offload plans.")
-        var host: String = "xeon-8480"
+        @Option(help: "Host CPU catalog entry used by offload plans (default: this machine under --device local, else xeon-8480).")
+        var host: String?
         @Option(help: "Price per device-hour in US dollars (overrides the catalog).")
         var price: Double?
         @Option(help: "Service objective: tokens per second each user must see.")
         var sloTps: Double?
         @Option(help: "Service objective: longest time to first token, seconds.")
         var sloTtft: Double?
+        @Option(help: "Users to serve at once; without --gpu, ranks every priced plan that serves them at --slo-tps/--slo-ttft by $ per million tokens.")
+        var users: Int?
+        @Option(help: "A `quantize eval --json` report: each variant's measured mean KL divergence is shown beside its plans.")
+        var accuracy: String?
         @Flag(help: "Print one JSON document on stdout.")
         var json = false
 
@@ -59,6 +73,14 @@ extension QuantizeCommand {
         func execute() throws -> Bool {
             var hardware = try HardwareCatalog.builtIn()
             if let catalog { hardware = hardware.merging(try HardwareCatalog.load(catalog)) }
+            if listDevices {
+                print(FitReport.deviceList(hardware))
+                return true
+            }
+            if validate { return try runValidation(catalog: hardware) }
+            guard let model else {
+                throw FitError(.invalidRequest, path: "MODEL", message: "no model given", remedy: "write quantize fit MODEL (a directory, config.json or preset), or --list-devices")
+            }
             let shape = try loadModelShape(path: model)
             // A quantized checkpoint is planned as what it stores (when fit models that variant)
             // unless another variant is asked for.
@@ -67,19 +89,26 @@ extension QuantizeCommand {
             guard inputTokens >= 1, outputTokens >= 1, (context ?? 1) >= 1 else {
                 throw FitError(.invalidRequest, path: "options", message: "--input-tokens, --output-tokens and --context must be at least 1", remedy: "fix the numbers")
             }
-            let hostHardware = try? hardware.device(named: host)
+            // Offload plans use the host that was named, else the probed machine, else a Xeon 8480 server (said in a note).
+            let probed = device == .local ? LocalProbe.probe() : nil
+            if probed != nil { FileHandle.standardError.write(Data("probed this machine (cores, memory, memcpy bandwidth)\n".utf8)) }
+            let hostHardware: Hardware? = try host.map { try hardware.device(named: $0) } ?? probed ?? (try? hardware.device(named: "xeon-8480"))
+            guard (users ?? 1) >= 1 else {
+                throw FitError(.invalidRequest, path: "--users", message: "--users must be at least 1", remedy: "give the number of users served at once")
+            }
+            let load = users.map { Concurrency.count($0) } ?? concurrency
             func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
                 let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
                 return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
-                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: concurrency,
+                                  context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: load,
                                   kvBytesPerElement: kvDtype.bytesPerElement, offload: offload, host: hostHardware, pricePerHour: price,
                                   sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
             }
 
             var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
-            if device == .local {
-                FileHandle.standardError.write(Data("probing this machine (cores, memory, memcpy bandwidth)…\n".utf8))
-                selections.append(DeviceSelection(hardware: LocalProbe.probe(), count: 1))
+            if let probed { selections.append(DeviceSelection(hardware: probed, count: 1)) }
+            if selections.isEmpty, let users {
+                return try deploy(users: users, catalog: hardware, request: request)
             }
             if selections.isEmpty {
                 return try overview(shape: shape, catalog: hardware, request: request)
@@ -88,10 +117,79 @@ extension QuantizeCommand {
             if json {
                 let document = results.count == 1 ? try JSONValueEncoder().encode(results[0]) : try JSONValueEncoder().encode(results)
                 print(document.serializedString(.document))
+            } else if results.count > 1 {
+                print(FitReport.sideBySide(results))
             } else {
                 for result in results { print(FitReport.breakdown(result)) }
             }
-            return results.allSatisfy(\.fits)
+            return results.allSatisfy { $0.fits || $0.offloadBest != nil }
+        }
+
+        /// `--users N` without `--gpu`: every priced plan that serves N users, cheapest first, and why the runner-up lost.
+        func deploy(users: Int, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
+            let variantNames = Variant.overview + ["q8_0", "q4_k"]
+            let kl = try accuracy.map { try DeploymentSearch.accuracy(report: $0, variants: variantNames) } ?? [:]
+            let plans = try DeploymentSearch.search(catalog: catalog, users: users, tokensPerSecond: sloTps, ttft: sloTtft, accuracy: kl) { selection, variant, profile in
+                var fitRequest = try request(selection, variant)
+                fitRequest.engine = profile
+                return fitRequest
+            }
+            let meeting = plans.filter(\.meetsObjectives)
+            if json {
+                print(try JSONValueEncoder().encode(meeting.map(\.result)).serializedString(.document))
+                return !meeting.isEmpty
+            }
+            let objectives = [sloTps.map { "≥ \(FitReport.number($0)) tok/s each" }, sloTtft.map { "TTFT ≤ \($0) s" }].compactMap { $0 }
+            var lines = ["\(users) users, \(inputTokens) prompt + \(outputTokens) output tokens" + (objectives.isEmpty ? "" : ", " + objectives.joined(separator: ", "))
+                         + ": \(meeting.count) priced plans meet it, cheapest first (catalog prices; KL from \(accuracy ?? "no --accuracy report"))"]
+            var table = [["#", "hardware", "engine", "variant", "in flight", "tok/s each", "TTFT", "total tok/s", "$/hour", "$/M tok", "KL divergence"]]
+            for (index, plan) in meeting.prefix(10).enumerated() {
+                let r = plan.result
+                table.append(["\(index + 1)", r.hardware, r.engine, r.variant, r.load.map { "\($0.inFlight)" + ($0.queued > 0 ? "+\($0.queued)q" : "") } ?? "-",
+                              r.throughput.map { FitReport.number($0.tokensPerSecondPerUser) } ?? "-", r.load.map { String(format: "%.2f s", $0.ttftSeconds) } ?? "-",
+                              r.throughput.map { FitReport.number($0.outputTokensPerSecond) } ?? "-",
+                              r.pricePerHour.map { String(format: "%.2f", $0 * Double(r.deviceCount)) } ?? "-",
+                              r.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-",
+                              plan.klDivergence.map { String(format: "%.4g", $0) } ?? (r.variant == "bf16" ? "0 (reference)" : "not measured")])
+            }
+            let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
+            for row in table { lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+            if meeting.count >= 2 {
+                lines.append("why #2 lost: " + DeploymentSearch.whyRunnerUpLost(first: meeting[0], second: meeting[1]))
+            }
+            if let cheapestMiss = plans.filter({ !$0.meetsObjectives }).min(by: { ($0.result.costPerMillionTokens ?? .infinity) < ($1.result.costPerMillionTokens ?? .infinity) }),
+               let missCost = cheapestMiss.result.costPerMillionTokens, missCost < (meeting.first?.result.costPerMillionTokens ?? .infinity) {
+                lines.append(String(format: "cheaper but out: %@ %@ on %@ at $%.3f/M misses it: %@", cheapestMiss.result.variant, cheapestMiss.result.engine,
+                                    cheapestMiss.result.hardware, missCost, cheapestMiss.miss ?? ""))
+            }
+            if meeting.isEmpty { lines.append("no priced plan meets the objectives; relax them or give --price for unpriced devices") }
+            print(lines.joined(separator: "\n"))
+            return !meeting.isEmpty
+        }
+
+        /// `--validate`: every measured row predicted with its engine refitted without its fold.
+        func runValidation(catalog: HardwareCatalog) throws -> Bool {
+            let set = try ValidationSet.builtIn()
+            let predictions = try set.crossValidate(holdout, engines: try Engines.all(), catalog: catalog)
+            let summaries = ValidationSet.summarize(predictions)
+            if json {
+                struct Report: Encodable { var holdout: String; var refitted: [String]; var summaries: [ValidationSummary]; var rows: [ValidationPrediction] }
+                let report = Report(holdout: holdout.rawValue, refitted: holdout == .none ? [] : ValidationSet.fittedParameters.map(\.name),
+                                    summaries: summaries, rows: predictions)
+                print(try JSONValueEncoder().encode(report).serializedString(.document))
+            } else {
+                var lines = ["holdout: \(holdout.rawValue)" + (holdout == .none ? " (shipped parameters, every row in view)"
+                    : "; refitted per engine without the held-out rows: \(ValidationSet.fittedParameters.map(\.name).joined(separator: ", "))")]
+                for p in predictions {
+                    lines.append("\(p.id)\t\(p.engine)\t\(p.metric)\tmeasured \(String(format: "%.4g", p.measured))\tpredicted \(p.predicted.map { String(format: "%.4g", $0) } ?? "none")\t\(p.error.map { String(format: "%+.1f %%", $0 * 100) } ?? "-")\t(\(p.trainingRows) training rows)")
+                }
+                for s in summaries {
+                    lines.append("\(s.group): \(s.rows) rows, median |error| \(String(format: "%.1f", s.medianError * 100)) %, worst \(s.worstRow) \(String(format: "%.2f", s.worstRatio))×")
+                }
+                print(lines.joined(separator: "\n"))
+            }
+            guard let all = summaries.first else { return false }
+            return all.medianError <= 0.15 && all.worstRatio <= 2
         }
 
         /// The table of every catalog device × the overview variants, each at its smallest fitting count.
@@ -116,6 +214,13 @@ extension QuantizeCommand {
 /// Builds the model shape for `quantize fit MODEL` (``ModelShape/load(model:)``).
 func loadModelShape(path: String) throws -> ModelShape { try ModelShape.load(model: path) }
 
+extension ValidationSet.Holdout: ExpressibleByArgument {}
+
+extension String {
+    /// The string with its first letter upper-cased.
+    var uppercasedFirst: String { prefix(1).uppercased() + dropFirst() }
+}
+
 /// Human-readable renderings of fit results.
 enum FitReport {
     static func gb(_ bytes: Double) -> String { Format.bytes(Int(bytes.rounded())) }
@@ -128,7 +233,7 @@ enum FitReport {
     static func breakdown(_ r: FitResult) -> String {
         var lines: [String] = []
         let m = r.memory
-        lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), TP \(r.tensorParallel)): \(r.fits ? "FITS" : "DOES NOT FIT")")
+        lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), TP \(r.tensorParallel)): \(r.verdict.uppercasedFirst)")
         lines.append("  parameters      \(Format.count(r.model.parameterCount)) (active per token \(Format.count(r.model.activeParameterCount))), \(r.execution)")
         lines.append("  memory / device weights \(gb(m.weights)) + KV \(gb(m.kvCache)) + activations \(gb(m.activations)) + overhead \(gb(m.overhead)) = \(gb(m.total)) of \(gb(m.available)) available (headroom \(gb(m.headroom)))")
         lines.append("  KV cache        \(Int(m.kvBytesPerTokenModel)) bytes/token for the model, budget \(gb(m.kvCapacity))/device = \(m.kvCacheTokens) tokens")
@@ -142,6 +247,10 @@ enum FitReport {
         if let t = r.throughput {
             lines.append("  serving         \(number(t.outputTokensPerSecond)) output tok/s at \(t.concurrency) in flight with prompts interleaved (\(number(t.tokensPerSecondPerUser)) tok/s each)")
         }
+        if let load = r.load, load.users > 1 || load.queued > 0 {
+            let queue = load.queued > 0 ? "\(load.inFlight) in flight, \(load.queued) queued (wait \(String(format: "%.1f", load.queueSeconds)) s)" : "\(load.inFlight) in flight"
+            lines.append("  under load      \(load.users) users: \(queue); TTFT \(String(format: "%.2f", load.ttftSeconds)) s, E2E \(String(format: "%.1f", load.e2eSeconds)) s")
+        }
         if let p = r.prefill {
             lines.append("  prefill         \(p.inputTokens) tokens: TTFT \(String(format: "%.3f", p.ttftSeconds)) s (\(number(p.tokensPerSecond)) tok/s, \(p.bound)-bound)")
         }
@@ -150,6 +259,8 @@ enum FitReport {
         }
         if let cost = r.costPerMillionTokens, let price = r.pricePerHour {
             lines.append("  cost            $\(String(format: "%.3f", cost)) per million output tokens at $\(String(format: "%.2f", price))/device-hour")
+        } else if r.pricePerHour == nil, let note = r.priceNote {
+            lines.append("  cost            no price: \(note)")
         }
         if let plans = r.offload {
             for plan in plans {
@@ -159,6 +270,57 @@ enum FitReport {
             }
         }
         for note in r.notes { lines.append("  note: \(note)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Several device choices side by side: one column each, one row per figure.
+    static func sideBySide(_ results: [FitResult]) -> String {
+        guard let first = results.first else { return "" }
+        var lines = ["\(first.model.name) \(first.variant), context \(first.context)"]
+        func ms(_ seconds: Double?) -> String { seconds.map { String(format: "%.1f ms", $0 * 1000) } ?? "-" }
+        let rows: [(String, (FitResult) -> String)] = [
+            ("verdict", { $0.fits ? ($0.kvFitsAllUsers ? "fits" : "fits, queued") : ($0.offloadBest != nil ? "offload" : "does not fit") }),
+            ("engine / TP", { "\($0.engine) TP\($0.tensorParallel)" }),
+            ("weights/device", { gb($0.memory.weights) }),
+            ("KV budget/device", { gb($0.memory.kvCapacity) }),
+            ("max users", { $0.fits ? "\($0.maxConcurrency)" : "-" }),
+            ("in flight", { $0.load.map { "\($0.inFlight)" + ($0.queued > 0 ? " (+\($0.queued) queued)" : "") } ?? "-" }),
+            ("tok/s, 1 user", { $0.decodeSingleUser.map { number($0.tokensPerSecondPerUser) } ?? "-" }),
+            ("TTFT idle", { ms($0.prefill?.ttftSeconds) }),
+            ("TTFT loaded", { $0.load.map { String(format: "%.2f s", $0.ttftSeconds) } ?? "-" }),
+            ("tok/s total", { r in
+                if let t = r.throughput { return number(t.outputTokensPerSecond) }
+                if let best = r.offload?.first(where: { $0.mode == r.offloadBest }) { return "\(number(best.tokensPerSecond)) (offload \(best.mode))" }
+                return "-"
+            }),
+            ("tok/s each, loaded", { $0.throughput.map { number($0.tokensPerSecondPerUser) } ?? "-" }),
+            ("$/device-hour", { $0.pricePerHour.map { String(format: "%.2f", $0) } ?? "no price" }),
+            ("$/M tokens", { $0.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-" }),
+        ]
+        var table = [[""] + results.map(\.hardware)]
+        for (label, value) in rows { table.append([label] + results.map(value)) }
+        let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
+        for row in table {
+            lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        for (index, r) in results.enumerated() {
+            for note in r.notes { lines.append("note (\(results[index].hardware)): \(note)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The catalog's devices, one line each.
+    static func deviceList(_ catalog: HardwareCatalog) -> String {
+        var table = [["name", "device", "kind", "memory GB", "GB/s", "bf16 TFLOPS", "$/hour", "price source"]]
+        for h in catalog.hardware {
+            let price = h.pricePerHour.map { String(format: "%.2f", $0) } ?? "-"
+            let source = h.pricePerHour != nil ? (h.sources["price"] ?? "-") : (h.priceNote ?? "none given")
+            table.append([h.name + (h.defaultCount.map { " (×\($0))" } ?? ""), h.displayName, h.kind.rawValue, String(format: "%g", h.memoryGB),
+                          String(format: "%g", h.memoryBandwidthGBps), h.teraflops["bf16"].map { String(format: "%g", $0) } ?? "-", price, source])
+        }
+        let widths = (0..<7).map { column in table.map { $0[column].count }.max() ?? 0 }
+        var lines = table.map { row in (row.prefix(7).enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) } + [row[7]]).joined(separator: "  ") }
+        lines.append("short names: " + HardwareCatalog.aliases.keys.sorted().map { "\($0) → \(HardwareCatalog.aliases[$0] ?? "")" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
     }
 

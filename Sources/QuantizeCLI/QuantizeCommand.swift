@@ -9,7 +9,7 @@ struct QuantizeCommand: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize LLM checkpoints to FP8, INT8 and INT4, check their accuracy, and tell which GPUs they fit.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, InspectCommand.self, VerifyCommand.self, FitCommand.self],
+        subcommands: [RunCommand.self, InspectCommand.self, VerifyCommand.self, EvalCommand.self, FitCommand.self, Compress.self, Decompress.self],
         defaultSubcommand: RunCommand.self
     )
 

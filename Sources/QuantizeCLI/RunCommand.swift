@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Formats
+import Model
 import Quantize
 
 extension QuantizeCommand {
@@ -28,6 +29,9 @@ extension QuantizeCommand {
 
         @Option(name: [.short, .long], help: "Output path (default: beside the input, named after the scheme).")
         var output: String?
+
+        @Flag(help: "Write the weight files compressed losslessly (byte planes + zstd, formats/compressed.md; FILE.bpz).")
+        var compress = false
 
         @Flag(help: "Replace an existing output.")
         var force = false
@@ -73,6 +77,18 @@ extension QuantizeCommand {
 
         @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
         var threads: Int?
+
+        @Option(help: ArgumentHelp("Evaluate the fresh output against the input on this text (quantize eval's protocol: perplexity, KL divergence) before it is moved into place; written as quantize-eval.json beside the accuracy report.", valueName: "file"))
+        var evalText: String?
+
+        @Option(help: "With --eval-text: tokens per chunk.")
+        var evalContext: Int = 512
+
+        @Option(help: "With --eval-text: evaluate only the first N chunks.")
+        var evalChunks: Int?
+
+        @Option(help: "With --eval-text: write nothing and exit 1 when the mean KL divergence is above this.")
+        var maxKld: Double?
 
         @Flag(help: "No progress or summary on stderr.")
         var quiet = false
@@ -123,11 +139,14 @@ extension QuantizeCommand {
         func run() throws {
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
                                           search: search, packInt8: int8Layout == .packQuantized)
-            let settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
+            var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
-            var configured = settings
-            configured.threads = threads
-            let job = try QuantizeJob(input: input, settings: configured)
+            settings.compressOutput = compress
+            if let evalText {
+                settings.evaluateStaged = try evaluation(text: evalText)
+            }
+            settings.threads = threads
+            let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {
                     print(planJSON(job).serializedString(.document))
@@ -201,9 +220,38 @@ extension QuantizeCommand {
             if summary.report != nil { line += String(format: " (check %@)", Format.duration(summary.checkSeconds)) }
             if let peak = summary.peakResidentBytes { line += ", peak RSS \(Format.bytes(peak))" }
             Format.note(line)
-            Format.note("wrote \(summary.output)" + (summary.reportPath.map { "; accuracy report \($0)" } ?? "") + (check.report.map { "; HTML \($0)" } ?? ""))
+            Format.note("wrote \(summary.output)" + (summary.reportPath.map { "; accuracy report \($0)" } ?? "") + (check.report.map { "; HTML \($0)" } ?? "")
+                        + (summary.evaluationPath.map { "; model-level evaluation \($0)" } ?? ""))
             if let accuracy = summary.report, !accuracy.passed {
                 Format.note("accuracy check FAILED: \(accuracy.failedCount) tensor(s) over the threshold (worst: \(accuracy.worstTensor ?? "?")); the output was written, exit code 1")
+            }
+        }
+
+        /// The pre-commit evaluation of `--eval-text`: the staged output against the input, through
+        /// the Model module; refuses the output (exit 1, nothing written) above `--max-kld`.
+        func evaluation(text path: String) throws -> @Sendable (String, String) throws -> [UInt8] {
+            if dryRun { throw ValidationError("--eval-text evaluates a written output; it does not combine with --dry-run") }
+            if evalContext < 8 { throw ValidationError("--eval-context must be 8 or more") }
+            if let evalChunks, evalChunks < 1 { throw ValidationError("--eval-chunks must be positive") }
+            if let maxKld, !(maxKld >= 0) { throw ValidationError("--max-kld must be a non-negative number") }
+            QuantizeCommand.EvalCommand.restartWithFasterBLASIfNeeded()
+            let text = try QuantizeCommand.EvalCommand.readText(path)
+            let (input, context, chunks, maxKld, verbose) = (self.input, evalContext, evalChunks, maxKld, !quiet && !json)
+            return { staged, output in
+                if verbose { Format.note("evaluating \(output) against \(input) on \(path) (context \(context))") }
+                let report = try CheckpointEvaluation.run(originalPath: input, quantizedPath: staged, reportedPath: output, text: text,
+                                                          context: context, chunks: chunks)
+                if verbose {
+                    Format.note(Format.table(report.tableRows, rightAligned: Set(1..<11)))
+                    if let note = report.results[0].tokenizationNote { Format.note("warning: \(note)") }
+                }
+                if let maxKld, report.results[0].kld.mean > maxKld {
+                    Format.note(String(format: "mean KLD %.6f is above --max-kld %g: nothing was written", report.results[0].kld.mean, maxKld))
+                    throw ExitCode(1)
+                }
+                var bytes = Array(report.jsonValue.serializedString(.document).utf8)
+                bytes.append(UInt8(ascii: "\n"))
+                return bytes
             }
         }
 
@@ -224,6 +272,10 @@ extension QuantizeCommand {
                 JSONMember("peakResidentBytes", summary.peakResidentBytes.map(number) ?? .null),
                 JSONMember("reportPath", summary.reportPath.map(JSONValue.string) ?? .null),
             ]
+            if let path = summary.evaluationPath, let document = try? JSONValue.parse(contentsOf: path) {
+                members.append(JSONMember("evaluationPath", .string(path)))
+                members.append(JSONMember("evaluation", document))
+            }
             if let accuracy = summary.report {
                 members.append(JSONMember("accuracy", .object([
                     JSONMember("passed", .bool(accuracy.passed)),

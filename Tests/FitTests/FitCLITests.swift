@@ -28,13 +28,18 @@ struct FitCLITests {
         #expect(object["costPerMillionTokens"] is Double)
     }
 
-    @Test("a configuration that does not fit exits 1 and still prints its JSON")
+    @Test("a configuration that does not fit exits 1 and still prints its JSON; with offload plans it exits 0")
     func doesNotFitExitsOne() throws {
-        let run = try CLI.fit(["llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json"])
+        let run = try CLI.fit(["llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json", "--offload", "none"])
         #expect(run.status == 1)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         #expect(object["fits"] as? Bool == false)
-        #expect(object["offload"] is [Any], "offload plans are listed when the weights do not fit")
+        #expect(object["weightsFit"] as? Bool == false)
+        let offload = try CLI.fit(["llama-3.1-70b", "--gpu", "h100-sxm-80gb", "--json"])
+        #expect(offload.status == 0, "an offload plan exists: exit 0")
+        let plans = try #require(try JSONSerialization.jsonObject(with: Data(offload.stdout.utf8)) as? [String: Any])
+        #expect(plans["offload"] is [Any], "offload plans are listed when the weights do not fit")
+        #expect((plans["verdict"] as? String)?.hasPrefix("fits with offload") == true)
     }
 
     @Test("unknown hardware exits 2 with the known names on stderr and nothing on stdout")

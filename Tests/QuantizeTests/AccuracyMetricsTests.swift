@@ -237,7 +237,7 @@ struct AccuracyThresholdTests {
         }
         #expect(AccuracyThresholds.maxRelativeError(forSchemeNamed: "Q4_K") == AccuracyThresholds.maxRelativeError(for: .q4_K))
         #expect(AccuracyThresholds.maxRelativeError(forSchemeNamed: "int8", override: 0.5) == 0.5)
-        #expect(AccuracyThresholds.maxRelativeError(forSchemeNamed: "q2_k") == nil)
+        #expect(AccuracyThresholds.maxRelativeError(forSchemeNamed: "q8_k") == nil)
     }
 
     @Test("correct reference decoders pass their scheme's threshold", arguments: ["int8", "int4", "bf16"])

@@ -38,7 +38,7 @@ enum KernelPatterns: String, CaseIterable, Sendable {
 
 @Suite("AVX2 and portable quantization kernels agree")
 struct KernelPathTests {
-    /// Every block type a scheme writes (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k today), from the descriptors.
+    /// Every block type a scheme writes (the legacy quants, the k-quants and IQ4_NL/IQ4_XS), from the descriptors.
     static let blockTypes: [GGMLType] = SchemeDescriptor.all.compactMap(\.ggmlType).filter(\.isQuantized)
 
     /// Runs the dispatched encoder of `type` (the AVX2 path on CPUs that have it) through the kernel table.

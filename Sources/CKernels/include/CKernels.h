@@ -157,4 +157,17 @@ void qk_quant_unpack_int8_rows(const uint8_t *packed, size_t rows, size_t cols, 
 void qk_quant_int_decode_rows(const int8_t *codes, size_t rows, size_t cols, size_t groupSize,
                               const float *scales, const float *zeros, float *out);
 
+// MARK: Compressed container (byteplanes.c, formats/compressed.md)
+
+/// Splits `count` elements of `width` bytes (2, 4 or 8; any other width copies) into `width` planes
+/// laid out one after another in `planes` (plane k holds byte k of every element, little-endian),
+/// after rotating each element left by one bit when `rotate` is nonzero (the sign bit moves to bit 0,
+/// so a float's exponent fills the top plane).
+void qk_planes_split(const void *source, size_t count, int width, int rotate, uint8_t *planes);
+/// The inverse of qk_planes_split: interleaves `width` planes of `count` bytes each (`planes[k]` is
+/// plane k; 1 plane for other widths, copied) back into elements, rotating right when `rotate` is set.
+void qk_planes_join(const uint8_t *const *planes, size_t count, int width, int rotate, void *destination);
+/// XXH64 of `length` bytes with `seed` (the reference xxHash algorithm; XXH64("", 0) = 0xEF46DB3751D8E999).
+uint64_t qk_xxh64(const void *data, size_t length, uint64_t seed);
+
 #endif

@@ -46,8 +46,8 @@ public final class Checkpoint: @unchecked Sendable {
         if isDirectory.boolValue {
             directory = path
             let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            let hasSafetensors = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json") }
-            let ggufs = names.filter { $0.hasSuffix(".gguf") && !$0.hasPrefix(".") }.sorted()
+            let hasSafetensors = names.contains { $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.index.json") || $0.hasSuffix(".safetensors.bpz") }
+            let ggufs = names.filter { ($0.hasSuffix(".gguf") || $0.hasSuffix(".gguf.bpz")) && !$0.hasPrefix(".") }.sorted()
             if !hasSafetensors && ggufs.count == 1 {
                 ggufPath = (path as NSString).appendingPathComponent(ggufs[0])
             } else if !hasSafetensors {
@@ -58,7 +58,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
         } else {
             directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-            if Checkpoint.startsWithGGUFMagic(path) || path.hasSuffix(".gguf") { ggufPath = path }
+            if Checkpoint.startsWithGGUFMagic(path) || path.hasSuffix(".gguf") || CompressedFormat.originalFormat(atPath: path) == .gguf { ggufPath = path }
         }
         if let ggufPath {
             let file = try GGUFFile(path: ggufPath)
@@ -104,11 +104,29 @@ public final class Checkpoint: @unchecked Sendable {
         return safetensors!.shards[index].file
     }
 
-    /// The bytes of one tensor, without copying.
+    /// The bytes of one tensor, without copying (decompressed into memory the checkpoint owns when
+    /// the file is a compressed container; prefer ``readData(for:)``, which reports a damaged chunk).
     public func data(for tensor: TensorRecord) -> UnsafeRawBufferPointer {
         let file = mappedFile(tensor.fileIndex)
+        file.loadForView(tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount))
         return UnsafeRawBufferPointer(rebasing: file.bytes[tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)])
     }
+
+    /// The bytes of one tensor, as ``data(for:)``, decompressing a compressed file's chunks first.
+    /// - Throws: ``FormatError`` `.checksumMismatch` naming the tensor when a chunk is damaged.
+    public func readData(for tensor: TensorRecord) throws(FormatError) -> UnsafeRawBufferPointer {
+        try mappedFile(tensor.fileIndex).load(tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount))
+        return data(for: tensor)
+    }
+
+    /// Gives back the memory holding one tensor's bytes once a reader is done with it: the pages of
+    /// a plain file, the decoded chunks of a compressed one (decoded again if read again).
+    public func release(_ tensor: TensorRecord) {
+        mappedFile(tensor.fileIndex).advise(tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount), willNeed: false)
+    }
+
+    /// Whether any file of the checkpoint is a compressed container (formats/compressed.md).
+    public var isCompressed: Bool { (0..<files.count).contains { mappedFile($0).compressed != nil } }
 
     /// The total number of elements of all tensors.
     public var parameterCount: Int { tensors.reduce(0) { $0 + $1.elementCount } }

@@ -126,7 +126,7 @@ extension Checkpoint {
     /// A `weight_shape` tensor's values (two little-endian I64 or I32), nil when unreadable.
     private func storedShape(_ record: TensorRecord) -> [Int]? {
         guard case .dtype(let dtype) = record.type, dtype == .i64 || dtype == .i32, record.elementCount == 2 else { return nil }
-        let bytes = data(for: record)
+        guard let bytes = try? readData(for: record) else { return nil }
         let width = dtype == .i64 ? 8 : 4
         guard bytes.count == 2 * width else { return nil }
         let values = (0..<2).map { i -> Int in

@@ -10,21 +10,79 @@ import Darwin
 ///
 /// Tensor data is read through ``bytes`` without copying: the kernel pages it in on demand, so a
 /// checkpoint of hundreds of GB costs only the header pages until its tensors are touched.
+///
+/// A compressed container (formats/compressed.md) opens transparently: ``bytes`` are then the
+/// original file's, its header readable at once and each range decompressed by ``load(_:)``
+/// (which the readers' `data(for:)` call) into memory this object owns.
 public final class MappedFile: @unchecked Sendable {
     /// The path the file was opened from.
     public let path: String
-    /// The whole file. Empty for a zero-length file. Valid as long as this object lives.
+    /// The whole file (the original file's bytes for a container). Empty for a zero-length file.
+    /// Valid as long as this object lives.
     public let bytes: UnsafeRawBufferPointer
-    /// The file's size in bytes.
+    /// The file's size in bytes (the original size for a container).
     public var count: Int { bytes.count }
+    /// The container behind ``bytes`` when the file is compressed, else nil.
+    public let compressed: CompressedFile?
 
     private let base: UnsafeMutableRawPointer?
     private let descriptor: Int32
 
-    /// Opens and maps `path` read-only.
+    /// Opens and maps `path` read-only; a compressed container is opened as its original file.
+    /// - Throws: ``FormatError`` with code `.io` when the file cannot be opened or mapped, or the
+    ///   container's error when a compressed file's headers are damaged.
+    public convenience init(path: String) throws(FormatError) {
+        if CompressedFormat.isContainer(atPath: path) {
+            try self.init(container: CompressedFile(path: path))
+        } else {
+            try self.init(uncompressedPath: path)
+        }
+    }
+
+    private init(container: CompressedFile) {
+        path = container.path
+        compressed = container
+        base = nil
+        descriptor = -1
+        bytes = container.bytes
+    }
+
+    /// Decompresses `range` of a compressed file into ``bytes`` if it is not there yet; nothing for
+    /// a plain file.
+    /// - Throws: ``FormatError`` `.checksumMismatch` naming the tensor when a chunk is damaged.
+    public func load(_ range: Range<Int>) throws(FormatError) {
+        try compressed?.materialize(range)
+    }
+
+    /// ``load(_:)`` for the non-throwing `data(for:)` accessors: a damaged chunk's bytes read as
+    /// 0xFF (NaN in every float type, so later non-finite checks refuse them) and the error is kept
+    /// in ``lastLoadError``. Callers that can throw use the readers' `readData(for:)` instead.
+    func loadForView(_ range: Range<Int>) {
+        guard let compressed else { return }
+        do throws(FormatError) {
+            try compressed.materialize(range)
+        } catch {
+            errorLock.lock()
+            storedError = error
+            errorLock.unlock()
+            compressed.poison(range)
+        }
+    }
+
+    /// The last error a non-throwing accessor met while decompressing, if any.
+    public var lastLoadError: FormatError? {
+        errorLock.lock()
+        defer { errorLock.unlock() }
+        return storedError
+    }
+    private let errorLock = NSLock()
+    private var storedError: FormatError?
+
+    /// Maps `path` read-only as it is on disk, without recognising compressed containers.
     /// - Throws: ``FormatError`` with code `.io` when the file cannot be opened or mapped.
-    public init(path: String) throws(FormatError) {
+    public init(uncompressedPath path: String) throws(FormatError) {
         self.path = path
+        compressed = nil
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -60,6 +118,10 @@ public final class MappedFile: @unchecked Sendable {
     /// Tells the kernel the given byte range will be read sequentially soon (read-ahead), or is
     /// no longer needed, so streaming a large file keeps resident memory flat.
     public func advise(_ range: Range<Int>, willNeed: Bool) {
+        if let compressed {
+            if !willNeed { compressed.release(range) }
+            return
+        }
         guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound / page * page
@@ -74,6 +136,7 @@ public final class MappedFile: @unchecked Sendable {
     /// caught (formats/reliability.md).
     /// - Throws: ``FormatError`` `.truncated` naming the file and its new size.
     public func checkIntact(_ range: Range<Int>) throws(FormatError) {
+        guard descriptor >= 0 else { return }  // a compressed container: its own reader checks its chunks
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
             throw FormatError(.io, path: path, message: "cannot read the file's size while reading it (\(String(cString: strerror(errno))))")
@@ -88,7 +151,7 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base { munmap(base, bytes.count) }
-        close(descriptor)
+        if descriptor >= 0 { close(descriptor) }
     }
 }
 

@@ -96,8 +96,18 @@ public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
     public static let q5_0 = named("Q5_0")!
     /// The ggml type Q5_1.
     public static let q5_1 = named("Q5_1")!
+    /// The ggml type Q2_K.
+    public static let q2_K = named("Q2_K")!
+    /// The ggml type Q3_K.
+    public static let q3_K = named("Q3_K")!
     /// The ggml type Q4_K.
     public static let q4_K = named("Q4_K")!
+    /// The ggml type Q5_K.
+    public static let q5_K = named("Q5_K")!
     /// The ggml type Q6_K.
     public static let q6_K = named("Q6_K")!
+    /// The ggml type IQ4_NL (non-linear 4-bit, blocks of 32).
+    public static let iq4_NL = named("IQ4_NL")!
+    /// The ggml type IQ4_XS (non-linear 4-bit, super-blocks of 256 with 6-bit sub-block scales).
+    public static let iq4_XS = named("IQ4_XS")!
 }

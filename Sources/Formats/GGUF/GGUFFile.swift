@@ -133,7 +133,18 @@ public final class GGUFFile: @unchecked Sendable {
               let end = CheckedSize.sum(start, tensor.byteCount),
               tensor.offset >= 0, tensor.byteCount >= 0, end <= file.bytes.count
         else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        file.loadForView(start..<end)
         return UnsafeRawBufferPointer(rebasing: file.bytes[start..<end])
+    }
+
+    /// The tensor's bytes, as ``data(for:)``, decompressing a compressed file's chunks first.
+    /// - Throws: ``FormatError`` `.checksumMismatch` naming the tensor when a chunk is damaged.
+    public func readData(for tensor: GGUFTensorInfo) throws(FormatError) -> UnsafeRawBufferPointer {
+        if let start = CheckedSize.sum(dataStart, tensor.offset), let end = CheckedSize.sum(start, tensor.byteCount),
+           tensor.offset >= 0, tensor.byteCount >= 0, end <= file.bytes.count {
+            try file.load(start..<end)
+        }
+        return data(for: tensor)
     }
 
     /// The tensors as checkpoint records: row-major shapes, absolute offsets, `.ggml` types.

@@ -69,7 +69,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
                                   message: "the directory has several index files (\(indexes.joined(separator: ", "))) and none is \(SafetensorsCheckpoint.indexFileName)",
                                   remedy: "pass the index file to use")
             } else {
-                files = visible.filter { $0.hasSuffix(".safetensors") }
+                files = visible.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".safetensors.bpz") }
                 if files.isEmpty {
                     throw FormatError(.notThisFormat, path: path, message: "the directory has no .safetensors files",
                                       remedy: "point at a directory with safetensors weights (run `git lfs pull` if they are missing)")
@@ -94,7 +94,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             let fileNames = Set(index.weightMap.map(\.file)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             var fileIndexByName: [String: Int] = [:]
             for (position, name) in fileNames.enumerated() {
-                let shardPath = URL(fileURLWithPath: directory).appendingPathComponent(name).path
+                let listedPath = URL(fileURLWithPath: directory).appendingPathComponent(name).path
+                // A compressed checkpoint keeps the index as it was; its shards carry `.bpz`.
+                let shardPath = CompressedFormat.existingPath(listedPath) ?? listedPath
                 if !FileManager.default.fileExists(atPath: shardPath) {
                     let first = index.weightMap.first { $0.file == name }?.tensor
                     throw FormatError(.shardMissing, path: shardPath, tensor: first,
@@ -170,7 +172,15 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     /// The tensor's bytes in its mapped file (no copy; valid while this object lives).
     public func data(for record: TensorRecord) -> UnsafeRawBufferPointer {
         let file = shards[record.fileIndex].file
+        file.loadForView(record.fileOffset..<(record.fileOffset + record.byteCount))
         return UnsafeRawBufferPointer(rebasing: file.bytes[record.fileOffset..<(record.fileOffset + record.byteCount)])
+    }
+
+    /// The tensor's bytes, as ``data(for:)``, decompressing a compressed shard's chunks first.
+    /// - Throws: ``FormatError`` `.checksumMismatch` naming the tensor when a chunk is damaged.
+    public func readData(for record: TensorRecord) throws(FormatError) -> UnsafeRawBufferPointer {
+        try shards[record.fileIndex].file.load(record.fileOffset..<(record.fileOffset + record.byteCount))
+        return data(for: record)
     }
 
     /// The sum of all tensors' bytes (what an index calls `total_size`).

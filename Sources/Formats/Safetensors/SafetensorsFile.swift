@@ -261,7 +261,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         let lower = dataStart + tensor.dataOffsets.lowerBound
         let upper = dataStart + tensor.dataOffsets.upperBound
         precondition(lower >= dataStart && upper <= file.count, "tensor '\(tensor.name)' does not belong to \(path)")
+        file.loadForView(lower..<upper)
         return UnsafeRawBufferPointer(rebasing: file.bytes[lower..<upper])
+    }
+
+    /// The tensor's bytes, as ``data(for:)``, decompressing a compressed file's chunks first.
+    /// - Throws: ``FormatError`` `.checksumMismatch` naming the tensor when a chunk is damaged.
+    public func readData(for tensor: SafetensorsTensor) throws(FormatError) -> UnsafeRawBufferPointer {
+        try file.load((dataStart + tensor.dataOffsets.lowerBound)..<(dataStart + tensor.dataOffsets.upperBound))
+        return data(for: tensor)
     }
 
     /// The tensors as format-neutral records with absolute file offsets, in data order.

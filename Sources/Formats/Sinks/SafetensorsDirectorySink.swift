@@ -60,6 +60,7 @@ public final class SafetensorsDirectorySink: CheckpointSink {
         for name in names.sorted() where !name.hasPrefix(".") {
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
             if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
+            if CompressedContainer.isWeightFile(CompressedFormat.originalName(name)) { continue }  // compressed shards
             let path = directory + "/" + name
             if let destination = try? fm.destinationOfSymbolicLink(atPath: path) {
                 guard SafetensorsDirectorySink.isTrustedLink(path, in: directory) else {

@@ -14,18 +14,18 @@ enum OutputVerifier {
         var mapped: [String: MappedFile] = [:]
         var holders: [AnyObject] = []
         for path in files {
-            if path.hasSuffix(".gguf") {
+            if CompressedFormat.originalName(path).hasSuffix(".gguf") {
                 let file = try GGUFFile(path: path)
                 holders.append(file)
                 for tensor in file.tensors {
-                    lookup[tensor.name] = (file.data(for: tensor), .ggml(tensor.type))
+                    lookup[tensor.name] = (try file.readData(for: tensor), .ggml(tensor.type))
                     mapped[tensor.name] = file.file
                 }
             } else {
                 let file = try SafetensorsFile(path: path)
                 holders.append(file)
                 for tensor in file.tensors {
-                    lookup[tensor.name] = (file.data(for: tensor), .dtype(tensor.dtype))
+                    lookup[tensor.name] = (try file.readData(for: tensor), .dtype(tensor.dtype))
                     mapped[tensor.name] = file.file
                 }
             }
@@ -55,7 +55,7 @@ enum OutputVerifier {
                 } else if case .ggml(let ggml) = type, let bad = firstBadBlockScale(bytes, type: ggml) {
                     throw QuantizeJobError(.outputCheckFailed, "tensor '\(output.name)': block \(bad.block) has the scale \(bad.value); a non-finite scale decodes to NaN. Check the input for extreme values")
                 } else if output.name == item.source.name || output.name.hasSuffix("weight_packed") {
-                    if bytes.count > 1, allSame(bytes), !allSame(checkpoint.data(for: item.source)) {
+                    if bytes.count > 1, allSame(bytes), !allSame(try checkpoint.readData(for: item.source)) {
                         throw QuantizeJobError(.outputCheckFailed, "tensor '\(output.name)' is one repeated byte although its input varies: the quantized weights carry no information. This is a bug in quantize, please report it")
                     }
                 }

@@ -28,6 +28,15 @@ public final class QuantizeJob {
         /// Worker threads for the kernels (`--threads`); nil uses every core. The output bytes do
         /// not depend on it: work is split into the same row bands whatever the count.
         public var threads: Int? = nil
+        /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
+        /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
+        public var compressOutput = false
+        /// Runs on the complete staged output (the staged model directory or file, with config.json
+        /// and side files) before it is moved into place, and returns a JSON document written beside
+        /// the accuracy report: `quantize-eval.json` inside a directory output, `OUT.quantize-eval.json`
+        /// beside a file output. `--eval-text` evaluates the fresh output here; the job above Quantize
+        /// that supplies it knows the forward pass, Quantize does not. A throw leaves nothing behind.
+        public var evaluateStaged: (@Sendable (_ stagedPath: String, _ outputPath: String) throws -> [UInt8])?
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -129,6 +138,8 @@ public final class QuantizeJob {
         /// What the run cleaned up or skipped (leftovers of interrupted runs, side-file links it
         /// did not follow), as sentences for the user.
         public var notes: [String] = []
+        /// Where the document of ``Settings/evaluateStaged`` was written, when it ran.
+        public var evaluationPath: String? = nil
     }
 
     /// Progress of a run: tensor index (1-based), count, input bytes done, total, and the tensor's name.
@@ -175,9 +186,10 @@ public final class QuantizeJob {
             throw QuantizeJobError(.unsupportedConversion,
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
-        outputPath = settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme)
+        outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme),
+                                                    compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
-        try QuantizeJob.checkOutputName(outputPath, kind: outputKind)
+        try QuantizeJob.checkOutputName(outputPath, kind: outputKind, compressed: settings.compressOutput)
         if FileManager.default.fileExists(atPath: outputPath) {
             if !settings.overwrite {
                 throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
@@ -229,7 +241,10 @@ public final class QuantizeJob {
 
     /// Refuses a file output whose name does not end in its container's extension (`.gguf`,
     /// `.safetensors`): loaders pick the format by it, and so does the check of what was written.
-    static func checkOutputName(_ output: String, kind: OutputKind) throws {
+    /// A compressed output (`--compress`) is checked without its container extension.
+    static func checkOutputName(_ output: String, kind: OutputKind, compressed: Bool = false) throws {
+        let container = "." + CompressedFormat.fileExtension
+        let output = compressed && output.hasSuffix(container) ? String(output.dropLast(container.count)) : output
         let ext: String
         switch kind {
         case .safetensorsDirectory: return
@@ -263,8 +278,8 @@ public final class QuantizeJob {
             var entryIsDirectory: ObjCBool = false
             _ = fm.fileExists(atPath: output + "/" + name, isDirectory: &entryIsDirectory)
             if entryIsDirectory.boolValue || name.hasPrefix(".") { return true }
-            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") { return false }
-            if name == "config.json" || name == "quantize-report.json" { return false }
+            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.\(CompressedFormat.fileExtension)") || name.hasSuffix(".safetensors.index.json") { return false }
+            if name == "config.json" || name == "quantize-report.json" || name == "quantize-eval.json" { return false }
             return !sideFiles.contains(name)
         }
         if !foreign.isEmpty {
@@ -309,7 +324,7 @@ public final class QuantizeJob {
     /// The default output: a sibling of the input named after the scheme.
     public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
         let label = scheme.outputLabel
-        var url = URL(fileURLWithPath: input)
+        var url = URL(fileURLWithPath: CompressedFormat.originalName(input))
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
         switch kind {
@@ -379,6 +394,10 @@ public final class QuantizeJob {
         let stagedFiles = try sink.finishTensors()
 
         try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
+        if settings.compressOutput {
+            // The verified staged files, compressed before the output is moved into place.
+            for path in stagedFiles { _ = try CompressedContainer.compressStaged(path, appendExtension: outputKind == .safetensorsDirectory) }
+        }
 
         var report: AccuracyReport? = nil
         var reportPath: String? = nil
@@ -404,6 +423,24 @@ public final class QuantizeJob {
                 reportPath = outputPath + "/quantize-report.json"
             }
         }
+        // The model-level evaluation of the complete staged output, before anything is in place.
+        var evaluation: [UInt8]? = nil
+        var evaluationPath: String? = nil
+        if let evaluate = settings.evaluateStaged {
+            let staged = outputKind == .safetensorsDirectory
+                ? sink.transaction.stagingDirectory : sink.transaction.path(URL(fileURLWithPath: outputPath).lastPathComponent)
+            evaluation = try evaluate(staged, outputPath)
+            if let directory = sink as? SafetensorsDirectorySink, let evaluation {
+                try directory.transaction.write(evaluation, named: "quantize-eval.json")
+                evaluationPath = outputPath + "/quantize-eval.json"
+            }
+        }
+        if outputKind != .safetensorsDirectory, let evaluation {
+            // Staged with the output and moved into place just before it, as the report is.
+            let path = outputPath + ".quantize-eval.json"
+            try sink.transaction.writeCompanion(evaluation, stagedName: "quantize-eval.json", finalPath: path)
+            evaluationPath = path
+        }
         if outputKind != .safetensorsDirectory {
             // The report beside a file output belongs to it: staged and synced with the output and
             // moved into place just before it (a report without its output is what an interrupt
@@ -421,7 +458,8 @@ public final class QuantizeJob {
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
                        keptCount: tensors.filter { !$0.decision.quantize }.count, inputBytes: inputBytes, outputBytes: outputBytes,
                        seconds: Date().timeIntervalSince(start), checkSeconds: checkSeconds,
-                       peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath, notes: notes)
+                       peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath,
+                       notes: notes, evaluationPath: evaluationPath)
     }
 
     /// The planned tensors in the order the sink takes their bytes: shard by shard (input order
@@ -462,7 +500,7 @@ public final class QuantizeJob {
                     // A lone file has no config.json: it carries its layout in its own metadata.
                     metadata["quantization_config"] = config.serializedString(.compact)
                 }
-                shards.append(SafetensorsShardedWriter.PlannedShard(fileName: URL(fileURLWithPath: path).lastPathComponent,
+                shards.append(SafetensorsShardedWriter.PlannedShard(fileName: CompressedFormat.originalName(URL(fileURLWithPath: path).lastPathComponent),
                                                                     tensors: entries, metadata: metadata))
             }
             if outputKind == .safetensorsFile {
@@ -494,7 +532,7 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
-        let source = checkpoint.data(for: planned.source)
+        let source = try checkpoint.readData(for: planned.source)
         guard planned.decision.quantize, let matrix = planned.matrix else {
             // Kept: copied byte for byte, in pieces, releasing what was read.
             let piece = 16 << 20

@@ -125,7 +125,7 @@ public final class VerifyJob {
         if pair.parts.count == 1 {
             let record = pair.parts[0].record
             var out = [Float](repeating: 0, count: pair.rows * pair.columns)
-            let bytes = quantized.data(for: record)
+            let bytes = try quantized.readData(for: record)
             switch record.type {
             case .ggml(let type) where !VerifyJob.isFloat(record.type):
                 try out.withUnsafeMutableBufferPointer { buffer throws(QuantizeError) in
@@ -138,9 +138,9 @@ public final class VerifyJob {
             }
             return out
         }
-        let parts = pair.parts.map { entry in
+        let parts = try pair.parts.map { entry in
             QuantizedTensor.Part(suffix: entry.suffix, type: entry.record.type, shape: entry.record.shape,
-                                 data: Array(quantized.data(for: entry.record)))
+                                 data: Array(try quantized.readData(for: entry.record)))
         }
         return try dequantized(QuantizedTensor(rows: pair.rows, columns: pair.columns, parts: parts), tensorName: pair.name)
     }
@@ -162,7 +162,7 @@ public final class VerifyJob {
         for (index, pair) in pairs.enumerated() {
             var originalValues = [Float](repeating: 0, count: pair.rows * pair.columns)
             try originalValues.withUnsafeMutableBufferPointer { buffer in
-                try QuantizeJob.convertToFloat32(original.data(for: pair.original), type: pair.original.type, into: buffer, name: pair.name)
+                try QuantizeJob.convertToFloat32(original.readData(for: pair.original), type: pair.original.type, into: buffer, name: pair.name)
             }
             let decoded = try decode(pair)
             let probe = try activations.activations(forTensor: pair.name, columns: pair.columns)
@@ -171,6 +171,9 @@ public final class VerifyJob {
                                                      tensorName: pair.name, options: accuracy)
             let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: pair.scheme, override: maxError)
             entries.append(AccuracyReport.Entry(name: pair.name, scheme: pair.scheme, accuracy: metrics, threshold: threshold))
+            // Resident memory stays flat over a large (or compressed, decoded into memory) checkpoint.
+            original.release(pair.original)
+            pair.parts.forEach { quantized.release($0.record) }
             progress?(index + 1, pairs.count, pair.name)
         }
         return AccuracyReport(tensors: entries, probe: AccuracyReport.Probe(source: activations, file: activationsFile))

@@ -1,0 +1,153 @@
+import CKernels
+import Foundation
+import Formats
+import Quantize
+import TestSupport
+import Testing
+
+/// fixtures/mixtures/ (tools/mixture_oracle.py): llama-quantize --dry-run's type of every tensor
+/// for every mixture, on GGUF headers shaped like real models.
+struct MixtureOracle: Decodable {
+    let model: String
+    let metadata: [String: JSONScalar]
+    let tensors: [[JSONScalar]]
+    let order: [String]
+    let expected: [String: [String]]
+
+    enum JSONScalar: Decodable {
+        case string(String), number(Double), array([Int])
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .string(s) } else if let a = try? c.decode([Int].self) { self = .array(a) } else { self = .number(try c.decode(Double.self)) }
+        }
+    }
+
+    static let models = ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "qwen2.5-0.5b", "qwen3-30b-a3b"]
+
+    static func load(_ model: String) throws -> MixtureOracle {
+        try JSONDecoder().decode(MixtureOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/\(model).json"))))
+    }
+
+    var ggufMetadata: [String: GGUFValue] {
+        metadata.mapValues { v in
+            switch v {
+            case .string(let s): return .string(s)
+            case .number(let d): return d == d.rounded() ? .uint32(UInt32(d)) : .float32(Float(d))
+            case .array(let a): return .array(.uint32, a.map { .uint32(UInt32($0)) })
+            }
+        }
+    }
+
+    func mixtureTensors() throws -> [MixtureTensor] {
+        try tensors.map { t in
+            guard case .string(let name) = t[0], case .array(let shape) = t[1], case .string(let type) = t[2], let ggml = GGMLType.named(type) else {
+                throw QuantizeJobError(.invalidActivations, "malformed tensor entry in mixtures/\(model).json")
+            }
+            return MixtureTensor(name: name, shape: shape, type: ggml)
+        }
+    }
+}
+
+@Suite("Mixtures choose llama-quantize's type for every tensor")
+struct MixtureTests {
+    @Test("every mixture on every model header: our per-tensor types equal llama-quantize --dry-run's",
+          arguments: MixtureOracle.models)
+    func matchesLlamaQuantize(_ model: String) throws {
+        let oracle = try MixtureOracle.load(model)
+        let facts = try MixtureModel(metadata: oracle.ggufMetadata)
+        let tensors = try oracle.mixtureTensors()
+        #expect(MixturePlanner.llamaOrder(tensors).map(\.name) == oracle.order, "llama-quantize's tensor order")
+        #expect(Set(oracle.expected.keys) == Set(MixtureName.allCases.map(\.rawValue)))
+        for mixture in MixtureDescriptor.all {
+            let expected = try #require(oracle.expected[mixture.name.rawValue])
+            let plan = try MixturePlanner.plan(mixture, model: facts, tensors: tensors)
+            #expect(plan.map(\.name) == oracle.order)
+            let wrong = zip(plan, expected).filter { $0.0.type.name != $0.1 }
+            #expect(wrong.isEmpty, "\(model) \(mixture.llamaName): \(wrong.count) tensors differ, first: \(wrong.prefix(3).map { "\($0.0.name) ours \($0.0.type.name) (\($0.0.reason)) llama \($0.1)" })")
+        }
+    }
+
+    @Test("the fixtures exercise the rules they are meant to: GQA, 70B, 8 experts, tied embeddings and the row-length fallbacks")
+    func fixturesCoverTheRules() throws {
+        let llama70 = try MixtureModel(metadata: MixtureOracle.load("llama-3.1-70b").ggufMetadata)
+        #expect(llama70.is70B && llama70.gqa == 8)
+        let mixtral = try MixtureModel(metadata: MixtureOracle.load("mixtral-8x7b").ggufMetadata)
+        #expect(mixtral.expertCount == 8 && !mixtral.is70B)
+        let qwen = try MixtureOracle.load("qwen2.5-0.5b")
+        let plan = try MixturePlanner.plan(MixtureName.q4_K_M.descriptor, model: MixtureModel(metadata: qwen.ggufMetadata), tensors: qwen.mixtureTensors())
+        let embd = try #require(plan.first { $0.name == "token_embd.weight" })
+        #expect(embd.type == .q8_0 && embd.reason.contains("tied"))
+        #expect(plan.contains { $0.type == .q5_0 && $0.reason.contains("falls back") })
+    }
+
+    @Test("--tensor-type overrides the rule for matching tensors; one that matches nothing, a bad type or a bad pattern is an error")
+    func overrides() throws {
+        let oracle = try MixtureOracle.load("llama-3.1-8b")
+        let facts = try MixtureModel(metadata: oracle.ggufMetadata), tensors = try oracle.mixtureTensors()
+        let plan = try MixturePlanner.plan(MixtureName.q4_K_M.descriptor, model: facts, tensors: tensors,
+                                           overrides: [TensorTypeOverride(parsing: "ATTN_K=q8_0"), TensorTypeOverride(parsing: "blk\\.1\\.ffn_up=q5_k")])
+        #expect(plan.filter { $0.name.hasSuffix("attn_k.weight") }.allSatisfy { $0.type == .q8_0 && $0.reason.contains("--tensor-type attn_k=q8_0") })
+        #expect(plan.first { $0.name == "blk.1.ffn_up.weight" }?.type == .q5_K)
+        #expect(plan.first { $0.name == "blk.10.ffn_up.weight" }?.type == .q4_K)
+        #expect(plan.first { $0.name == "blk.0.attn_norm.weight" }?.type == .f32)
+        #expect(throws: QuantizeJobError.self) {
+            _ = try MixturePlanner.plan(MixtureName.q4_K_M.descriptor, model: facts, tensors: tensors, overrides: [TensorTypeOverride(parsing: "attn_zz=q8_0")])
+        }
+        for bad in ["attn_k", "=q8_0", "attn_k=q9_9", "attn_k=", "attn_[k=q8_0"] {
+            #expect(throws: QuantizeJobError.self, "\(bad)") { _ = try TensorTypeOverride(parsing: bad) }
+        }
+    }
+
+    @Test("mixture names and llama file types are llama.cpp's")
+    func names() {
+        #expect(MixtureDescriptor.all.map(\.name) == MixtureName.allCases)
+        #expect(MixtureDescriptor.named("Q4_K_M")?.llamaFileType == 15)
+        #expect(MixtureDescriptor.all.map(\.llamaFileType) == [10, 11, 12, 13, 14, 15, 16, 17, 18, 30])
+        #expect(MixtureDescriptor.named("q4_k_x") == nil)
+    }
+}
+
+/// fixtures/mixtures/tiny-llama-bytes.json (tools/mixture_bytes_oracle.py): llama-quantize's real
+/// output of fixtures/tiny-llama.gguf for every mixture, as per-tensor type and sha256.
+struct MixtureBytesOracle: Decodable {
+    struct Output: Decodable { let file_type: UInt32; let tensors: [[String]]; let file_sha256: String }
+    let input_sha256: String
+    let mixtures: [String: Output]
+}
+
+@Suite("Mixture tensors are byte-identical to llama-quantize's on tiny-llama")
+struct MixtureBytesTests {
+    @Test("every mixture: the planned type, order and encoded bytes of every tensor equal llama-quantize's output",
+          arguments: MixtureName.allCases)
+    func tensorsMatch(_ name: MixtureName) throws {
+        let oracle = try JSONDecoder().decode(MixtureBytesOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/tiny-llama-bytes.json"))))
+        let expected = try #require(oracle.mixtures[name.rawValue])
+        #expect(expected.file_type == name.descriptor.llamaFileType)
+        let gguf = try GGUFFile(path: Fixtures.path("tiny-llama.gguf"))
+        let bytes = gguf.file.bytes
+        #expect(SHA256.hex(bytes) == oracle.input_sha256, "fixtures/tiny-llama.gguf changed; rerun tools/mixture_bytes_oracle.py")
+        let metadata = Dictionary(gguf.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let plan = try MixturePlanner.plan(name.descriptor, model: MixtureModel(metadata: metadata),
+                                           tensors: gguf.tensors.map { MixtureTensor(name: $0.name, shape: $0.dimensions, type: $0.type) })
+        #expect(plan.map(\.name) == expected.tensors.map { $0[0] })
+        for (decision, want) in zip(plan, expected.tensors) {
+            #expect(decision.type.name == want[1], "\(name.rawValue) \(decision.name): \(decision.type.name) (\(decision.reason)), llama-quantize \(want[1])")
+            let info = try #require(gguf.tensor(named: decision.name))
+            let source = gguf.data(for: info)
+            var out: [UInt8]
+            if decision.converts {
+                var x = [Float](repeating: 0, count: info.elementCount)
+                try x.withUnsafeMutableBufferPointer { try dequantizeGGML(info.type, bytes: source, elementCount: info.elementCount, into: $0, tensorName: info.name) }
+                let type = decision.type
+                out = [UInt8](repeating: 0, count: try #require(type.byteCount(elementCount: info.elementCount)))
+                let status = x.withUnsafeBufferPointer { p in
+                    out.withUnsafeMutableBufferPointer { qk_quant_ggml_encode(type.id, p.baseAddress!, $0.baseAddress!, info.elementCount / type.blockSize, type.blockSize, nil) }
+                }
+                #expect(status == -1)
+            } else {
+                out = [UInt8](source)
+            }
+            #expect(SHA256.hex(out) == want[2], "\(name.rawValue) \(decision.name) as \(decision.type.name): bytes differ from llama-quantize's")
+        }
+    }
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Oracle fixtures for the k-quant and IQ4 encoders: ggml's own quantizer on seeded rows.
+
+Builds tools/ggml_oracle/quant_harness.c (a 30-line main around `ggml_quantize_chunk` with no
+importance matrix — the call llama-quantize makes per tensor when it has none, which dispatches
+to quantize_q2_K → quantize_row_q2_K_ref, …, quantize_iq4_nl/quantize_iq4_xs with ntry 7) against
+the libggml-base.a that tools/build_llama_cpp.sh builds (the llama.cpp vendored by
+llama-cpp-python 0.3.36), runs it on a fixed-seed matrix whose rows cover the edge cases, and
+writes fixtures/ggml-kquants/:
+
+  input.f32     ROWS × COLUMNS little-endian float32 (row r is rows[r] in cases.json)
+  <TYPE>.bin    ggml's bytes for the whole matrix, for every type in cases.json
+  cases.json    rows (labels), columns, types (name, id, bytes, sha256), llama.cpp version
+
+Tests/QuantizeTests/GGMLOracleTests.swift encodes input.f32 with our kernels and compares.
+Run: python3 tools/ggml_oracle.py            (LLAMA_CPP_DIR: default <repo>/.llama.cpp)
+     python3 tools/ggml_oracle.py --check     (regenerate in memory and compare with the committed files)
+     python3 tools/ggml_oracle.py --stress    (also build our CKernels with cc and compare every type on
+                                               2048 × 512 seeded Gaussian / Student-t rows at 4 scales)
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "fixtures" / "ggml-kquants"
+COLUMNS = 512
+SIZES = {10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136)}
+TYPES = [("Q2_K", 10), ("Q3_K", 11), ("Q4_K", 12), ("Q5_K", 13), ("Q6_K", 14), ("IQ4_NL", 20), ("IQ4_XS", 23)]
+
+
+def llama_dir() -> Path:
+    d = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / ".llama.cpp"))
+    lib = d / "build" / "ggml" / "src" / "libggml-base.a"
+    if not lib.exists():
+        sys.exit(f"ggml_oracle: {lib} not found; run tools/build_llama_cpp.sh (or set LLAMA_CPP_DIR)")
+    return d
+
+
+def harness(d: Path, work: Path) -> Path:
+    """The harness, compiled into `work` (a temporary directory: nothing is written to `d`)."""
+    src = ROOT / "tools" / "ggml_oracle" / "quant_harness.c"
+    exe, obj = work / "quant_harness", work / "quant_harness.o"
+    lib = d / "build" / "ggml" / "src" / "libggml-base.a"
+    subprocess.run(["cc", "-O2", "-c", "-I", str(d / "llama.cpp" / "ggml" / "include"), str(src), "-o", str(obj)], check=True)
+    subprocess.run(["c++", str(obj), str(lib), "-lm", "-fopenmp", "-o", str(exe)], check=True)
+    return exe
+
+
+def rows():
+    """(label, row) pairs: the edge cases each encoder branches on, then seeded random rows."""
+    rng = np.random.default_rng(20261201)
+    n = COLUMNS
+    out = []
+    g = lambda s=1.0: (rng.standard_normal(n) * s).astype(np.float32)
+    out.append(("zeros", np.zeros(n, np.float32)))
+    out.append(("constant +0.37", np.full(n, 0.37, np.float32)))
+    out.append(("constant -2.5", np.full(n, -2.5, np.float32)))
+    r = g(0.02); r[rng.integers(0, n, 3)] = [8.0, -12.0, 30.0]
+    out.append(("gaussian 0.02 with 3 outliers", r))
+    r = np.zeros(n, np.float32); r[17] = 1.0; r[300] = -0.5
+    out.append(("two non-zeros", r))
+    out.append(("tiny 1e-30 (x² underflows)", g(1e-30)))
+    out.append(("tiny 1e-20", g(1e-20)))
+    out.append(("near GROUP_MAX_EPS 1e-15", g(1e-15)))
+    out.append(("huge 1e4", g(1e4)))
+    out.append(("all positive", np.abs(g(0.5)) + 0.1))
+    out.append(("all negative", -np.abs(g(0.5)) - 0.1))
+    out.append(("integers -4..3 (ties)", rng.integers(-4, 4, n).astype(np.float32)))
+    out.append(("halves (rounding ties)", (rng.integers(-16, 16, n) / 2).astype(np.float32)))
+    r = g(0.03); r[: n // 2] = 0
+    out.append(("first half zero", r))
+    r = g(0.03); r[::32] = 0; r[5::16] = -r[5::16]
+    out.append(("sparse sign flips", r))
+    r = g(1.0); r[:64] *= 1e-6
+    out.append(("mixed scales per sub-block", r))
+    for i in range(8):
+        t = rng.standard_t(5, n).astype(np.float32) * np.float32(0.02)
+        out.append((f"student-t5 #{i}", t))
+    for i in range(8):
+        out.append((f"gaussian #{i}", g(0.02 * (i + 1))))
+    return out
+
+
+def generate():
+    d = llama_dir()
+    with tempfile.TemporaryDirectory() as work:
+        return generate_with(d, harness(d, Path(work)))
+
+
+def generate_with(d: Path, exe: Path):
+    labelled = rows()
+    x = np.stack([r for _, r in labelled]).astype("<f4")
+    files = {"input.f32": x.tobytes()}
+    types = []
+    for name, tid in TYPES:
+        blob = subprocess.run([str(exe), str(tid), str(len(labelled)), str(COLUMNS)], input=x.tobytes(),
+                              capture_output=True, check=True).stdout
+        files[f"{name}.bin"] = blob
+        types.append({"name": name, "id": tid, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})
+    version = (d / "llama.cpp.version").read_text().strip() if (d / "llama.cpp.version").exists() else "unknown"
+    cases = {"columns": COLUMNS, "rows": [label for label, _ in labelled], "types": types,
+             "input_sha256": hashlib.sha256(files["input.f32"]).hexdigest(), "llama_cpp": version,
+             "call": "ggml_quantize_chunk(type, x, out, 0, rows, columns, NULL)"}
+    files["cases.json"] = (json.dumps(cases, indent=1) + "\n").encode()
+    return files
+
+
+def stress():
+    """Our kernels against ggml on about a million weights per type; prints the differing blocks."""
+    d = llama_dir()
+    rng = np.random.default_rng(7)
+    rows, cols = 2048, 512
+    parts = []
+    for s in [1e-3, 0.02, 1.0, 100.0]:
+        parts += [rng.standard_normal((rows // 8, cols)) * s, rng.standard_t(3, (rows // 8, cols)) * s]
+    x = np.concatenate(parts).astype("<f4")
+    x[::7, ::13] = 0
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        exe = harness(d, work)
+        kernels = ROOT / "Sources" / "CKernels"
+        ours = work / "ours"
+        sources = [str(p) for p in sorted(kernels.glob("*.c")) if p.name.startswith(("ggml_", "kernel_shared", "cpu"))]
+        subprocess.run(["cc", "-O2", "-I", str(kernels / "include"), "-I", str(kernels), str(ROOT / "tools" / "ggml_oracle" / "ours_harness.c"),
+                        *sources, "-lm", "-o", str(ours)], check=True)
+        bad = 0
+        for name, tid in TYPES:
+            bs, bpb = SIZES[tid]
+            a = subprocess.run([str(exe), str(tid), str(rows), str(cols)], input=x.tobytes(), capture_output=True, check=True).stdout
+            b = subprocess.run([str(ours), str(tid), str(rows), str(cols), str(bs), str(bpb)], input=x.tobytes(), capture_output=True, check=True).stdout
+            A = np.frombuffer(a, np.uint8).reshape(-1, bpb)
+            B = np.frombuffer(b, np.uint8).reshape(-1, bpb)
+            n = int((A != B).any(axis=1).sum())
+            bad += n
+            print(f"{name}: {n} of {len(A)} blocks differ from ggml")
+        sys.exit(1 if bad else 0)
+
+
+def main():
+    if "--stress" in sys.argv:
+        stress()
+    files = generate()
+    if "--check" in sys.argv:
+        bad = [n for n, b in files.items() if not (OUT / n).exists() or (OUT / n).read_bytes() != b]
+        print("ggml_oracle: fixtures match" if not bad else f"ggml_oracle: differ: {bad}")
+        sys.exit(1 if bad else 0)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for n, b in files.items():
+        (OUT / n).write_bytes(b)
+    print(f"ggml_oracle: wrote {len(files)} files to {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
