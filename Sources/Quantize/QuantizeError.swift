@@ -21,8 +21,11 @@ public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The tensors given for decoding do not form a layout this module can read.
     case unsupportedLayout(tensor: String, found: String)
 
-    /// A sentence saying what is wrong, where, and what to do.
-    public var description: String {
+    /// A sentence saying what is wrong, where, and what to do (names longer than
+    /// ``DisplayText/nameLimit`` shortened).
+    public var description: String { DisplayText.shorteningLongWords(fullDescription) }
+
+    private var fullDescription: String {
         switch self {
         case let .nonFiniteWeight(tensor, row, column, value):
             return "tensor '\(tensor)' holds \(value) at [\(row), \(column)]; quantizing it would write a silently broken file. Fix the checkpoint, or pass --allow-non-finite to map NaN to 0 and ±inf to the row's largest finite magnitude"
@@ -53,6 +56,10 @@ public struct QuantizeJobError: Error, Sendable, CustomStringConvertible, Equata
         case outputExists
         /// The output would overwrite the input.
         case outputIsInput
+        /// A file output's name lacks its container's extension.
+        case invalidOutputName
+        /// `--force` would replace something quantize did not write.
+        case outputNotOurs
         /// A `--only`/`--skip` pattern matched no tensor.
         case patternMatchedNothing
         /// Nothing would be quantized.
@@ -78,6 +85,6 @@ public struct QuantizeJobError: Error, Sendable, CustomStringConvertible, Equata
         self.message = message
     }
 
-    /// The message.
-    public var description: String { message }
+    /// The message, with names longer than ``DisplayText/nameLimit`` shortened.
+    public var description: String { DisplayText.shorteningLongWords(message) }
 }

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// Progress on stderr while a long job runs: item i/N, bytes done, rate and ETA, redrawn in place
@@ -82,6 +83,8 @@ enum Format {
 
     /// Renders rows as an aligned text table (first row is the header).
     static func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+        // A hostile file's megabyte names would make the table unreadable (and slow): cells are shortened.
+        let rows = rows.map { $0.map { DisplayText.shortened($0) } }
         guard let header = rows.first else { return "" }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }

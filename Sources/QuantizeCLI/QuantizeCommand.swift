@@ -18,11 +18,38 @@ struct QuantizeCommand: ParsableCommand {
     static func main() {
         do {
             var command = try parseAsRoot()
+            if command is RunCommand { Interrupts.install() }
             try command.run()
         } catch {
             let outcome = ExitStatus.outcome(of: error, command: self)
             if let message = outcome.message { outcome.toStandardOutput ? print(message) : Format.note(message) }
             Foundation.exit(outcome.code)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM during a run: every open output transaction is discarded (its staging
+/// directory removed), one line says what happened, and the process exits 130 or 143. Handled on
+/// a dispatch queue (not in signal context), so removing files is safe; a commit in progress
+/// finishes first (the transaction registry's lock), and the line then says the output is complete.
+enum Interrupts {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    /// Installs the handlers (once, before the job starts).
+    static func install() {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global(qos: .userInitiated))
+            source.setEventHandler {
+                OutputTransaction.discardAll()
+                let line = OutputTransaction.hasCommitted
+                    ? "quantize: interrupted (\(name)) after the output was moved into place; it is complete\n"
+                    : "quantize: interrupted (\(name)); nothing was written\n"
+                FileHandle.standardError.write(line.data(using: .utf8)!)
+                _exit(128 + number)
+            }
+            source.resume()
+            sources.append(source)
         }
     }
 }

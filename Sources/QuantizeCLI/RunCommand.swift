@@ -75,6 +75,9 @@ extension QuantizeCommand {
         @OptionGroup(title: "Accuracy check")
         var check: CheckOptions
 
+        @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
+        var threads: Int?
+
         @Option(help: ArgumentHelp("Evaluate the fresh output against the input on this text (quantize eval's protocol: perplexity, KL divergence) before it is moved into place; written as quantize-eval.json beside the accuracy report.", valueName: "file"))
         var evalText: String?
 
@@ -97,6 +100,7 @@ extension QuantizeCommand {
             if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
             if granularity != nil && to.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
+            if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
             if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
                 throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")
             }
@@ -141,6 +145,7 @@ extension QuantizeCommand {
             if let evalText {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
+            settings.threads = threads
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {
@@ -153,6 +158,7 @@ extension QuantizeCommand {
             let progress = ProgressReporter(totalItems: job.tensors.count, totalBytes: job.inputBytes, enabled: !quiet && !json)
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
+            if !quiet { for note in summary.notes { Format.note("note: " + note) } }
             if let accuracy = summary.report {
                 try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)", original: input, checkpoints: [summary.output])
             }

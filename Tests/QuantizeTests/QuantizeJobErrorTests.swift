@@ -227,10 +227,11 @@ struct QuantizeJobErrorTests {
         let directory = try SpecialInputs.nanModel(in: scratch)
         let output = scratch.appendingPathComponent("out").path
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
-        try Data("previous".utf8).write(to: URL(fileURLWithPath: output + "/keep.txt"))
+        // An earlier output of ours (a shard of a different layout): replaceable with --force.
+        try Data("previous".utf8).write(to: URL(fileURLWithPath: output + "/model-00001-of-00009.safetensors"))
         let job = try QuantizeJob(input: directory, settings: .init(scheme: Scheme(name: .int8), output: output, overwrite: true))
         #expect(throws: QuantizeError.self) { try job.run() }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: output) == ["keep.txt"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output) == ["model-00001-of-00009.safetensors"])
         #expect(try JobFixtures.listing(scratch) == ["nan-model", "out"])
     }
 
@@ -309,10 +310,12 @@ struct QuantizeJobErrorTests {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let output = scratch.appendingPathComponent("out").path
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
-        try Data("stale".utf8).write(to: URL(fileURLWithPath: output + "/stale.txt"))
+        // A stale shard of an earlier output of ours (files that are not ours make --force refuse:
+        // ReliabilityCLITests.forceSparesForeignFiles).
+        try Data("stale".utf8).write(to: URL(fileURLWithPath: output + "/model-00003-of-00003.safetensors"))
         _ = try QuantizeJob(input: model, settings: .init(scheme: Scheme(name: .int8), output: output, overwrite: true, check: nil)).run()
         let names = try FileManager.default.contentsOfDirectory(atPath: output)
-        #expect(!names.contains("stale.txt"), "the old directory is replaced, not merged")
+        #expect(!names.contains("model-00003-of-00003.safetensors"), "the old directory is replaced, not merged")
         #expect(names.contains("config.json"))
         #expect(try SafetensorsCheckpoint(path: output).tensors.contains { $0.name.hasSuffix("q_proj.weight_scale") })
         #expect(try JobFixtures.listing(scratch) == ["out", "tiny-llama"], "no displaced or staging directory left")

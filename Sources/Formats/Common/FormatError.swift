@@ -45,15 +45,16 @@ public struct FormatError: Error, CustomStringConvertible, Sendable, Equatable {
         self.remedy = remedy
     }
 
-    /// The full sentence: `path (at byte N, tensor 'x'): message. remedy`.
+    /// The full sentence: `path (at byte N, tensor 'x'): message. remedy`, with names longer than
+    /// ``DisplayText/nameLimit`` shortened.
     public var description: String {
         var location: [String] = []
         if let offset { location.append("at byte \(offset)") }
-        if let tensor { location.append("tensor '\(tensor)'") }
+        if let tensor { location.append("tensor '\(DisplayText.shortened(tensor))'") }
         var text = path
         if !location.isEmpty { text += " (" + location.joined(separator: ", ") + ")" }
-        text += ": " + message
-        if let remedy, !remedy.isEmpty { text += "; " + remedy }
+        text += ": " + DisplayText.shorteningLongWords(message)
+        if let remedy, !remedy.isEmpty { text += "; " + DisplayText.shorteningLongWords(remedy) }
         return text
     }
 }

@@ -26,6 +26,7 @@ public final class MappedFile: @unchecked Sendable {
     public let compressed: CompressedFile?
 
     private let base: UnsafeMutableRawPointer?
+    private let descriptor: Int32
 
     /// Opens and maps `path` read-only; a compressed container is opened as its original file.
     /// - Throws: ``FormatError`` with code `.io` when the file cannot be opened or mapped, or the
@@ -42,6 +43,7 @@ public final class MappedFile: @unchecked Sendable {
         path = container.path
         compressed = container
         base = nil
+        descriptor = -1
         bytes = container.bytes
     }
 
@@ -87,14 +89,16 @@ public final class MappedFile: @unchecked Sendable {
             throw FormatError(.io, path: path, message: "cannot open the file (\(reason))",
                               remedy: "check the path and its permissions")
         }
-        defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
+            close(fd)
             throw FormatError(.io, path: path, message: "cannot read the file's size")
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
             throw FormatError(.io, path: path, message: "this is a directory, not a file")
         }
+        descriptor = fd
         let size = Int(info.st_size)
         if size == 0 {
             base = nil
@@ -104,6 +108,7 @@ public final class MappedFile: @unchecked Sendable {
         let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
             let reason = String(cString: strerror(errno))
+            close(fd)
             throw FormatError(.io, path: path, message: "cannot map the file into memory (\(reason))")
         }
         base = mapped
@@ -125,8 +130,28 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(base + start, end - start, willNeed ? MADV_WILLNEED : MADV_DONTNEED)
     }
 
+    /// Checks that the file still holds `range` (it was not truncated since it was mapped):
+    /// reading mapped pages past a shortened file's end raises SIGBUS, so a reader calls this
+    /// before and after touching a tensor. A truncation while the pages are being read is not
+    /// caught (formats/reliability.md).
+    /// - Throws: ``FormatError`` `.truncated` naming the file and its new size.
+    public func checkIntact(_ range: Range<Int>) throws(FormatError) {
+        guard descriptor >= 0 else { return }  // a compressed container: its own reader checks its chunks
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw FormatError(.io, path: path, message: "cannot read the file's size while reading it (\(String(cString: strerror(errno))))")
+        }
+        let size = Int(info.st_size)
+        if size < range.upperBound || size < count {
+            throw FormatError(.truncated, path: path, offset: min(size, range.upperBound),
+                              message: "the file shrank from \(count) to \(size) bytes while it was being read (another program truncated or rewrote it)",
+                              remedy: "nothing was written; let the download or copy finish and run again")
+        }
+    }
+
     deinit {
         if let base { munmap(base, bytes.count) }
+        if descriptor >= 0 { close(descriptor) }
     }
 }
 

@@ -135,7 +135,7 @@ public final class OutputFile {
     private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
         var done = 0
         while done < bytes.count {
-            let n = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            let n = FaultInjection.beforeWrite() ? -1 : Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
@@ -150,5 +150,34 @@ public final class OutputFile {
     deinit {
         discard()
         buffer.deallocate()
+    }
+}
+
+/// Test hooks for fault injection in the writers, read once from the environment (a test runs
+/// the command line with them set; they cost one load per write when unset):
+/// - `QUANTIZE_FAULT_FAIL_WRITE=N`: the Nth `write(2)` of output bytes in this process fails
+///   with `ENOSPC` (a disk that fills exactly there).
+/// - `QUANTIZE_FAULT_PAUSE_WRITE=N`: the Nth write first sleeps 60 seconds (to interrupt a run
+///   while it writes).
+enum FaultInjection {
+    private static let failAt = ProcessInfo.processInfo.environment["QUANTIZE_FAULT_FAIL_WRITE"].flatMap(Int.init)
+    private static let pauseAt = ProcessInfo.processInfo.environment["QUANTIZE_FAULT_PAUSE_WRITE"].flatMap(Int.init)
+    private static let isActive = failAt != nil || pauseAt != nil
+    nonisolated(unsafe) private static var writes = 0
+    private static let lock = NSLock()
+
+    /// Counts a write; true (with `errno` set) when this one must fail.
+    static func beforeWrite() -> Bool {
+        guard isActive else { return false }
+        lock.lock()
+        writes += 1
+        let n = writes
+        lock.unlock()
+        if n == pauseAt { sleep(60) }
+        if n == failAt {
+            errno = ENOSPC
+            return true
+        }
+        return false
     }
 }

@@ -343,14 +343,14 @@ struct GGUFParser {
     /// The largest count treated as a plausible value in a truncated file (2^30).
     private static let plausibleCount: UInt64 = 1 << 30
 
-    private mutating func readString(_ what: String) throws(FormatError) -> String {
+    private mutating func readString(_ what: @autoclosure () -> String) throws(FormatError) -> String {
         let offset = reader.offset
-        let length = try reader.read(UInt64.self, "the length of \(what)")
-        let count = try bound(length, eachAtLeast: 1, what: "the byte length of \(what)", contents: what, at: offset)
-        let bytes = try reader.take(count, what)
+        let length = try reader.read(UInt64.self, "the length of \(what())")
+        let count = try bound(length, eachAtLeast: 1, what: "the byte length of \(what())", contents: what(), at: offset)
+        let bytes = try reader.take(count, what())
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw FormatError(.invalidUTF8, path: path, offset: offset + 8,
-                              message: "\(what) is not valid UTF-8",
+                              message: "\(what()) is not valid UTF-8",
                               remedy: "the file is corrupt; download or regenerate it")
         }
         return string
@@ -390,24 +390,24 @@ struct GGUFParser {
         return .array(elementType, elements)
     }
 
-    private mutating func readScalar(_ type: GGUFValueType, _ what: String) throws(FormatError) -> GGUFValue {
+    private mutating func readScalar(_ type: GGUFValueType, _ what: @autoclosure () -> String) throws(FormatError) -> GGUFValue {
         switch type {
-        case .uint8: return .uint8(try reader.read(UInt8.self, what))
-        case .int8: return .int8(try reader.read(Int8.self, what))
-        case .uint16: return .uint16(try reader.read(UInt16.self, what))
-        case .int16: return .int16(try reader.read(Int16.self, what))
-        case .uint32: return .uint32(try reader.read(UInt32.self, what))
-        case .int32: return .int32(try reader.read(Int32.self, what))
-        case .float32: return .float32(try reader.readFloat(what))
-        case .bool: return .bool(try reader.read(UInt8.self, what) != 0)  // ggml: any non-zero byte is true
-        case .string: return .string(try readString(what))
-        case .uint64: return .uint64(try reader.read(UInt64.self, what))
-        case .int64: return .int64(try reader.read(Int64.self, what))
-        case .float64: return .float64(try reader.readDouble(what))
+        case .uint8: return .uint8(try reader.read(UInt8.self, what()))
+        case .int8: return .int8(try reader.read(Int8.self, what()))
+        case .uint16: return .uint16(try reader.read(UInt16.self, what()))
+        case .int16: return .int16(try reader.read(Int16.self, what()))
+        case .uint32: return .uint32(try reader.read(UInt32.self, what()))
+        case .int32: return .int32(try reader.read(Int32.self, what()))
+        case .float32: return .float32(try reader.readFloat(what()))
+        case .bool: return .bool(try reader.read(UInt8.self, what()) != 0)  // ggml: any non-zero byte is true
+        case .string: return .string(try readString(what()))
+        case .uint64: return .uint64(try reader.read(UInt64.self, what()))
+        case .int64: return .int64(try reader.read(Int64.self, what()))
+        case .float64: return .float64(try reader.readDouble(what()))
         case .array:
             // Unreachable: callers reject nested arrays first. Kept as an error, never a trap.
             throw FormatError(.ggufNestedArray, path: path, offset: reader.offset,
-                              message: "\(what) is an array inside an array, which ggml does not accept")
+                              message: "\(what()) is an array inside an array, which ggml does not accept")
         }
     }
 

@@ -32,17 +32,19 @@ public final class GGUFFileSink: CheckpointSink {
         writeOrder = tensors.map(\.name)
         transaction = try OutputTransaction(target: target)
         fileName = URL(fileURLWithPath: target).lastPathComponent
-        writer = try GGUFWriter(path: transaction.path(fileName), metadata: metadata, tensors: tensors)
+        do {
+            writer = try GGUFWriter(path: transaction.path(fileName), metadata: metadata, tensors: tensors)
+        } catch { throw transaction.publicError(error) }
     }
 
     /// Appends bytes of the next tensor (GGUF data is one stream; `name` is for the caller's bookkeeping).
     public func write(_ chunk: UnsafeRawBufferPointer, for name: String) throws(FormatError) {
-        try writer.write(chunk)
+        do { try writer.write(chunk) } catch { throw transaction.publicError(error) }
     }
 
     /// Completes the file in the staging directory.
     public func finishTensors() throws(FormatError) -> [String] {
-        try writer.finish()
+        do { try writer.finish() } catch { throw transaction.publicError(error) }
         return [transaction.path(fileName)]
     }
 

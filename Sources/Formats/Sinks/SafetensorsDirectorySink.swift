@@ -24,38 +24,76 @@ public final class SafetensorsDirectorySink: CheckpointSink {
     public init(target: String, shards: [SafetensorsShardedWriter.PlannedShard], order: SafetensorsWriter.Order = .given,
                 indexFileName: String?, indexMetadata: [JSONMember] = [],
                 indexStyle: JSONStyle = SafetensorsDirectorySink.indexStyle) throws(FormatError) {
-        transaction = try OutputTransaction(target: target)
-        writer = try SafetensorsShardedWriter(directory: transaction.stagingDirectory, shards: shards, order: order,
-                                              indexFileName: indexFileName, indexMetadata: indexMetadata, indexStyle: indexStyle)
+        transaction = try OutputTransaction(target: target, directory: true)
+        do {
+            writer = try SafetensorsShardedWriter(directory: transaction.stagingDirectory, shards: shards, order: order,
+                                                  indexFileName: indexFileName, indexMetadata: indexMetadata, indexStyle: indexStyle)
+        } catch { throw transaction.publicError(error) }
         writeOrder = writer.shards.flatMap { $0.tensors.map(\.name) }
     }
 
     /// Appends bytes of the next tensor.
     public func write(_ chunk: UnsafeRawBufferPointer, for name: String) throws(FormatError) {
-        try writer.write(chunk, for: name)
+        do { try writer.write(chunk, for: name) } catch { throw transaction.publicError(error) }
     }
 
     /// Completes every shard and the index in the staging directory; returns the shards' staged paths.
     public func finishTensors() throws(FormatError) -> [String] {
-        try writer.finish()
+        do { try writer.finish() } catch { throw transaction.publicError(error) }
         return writer.shards.map { transaction.path($0.fileName) }
     }
 
     /// Copies the side files of a model directory: every regular, non-hidden file except weights
     /// (`*.safetensors`, the index, `*.bin`, `*.pt`, `*.pth`, `*.gguf`) and config.json (written
     /// by ``writeConfig(_:)``), in name order.
-    public func copySideFiles(from directory: String) throws(FormatError) {
+    ///
+    /// A symbolic link (the Hugging Face cache keeps `snapshots/REV/NAME` as links into `blobs/`)
+    /// is copied as the contents of the file it points to when that file lies inside the input
+    /// directory's tree or in the cache's `blobs/` of the same model (``isTrustedLink(_:in:)``);
+    /// a link that points anywhere else (say `/etc/passwd`) or dangles is skipped, with a warning.
+    /// - Returns: one warning per skipped link.
+    @discardableResult
+    public func copySideFiles(from directory: String) throws(FormatError) -> [String] {
         let fm = FileManager.default
         let names = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        var warnings: [String] = []
         for name in names.sorted() where !name.hasPrefix(".") {
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
             if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
             if CompressedContainer.isWeightFile(CompressedFormat.originalName(name)) { continue }  // compressed shards
             let path = directory + "/" + name
+            if let destination = try? fm.destinationOfSymbolicLink(atPath: path) {
+                guard SafetensorsDirectorySink.isTrustedLink(path, in: directory) else {
+                    let shown = DisplayText.shortened(name)
+                    warnings.append(fm.fileExists(atPath: path)
+                        ? "skipped the side file \(shown): it is a symbolic link to \(DisplayText.shortened(destination)), outside the input model and its Hugging Face cache, so it is not copied"
+                        : "skipped the side file \(shown): it is a symbolic link to \(DisplayText.shortened(destination)), which does not exist")
+                    continue
+                }
+            }
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
             try transaction.copy(path, named: name)
         }
+        return warnings
+    }
+
+    /// Whether the symbolic link `path` in the model directory `directory` resolves to an existing
+    /// file inside `directory`'s tree, or inside `…/models--ORG--NAME/blobs/` when `directory` is a
+    /// Hugging Face cache snapshot (`…/models--ORG--NAME/snapshots/REV`).
+    public static func isTrustedLink(_ path: String, in directory: String) -> Bool {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: path) else { return false }
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath()
+        func inside(_ base: String) -> Bool { resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/") }
+        if inside(root.path) { return true }
+        let snapshots = root.deletingLastPathComponent()
+        let model = snapshots.deletingLastPathComponent()
+        if snapshots.lastPathComponent == "snapshots", model.lastPathComponent.hasPrefix("models--") {
+            return inside(model.appendingPathComponent("blobs").path)
+        }
+        return false
     }
 
     /// Writes config.json (``configStyle`` plus a newline).

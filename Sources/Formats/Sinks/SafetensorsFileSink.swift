@@ -18,17 +18,19 @@ public final class SafetensorsFileSink: CheckpointSink {
                 order: SafetensorsWriter.Order = .given) throws(FormatError) {
         transaction = try OutputTransaction(target: target)
         fileName = URL(fileURLWithPath: target).lastPathComponent
-        writer = try SafetensorsWriter(path: transaction.path(fileName), tensors: tensors, metadata: metadata, order: order)
+        do {
+            writer = try SafetensorsWriter(path: transaction.path(fileName), tensors: tensors, metadata: metadata, order: order)
+        } catch { throw transaction.publicError(error) }
     }
 
     /// Appends bytes of the next tensor.
     public func write(_ chunk: UnsafeRawBufferPointer, for name: String) throws(FormatError) {
-        try writer.write(chunk, for: name)
+        do { try writer.write(chunk, for: name) } catch { throw transaction.publicError(error) }
     }
 
     /// Completes the file in the staging directory.
     public func finishTensors() throws(FormatError) -> [String] {
-        try writer.finish()
+        do { try writer.finish() } catch { throw transaction.publicError(error) }
         return [transaction.path(fileName)]
     }
 

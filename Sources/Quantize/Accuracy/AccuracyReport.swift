@@ -282,6 +282,8 @@ public struct AccuracyReport: Sendable, Hashable, Codable {
     }
 
     static func align(_ rows: [[String]], rightAligned: Set<Int>) -> [String] {
+        // Hostile megabyte tensor names would make the table unreadable: cells are shortened.
+        let rows = rows.map { $0.map { DisplayText.shortened($0) } }
         guard let columns = rows.map(\.count).max() else { return [] }
         var widths = [Int](repeating: 0, count: columns)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }

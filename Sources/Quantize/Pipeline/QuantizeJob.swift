@@ -25,6 +25,9 @@ public final class QuantizeJob {
         public var overwrite: Bool
         /// The accuracy check; nil skips it (`--no-check`).
         public var check: CheckSettings?
+        /// Worker threads for the kernels (`--threads`); nil uses every core. The output bytes do
+        /// not depend on it: work is split into the same row bands whatever the count.
+        public var threads: Int? = nil
         /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
         /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
         public var compressOutput = false
@@ -132,6 +135,9 @@ public final class QuantizeJob {
         public var report: AccuracyReport?
         /// Where the report's JSON was written.
         public var reportPath: String?
+        /// What the run cleaned up or skipped (leftovers of interrupted runs, side-file links it
+        /// did not follow), as sentences for the user.
+        public var notes: [String] = []
         /// Where the document of ``Settings/evaluateStaged`` was written, when it ran.
         public var evaluationPath: String? = nil
     }
@@ -183,8 +189,12 @@ public final class QuantizeJob {
         outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme),
                                                     compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
-        if FileManager.default.fileExists(atPath: outputPath) && !settings.overwrite {
-            throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
+        try QuantizeJob.checkOutputName(outputPath, kind: outputKind, compressed: settings.compressOutput)
+        if FileManager.default.fileExists(atPath: outputPath) {
+            if !settings.overwrite {
+                throw QuantizeJobError(.outputExists, "the output \(outputPath) already exists; pass --force to replace it, or name another output with -o")
+            }
+            try QuantizeJob.checkReplaceable(outputPath, kind: outputKind, checkpoint: checkpoint)
         }
 
         var selection = settings.selection
@@ -226,6 +236,56 @@ public final class QuantizeJob {
         if !planned.contains(where: { $0.decision.quantize }) {
             throw QuantizeJobError(.nothingToQuantize,
                 "no tensor of \(input) would be quantized (\(planned.count) tensors, none a 2-D floating-point linear weight that the rules select); see --dry-run for each tensor's rule, and use --only to name tensors explicitly")
+        }
+    }
+
+    /// Refuses a file output whose name does not end in its container's extension (`.gguf`,
+    /// `.safetensors`): loaders pick the format by it, and so does the check of what was written.
+    /// A compressed output (`--compress`) is checked without its container extension.
+    static func checkOutputName(_ output: String, kind: OutputKind, compressed: Bool = false) throws {
+        let container = "." + CompressedFormat.fileExtension
+        let output = compressed && output.hasSuffix(container) ? String(output.dropLast(container.count)) : output
+        let ext: String
+        switch kind {
+        case .safetensorsDirectory: return
+        case .safetensorsFile: ext = ".safetensors"
+        case .gguf: ext = ".gguf"
+        }
+        guard output.lowercased().hasSuffix(ext) else {
+            let name = DisplayText.shortened(URL(fileURLWithPath: output).lastPathComponent)
+            throw QuantizeJobError(.invalidOutputName,
+                "the output \(name) is a \(kind == .gguf ? "GGUF" : "safetensors") file but its name does not end in \(ext); llama.cpp, transformers and quantize itself recognise the format by it. Name it with -o NAME\(ext)")
+        }
+    }
+
+    /// With `--force`, refuses to replace an existing output that does not look like one of ours:
+    /// a directory where a file goes (or the reverse), or a directory holding anything quantize
+    /// does not write (weights, indexes, config.json, its report, the input's side files) — the
+    /// user's own files would be deleted with it.
+    static func checkReplaceable(_ output: String, kind: OutputKind, checkpoint: Checkpoint) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        _ = fm.fileExists(atPath: output, isDirectory: &isDirectory)
+        let wantsDirectory = kind == .safetensorsDirectory
+        if isDirectory.boolValue != wantsDirectory {
+            throw QuantizeJobError(.outputNotOurs,
+                "--force would replace \(output), which is a \(isDirectory.boolValue ? "directory" : "file"), with a \(wantsDirectory ? "model directory" : "file"); quantize only replaces its own outputs. Remove it yourself or name another output with -o")
+        }
+        guard wantsDirectory else { return }
+        let sideFiles = Set((try? fm.contentsOfDirectory(atPath: checkpoint.directory)) ?? [])
+        let entries = (try? fm.contentsOfDirectory(atPath: output)) ?? []
+        let foreign = entries.sorted().filter { name in
+            var entryIsDirectory: ObjCBool = false
+            _ = fm.fileExists(atPath: output + "/" + name, isDirectory: &entryIsDirectory)
+            if entryIsDirectory.boolValue || name.hasPrefix(".") { return true }
+            if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.\(CompressedFormat.fileExtension)") || name.hasSuffix(".safetensors.index.json") { return false }
+            if name == "config.json" || name == "quantize-report.json" || name == "quantize-eval.json" { return false }
+            return !sideFiles.contains(name)
+        }
+        if !foreign.isEmpty {
+            let shown = foreign.prefix(3).map { "'\(DisplayText.shortened($0))'" }.joined(separator: ", ") + (foreign.count > 3 ? " and \(foreign.count - 3) more" : "")
+            throw QuantizeJobError(.outputNotOurs,
+                "--force would replace the directory \(output), which holds \(shown) that quantize did not write (nor the input has); replacing it would delete them. Move them out, or name another output with -o")
         }
     }
 
@@ -293,6 +353,23 @@ public final class QuantizeJob {
     public func run(progress: ProgressHandler? = nil) throws -> Summary {
         let start = Date()
         let sink = try makeSink()
+        do {
+            return try run(into: sink, start: start, progress: progress)
+        } catch let error as FormatError {
+            throw sink.transaction.publicError(error)
+        } catch let error as QuantizeJobError {
+            throw QuantizeJobError(error.code, sink.transaction.publicText(error.message))
+        }
+    }
+
+    private func run(into sink: CheckpointSink, start: Date, progress: ProgressHandler?) throws -> Summary {
+        // The lock is held from here: nothing else writes this output until commit or discard.
+        sink.transaction.replacesExisting = settings.overwrite
+        var notes = sink.transaction.notes
+        let companionReport = outputPath + ".quantize-report.json"
+        if outputKind != .safetensorsDirectory, let note = sink.transaction.removeOrphanedCompanion(companionReport) {
+            notes.append(note)
+        }
 
         var entries: [AccuracyReport.Entry] = []
         var checkSeconds = 0.0
@@ -302,13 +379,16 @@ public final class QuantizeJob {
         for planned in writeOrder {
             index += 1
             progress?(index, tensors.count, done, total, planned.source.name)
+            let file = checkpoint.mappedFile(planned.source.fileIndex)
+            let range = planned.source.fileOffset..<(planned.source.fileOffset + planned.source.byteCount)
+            try file.checkIntact(range)
             if let result = try process(planned, write: { output, bytes in try sink.write(bytes, for: output.name) }) {
                 entries.append(result.entry)
                 checkSeconds += result.checkSeconds
             }
+            try file.checkIntact(range)
             done += planned.source.byteCount
-            checkpoint.mappedFile(planned.source.fileIndex)
-                .advise(planned.source.fileOffset..<(planned.source.fileOffset + planned.source.byteCount), willNeed: false)
+            file.advise(range, willNeed: false)
             progress?(index, tensors.count, done, total, planned.source.name)
         }
         let stagedFiles = try sink.finishTensors()
@@ -332,7 +412,7 @@ public final class QuantizeJob {
         }
 
         if let directory = sink as? SafetensorsDirectorySink {
-            try directory.copySideFiles(from: checkpoint.directory)
+            notes += try directory.copySideFiles(from: checkpoint.directory)
             if case .object(var members)? = checkpoint.config, let config = try quantizationConfig() {
                 members.removeAll { $0.key == "quantization_config" }
                 members.append(JSONMember("quantization_config", config))
@@ -355,30 +435,31 @@ public final class QuantizeJob {
                 evaluationPath = outputPath + "/quantize-eval.json"
             }
         }
-        try sink.commit()
-
         if outputKind != .safetensorsDirectory, let evaluation {
+            // Staged with the output and moved into place just before it, as the report is.
             let path = outputPath + ".quantize-eval.json"
-            try OutputFile.write(evaluation, to: path, overwrite: true)
+            try sink.transaction.writeCompanion(evaluation, stagedName: "quantize-eval.json", finalPath: path)
             evaluationPath = path
         }
         if outputKind != .safetensorsDirectory {
-            // The report beside a file output belongs to it: replace it, or remove a stale one left
-            // by an earlier output of the same name.
-            let path = outputPath + ".quantize-report.json"
+            // The report beside a file output belongs to it: staged and synced with the output and
+            // moved into place just before it (a report without its output is what an interrupt
+            // can leave, and the next run removes it), or a stale one of an earlier output of the
+            // same name is removed before the new output lands.
             if let report {
-                try OutputFile.write([UInt8](try report.jsonData()), to: path, overwrite: true)
-                reportPath = path
-            } else if FileManager.default.fileExists(atPath: path) {
-                try? FileManager.default.removeItem(atPath: path)
+                try sink.transaction.writeCompanion([UInt8](try report.jsonData()), stagedName: "quantize-report.json", finalPath: companionReport)
+                reportPath = companionReport
+            } else if FileManager.default.fileExists(atPath: companionReport) {
+                try? FileManager.default.removeItem(atPath: companionReport)
             }
         }
+        try sink.commit()
 
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
                        keptCount: tensors.filter { !$0.decision.quantize }.count, inputBytes: inputBytes, outputBytes: outputBytes,
                        seconds: Date().timeIntervalSince(start), checkSeconds: checkSeconds,
                        peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath,
-                       evaluationPath: evaluationPath)
+                       notes: notes, evaluationPath: evaluationPath)
     }
 
     /// The planned tensors in the order the sink takes their bytes: shard by shard (input order
@@ -466,7 +547,7 @@ public final class QuantizeJob {
         let quantizer = try TensorQuantizer(scheme: settings.scheme, rows: matrix.rows, columns: matrix.columns,
                                             tensorName: planned.source.name, options: settings.options)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
-        try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers)
+        try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
         // The FP32 rows the check compares against: only the sampled rows of a large tensor, else all.
         let selectedRows = settings.check.flatMap { $0.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns) }
         let weights: UnsafeMutableBufferPointer<Float>
@@ -479,11 +560,11 @@ public final class QuantizeJob {
                 try QuantizeJob.convertToFloat32(UnsafeRawBufferPointer(rebasing: source[(row * rowBytes)..<((row + 1) * rowBytes)]),
                                                  type: planned.source.type,
                                                  into: UnsafeMutableBufferPointer(rebasing: weights[(i * matrix.columns)..<((i + 1) * matrix.columns)]),
-                                                 name: planned.source.name)
+                                                 name: planned.source.name, threads: settings.threads)
             }
         } else {
             weights = scratch.floats(matrix.rows * matrix.columns)
-            try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
+            try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
         }
         let encoded = zip(quantizer.layouts, buffers).map { layout, buffer in
             EncodedPart(suffix: layout.suffix, type: layout.type, shape: layout.shape, bytes: UnsafeRawBufferPointer(buffer))
@@ -512,7 +593,7 @@ public final class QuantizeJob {
                 var weights = weights
                 if selectedRows != nil {  // sampled rows were converted, but this layout decodes only whole
                     weights = scratch.floats(matrix.rows * matrix.columns)
-                    try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name)
+                    try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
                 }
                 let whole = QuantizedTensor(rows: matrix.rows, columns: matrix.columns, parts: encoded.map {
                     QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: Array($0.bytes))
@@ -596,7 +677,7 @@ public final class QuantizeJob {
     /// never held in FP32. Schemes whose scale spans the tensor (FP8 per-tensor) get one extra
     /// pass for the tensor's amax.
     static func encodeStreaming(_ source: UnsafeRawBufferPointer, type: TensorType, with quantizer: TensorQuantizer,
-                                into output: [UnsafeMutableRawBufferPointer]) throws {
+                                into output: [UnsafeMutableRawBufferPointer], threads: Int? = nil) throws {
         let dtype = try floatDType(type, name: quantizer.tensorName)
         let rows = quantizer.rows, columns = quantizer.columns
         let rowBytes = columns * dtype.bitWidth / 8
@@ -609,7 +690,7 @@ public final class QuantizeJob {
         if quantizer.needsTensorAmax {
             let partial = UncheckedSendable(value: UnsafeMutableBufferPointer<Float>.allocate(capacity: bands))
             defer { partial.value.deallocate() }
-            DispatchQueue.concurrentPerform(iterations: bands) { i in
+            QuantizeJob.perform(iterations: bands, threads: threads) { i in
                 let r0 = i * band, r1 = min(rows, r0 + band)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: (r1 - r0) * columns) { floats in
                     do throws(FormatError) {
@@ -626,7 +707,7 @@ public final class QuantizeJob {
         }
         quantizer.writeShape(into: output)
         let amax = tensorAmax
-        DispatchQueue.concurrentPerform(iterations: bands) { i in
+        QuantizeJob.perform(iterations: bands, threads: threads) { i in
             let r0 = i * band, r1 = min(rows, r0 + band)
             withUnsafeTemporaryAllocation(of: Float.self, capacity: (r1 - r0) * columns) { floats in
                 do throws(FormatError) {
@@ -644,6 +725,19 @@ public final class QuantizeJob {
             }
         }
         if let error = failure.value.first { throw error }
+    }
+
+    /// Runs `body` for every iteration on at most `threads` workers (all cores when nil); worker
+    /// `w` takes iterations `w, w + threads, …`, so what each iteration computes does not depend on
+    /// the count.
+    static func perform(iterations: Int, threads: Int?, _ body: @Sendable (Int) -> Void) {
+        guard let threads, threads > 0, threads < iterations else {
+            DispatchQueue.concurrentPerform(iterations: iterations, execute: body)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: threads) { worker in
+            for i in stride(from: worker, to: iterations, by: threads) { body(i) }
+        }
     }
 
     /// FP32 values converted per task in ``encodeStreaming(_:type:with:into:)``: 512 kB, which
@@ -665,7 +759,7 @@ public final class QuantizeJob {
 
     /// Converts a float tensor's bytes to FP32 on all cores.
     static func convertToFloat32(_ source: UnsafeRawBufferPointer, type: TensorType, into output: UnsafeMutableBufferPointer<Float>,
-                                 name: String) throws {
+                                 name: String, threads: Int? = nil) throws {
         let dtype = try floatDType(type, name: name)
         let elementBytes = dtype.bitWidth / 8
         let count = output.count
@@ -673,7 +767,7 @@ public final class QuantizeJob {
         let chunks = (count + chunk - 1) / chunk
         let shared = UncheckedSendable(value: (source, output))
         let failure = UncheckedSendable(value: ErrorBox())
-        DispatchQueue.concurrentPerform(iterations: chunks) { i in
+        QuantizeJob.perform(iterations: chunks, threads: threads) { i in
             let lo = i * chunk, hi = min(count, lo + chunk)
             let (src, dst) = shared.value
             do throws(FormatError) {
