@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 QUANTIZE_TOKENIZER_BENCH=1 swift test -c release --filter TokenizerSpeedTests 2>&1 | grep -E "tokenizer speed|passed after|failed after|error:" || true
 PY="${ROOT}/.venv-ref/bin/python"
-[ -x "$PY" ] || PY=/work/main/.venv-ref/bin/python
+[ -x "$PY" ] || bash "$ROOT/tools/setup_reference.sh"
 if [ -x "$PY" ]; then
   "$PY" - <<'PYEOF'
 import glob, json, os, time

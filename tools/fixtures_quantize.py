@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Oracle fixtures for the Quantize module's kernels (Tests/QuantizeTests).
 
-Run: /work/main/.venv/bin/python tools/fixtures_quantize.py   (numpy, ml_dtypes 0.6.0, gguf 0.19.0)
+Run: .venv/bin/python tools/fixtures_quantize.py   (numpy, ml_dtypes 0.6.0, gguf 0.19.0)
 
 Writes fixtures/quantize/:
   cast_hashes.json  FNV-1a 64 hashes of FP8 E4M3FN / E5M2 (ml_dtypes), F16 (numpy) and BF16

@@ -10,7 +10,7 @@ Contents:
   relative error, SQNR (dB), cosine similarity, max absolute error, relative weight error, and,
   for a case checked on sampled rows, the rows the sampling rule picks.
 
-Run: /work/main/.venv/bin/python tools/make_accuracy_fixtures.py   (fixed seed; output < 40 kB)
+Run: .venv/bin/python tools/make_accuracy_fixtures.py   (fixed seed; output < 40 kB)
 """
 import json
 import math

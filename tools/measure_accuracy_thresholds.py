@@ -23,7 +23,7 @@ model ("salted": 0.1 % of weights ×20) is printed for information only.
 Probes: 64 rows of N(0,1) ("gaussian") and the same with 6 channels ×20 ("outlier channels",
 as LLM.int8() observed in real activations).
 
-Run: /work/main/.venv/bin/python tools/measure_accuracy_thresholds.py   (about a minute; from tools/ or with tools/ on PYTHONPATH)
+Run: .venv/bin/python tools/measure_accuracy_thresholds.py   (about a minute; from tools/ or with tools/ on PYTHONPATH)
 The numbers are copied into formats/accuracy-report.md and the threshold table in
 Sources/Quantize/Accuracy/AccuracyThresholds.swift.
 """
