@@ -21,15 +21,12 @@ public enum CheckpointEvaluation {
         let original = try Transformer(weights: ModelWeights(path: originalPath, weightsOnly: weightsOnly), threads: threads, maximumPositions: context)
         let quantized = try Transformer(weights: ModelWeights(path: quantizedPath, weightsOnly: weightsOnly), threads: threads, maximumPositions: context)
         let tokenizer = try TokenizerLoader.load(checkpoint: original.weights.checkpoint)
-        var ids = try tokenizer.encode(text)
-        if tokenizer.addsBOS, let bos = tokenizer.bosTokenID { ids.insert(bos, at: 0) }
         let evaluation = try PerplexityEvaluation(
-            tokens: ids, context: context, chunks: chunks, bosTokenID: tokenizer.addsBOS ? tokenizer.bosTokenID : nil,
+            tokens: try tokenizer.evaluationTokens(text), context: context, chunks: chunks, bosTokenID: tokenizer.chunkBOS,
             chunksPerBatch: PerplexityEvaluation.chunksPerBatch(configuration: original.weights.configuration, context: context))
         var report = try evaluation.run(original: (originalPath, original), quantized: [(reportedPath, quantized)], progress: progress)
-        if let own = try? TokenizerLoader.load(checkpoint: quantized.weights.checkpoint),
-           let difference = try TokenizationComparison.compare(tokenizer, own, text: text) {
-            report.results[0].tokenizationNote = "its own tokenizer (\(own.summary)) \(difference); evaluated on the original's tokens"
+        if let own = try? TokenizerLoader.load(checkpoint: quantized.weights.checkpoint) {
+            report.results[0].tokenizationNote = try TokenizationComparison.evaluationNote(original: tokenizer, twin: own, text: text)
         }
         return report
     }

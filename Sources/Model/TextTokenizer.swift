@@ -21,3 +21,17 @@ public protocol TextTokenizer: Sendable {
     /// The vocabulary entry of `id` as the file spells it, nil when `id` is out of range.
     func tokenText(_ id: Int32) -> String?
 }
+
+extension TextTokenizer {
+    /// The ids llama-perplexity evaluates for `text`: BOS (where the runtime adds one) followed by
+    /// the text's ids.
+    public func evaluationTokens(_ text: String) throws(ModelError) -> [Int32] {
+        let ids = try encode(text)
+        if let bos = chunkBOS { return [bos] + ids }
+        return ids
+    }
+
+    /// The id that replaces each chunk's first token in an evaluation: BOS where the runtime adds
+    /// one, nil otherwise (llama-perplexity's add_bos rule).
+    public var chunkBOS: Int32? { addsBOS ? bosTokenID : nil }
+}

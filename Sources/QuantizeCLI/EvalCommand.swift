@@ -102,7 +102,7 @@ extension QuantizeCommand {
             // llama-perplexity decides (add_bos); without a tokenizer, the config's bos_token_id.
             var bos = reference.weights.configuration.bosTokenID
             if let tokenizer = try? TokenizerLoader.load(checkpoint: reference.weights.checkpoint) {
-                bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+                bos = tokenizer.chunkBOS
             }
             var tokenNotes = [String?](repeating: nil, count: quantized.count)
             if let base {
@@ -115,17 +115,13 @@ extension QuantizeCommand {
                 let text = try EvalCommand.readText(self.text!)
                 let referenceCheckpoint = original?.model.weights.checkpoint ?? quantized[0].model.weights.checkpoint
                 let tokenizer = try TokenizerLoader.load(checkpoint: referenceCheckpoint)
-                ids = try EvalCommand.tokenize(text, with: tokenizer)
-                bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil
+                ids = try tokenizer.evaluationTokens(text)
+                bos = tokenizer.chunkBOS
                 if !quiet && !json { Format.note("tokenized \(self.text!) with \(tokenizer.summary): \(ids.count) tokens") }
                 for (index, q) in quantized.enumerated() where original != nil {
                     do {
                         let own = try TokenizerLoader.load(checkpoint: q.model.weights.checkpoint)
-                        if let difference = try TokenizationComparison.compare(tokenizer, own, text: text) {
-                            tokenNotes[index] = "its own tokenizer (\(own.summary)) \(difference); evaluated on the original's tokens"
-                        } else if own.addsBOS != tokenizer.addsBOS {
-                            tokenNotes[index] = "its tokenizer \(own.addsBOS ? "adds" : "does not add") BOS, the original's \(tokenizer.addsBOS ? "does" : "does not"); evaluated on the original's tokens"
-                        }
+                        tokenNotes[index] = try TokenizationComparison.evaluationNote(original: tokenizer, twin: own, text: text)
                     } catch {
                         tokenNotes[index] = "its tokenizer could not be loaded (\(error)); evaluated on the original's tokens"
                     }
@@ -193,13 +189,6 @@ extension QuantizeCommand {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the text file") }
             guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("\(path): the text is not valid UTF-8") }
             return text
-        }
-
-        /// The ids llama-perplexity evaluates: BOS (when the tokenizer adds one) followed by the text's ids.
-        static func tokenize(_ text: String, with tokenizer: any TextTokenizer) throws -> [Int32] {
-            let ids = try tokenizer.encode(text)
-            if tokenizer.addsBOS, let bos = tokenizer.bosTokenID { return [bos] + ids }
-            return ids
         }
 
         /// A JSON array of token ids.

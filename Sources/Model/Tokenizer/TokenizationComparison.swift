@@ -29,6 +29,18 @@ public struct TokenizationDifference: Sendable, Equatable, CustomStringConvertib
 /// Compares how two tokenizers tokenize the same text, so an evaluation can say when an original
 /// and its quantized twin would not see the same tokens.
 public enum TokenizationComparison {
+    /// What an evaluation on the original's tokens should say about a quantized twin whose own
+    /// tokenizer is `twin`: the first differing token, or a different BOS rule; nil when they agree.
+    public static func evaluationNote(original: any TextTokenizer, twin: any TextTokenizer, text: String) throws(ModelError) -> String? {
+        if let difference = try compare(original, twin, text: text) {
+            return "its own tokenizer (\(twin.summary)) \(difference); evaluated on the original's tokens"
+        }
+        if twin.addsBOS != original.addsBOS {
+            return "its tokenizer \(twin.addsBOS ? "adds" : "does not add") BOS, the original's \(original.addsBOS ? "does" : "does not"); evaluated on the original's tokens"
+        }
+        return nil
+    }
+
     /// The first difference between `first` and `second` on `text`, nil when the ids are equal.
     public static func compare(_ first: any TextTokenizer, _ second: any TextTokenizer, text: String) throws(ModelError) -> TokenizationDifference? {
         let a = try first.encode(text)

@@ -418,41 +418,34 @@ public final class QuantizeJob {
                 members.append(JSONMember("quantization_config", config))
                 try directory.writeConfig(.object(members))
             }
-            if let report {
-                try directory.transaction.write([UInt8](try report.jsonData()), named: "quantize-report.json")
-                reportPath = outputPath + "/quantize-report.json"
-            }
         }
         // The model-level evaluation of the complete staged output, before anything is in place.
         var evaluation: [UInt8]? = nil
-        var evaluationPath: String? = nil
         if let evaluate = settings.evaluateStaged {
             let staged = outputKind == .safetensorsDirectory
                 ? sink.transaction.stagingDirectory : sink.transaction.path(URL(fileURLWithPath: outputPath).lastPathComponent)
             evaluation = try evaluate(staged, outputPath)
-            if let directory = sink as? SafetensorsDirectorySink, let evaluation {
-                try directory.transaction.write(evaluation, named: "quantize-eval.json")
-                evaluationPath = outputPath + "/quantize-eval.json"
+        }
+        // The documents that belong to the output: inside a directory output; beside a file output,
+        // staged and synced with it and moved into place just before it (a document without its
+        // output is what an interrupt can leave, and the next run removes it). Where this run has
+        // none, a stale one of an earlier output of the same name is removed before the new output lands.
+        func stageDocument(_ bytes: [UInt8]?, named name: String) throws -> String? {
+            if let directory = sink as? SafetensorsDirectorySink {
+                guard let bytes else { return nil }
+                try directory.transaction.write(bytes, named: name)
+                return outputPath + "/" + name
             }
-        }
-        if outputKind != .safetensorsDirectory, let evaluation {
-            // Staged with the output and moved into place just before it, as the report is.
-            let path = outputPath + ".quantize-eval.json"
-            try sink.transaction.writeCompanion(evaluation, stagedName: "quantize-eval.json", finalPath: path)
-            evaluationPath = path
-        }
-        if outputKind != .safetensorsDirectory {
-            // The report beside a file output belongs to it: staged and synced with the output and
-            // moved into place just before it (a report without its output is what an interrupt
-            // can leave, and the next run removes it), or a stale one of an earlier output of the
-            // same name is removed before the new output lands.
-            if let report {
-                try sink.transaction.writeCompanion([UInt8](try report.jsonData()), stagedName: "quantize-report.json", finalPath: companionReport)
-                reportPath = companionReport
-            } else if FileManager.default.fileExists(atPath: companionReport) {
-                try? FileManager.default.removeItem(atPath: companionReport)
+            let path = outputPath + "." + name
+            if let bytes {
+                try sink.transaction.writeCompanion(bytes, stagedName: name, finalPath: path)
+                return path
             }
+            if FileManager.default.fileExists(atPath: path) { try? FileManager.default.removeItem(atPath: path) }
+            return nil
         }
+        reportPath = try stageDocument(try report.map { [UInt8](try $0.jsonData()) }, named: "quantize-report.json")
+        let evaluationPath = try stageDocument(evaluation, named: "quantize-eval.json")
         try sink.commit()
 
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
