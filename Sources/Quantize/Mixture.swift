@@ -88,8 +88,8 @@ public struct MixtureModel: Sendable, Equatable {
         }
         func int(_ key: String) -> Int? {
             switch metadata[key] {
-            case .some(.array(_, let items)): return items.first.flatMap { $0.integerValue }
-            case .some(let v): return v.integerValue
+            case .some(.array(_, let items)): return items.first.flatMap { $0.int }
+            case .some(let v): return v.int
             case nil: return nil
             }
         }
@@ -112,23 +112,6 @@ public struct MixtureModel: Sendable, Equatable {
         case "qwen2", "deci", "olmo": return layerCount == 80
         case "jais2": return layerCount == 68
         default: return false
-        }
-    }
-}
-
-extension GGUFValue {
-    /// The value as an Int when it is an integer type.
-    var integerValue: Int? {
-        switch self {
-        case .uint8(let v): return Int(v)
-        case .int8(let v): return Int(v)
-        case .uint16(let v): return Int(v)
-        case .int16(let v): return Int(v)
-        case .uint32(let v): return Int(v)
-        case .int32(let v): return Int(v)
-        case .uint64(let v): return Int(exactly: v)
-        case .int64(let v): return Int(v)
-        default: return nil
         }
     }
 }
