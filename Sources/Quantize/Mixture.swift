@@ -201,9 +201,11 @@ public enum MixturePlanner {
     }
 
     /// The decision for every tensor, in ``llamaOrder(_:)``. An override that matches no
-    /// quantized tensor is an error naming it.
+    /// quantized tensor is an error naming it. `pure` (llama-quantize `--pure`) gives every
+    /// quantized tensor the mixture's default type: no promotions, no output/embedding rule, only
+    /// the overrides and the row-length fallbacks.
     public static func plan(_ mixture: MixtureDescriptor, model: MixtureModel, tensors: [MixtureTensor],
-                            overrides: [TensorTypeOverride] = []) throws(QuantizeJobError) -> [MixtureDecision] {
+                            overrides: [TensorTypeOverride] = [], pure: Bool = false) throws(QuantizeJobError) -> [MixtureDecision] {
         let ordered = llamaOrder(tensors)
         var state = State(mixture: mixture.name, model: model)
         state.attentionVCount = ordered.filter { Category($0.name).isAttentionV }.count
@@ -221,6 +223,8 @@ public enum MixturePlanner {
                 used.insert(i)
                 type = overrides[i].type
                 reason = "--tensor-type \(overrides[i].pattern)=\(type.name.lowercased())"
+            } else if pure {
+                reason = "\(mixture.defaultType.name) (--pure)"
             } else {
                 (type, reason) = try state.rule(t, type, reason)
             }

@@ -10,6 +10,50 @@ import Quantize
 
 extension SchemeName: ExpressibleByArgument {}
 
+/// What `--to` names: a scheme (`fp8`, `int4`, `q8_0`, `q4_k`, …) or a llama.cpp mixture
+/// (`q4_k_m`, …). `q2_k`, `q6_k` and `iq4_xs` are both a GGUF type and a llama-quantize mixture of
+/// that name; they mean the mixture, as in llama-quantize (`--pure` gives every tensor the type).
+enum QuantizeTarget: ExpressibleByArgument, Equatable {
+    case scheme(SchemeName)
+    case mixture(MixtureName)
+
+    init?(argument: String) {
+        if let mixture = MixtureName(rawValue: argument.lowercased()) { self = .mixture(mixture); return }
+        guard let scheme = SchemeName(rawValue: argument) ?? SchemeName(rawValue: argument.lowercased()) else { return nil }
+        self = .scheme(scheme)
+    }
+
+    static var allValueStrings: [String] {
+        var names = SchemeName.allCases.map(\.rawValue)
+        for mixture in MixtureName.allCases where !names.contains(mixture.rawValue) { names.append(mixture.rawValue) }
+        return names
+    }
+
+    /// The scheme written: the named one, or the mixture's default type.
+    var schemeName: SchemeName {
+        switch self {
+        case .scheme(let name): return name
+        case .mixture(let mixture):
+            guard let name = SchemeDescriptor.writing(mixture.descriptor.defaultType)?.name else { preconditionFailure("mixture default without a scheme") }
+            return name
+        }
+    }
+
+    /// The mixture, if one is named.
+    var mixture: MixtureDescriptor? {
+        if case .mixture(let mixture) = self { return mixture.descriptor }
+        return nil
+    }
+
+    /// The name as written in messages and JSON (`q4_k_m`, `fp8`).
+    var name: String {
+        switch self {
+        case .scheme(let name): return name.rawValue
+        case .mixture(let mixture): return mixture.rawValue
+        }
+    }
+}
+
 extension GranularityRequest: ExpressibleByArgument {}
 
 /// The stored type of int8/int4 scales (`--scale-dtype`).

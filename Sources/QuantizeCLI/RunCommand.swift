@@ -13,7 +13,10 @@ extension QuantizeCommand {
             discussion: """
             Schemes: \(names(.safetensors)) write safetensors that vLLM and transformers load \
             (compressed-tensors layouts); \(names(.gguf)) write GGUF from a GGUF input. \
-            Layouts: formats/quantize-*.md.
+            llama.cpp mixtures (\(MixtureName.allCases.map(\.rawValue).joined(separator: ", "))) choose \
+            each tensor's GGUF type by llama-quantize's rule (q2_k, q6_k and iq4_xs mean the \
+            mixture, as in llama-quantize; add --pure for one type everywhere); --dry-run shows \
+            each tensor's type and why. Layouts: formats/quantize-*.md.
             """)
 
         /// The schemes writing `container`, as the help lists them.
@@ -21,8 +24,8 @@ extension QuantizeCommand {
             SchemeDescriptor.all.filter { $0.container == container }.map(\.name.rawValue).joined(separator: ", ")
         }
 
-        @Option(name: .long, help: "The scheme: \(SchemeName.allCases.map(\.rawValue).joined(separator: ", ")).")
-        var to: SchemeName
+        @Option(name: .long, help: "The scheme or llama.cpp mixture: \(QuantizeTarget.allValueStrings.joined(separator: ", ")).")
+        var to: QuantizeTarget
 
         @Argument(help: "A .safetensors file, a model directory (or its model.safetensors.index.json), or a .gguf file.")
         var input: String
@@ -59,6 +62,13 @@ extension QuantizeCommand {
 
         @Option(parsing: .singleValue, help: ArgumentHelp("Keep tensors matching this glob unquantized (repeatable; first match wins).", valueName: "pattern"))
         var skip: [SelectionGlob] = []
+
+        @Option(name: .customLong("tensor-type"), parsing: .singleValue,
+                help: ArgumentHelp("Mixtures: give tensors whose name matches this regular expression another type, like llama-quantize's (repeatable; first match wins; a pattern that matches nothing is an error).", valueName: "pattern=type"))
+        var tensorType: [String] = []
+
+        @Flag(help: "Mixtures: every tensor the mixture quantizes gets its default type (llama-quantize --pure).")
+        var pure = false
 
         @Flag(help: "Print the plan (each tensor, its action, the rule that chose it, output bytes) and write nothing.")
         var dryRun = false
@@ -97,8 +107,11 @@ extension QuantizeCommand {
         var json = false
 
         func validate() throws {
-            if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
-            if granularity != nil && to.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
+            if asymmetric && to != .scheme(.int4) { throw ValidationError("--asymmetric applies to int4 only") }
+            if (!tensorType.isEmpty || pure) && to.mixture == nil {
+                throw ValidationError("--tensor-type and --pure apply to llama.cpp mixtures (\(MixtureName.allCases.map(\.rawValue).joined(separator: ", "))), not to \(to.name)")
+            }
+            if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
             if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
@@ -109,7 +122,7 @@ extension QuantizeCommand {
         /// The scheme asked for; the rules of what fits which scheme are in its descriptor (Quantize).
         func scheme() throws -> Scheme {
             do {
-                return try Scheme(name: to, requested: granularity, groupSize: groupSize, symmetric: !asymmetric)
+                return try Scheme(name: to.schemeName, requested: granularity, groupSize: groupSize, symmetric: !asymmetric)
             } catch {
                 switch error {
                 case .groupSizeNeeded(let name):
@@ -142,6 +155,9 @@ extension QuantizeCommand {
             var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
             settings.compressOutput = compress
+            settings.mixture = to.mixture
+            settings.pure = pure
+            settings.tensorTypes = try tensorType.map { try TensorTypeOverride(parsing: $0) }
             if let evalText {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
@@ -160,7 +176,7 @@ extension QuantizeCommand {
             progress.finish()
             if !quiet { for note in summary.notes { Format.note("note: " + note) } }
             if let accuracy = summary.report {
-                try check.writeHTML([accuracy], title: "quantize --to \(to.rawValue) \(input)", original: input, checkpoints: [summary.output])
+                try check.writeHTML([accuracy], title: "quantize --to \(to.name) \(input)", original: input, checkpoints: [summary.output])
             }
             if json {
                 print(summaryJSON(summary, job: job).serializedString(.document))
@@ -179,7 +195,15 @@ extension QuantizeCommand {
             }
             print(Format.table(rows, rightAligned: [4, 5]))
             let quantized = job.tensors.filter(\.decision.quantize).count
-            print("\nplan: \(quantized) tensors quantized to \(to.rawValue), \(job.tensors.count - quantized) kept; \(Format.bytes(job.inputBytes)) → \(Format.bytes(job.outputBytes)) of tensor data; output \(job.outputPath) (\(job.outputKind.rawValue)); nothing written (--dry-run)")
+            print("\nplan: \(quantized) tensors quantized to \(to.name)\(quantizedTypes(job)), \(job.tensors.count - quantized) kept; \(Format.bytes(job.inputBytes)) → \(Format.bytes(job.outputBytes)) of tensor data; output \(job.outputPath) (\(job.outputKind.rawValue)); nothing written (--dry-run)")
+        }
+
+        /// For a mixture, how many tensors each type got (` (Q4_K ×96, Q6_K ×33)`); empty otherwise.
+        func quantizedTypes(_ job: QuantizeJob) -> String {
+            guard to.mixture != nil else { return "" }
+            var counts: [String: Int] = [:]
+            for item in job.tensors where item.decision.quantize { counts[item.scheme.name.rawValue.uppercased(), default: 0] += 1 }
+            return " (" + counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + ")"
         }
 
         func planJSON(_ job: QuantizeJob) -> JSONValue {
@@ -188,7 +212,7 @@ extension QuantizeCommand {
                 JSONMember("input", .string(input)),
                 JSONMember("output", .string(job.outputPath)),
                 JSONMember("outputKind", .string(job.outputKind.rawValue)),
-                JSONMember("scheme", .string(to.rawValue)),
+                JSONMember("scheme", .string(to.name)),
                 JSONMember("inputBytes", number(job.inputBytes)),
                 JSONMember("outputBytes", number(job.outputBytes)),
                 JSONMember("tensors", .array(job.tensors.map { item in
@@ -214,7 +238,7 @@ extension QuantizeCommand {
             if let accuracy = summary.report {
                 Format.note(accuracy.textTable(limit: 10))
             }
-            var line = "quantized \(summary.quantizedCount) tensors to \(to.rawValue), kept \(summary.keptCount); "
+            var line = "quantized \(summary.quantizedCount) tensors to \(to.name)\(quantizedTypes(job)), kept \(summary.keptCount); "
             line += "\(Format.bytes(summary.inputBytes)) → \(Format.bytes(summary.outputBytes)) "
             line += String(format: "(%.2f×) in %@", Double(summary.inputBytes) / Double(max(summary.outputBytes, 1)), Format.duration(summary.seconds))
             if summary.report != nil { line += String(format: " (check %@)", Format.duration(summary.checkSeconds)) }
@@ -262,7 +286,7 @@ extension QuantizeCommand {
                 JSONMember("input", .string(input)),
                 JSONMember("output", .string(summary.output)),
                 JSONMember("outputKind", .string(summary.kind.rawValue)),
-                JSONMember("scheme", .string(to.rawValue)),
+                JSONMember("scheme", .string(to.name)),
                 JSONMember("quantizedTensors", number(summary.quantizedCount)),
                 JSONMember("keptTensors", number(summary.keptCount)),
                 JSONMember("inputBytes", number(summary.inputBytes)),

@@ -14,8 +14,9 @@ public final class GGUFFileSink: CheckpointSink {
     private let writer: GGUFWriter
     private let fileName: String
 
-    /// Stages `target` with `metadata` (keys in order; `fileType` and `quantizationVersion`, when
-    /// given, replace those keys in place or are appended) and `tensors` in the order given.
+    /// Stages `target` with `metadata` (keys in order; `quantizationVersion` and then `fileType`,
+    /// when given, are moved to the end with their new values, as llama-quantize does) and
+    /// `tensors` in the order given.
     /// - Parameters:
     ///   - fileType: llama.cpp's `llama_ftype` for `general.file_type`.
     ///   - quantizationVersion: `general.quantization_version` (2 for files with quantized blocks).
@@ -24,10 +25,13 @@ public final class GGUFFileSink: CheckpointSink {
                 fileType: UInt32? = nil, quantizationVersion: UInt32? = nil) throws(FormatError) {
         var metadata = metadata
         func set(_ key: String, _ value: GGUFValue) {
-            if let i = metadata.firstIndex(where: { $0.key == key }) { metadata[i].value = value } else { metadata.append((key, value)) }
+            metadata.removeAll { $0.key == key }
+            metadata.append((key, value))
         }
-        if let fileType { set("general.file_type", .uint32(fileType)) }
+        // llama-quantize's order (gguf_set_val_* removes a key and appends it): the input's keys,
+        // then the quantization version, then the file type.
         if let quantizationVersion { set("general.quantization_version", .uint32(quantizationVersion)) }
+        if let fileType { set("general.file_type", .uint32(fileType)) }
         self.metadata = metadata
         writeOrder = tensors.map(\.name)
         transaction = try OutputTransaction(target: target)

@@ -37,6 +37,15 @@ public final class QuantizeJob {
         /// beside a file output. `--eval-text` evaluates the fresh output here; the job above Quantize
         /// that supplies it knows the forward pass, Quantize does not. A throw leaves nothing behind.
         public var evaluateStaged: (@Sendable (_ stagedPath: String, _ outputPath: String) throws -> [UInt8])?
+        /// A llama.cpp mixture (`q4_k_m`, …) for a GGUF output: every tensor's type is chosen by
+        /// ``MixturePlanner`` (llama-quantize's rule) instead of one scheme for all; ``scheme`` is
+        /// then the mixture's default type. The output is written in llama-quantize's tensor order
+        /// with the mixture's `general.file_type`.
+        public var mixture: MixtureDescriptor? = nil
+        /// `--tensor-type PATTERN=TYPE` overrides of a mixture's choices (first match wins).
+        public var tensorTypes: [TensorTypeOverride] = []
+        /// `--pure`: every tensor the mixture quantizes gets its default type (llama-quantize `--pure`).
+        public var pure = false
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -107,6 +116,8 @@ public final class QuantizeJob {
         public var outputs: [OutputTensor]
         /// Rows and columns of the matrix it is quantized as (3-D experts fold their leading dims).
         public var matrix: (rows: Int, columns: Int)?
+        /// The scheme it is quantized with: the run's scheme, or its mixture's choice for this tensor.
+        public var scheme: Scheme
         /// Output bytes.
         public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
     }
@@ -159,7 +170,8 @@ public final class QuantizeJob {
     public let outputPath: String
     /// The container written.
     public let outputKind: OutputKind
-    /// Every input tensor with its fate, in input order.
+    /// Every input tensor with its fate, in the output's order: the input's, or llama-quantize's
+    /// (by layer, then name) for a mixture.
     public let tensors: [PlannedTensor]
 
     /// Opens the input and makes the plan; nothing is written.
@@ -186,7 +198,8 @@ public final class QuantizeJob {
             throw QuantizeJobError(.unsupportedConversion,
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
-        outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme),
+        outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme,
+                                                                                                                  label: settings.mixture?.name.rawValue),
                                                     compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
         try QuantizeJob.checkOutputName(outputPath, kind: outputKind, compressed: settings.compressOutput)
@@ -204,6 +217,14 @@ public final class QuantizeJob {
             let examples = checkpoint.tensors.prefix(3).map { "'\($0.name)'" }.joined(separator: ", ")
             throw QuantizeJobError(.patternMatchedNothing,
                 "\(unmatched.map(\.label).joined(separator: ", ")) matched no tensor of \(input); tensor names look like \(examples). Patterns are globs on whole names (`*` matches dots too); check them with --dry-run")
+        }
+
+        if let mixture = settings.mixture {
+            tensors = try QuantizeJob.planMixture(mixture, checkpoint: checkpoint, settings: settings, selection: selection, input: input)
+            return
+        }
+        if !settings.tensorTypes.isEmpty || settings.pure {
+            throw QuantizeJobError(.unsupportedConversion, "--tensor-type and --pure apply to llama.cpp mixtures (q2_k, q3_k_s … q6_k, iq4_xs); \(scheme.name.rawValue) writes one type for every selected tensor")
         }
 
         var planned: [PlannedTensor] = []
@@ -230,7 +251,7 @@ public final class QuantizeJob {
                     throw error
                 }
             }
-            planned.append(PlannedTensor(source: tensor, decision: decision, outputs: outputs, matrix: matrix))
+            planned.append(PlannedTensor(source: tensor, decision: decision, outputs: outputs, matrix: matrix, scheme: scheme))
         }
         tensors = planned
         if !planned.contains(where: { $0.decision.quantize }) {
@@ -321,9 +342,9 @@ public final class QuantizeJob {
         }
     }
 
-    /// The default output: a sibling of the input named after the scheme.
-    public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme) -> String {
-        let label = scheme.outputLabel
+    /// The default output: a sibling of the input named after the scheme (or `label`: a mixture's name).
+    public static func defaultOutputPath(input: String, kind: OutputKind, scheme: Scheme, label: String? = nil) -> String {
+        let label = label ?? scheme.outputLabel
         var url = URL(fileURLWithPath: CompressedFormat.originalName(input))
         if input.hasSuffix(".index.json") { url = url.deletingLastPathComponent() }
         let trimmed = url.standardizedFileURL
@@ -467,7 +488,8 @@ public final class QuantizeJob {
     func makeSink() throws -> CheckpointSink {
         switch outputKind {
         case .gguf:
-            guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType, let fileType = settings.scheme.descriptor.llamaFileType else {
+            guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType,
+                  let fileType = settings.mixture?.llamaFileType ?? settings.scheme.descriptor.llamaFileType else {
                 preconditionFailure("GGUF output without GGUF input")
             }
             let infos = tensors.flatMap { item in
@@ -537,7 +559,7 @@ public final class QuantizeJob {
             } while offset < source.count
             return nil
         }
-        let quantizer = try TensorQuantizer(scheme: settings.scheme, rows: matrix.rows, columns: matrix.columns,
+        let quantizer = try TensorQuantizer(scheme: planned.scheme, rows: matrix.rows, columns: matrix.columns,
                                             tensorName: planned.source.name, options: settings.options)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
         try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
@@ -599,8 +621,8 @@ public final class QuantizeJob {
                                                options: check.accuracy)
                 }
             }
-            let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: settings.scheme.name.rawValue, override: check.maxError)
-            measured = TensorResult(entry: AccuracyReport.Entry(name: planned.source.name, scheme: settings.scheme.name.rawValue,
+            let threshold = AccuracyThresholds.maxRelativeError(forSchemeNamed: planned.scheme.name.rawValue, override: check.maxError)
+            measured = TensorResult(entry: AccuracyReport.Entry(name: planned.source.name, scheme: planned.scheme.name.rawValue,
                                                                 accuracy: accuracy, threshold: threshold),
                                     checkSeconds: Date().timeIntervalSince(started))
         }
