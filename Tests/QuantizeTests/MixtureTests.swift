@@ -151,3 +151,76 @@ struct MixtureBytesTests {
         }
     }
 }
+
+@Suite("Mixture runs write llama-quantize's file byte for byte")
+struct MixtureJobTests {
+    static let models = ["tiny-llama.gguf", "mixtures/odd-llama.gguf"]
+
+    @Test("quantize --to MIXTURE: the whole output file equals llama-quantize's (tensor order, metadata order, file type, every byte)",
+          arguments: models, MixtureName.allCases)
+    func wholeFileMatches(_ model: String, _ name: MixtureName) throws {
+        let oracleName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent + "-bytes.json"
+        let oracle = try JSONDecoder().decode(MixtureBytesOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/\(oracleName)"))))
+        let expected = try #require(oracle.mixtures[name.rawValue])
+        let input = try GGUFFile(path: Fixtures.path(model))
+        #expect(withExtendedLifetime(input) { SHA256.hex(input.file.bytes) } == oracle.input_sha256, "\(model) changed; rerun tools/mixture_bytes_oracle.py")
+        let scratch = try Fixtures.temporaryDirectory("mixture-job")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("out.gguf").path
+        let scheme = try #require(SchemeDescriptor.writing(name.descriptor.defaultType)).name
+        var settings = QuantizeJob.Settings(scheme: Scheme(name: scheme), output: output, check: nil)
+        settings.mixture = name.descriptor
+        settings.threads = 2
+        let job = try QuantizeJob(input: Fixtures.path(model), settings: settings)
+        #expect(job.tensors.map(\.source.name) == expected.tensors.map { $0[0] })
+        _ = try job.run()
+        let written = try GGUFFile(path: output)
+        #expect(written.tensors.map { $0.type.name } == expected.tensors.map { $0[1] })
+        #expect(withExtendedLifetime(written) { SHA256.hex(written.file.bytes) } == expected.file_sha256, "\(model) \(name.rawValue): the output differs from llama-quantize's")
+    }
+
+    @Test("the second model exercises every row-length fallback (no row a multiple of 256; ffn_down's not even of 32)")
+    func oddModelCoversFallbacks() throws {
+        let oracle = try JSONDecoder().decode(MixtureBytesOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/odd-llama-bytes.json"))))
+        let types = Set(oracle.mixtures.values.flatMap { $0.tensors.map { $0[1] } })
+        #expect(types.isSuperset(of: ["Q4_0", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "F16"]))
+        #expect(!types.contains { $0.hasSuffix("_K") || $0 == "IQ4_XS" })
+    }
+
+    @Test("a mixture with --skip keeps the tensor, --only is refused, requantizing is refused")
+    func selectionRules() throws {
+        var settings = QuantizeJob.Settings(scheme: Scheme(name: .q4_K), selection: TensorSelection(patterns: [.init(quantize: false, glob: "blk.0.*")]),
+                                            output: "/nonexistent/out.gguf", check: nil)
+        settings.mixture = MixtureName.q4_K_M.descriptor
+        let job = try QuantizeJob(input: Fixtures.path("tiny-llama.gguf"), settings: settings)
+        #expect(job.tensors.filter { $0.source.name.hasPrefix("blk.0.") }.allSatisfy { !$0.decision.quantize && $0.decision.rule.contains("--skip") })
+        #expect(job.tensors.first { $0.source.name == "blk.1.ffn_down.weight" }?.scheme.name == .q6_K)
+        settings.selection = TensorSelection(patterns: [.init(quantize: true, glob: "blk.*")])
+        #expect(throws: QuantizeJobError.self) { _ = try QuantizeJob(input: Fixtures.path("tiny-llama.gguf"), settings: settings) }
+
+        let scratch = try Fixtures.temporaryDirectory("mixture-requant")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var q8 = QuantizeJob.Settings(scheme: Scheme(name: .q8_0), output: scratch.appendingPathComponent("q8.gguf").path, check: nil)
+        _ = try QuantizeJob(input: Fixtures.path("tiny-llama.gguf"), settings: q8).run()
+        q8.mixture = MixtureName.q4_K_M.descriptor
+        q8.scheme = Scheme(name: .q4_K)
+        q8.output = scratch.appendingPathComponent("again.gguf").path
+        do {
+            _ = try QuantizeJob(input: scratch.appendingPathComponent("q8.gguf").path, settings: q8)
+            Issue.record("requantizing Q8_0 tensors was accepted")
+        } catch let error as QuantizeJobError {
+            #expect(error.message.contains("already") || error.message.contains("stored as"), "\(error.message)")
+        }
+    }
+
+    @Test("--pure gives every quantized tensor the default type, output and embedding included")
+    func pure() throws {
+        var settings = QuantizeJob.Settings(scheme: Scheme(name: .q4_K), output: "/nonexistent/out.gguf", check: nil)
+        settings.mixture = MixtureName.q4_K_M.descriptor
+        settings.pure = true
+        let job = try QuantizeJob(input: Fixtures.path("tiny-llama.gguf"), settings: settings)
+        let quantized = job.tensors.filter(\.decision.quantize)
+        #expect(quantized.count == 16)
+        #expect(quantized.allSatisfy { $0.scheme.name == .q4_K && $0.decision.rule.contains("--pure") })
+    }
+}
