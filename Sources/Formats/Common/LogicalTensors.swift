@@ -51,10 +51,16 @@ public struct StoredQuantization: Sendable, Hashable, Codable {
     public var schemeName: String
     /// GGUF: the ggml types of the quantized tensors, most bytes first.
     public var ggmlTypes: [String]?
+    /// GGUF: llama.cpp's name of `general.file_type` when it names a quantized mixture or type
+    /// (`Q4_K_M`), nil when absent or plain F32/F16/BF16.
+    public var llamaFileType: String? = nil
 
     /// One line for people: `int4 (compressed-tensors pack-quantized: 4-bit int, group 128, symmetric)`.
     public var summary: String {
-        if method == "gguf" { return "\(schemeName) (GGUF \((ggmlTypes ?? []).joined(separator: ", ")))" }
+        if method == "gguf" {
+            let file = llamaFileType.map { "llama.cpp \($0): " } ?? ""
+            return "\(llamaFileType?.lowercased() ?? schemeName) (\(file)GGUF \((ggmlTypes ?? []).joined(separator: ", ")))"
+        }
         var details: [String] = []
         if let bits, let valueType { details.append("\(bits)-bit \(valueType)") }
         switch strategy {
@@ -148,7 +154,12 @@ extension Checkpoint {
             }
             let types = bytes.keys.sorted { bytes[$0]! != bytes[$1]! ? bytes[$0]! > bytes[$1]! : $0 < $1 }
             guard let main = types.first else { return nil }
-            return StoredQuantization(method: "gguf", schemeName: main.lowercased(), ggmlTypes: types)
+            var stored = StoredQuantization(method: "gguf", schemeName: main.lowercased(), ggmlTypes: types)
+            if let value = gguf?["general.file_type"]?.int, value >= 0, let name = LlamaFileType.name(UInt32(truncatingIfNeeded: value)),
+               !["F32", "F16", "BF16"].contains(name) {
+                stored.llamaFileType = name
+            }
+            return stored
         }
         var declared = config?["quantization_config"]
         if declared == nil, let text = safetensors?.shards.first?.metadata?["quantization_config"] {

@@ -1,0 +1,17 @@
+/// llama.cpp's `llama_ftype` (include/llama.h `LLAMA_FTYPE_*`), the value of a GGUF's
+/// `general.file_type` (values of the llama.cpp that tools/build_llama_cpp.sh builds): what llama-quantize was asked for (`Q4_K_M`), which says more than the
+/// tensor types alone (a Q4_K_M file holds Q4_K and Q6_K tensors).
+public enum LlamaFileType {
+    /// The names llama-quantize prints, by value (the deprecated and removed values are left out).
+    public static let names: [UInt32: String] = [
+        0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+        10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+        16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+        22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+        28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+        38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0", 41: "Q2_0",
+    ]
+
+    /// The name of `value` (`Q4_K_M`), nil for a value llama.cpp does not define.
+    public static func name(_ value: UInt32) -> String? { names[value & ~1024] }
+}
