@@ -12,6 +12,9 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
     public var scheme: Scheme
     /// Whether this is a GGUF variant (llama.cpp rules for embeddings, output and norms).
     public var isGGUF: Bool
+    /// A llama.cpp mixture (`q4_k_m`): each tensor's type by llama-quantize's rule; ``scheme`` is
+    /// then the mixture's default type.
+    public var mixture: MixtureName? = nil
 
     /// The name.
     public var description: String { name }
@@ -29,17 +32,22 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
     ]
 
     /// Parses a variant name: `bf16`, `fp16`, `fp8`, `fp8-e5m2`, `int8`, `int4`, `int4-gN` (group N),
-    /// `int4-asym`, or a GGUF type (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`, `q6_k`, `f16`).
+    /// `int4-asym`, a GGUF type (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4_k`, `f16`) or a llama.cpp
+    /// mixture (`q4_k_m`, `q5_k_m`, …; `q2_k`, `q6_k` and `iq4_xs` mean the mixtures, as in llama-quantize).
     public static func parse(_ text: String) throws -> Variant {
         let key = text.lowercased()
         if let special = special[key] { return special }
         if key.hasPrefix("int4-g"), let group = Int(key.dropFirst("int4-g".count)), group > 0, group <= 1 << 20 {
             return Variant(name: key, scheme: Scheme(name: .int4, granularity: .group(size: group)), isGGUF: false)
         }
+        if let mixture = MixtureName(rawValue: key), let name = SchemeDescriptor.writing(mixture.descriptor.defaultType)?.name {
+            return Variant(name: key, scheme: Scheme(name: name), isGGUF: true, mixture: mixture)
+        }
         if let name = SchemeName(rawValue: key) {
             return Variant(name: key, scheme: Scheme(name: name), isGGUF: name.descriptor.container == .gguf)
         }
-        let ggufNames = SchemeDescriptor.all.filter { $0.container == .gguf }.map(\.name.rawValue)
+        var ggufNames = SchemeDescriptor.all.filter { $0.container == .gguf }.map(\.name.rawValue)
+        ggufNames += MixtureName.allCases.map(\.rawValue).filter { !ggufNames.contains($0) }
         throw FitError(.invalidRequest, path: text,
                        message: "unknown variant '\(text)'; known: bf16, fp16, fp8, fp8-e5m2, int8, int4, int4-gN, int4-asym, \(ggufNames.joined(separator: ", "))",
                        remedy: "pick one of the known variants")
@@ -78,6 +86,7 @@ public struct Variant: Sendable, Hashable, CustomStringConvertible {
     /// embedding at the variant type, `output.weight` at Q6_K for 4- and 5-bit types, norms and
     /// routers in F32.
     public func weightBytes(of shape: ModelShape) -> WeightBytes? {
+        if let mixture { return mixtureWeightBytes(of: shape, mixture: mixture.descriptor) }
         var bytes = WeightBytes()
         for tensor in shape.weightTensors {
             guard let elements = CheckedSize.multiply(tensor.rows, tensor.columns) else { return nil }

@@ -61,7 +61,7 @@ struct CheckpointSinkTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted() == ["out", "source"], "no staging left")
     }
 
-    @Test("a GGUF sink sets general.file_type and quantization_version in place")
+    @Test("a GGUF sink moves general.quantization_version, then general.file_type, to the end with their new values (llama-quantize's order)")
     func ggufSink() throws {
         let scratch = try Fixtures.temporaryDirectory("sink-gguf")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -72,7 +72,7 @@ struct CheckpointSinkTests {
         _ = try sink.finishTensors()
         try sink.commit()
         let file = try GGUFFile(path: target)
-        #expect(file.metadata.map(\.key) == ["general.architecture", "general.file_type", "general.quantization_version"])
+        #expect(file.metadata.map(\.key) == ["general.architecture", "general.quantization_version", "general.file_type"])
         #expect(file["general.file_type"]?.int == 7)
         #expect(file["general.quantization_version"]?.int == 2)
     }

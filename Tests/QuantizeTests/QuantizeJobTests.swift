@@ -270,8 +270,10 @@ struct QuantizeJobTests {
         #expect(try JobFixtures.listing(scratch) == ["out.gguf", "out.gguf.quantize-report.json", "tiny-llama.gguf"])
 
         let written = try GGUFFile(path: outputPath)
-        // Metadata: same keys in the same order, same values, except the file type.
-        #expect(written.metadata.map(\.key) == original.metadata.map(\.key))
+        // Metadata: the input's keys in their order, then the quantization version and the file
+        // type moved to the end with new values (llama-quantize's gguf_set_val_u32 order).
+        let moved = ["general.quantization_version", "general.file_type"]
+        #expect(written.metadata.map(\.key) == original.metadata.map(\.key).filter { !moved.contains($0) } + moved)
         for (key, value) in original.metadata {
             switch key {
             case "general.file_type": #expect(written[key] == .uint32(testCase.fileType), "general.file_type for \(testCase.scheme)")

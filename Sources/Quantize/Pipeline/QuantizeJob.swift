@@ -488,7 +488,7 @@ public final class QuantizeJob {
     func makeSink() throws -> CheckpointSink {
         switch outputKind {
         case .gguf:
-            guard let gguf = checkpoint.gguf, let ggml = settings.scheme.name.ggmlType,
+            guard let gguf = checkpoint.gguf, settings.scheme.name.ggmlType != nil,
                   let fileType = settings.mixture?.llamaFileType ?? settings.scheme.descriptor.llamaFileType else {
                 preconditionFailure("GGUF output without GGUF input")
             }
@@ -499,7 +499,7 @@ public final class QuantizeJob {
                 }
             }
             return try GGUFFileSink(target: outputPath, metadata: gguf.metadata, tensors: infos,
-                                    fileType: fileType, quantizationVersion: ggml.isQuantized ? 2 : nil)
+                                    fileType: fileType, quantizationVersion: 2)
         case .safetensorsFile, .safetensorsDirectory:
             var shards: [SafetensorsShardedWriter.PlannedShard] = []
             for (shard, path) in checkpoint.files.enumerated() {
