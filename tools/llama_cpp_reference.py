@@ -20,7 +20,9 @@ Only the standard library is used, so any python3 runs it; the converter runs wi
       then `quantize eval ORIGINAL Q… --text FILE --context N --threads T --json` on the same files
       (ORIGINAL defaults to the F32 twin, so both tokenise alike; pass fixtures/trained-llama to
       evaluate the safetensors original), and prints the side-by-side table: perplexity within 1 %,
-      mean KLD within 10 %, and the tokens/s of both. Exit 1 when a row disagrees.
+      mean KLD within 10 %, and the tokens/s of both; and writes every llama.cpp mixture among the
+      types with `quantize --to MIXTURE` and says whether the file is identical to llama-quantize's.
+      Exit 1 when a row disagrees or a file differs.
       The JSON read is the contract of issue 9: original.perplexity and results[] with path,
       perplexity, kld.mean, kld.p99, kld.max, sameTopToken (fraction), in the order given.
   llama_cpp_reference.py logits [--out fixtures/trained-llama/llama-cpp-logits]
@@ -50,6 +52,7 @@ FIXTURE = os.path.join(ROOT, "fixtures", "trained-llama")
 TEXT = os.path.join(FIXTURE, "eval.txt")
 DEFAULT_TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "IQ4_XS",
                  "Q3_K_M", "Q3_K_S", "Q2_K"]
+MIXTURES = ["q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_xs"]
 PPL_TOL = 0.01   # relative
 KLD_TOL = 0.10   # relative
 
@@ -232,10 +235,44 @@ def find_quantize(explicit):
     return found
 
 
+def same_bytes(res, quantize, work):
+    """`quantize --to TYPE` on the twin for every llama-quantize type it writes: identical files?"""
+    import hashlib
+
+    def digest(path):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    base = os.path.join(ROOT, res["original"]["path"])
+    print("\nbytes: `quantize --to MIXTURE` of the F32 twin against llama-quantize's file of that mixture")
+    differing = 0
+    for r in res["results"]:
+        name = r["type"].lower()
+        if name not in MIXTURES:
+            print(f"  {r['type']:8s} (a single type: quantize --to {name} keeps embeddings and output as they are; not compared)")
+            continue
+        out = os.path.join(work, f"ours-{name}.gguf")
+        if os.path.exists(out):
+            os.remove(out)
+        p = subprocess.run([quantize, "--to", name, base, "-o", out, "--no-check", "--quiet"], capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"  {r['type']:8s} not written by quantize: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+            continue
+        same = digest(out) == digest(os.path.join(ROOT, r["path"]))
+        differing += not same
+        print(f"  {r['type']:8s} {'identical' if same else 'DIFFERENT'}")
+        os.remove(out)
+    return differing
+
+
 def compare(args):
     res = cached_or_run(args)
     print_llama_table(res)
     quantize = find_quantize(args.quantize)
+    differing = same_bytes(res, quantize, args.work)
     original = args.original or os.path.join(ROOT, res["original"]["path"])
     paths = [os.path.join(ROOT, r["path"]) for r in res["results"]]
     cmd = [quantize, "eval", original, *paths, "--text", args.text, "--context", str(args.context),
@@ -299,7 +336,9 @@ def compare(args):
         print(f"llama-perplexity per quantized file: {min(rates):.0f}–{max(rates):.0f} tok/s")
     if bad:
         print(f"{bad} row(s) outside the tolerance")
-    return 1 if bad else 0
+    if differing:
+        print(f"{differing} file(s) differ from llama-quantize's")
+    return 1 if bad or differing else 0
 
 
 def read_kld_base(path):
