@@ -102,9 +102,11 @@ cc -shared -fPIC -O2 -o "$DIR/lib/logflush.so" "$DIR/lib/logflush.c"
 cat >"$DIR/bin/convert_hf_to_gguf" <<EOF
 #!/usr/bin/env bash
 # llama.cpp's own converter (vendored by llama-cpp-python $VERSION) with its own gguf-py.
-export PYTHONPATH="$SRC/gguf-py\${PYTHONPATH:+:\$PYTHONPATH}"
+# Paths relative to this script, so the tree can be moved (.llama.cpp/bin/ → .llama.cpp/llama.cpp/).
+SRC="\$(cd -- "\$(dirname -- "\${BASH_SOURCE[0]}")/../llama.cpp" && pwd -P)"
+export PYTHONPATH="\$SRC/gguf-py\${PYTHONPATH:+:\$PYTHONPATH}"
 unset NO_LOCAL_GGUF
-exec "$PY" "$SRC/convert_hf_to_gguf.py" "\$@"
+exec "$PY" "\$SRC/convert_hf_to_gguf.py" "\$@"
 EOF
 chmod +x "$DIR/bin/convert_hf_to_gguf"
 echo "$want" >"$STAMP"
