@@ -258,8 +258,9 @@ public struct ImportanceMatrix: Sendable, Equatable {
     /// - Returns: nil when the matrix has no entry of that name (llama-quantize quantizes the
     ///   tensor without one), and nil for `token_embd.weight` / `per_layer_token_embd.weight` whose
     ///   entry has the wrong size (llama-quantize ignores it there).
-    /// - Throws: ``FormatError`` `.imatrixMismatch` when the entry's size is not
-    ///   `columns × experts` (llama-quantize's "imatrix size … is different from tensor size"), or
+    /// - Throws: ``FormatError`` `.imatrixMismatch` when the entry does not hold `columns × experts`
+    ///   values (llama-quantize's "imatrix size … is different from tensor size"; like it, only the
+    ///   total is compared), or
     ///   when a value is not finite ("imatrix contains non-finite value"); `.imatrixMalformed` for
     ///   a GGUF file without the `imatrix.*` metadata ("missing imatrix metadata").
     public func quantizationWeights(forTensor name: String, columns: Int, experts: Int = 1) throws -> [Float]? {
