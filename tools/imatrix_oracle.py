@@ -104,6 +104,23 @@ def fixtures(args):
         cmd = ["llama-imatrix"] + cmd[1:]
         manifest["files"][name] = {"sha256": sha256(path), "bytes": os.path.getsize(path), "command": " ".join(cmd)}
         print(f"{name}: {os.path.getsize(path)} bytes  {' '.join(cmd)}")
+    # What llama-quantize writes into its output for this matrix: the last keys of a Q4_K_M made
+    # with --imatrix (the path as given), in order, with their GGUF types.
+    imatrix_arg = os.path.relpath(os.path.join(out, "llama-imatrix-c128.gguf"), ROOT)
+    quantized = os.path.join(WORK, "q4_k_m-imatrix.gguf")
+    env = dict(os.environ, LD_PRELOAD=ref.LOGFLUSH) if os.path.exists(ref.LOGFLUSH) else dict(os.environ)
+    p = subprocess.run(["nice", "-n", "19", ref.tool("llama-quantize"), "--imatrix", imatrix_arg, model, quantized, "Q4_K_M", "2"],
+                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-3000:])
+        fail("llama-quantize --imatrix failed")
+    sys.path.insert(0, os.path.join(ROOT, ".llama.cpp", "llama.cpp", "gguf-py"))
+    import gguf
+    reader = gguf.GGUFReader(quantized)
+    keys = [k for k in reader.fields if not k.startswith("GGUF.")]
+    manifest["llama_quantize_tail_keys"] = {
+        "command": f"llama-quantize --imatrix {imatrix_arg} out/imatrix/trained-llama-f32.gguf out/imatrix/q4_k_m-imatrix.gguf Q4_K_M 2",
+        "keys": [{"key": k, "type": reader.fields[k].types[0].name.lower(), "value": reader.fields[k].contents()} for k in keys[-6:]]}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

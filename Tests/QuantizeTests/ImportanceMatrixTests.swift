@@ -136,6 +136,23 @@ struct ImportanceMatrixTests {
         #expect(none.quantizeMetadata(imatrixPath: "f").map(\.key) == ["quantize.imatrix.file", "quantize.imatrix.entries_count"])
     }
 
+    @Test("quantizeMetadata equals the keys llama-quantize --imatrix appended to its Q4_K_M (manifest.json)")
+    func quantizeMetadataMatchesLlamaQuantize() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("imatrix/manifest.json")))
+        let manifest = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let tail = try #require(manifest["llama_quantize_tail_keys"] as? [String: Any])
+        let keys = try #require(tail["keys"] as? [[String: Any]]).filter { ($0["key"] as? String)?.hasPrefix("quantize.imatrix.") == true }
+        let ours = try ImportanceMatrix(contentsOf: Self.gguf).quantizeMetadata(imatrixPath: "fixtures/imatrix/llama-imatrix-c128.gguf")
+        #expect(ours.map(\.key) == keys.map { $0["key"] as? String ?? "" })
+        for (mine, theirs) in zip(ours, keys) {
+            switch mine.value {
+            case .string(let s): #expect(theirs["type"] as? String == "string" && theirs["value"] as? String == s, "\(mine.key)")
+            case .uint32(let v): #expect(theirs["type"] as? String == "uint32" && theirs["value"] as? Int == Int(v), "\(mine.key)")
+            default: Issue.record("\(mine.key) has type \(mine.value.type)")
+            }
+        }
+    }
+
     // MARK: Hostile files
 
     @Test("every truncation of the .dat and of the GGUF is a clear error, never a crash")
