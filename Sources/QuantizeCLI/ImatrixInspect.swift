@@ -9,9 +9,8 @@ struct ImatrixInspect {
     let matrix: ImportanceMatrix
     let fileFormat: ImportanceMatrix.FileFormat
 
-    /// The importance matrix at `path` when it is one: a GGUF whose `general.type` is `imatrix`
-    /// (read, with its errors, as such), or — only after `checkpointError` said the file is no
-    /// checkpoint — a file that reads as a legacy `.dat` matrix. Nil otherwise.
+    /// The importance matrix at `path` when it is a GGUF whose `general.type` is `imatrix` (read,
+    /// with its errors, as such); nil for anything else.
     static func detect(_ path: String) throws -> ImatrixInspect? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
@@ -22,6 +21,8 @@ struct ImatrixInspect {
 
     /// A legacy `.dat` matrix at `path`, nil when the file does not read as one.
     static func legacy(_ path: String) -> ImatrixInspect? {
+        // Real .dat files are a few MB; a large file that is no checkpoint is not read whole.
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size < 1 << 30 else { return nil }
         guard let matrix = try? ImportanceMatrix(contentsOf: path), matrix.storage == .legacyMeans else { return nil }
         return ImatrixInspect(path: path, matrix: matrix, fileFormat: .dat)
     }
