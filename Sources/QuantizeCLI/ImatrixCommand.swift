@@ -22,8 +22,11 @@ extension QuantizeCommand {
         @Argument(help: "The model: a .gguf file or a Hugging Face model directory.")
         var model: String
 
-        @Option(help: ArgumentHelp("The calibration text (UTF-8).", valueName: "file"))
-        var text: String
+        @Option(help: ArgumentHelp("The calibration text (UTF-8), tokenized with the model's tokenizer.", valueName: "file"))
+        var text: String?
+
+        @Option(help: ArgumentHelp("The tokens as a JSON array of ids (BOS first where the model adds one); bypasses tokenization.", valueName: "file.json"))
+        var tokens: String?
 
         @Option(name: [.customShort("o"), .customLong("output")], help: ArgumentHelp("The importance matrix to write.", valueName: "file"))
         var output: String
@@ -53,6 +56,7 @@ extension QuantizeCommand {
         var quiet = false
 
         func validate() throws {
+            if (text == nil) == (tokens == nil) { throw ValidationError("give the calibration input with exactly one of --text FILE or --tokens FILE.json") }
             if ctx < 8 { throw ValidationError("--ctx must be 8 or more (llama-imatrix's default is 512)") }
             if let chunks, chunks < 1 { throw ValidationError("--chunks must be positive") }
             if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
@@ -64,7 +68,8 @@ extension QuantizeCommand {
             EvalCommand.restartWithFasterBLASIfNeeded()
             let fm = FileManager.default
             let outputURL = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
-            for (what, path) in [("model", model), ("text", text)] where URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath() == outputURL {
+            let input = text ?? tokens!
+            for (what, path) in [("model", model), ("text", input)] where URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath() == outputURL {
                 throw ValidationError("-o \(output) is the \(what) itself; name another output")
             }
             var isDirectory: ObjCBool = false
@@ -74,23 +79,32 @@ extension QuantizeCommand {
             if fm.fileExists(atPath: output) && !force {
                 throw QuantizeJobError(.outputExists, "\(output) exists; pass --force to replace it, or name another output with -o")
             }
-            let textContent = try EvalCommand.readText(text)
             let weights = try ModelWeights(path: model, weightsOnly: true)
             let transformer = try Transformer(weights: weights, threads: threads, maximumPositions: ctx)
-            let tokenizer = try TokenizerLoader.load(checkpoint: weights.checkpoint)
-            let ids = try ImportanceCollection.tokens(of: textContent, tokenizer: tokenizer)
-            var collection = try ImportanceCollection(tokens: ids, context: ctx, chunks: chunks, bosTokenID: tokenizer.chunkBOS, processOutput: processOutput)
-            collection.chunksPerBatch = PerplexityEvaluation.chunksPerBatch(configuration: weights.configuration, context: ctx)
             let talk = !quiet && !json
-            if talk {
-                Format.note("tokenized \(text) with \(tokenizer.summary): \(ids.count) tokens; \(collection.chunks) chunks × \(ctx) tokens")
+            let ids: [Int32]
+            let bos: Int32?
+            if let text {
+                let textContent = try EvalCommand.readText(text)
+                let tokenizer = try TokenizerLoader.load(checkpoint: weights.checkpoint)
+                ids = try ImportanceCollection.tokens(of: textContent, tokenizer: tokenizer)
+                bos = tokenizer.chunkBOS
+                if talk { Format.note("tokenized \(text) with \(tokenizer.summary): \(ids.count) tokens") }
+            } else {
+                ids = try EvalCommand.readTokens(tokens!)
+                // BOS replaces each chunk's first token where the runtime adds one; without a
+                // readable tokenizer, the config's bos_token_id.
+                bos = (try? TokenizerLoader.load(checkpoint: weights.checkpoint))?.chunkBOS ?? weights.configuration.bosTokenID
             }
+            var collection = try ImportanceCollection(tokens: ids, context: ctx, chunks: chunks, bosTokenID: bos, processOutput: processOutput)
+            collection.chunksPerBatch = PerplexityEvaluation.chunksPerBatch(configuration: weights.configuration, context: ctx)
+            if talk { Format.note("\(collection.chunks) chunks × \(ctx) tokens") }
             // The output is staged beside the target and moved into place only when complete.
             let transaction = try OutputTransaction(target: output)
             transaction.replacesExisting = force
             if talk { for note in transaction.notes { Format.note(note) } }
             let showProgress = talk && isatty(STDERR_FILENO) == 1
-            let result = try collection.run(model: transformer, dataset: text) { done, total, seconds in
+            let result = try collection.run(model: transformer, dataset: input) { done, total, seconds in
                 guard showProgress else { return }
                 let eta = seconds / Double(done) * Double(total - done)
                 FileHandle.standardError.write(Data(String(format: "\r[chunk %d/%d] %3.0f%%  %.0f tokens/s  ETA %@   ", done, total,

@@ -69,6 +69,35 @@ struct ImatrixCLITests {
         #expect(onModel.status == 2 && onModel.stderr.contains("is the model itself"), "stderr: \(onModel.stderr)")
     }
 
+    @Test("--tokens on a MoE model: expert entries with one count per expert; sparse experts listed with their counts")
+    func tokensOnMixtureOfExperts() throws {
+        let scratch = try Fixtures.temporaryDirectory("imatrix-cli-moe")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("reference-models/mixtral/expected-logits.json")))
+        let tokens = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["tokens"] as? [Int])
+        let tokensPath = scratch.appendingPathComponent("tokens.json")
+        try JSONSerialization.data(withJSONObject: tokens).write(to: tokensPath)
+        let output = scratch.appendingPathComponent("moe.gguf").path
+        let run = try CLI.run(["imatrix", "fixtures/reference-models/mixtral", "--tokens", tokensPath.path, "-o", output, "--ctx", "16", "--json"])
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        let json = try CLI.jsonObject(run.stdout)
+        #expect(json["tokens"] as? Int == 32)
+        let inspect = try CLI.jsonObject(try CLI.run(["inspect", output, "--json"]).stdout)
+        let entries = try #require(inspect["entries"] as? [[String: Any]])
+        let down = try #require(entries.first { $0["name"] as? String == "blk.0.ffn_down_exps.weight" })
+        #expect(down["experts"] as? Int == 4)
+        let counts = try #require(down["counts"] as? [Int])
+        #expect(counts.reduce(0, +) == 32 * 2, "32 tokens × top-2")
+        // Every expert under a tenth of an even share is listed, with its count.
+        let sparse = try #require(json["sparseExperts"] as? [[String: Any]]).filter { $0["tensor"] as? String == "blk.0.ffn_down_exps.weight" }
+        let threshold = max(1, counts.reduce(0, +) / 4 / 10)
+        #expect(sparse.map { $0["expert"] as? Int ?? -1 } == counts.indices.filter { counts[$0] < threshold })
+        for entry in sparse {
+            let expert = try #require(entry["expert"] as? Int)
+            #expect(entry["tokens"] as? Int == counts[expert] && entry["threshold"] as? Int == threshold)
+        }
+    }
+
     @Test("SIGINT during collection removes the staging folder and exits 130")
     func interruptLeavesNothing() throws {
         let scratch = try Fixtures.temporaryDirectory("imatrix-cli-int")
