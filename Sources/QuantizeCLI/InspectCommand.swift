@@ -20,7 +20,15 @@ extension QuantizeCommand {
         var limit: Int?
 
         func run() throws {
-            let checkpoint = try Checkpoint(path: path)
+            // An importance matrix is shown as one (ImatrixInspect.swift), not as a model.
+            let checkpoint: Checkpoint
+            do {
+                if let imatrix = try ImatrixInspect.detect(path) { return print(json ? imatrix.json.serializedString(.document) : imatrix.text) }
+                checkpoint = try Checkpoint(path: path)
+            } catch {
+                guard let imatrix = ImatrixInspect.legacy(path) else { throw error }
+                return print(json ? imatrix.json.serializedString(.document) : imatrix.text)
+            }
             let report = InspectReport(checkpoint)
             if json {
                 print(report.json().serializedString(.document))

@@ -9,7 +9,7 @@ struct QuantizeCommand: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize LLM checkpoints to FP8, INT8 and INT4, check their accuracy, and tell which GPUs they fit.",
         version: "0.1.0",
-        subcommands: [RunCommand.self, InspectCommand.self, VerifyCommand.self, EvalCommand.self, FitCommand.self, Compress.self, Decompress.self],
+        subcommands: [RunCommand.self, InspectCommand.self, VerifyCommand.self, EvalCommand.self, ImatrixCommand.self, FitCommand.self, Compress.self, Decompress.self],
         defaultSubcommand: RunCommand.self
     )
 
@@ -18,7 +18,7 @@ struct QuantizeCommand: ParsableCommand {
     static func main() {
         do {
             var command = try parseAsRoot()
-            if command is RunCommand { Interrupts.install() }
+            if command is RunCommand || command is ImatrixCommand { Interrupts.install() }
             try command.run()
         } catch {
             let outcome = ExitStatus.outcome(of: error, command: self)
