@@ -367,6 +367,77 @@ QK_V static void bf16_avx2(const float *x, uint8_t *out, size_t n) {
 }
 #endif
 
+// MARK: Importance-weighted Q4_0, Q4_1, Q5_0, Q5_1 (ggml_quantize_chunk with an imatrix)
+//
+// Ports of quantize_row_q4_0_impl … quantize_row_q5_1_impl with quant_weights (ggml
+// src/ggml-quants.c): per row σ² = Σx²/columns, per block of 32 the weights
+// qw · sqrt(σ² + x²), then make_qx_quants (Q4_0: 8 levels, Q5_0: 16) or make_qkx3_quants
+// (Q4_1: 15, Q5_1: 31; rmin -0.9, rdelta 0.05, 36 steps) from ggml_kernels.h. Q8_0 has none:
+// ggml's quantize_q8_0 ignores the importance.
+
+// Q4_0 (levels 8, 18-byte blocks) and Q5_0 (levels 16, 22-byte blocks).
+static long qx_0_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int levels) {
+    long bad = -1;
+    const size_t nb = columns / 32, bytes = levels == 16 ? 22 : 18;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * columns;
+        const float sigma2 = qk_row_sigma2(xr, columns);
+        for (size_t ib = 0; ib < nb; ib++) {
+            const float *xb = xr + 32 * ib, *qw = importance + 32 * ib;
+            uint8_t *y = out + bytes * (r * nb + ib);
+            float weight[32];
+            int8_t L[32];
+            for (int j = 0; j < 32; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+            const float d = qk_make_qx_quants_weighted(32, levels, xb, L, weight);
+            const uint16_t dh = qk_f16_from_f32(d);
+            if (bad < 0 && qk_is_inf16(dh)) bad = (long)(r * nb + ib);
+            qk_wr16(y, dh);
+            int q[32];
+            for (int j = 0; j < 32; j++) q[j] = L[j];
+            if (levels == 16) pack_q5(q, y + 2, y + 6); else pack_q4(q, y + 2);
+        }
+    }
+    return bad;
+}
+
+// Q4_1 (nmax 15, 20-byte blocks) and Q5_1 (nmax 31, 24-byte blocks).
+static long qx_1_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int nmax) {
+    long bad = -1;
+    const size_t nb = columns / 32, bytes = nmax == 31 ? 24 : 20;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * columns;
+        const float sigma2 = qk_row_sigma2(xr, columns);
+        for (size_t ib = 0; ib < nb; ib++) {
+            const float *xb = xr + 32 * ib, *qw = importance + 32 * ib;
+            uint8_t *y = out + bytes * (r * nb + ib);
+            float weight[32], min;
+            uint8_t L[32];
+            for (int j = 0; j < 32; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+            const float d = qk_make_qkx2_quants(32, nmax, xb, weight, L, &min, -0.9f, 0.05f, 36, 0);
+            const uint16_t dh = qk_f16_from_f32(d), mh = qk_f16_from_f32(-min);
+            if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + ib);
+            qk_wr16(y, dh); qk_wr16(y + 2, mh);
+            int q[32];
+            for (int j = 0; j < 32; j++) q[j] = L[j];
+            if (nmax == 31) pack_q5(q, y + 4, y + 8); else pack_q4(q, y + 4);
+        }
+    }
+    return bad;
+}
+
+long qk_ggml_q4_0_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return qx_0_weighted(x, out, rows, columns, importance, 8);
+}
+long qk_ggml_q5_0_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return qx_0_weighted(x, out, rows, columns, importance, 16);
+}
+long qk_ggml_q4_1_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return qx_1_weighted(x, out, rows, columns, importance, 15);
+}
+long qk_ggml_q5_1_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return qx_1_weighted(x, out, rows, columns, importance, 31);
+}
+
 // MARK: Entry points (ggml_kernels.c's table)
 
 void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {
