@@ -30,6 +30,9 @@ Run: python3 tools/ggml_oracle.py            (LLAMA_CPP_DIR: default <repo>/.lla
      python3 tools/ggml_oracle.py --stress    (also build our CKernels with cc and compare every type,
                                                without and with importance, on 4096 × 1024 seeded
                                                Gaussian / Student-t rows at 4 scales, 8 experts)
+     python3 tools/ggml_oracle.py --bench     (MB/s per core of ggml's quantizer and ours on the same
+                                               rows in one run, without and with importance; builds
+                                               tools/ggml_oracle/bench_harness.c, prints a Markdown table)
 """
 import hashlib
 import json
@@ -208,9 +211,43 @@ def stress():
         sys.exit(1 if bad else 0)
 
 
+def bench():
+    """One thread, 256 × 4096 rows: ggml vs ours, plain and importance-weighted, and memcpy."""
+    d = llama_dir()
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        kernels = ROOT / "Sources" / "CKernels"
+        exe = work / "bench"
+        cc = shutil.which("clang") or "cc"
+        objs = []
+        for src in sorted(kernels.glob("*.c")):
+            if src.name.startswith(("ggml_", "kernel_shared", "cpu")):
+                obj = work / (src.stem + ".o")
+                subprocess.run([cc, "-O3", "-I", str(kernels / "include"), "-I", str(kernels), "-c", str(src), "-o", str(obj)], check=True)
+                objs.append(str(obj))
+        harness_obj = work / "bench_harness.o"
+        subprocess.run(["cc", "-O2", "-c", "-I", str(d / "llama.cpp" / "ggml" / "include"), str(ROOT / "tools" / "ggml_oracle" / "bench_harness.c"),
+                        "-o", str(harness_obj)], check=True)
+        lib = d / "build" / "ggml" / "src" / "libggml-base.a"
+        subprocess.run(["c++", str(harness_obj), *objs, str(lib), "-lm", "-fopenmp", "-o", str(exe)], check=True)
+        args = [f"{tid}:{SIZES[tid][0]}" for _, tid in TYPES_IMATRIX if tid != 8]
+        out = subprocess.run([str(exe), "256", "4096", "5", *args], capture_output=True, text=True, check=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    print("| type | ggml MB/s | ours MB/s | ours/ggml | ggml imatrix MB/s | ours imatrix MB/s | ours/ggml imatrix | same bytes (plain, imatrix) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['ggml']:.1f} | {r['ours']:.1f} | {r['ours'] / r['ggml']:.2f}× | {r['ggml_imatrix']:.1f} | "
+              f"{r['ours_imatrix']:.1f} | {r['ours_imatrix'] / r['ggml_imatrix']:.2f}× | {r['same_bytes']}, {r['same_bytes_imatrix']} |")
+    print(f"\n256 × 4096 float32 rows (4.2 MB), one thread, MB/s of float32 input (median of 5 interleaved runs); "
+          f"memcpy of the same bytes: {min(r['memcpy'] for r in rows):.0f}–{max(r['memcpy'] for r in rows):.0f} MB/s")
+    sys.exit(0 if all(r["same_bytes"] and r["same_bytes_imatrix"] for r in rows) else 1)
+
+
 def main():
     if "--stress" in sys.argv:
         stress()
+    if "--bench" in sys.argv:
+        bench()
     plain, weighted = generate()
     outputs = [(OUT, plain), (OUT_IMATRIX, weighted)]
     if "--check" in sys.argv:
