@@ -27,9 +27,10 @@ Tests/QuantizeTests/GGMLOracleTests.swift and GGMLImatrixOracleTests.swift encod
 our kernels and compare.
 Run: python3 tools/ggml_oracle.py            (LLAMA_CPP_DIR: default <repo>/.llama.cpp)
      python3 tools/ggml_oracle.py --check     (regenerate in memory and compare with the committed files)
-     python3 tools/ggml_oracle.py --stress    (also build our CKernels with cc and compare every type,
-                                               without and with importance, on 4096 × 1024 seeded
-                                               Gaussian / Student-t rows at 4 scales, 8 experts)
+     python3 tools/ggml_oracle.py --stress    (also build our CKernels with clang -O3 and compare every
+                                               type, without and with importance, on 4096 × 1024 seeded
+                                               Gaussian / Student-t rows at 4 scales, 8 experts, then
+                                               512 × 1280 and 256 × 896 rows, 2 experts)
      python3 tools/ggml_oracle.py --bench     (MB/s per core of ggml's quantizer and ours on the same
                                                rows in one run, without and with importance; builds
                                                tools/ggml_oracle/bench_harness.c, prints a Markdown table)
@@ -170,12 +171,7 @@ def generate_with(d: Path, exe: Path):
     return files
 
 
-def stress():
-    """Our kernels against ggml on about four million weights per type, without and with an
-    importance matrix (8 experts, each its own vector); prints the blocks compared and differing."""
-    d = llama_dir()
-    rng = np.random.default_rng(7)
-    rows, cols, experts = 4096, 1024, 8
+def stress_inputs(rng, rows, cols, experts):
     parts = []
     for s in [1e-3, 0.02, 1.0, 100.0]:
         parts += [rng.standard_normal((rows // 8, cols)) * s, rng.standard_t(3, (rows // 8, cols)) * s]
@@ -183,6 +179,15 @@ def stress():
     x = x[rng.permutation(rows)]  # every expert sees every scale
     x[::7, ::13] = 0
     imp = np.concatenate([importance(rng, cols, e == 0) for e in range(experts)]).astype("<f4")
+    return x, imp
+
+
+def stress():
+    """Our kernels against ggml on about four million weights per type, without and with an
+    importance matrix (8 experts, each its own vector), then on rows of 5 super-blocks (an odd count
+    per row); prints the blocks compared and differing."""
+    d = llama_dir()
+    rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         exe = harness(d, work)
@@ -192,21 +197,27 @@ def stress():
         # clang -O3 as SwiftPM builds the CKernels target (Package.swift), cc where there is no clang.
         subprocess.run([shutil.which("clang") or "cc", "-O3", "-I", str(kernels / "include"), "-I", str(kernels), str(ROOT / "tools" / "ggml_oracle" / "ours_harness.c"),
                         *sources, "-lm", "-o", str(ours)], check=True)
-        (work / "importance.f32").write_bytes(imp.tobytes())
         bad = total = 0
-        for weighted in [False, True]:
-            extra = [str(work / "importance.f32"), str(rows // experts)] if weighted else []
-            for name, tid in (TYPES_IMATRIX if weighted else TYPES):
-                bs, bpb = SIZES[tid]
-                a = subprocess.run([str(exe), str(tid), str(rows), str(cols), *extra], input=x.tobytes(), capture_output=True, check=True).stdout
-                b = subprocess.run([str(ours), str(tid), str(rows), str(cols), str(bs), str(bpb), *extra], input=x.tobytes(),
-                                   capture_output=True, check=True).stdout
-                A = np.frombuffer(a, np.uint8).reshape(-1, bpb)
-                B = np.frombuffer(b, np.uint8).reshape(-1, bpb)
-                n = int((A != B).any(axis=1).sum())
-                bad += n
-                total += len(A)
-                print(f"{name}{' imatrix' if weighted else ''}: {n} of {len(A)} blocks differ from ggml", flush=True)
+        # 1280 columns: an odd number of super-blocks per row; 896 (Qwen2.5-0.5B's hidden size): the
+        # 32-element types only, 28 blocks per row (AVX2 fits of 16 and 8, then 4 one at a time).
+        for rows, cols, experts in [(4096, 1024, 8), (512, 1280, 2), (256, 896, 2)]:
+            x, imp = stress_inputs(rng, rows, cols, experts)
+            (work / "importance.f32").write_bytes(imp.tobytes())
+            for weighted in [False, True]:
+                extra = [str(work / "importance.f32"), str(rows // experts)] if weighted else []
+                for name, tid in (TYPES_IMATRIX if weighted else TYPES):
+                    bs, bpb = SIZES[tid]
+                    if cols % bs:
+                        continue
+                    a = subprocess.run([str(exe), str(tid), str(rows), str(cols), *extra], input=x.tobytes(), capture_output=True, check=True).stdout
+                    b = subprocess.run([str(ours), str(tid), str(rows), str(cols), str(bs), str(bpb), *extra], input=x.tobytes(),
+                                       capture_output=True, check=True).stdout
+                    A = np.frombuffer(a, np.uint8).reshape(-1, bpb)
+                    B = np.frombuffer(b, np.uint8).reshape(-1, bpb)
+                    n = int((A != B).any(axis=1).sum())
+                    bad += n
+                    total += len(A)
+                    print(f"{rows}×{cols} {name}{' imatrix' if weighted else ''}: {n} of {len(A)} blocks differ from ggml", flush=True)
         print(f"ggml_oracle --stress: {bad} of {total} blocks differ")
         sys.exit(1 if bad else 0)
 

@@ -10,6 +10,7 @@ typedef struct {
     qk_ggml_checked_fn encodeChecked;    // NULL: the dispatcher scans for NaN/±inf first
     qk_ggml_encode_fn encodePortable;    // the reference path the tests compare with
     qk_ggml_weighted_fn encodeWeighted;  // NULL: ggml ignores an importance matrix for this type
+    qk_ggml_weighted_fn encodeWeightedPortable;
     qk_ggml_decode_fn decode;
 } qk_ggml_kernel;
 
@@ -48,10 +49,12 @@ typedef struct {
 #define QK_CHECKED_1(name) 0
 #endif
 #define QK_DECLARE_CHECKED_0(name)
-#define QK_DECLARE_WEIGHTED_1(name) long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance);
+#define QK_DECLARE_WEIGHTED_1(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance); \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance);
 #define QK_DECLARE_WEIGHTED_0(name)
-#define QK_WEIGHTED_1(name) qk_ggml_##name##_weighted
-#define QK_WEIGHTED_0(name) 0
+#define QK_WEIGHTED_1(name) qk_ggml_##name##_weighted, qk_ggml_##name##_weighted_portable
+#define QK_WEIGHTED_0(name) 0, 0
 #define QK_CHECKED_0(name) 0
 #define QK_DECLARE_DECODER(name) \
     void qk_ggml_decode_##name(const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
@@ -68,7 +71,7 @@ QK_DECODED_TYPES(QK_DECLARE_DECODED)
 // The table.
 #define QK_ENCODED_ENTRY(id, name, checked, weighted) \
     {id, qk_ggml_##name##_encode, QK_CHECKED_##checked(name), qk_ggml_##name##_portable, QK_WEIGHTED_##weighted(name), qk_ggml_decode_##name},
-#define QK_DECODED_ENTRY(id, name) {id, 0, 0, 0, 0, qk_ggml_decode_##name},
+#define QK_DECODED_ENTRY(id, name) {id, 0, 0, 0, 0, 0, qk_ggml_decode_##name},
 static const qk_ggml_kernel kKernels[] = {
     QK_ENCODED_TYPES(QK_ENCODED_ENTRY)
     QK_DECODED_TYPES(QK_DECODED_ENTRY)
@@ -104,6 +107,12 @@ long qk_quant_ggml_encode_weighted(uint32_t type, const float *x, uint8_t *out, 
     // Without an importance-weighted path (or without importance) ggml runs its plain quantizer.
     if (!k->encodeWeighted || !importance) return k->encode(x, out, rows * (columns / blockSize));
     return k->encodeWeighted(x, out, rows, columns, importance);
+}
+
+long qk_quant_ggml_encode_weighted_portable(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                            const float *importance) {
+    const qk_ggml_kernel *k = kernel(type);
+    return k && k->encodeWeightedPortable && importance ? k->encodeWeightedPortable(x, out, rows, columns, importance) : -2;
 }
 
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks) {

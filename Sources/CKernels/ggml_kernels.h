@@ -128,6 +128,19 @@ static inline float qk_row_sigma2(const float *x, size_t n) {
     return sumX2 / (float)(int64_t)n;
 }
 
+#if defined(__x86_64__)
+/// make_qx_quants(32, nmax, …) with weights qw · sqrt(σ² + x²) of `count` (8 or 16) consecutive
+/// blocks of 32 (x, qw), one block per AVX2 lane, codes + nmax in L and scales: the fits of the
+/// weighted Q4_0 (nmax 8) and Q5_0 (nmax 16), defined with the AVX2 fits in ggml_kquants.c. Call
+/// only when qk_isa_avx2().
+void qk_ggml_qx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, int8_t *L, float *scales);
+/// make_qkx3_quants(32, nmax, …, -0.9, 0.05, 36) with weights qw · sqrt(σ² + x²) of `count` (8 or
+/// 16) consecutive blocks of 32, one block per AVX2 lane: codes in L, scales and -min in mins; the
+/// fits of the weighted Q4_1 (nmax 15) and Q5_1 (nmax 31). Call only when qk_isa_avx2().
+void qk_ggml_qkx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, uint8_t *L,
+                                     float *scales, float *mins);
+#endif
+
 /// An encoder of `blocks` blocks (elements for F16/BF16) of finite input; -1 or the first block
 /// whose FP16 scale overflowed.
 typedef long (*qk_ggml_encode_fn)(const float *x, uint8_t *out, size_t blocks);

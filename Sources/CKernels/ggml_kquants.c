@@ -341,11 +341,16 @@ QK_V static inline __m256i nearest_int_v(__m256 f) {
     return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
 }
 
-// G blocks (block g at x + 256 g) of q4_k_fit1_scalar with one sub-block per lane, the blocks'
-// independent accumulation chains interleaved in every loop (they are latency-bound alone).
-QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
-    enum { N = 32, NMAX = 15, NSTEP = 20 };
-    const float rmin = -1.f, rdelta = 0.1f;
+// G blocks (block g at x + 256 g) of make_qkx2_quants(32, nmax, …, rmin, rdelta, nstep, false)
+// with one sub-block per lane, the blocks' independent accumulation chains interleaved in every
+// loop (they are latency-bound alone). The weights are q4_k_fit1_scalar's avX + |x| when qw is
+// NULL, else the importance-weighted impls' qw · sqrt(σ² + x²) with block g's importance at
+// qw + 256 g and its σ² in sigma2[g]; sumW (8 G floats, may be NULL) receives each sub-block's Σw.
+// With constant arguments the compiler specialises each call site.
+QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x, const float *qw, const float *sigma2, uint8_t *L,
+                                                                  float *scales, float *mins, float *sumWOut, const int G,
+                                                                  const int nmax, const float rmin, const float rdelta, const int nstep) {
+    enum { N = 32 };
     __m256 xt[2][N], wt[2][N], Laux[2][N];
     __m256i Lt[2][N];
     __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
@@ -355,13 +360,23 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
         for (int j = 0; j < 8; j++)
             for (int i = 0; i < N; i++) tx[i][j] = x[256 * g + 32 * j + i];
         for (int i = 0; i < N; i++) xt[g][i] = _mm256_loadu_ps(tx[i]);
-        // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
-        __m256 sumX2 = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
-        const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
-        for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+        if (qw) {
+            // w = qw · sqrt(σ² + x²) (sqrtps rounds correctly, as sqrtf)
+            float tw[N][8];
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < N; i++) tw[i][j] = qw[256 * g + 32 * j + i];
+            const __m256 s2 = _mm256_set1_ps(sigma2[g]);
+            for (int i = 0; i < N; i++)
+                wt[g][i] = _mm256_mul_ps(_mm256_loadu_ps(tw[i]), _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xt[g][i], xt[g][i]))));
+        } else {
+            // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
+            __m256 sumX2 = _mm256_setzero_ps();
+            for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
+            const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
+            for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+        }
     }
-    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
+    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(nmax);
     for (int g = 0; g < G; g++) {
         mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm256_mul_ps(wt[g][0], xt[g][0]);
     }
@@ -375,7 +390,9 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
     for (int g = 0; g < G; g++) {
         mn[g] = _mm256_blendv_ps(mn[g], _mm256_setzero_ps(), _mm256_cmp_ps(mn[g], _mm256_setzero_ps(), _CMP_GT_OQ));
         live[g] = _mm256_cmp_ps(mx[g], mn[g], _CMP_NEQ_UQ);
-        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx[g], mn[g]));
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(mx[g], mn[g]));
+        // The impls' Σw starts from 0 (0 + w₀, which turns a -0 into +0); this chain starts from w₀.
+        if (sumWOut) _mm256_storeu_ps(sumWOut + 8 * g, _mm256_add_ps(sumW[g], _mm256_setzero_ps()));
         scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
         best[g] = _mm256_setzero_ps();
     }
@@ -388,10 +405,10 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
             diff = _mm256_mul_ps(diff, diff);
             best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
         }
-    for (int is = 0; is <= NSTEP; is++) {
+    for (int is = 0; is <= nstep; is++) {
         __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
         for (int g = 0; g < G; g++) {
-            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx[g], mn[g]));
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + nmax), _mm256_sub_ps(mx[g], mn[g]));
             sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
         }
         for (int i = 0; i < N; i++)
@@ -443,7 +460,8 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
 }
 
 QK_V static void qkx2_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
-    if (count == 2) qkx2_lanes(x, L, scales, mins, 2); else qkx2_lanes(x, L, scales, mins, 1);
+    if (count == 2) qkx_lanes(x, 0, 0, L, scales, mins, 0, 2, 15, -1.f, 0.1f, 20);
+    else qkx_lanes(x, 0, 0, L, scales, mins, 0, 1, 15, -1.f, 0.1f, 20);
 }
 
 QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
@@ -468,24 +486,39 @@ QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
     for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
 }
 
-// G groups of eight sub-blocks of 16 (sub-block jj of group g at x + 128 g + 16 jj) of qx_fit16,
-// the groups' independent chains interleaved in every loop. Here |iscale · x| <= 32.9 (|x| <= |max|),
+// G groups of eight sub-blocks of N (16 or 32; sub-block jj of group g at x + 8 N g + N jj) of
+// make_qx_quants(N, NMAX, x, L, 1, weights): qx_fit16 (qw NULL: weights x²), or with importance
+// (weights qw + 8 N g + N jj, times sqrt(σ² + x²) when sigma2 is given, σ² of group g in
+// sigma2[g]: the weighted Q3_K, Q4_0, Q5_0; the importance itself otherwise: Q6_K). The groups'
+// independent chains are interleaved in every loop. Here |iscale · x| <= NMAX + 0.9 (|x| <= |max|),
 // so nearest_int followed by the clamp equals rounding with the same magic number in float and
-// clamping in float, which leaves the codes as floats for the sums; w = x² and w·x are the
-// scalar code's products, computed once.
-QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, int8_t *L, float *scales, const int G) {
-    enum { N = 16, NMAX = 32 };
-    __m256 xt[2][N], wt[2][N], wxt[2][N], Lt[2][N], Laux[2][N];
+// clamping in float, which leaves the codes as floats for the sums; w and w·x are the scalar
+// code's products, computed once. sumWOut (8 G floats, may be NULL) receives each sub-block's Σw
+// accumulated from 0, as the impls' sw.
+QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, const float *qw, const float *sigma2, int8_t *L,
+                                                                     float *scales, float *sumWOut, const int G, const int N, const int NMAX) {
+    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32], Laux[2][32];
     __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
     for (int g = 0; g < G; g++) {
-        float tx[N][8];
+        float tx[32][8];
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) tx[i][j] = x[128 * g + 16 * j + i];
+            for (int i = 0; i < N; i++) tx[i][j] = x[8 * N * g + N * j + i];
+        float tw[32][8];
+        if (qw)
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < N; i++) tw[i][j] = qw[8 * N * g + N * j + i];
+        __m256 sumW = _mm256_setzero_ps();
         for (int i = 0; i < N; i++) {
             xt[g][i] = _mm256_loadu_ps(tx[i]);
-            wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            if (!qw) wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            else if (sigma2)
+                wt[g][i] = _mm256_mul_ps(_mm256_loadu_ps(tw[i]),
+                                         _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2[g]), _mm256_mul_ps(xt[g][i], xt[g][i]))));
+            else wt[g][i] = _mm256_loadu_ps(tw[i]);
             wxt[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]);
+            sumW = _mm256_add_ps(sumW, wt[g][i]);
         }
+        if (sumWOut) _mm256_storeu_ps(sumWOut + 8 * g, sumW);
     }
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-NMAX), hi = _mm256_set1_ps(NMAX - 1);
@@ -541,16 +574,16 @@ QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float 
     const __m256i bias = _mm256_set1_epi32(NMAX);
     for (int g = 0; g < G; g++) {
         const __m256i liveI = _mm256_castps_si256(live[g]);
-        int32_t lt[N][8];
+        int32_t lt[32][8];
         for (int i = 0; i < N; i++)
             _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(_mm256_add_epi32(_mm256_cvtps_epi32(Lt[g][i]), bias), liveI));
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) L[128 * g + 16 * j + i] = (int8_t)lt[i][j];
+            for (int i = 0; i < N; i++) L[8 * N * g + N * j + i] = (int8_t)lt[i][j];
         _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
     }
 }
 
-QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, 0, 0, L, scales, 0, 2, 16, 32); }
 
 static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit_avx2, q4_k_codes_avx2); }
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
@@ -1017,7 +1050,23 @@ static long q2_k_weighted(const float *x, uint8_t *out, size_t rows, size_t colu
     return bad;
 }
 
-static long q3_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+// The sixteen sub-block fits of a weighted Q3_K block: weights qw · sqrt(σ² + x²), their sums sw,
+// make_qx_quants(16, 4, …) into L (stored + 4) and scales.
+typedef void (*qk_wfit3_fn)(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw);
+
+static void q3_k_wfit_scalar(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw) {
+    float weight[16];
+    for (int j = 0; j < 16; j++) {
+        const float *xb = x + 16 * j, *w = qw + 16 * j;
+        for (int l = 0; l < 16; l++) weight[l] = w[l] * sqrtf(sigma2 + xb[l] * xb[l]);
+        float sumW = 0;
+        for (int l = 0; l < 16; l++) sumW += weight[l];
+        sw[j] = sumW;
+        scales[j] = qk_make_qx_quants_weighted(16, 4, xb, L + 16 * j, weight);
+    }
+}
+
+static inline long q3_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, qk_wfit3_fn fit) {
     long bad = -1;
     const size_t nb = columns / 256;
     for (size_t r = 0; r < rows; r++)
@@ -1025,16 +1074,8 @@ static long q3_k_weighted(const float *x, uint8_t *out, size_t rows, size_t colu
             const float *xb = x + r * columns + 256 * i;
             uint8_t *y = out + 110 * (r * nb + i), *sc = y + 96;
             int8_t L[256], Ls[16];
-            float weight[16], sw[16], scales[16];
-            const float sigma2 = 2 * sum_x2_256(xb) / 256;
-            for (int j = 0; j < 16; j++) {
-                const float *qw = importance + 256 * i + 16 * j;
-                for (int l = 0; l < 16; l++) weight[l] = qw[l] * sqrtf(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
-                float sumW = 0;
-                for (int l = 0; l < 16; l++) sumW += weight[l];
-                sw[j] = sumW;
-                scales[j] = qk_make_qx_quants_weighted(16, 4, xb + 16 * j, L + 16 * j, weight);
-            }
+            float sw[16], scales[16];
+            fit(xb, importance + 256 * i, 2 * sum_x2_256(xb) / 256, L, scales, sw);
             memset(sc, 0, 12);
             const float dBlock = qk_make_qx_quants_weighted(16, 32, scales, Ls, sw);
             for (int j = 0; j < 16; j++) {
@@ -1052,61 +1093,155 @@ static long q3_k_weighted(const float *x, uint8_t *out, size_t rows, size_t colu
     return bad;
 }
 
-// Q4_K (nmax 15, 144-byte blocks) and Q5_K (nmax 31, 176-byte blocks): the same fit.
-static long q45_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int five) {
+static long q3_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q3_k_weighted_body(x, out, rows, columns, importance, q3_k_wfit_scalar);
+}
+
+// The sub-block fits of `count` (1 or 2) consecutive blocks of a row for the weighted Q4_K
+// (five = 0: nmax 15) and Q5_K (five = 1: nmax 31): weights qw · sqrt(σ² + x²) (block g's
+// importance at qw + 256 g, σ² in sigma2[g]), make_qkx3_quants(32, nmax, …, -0.9, 0.05, 36);
+// L, scales, mins and the weight sums sw of block g at 256 g, 8 g, 8 g, 8 g.
+typedef void (*qk_wfit45_fn)(const float *x, const float *qw, const float *sigma2, int count, int five,
+                             uint8_t *L, float *scales, float *mins, float *sw);
+
+static void q45_k_wfit_scalar(const float *x, const float *qw, const float *sigma2, int count, int five,
+                              uint8_t *L, float *scales, float *mins, float *sw) {
+    float weights[32];
+    for (int g = 0; g < count; g++)
+        for (int j = 0; j < 8; j++) {
+            const float *xb = x + 256 * g + 32 * j, *w = qw + 256 * g + 32 * j;
+            for (int l = 0; l < 32; l++) weights[l] = w[l] * sqrtf(sigma2[g] + xb[l] * xb[l]);
+            float sumW = 0;
+            for (int l = 0; l < 32; l++) sumW += weights[l];
+            sw[8 * g + j] = sumW;
+            scales[8 * g + j] = qk_make_qkx2_quants(32, five ? 31 : 15, xb, weights, L + 256 * g + 32 * j, &mins[8 * g + j],
+                                                    -0.9f, 0.05f, 36, 0);
+        }
+}
+
+// Q4_K (144-byte blocks) and Q5_K (176-byte blocks): the fits of two blocks of a row at a time,
+// then make_qp_quants of the scales and mins, and the stored block.
+static inline long q45_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance,
+                                       int five, qk_wfit45_fn fit, qk_codes4_fn codes) {
     long bad = -1;
     const size_t nb = columns / 256, bytes = five ? 176 : 144;
+    uint8_t L[512], Ls[8], Lm[8];
+    float sw[16], mins[16], scales[16], sigma2[2];
     for (size_t r = 0; r < rows; r++)
-        for (size_t i = 0; i < nb; i++) {
-            const float *xb = x + r * columns + 256 * i;
-            uint8_t *y = out + bytes * (r * nb + i);
-            uint8_t L[256], Ls[8], Lm[8];
-            float weights[32], sw[8], mins[8], scales[8];
-            const float sigma2 = 2 * sum_x2_256(xb) / 256;
-            for (int j = 0; j < 8; j++) {
-                const float *qw = importance + 256 * i + 32 * j;
-                for (int l = 0; l < 32; l++) weights[l] = qw[l] * sqrtf(sigma2 + xb[32 * j + l] * xb[32 * j + l]);
-                float sumW = 0;
-                for (int l = 0; l < 32; l++) sumW += weights[l];
-                sw[j] = sumW;
-                scales[j] = qk_make_qkx2_quants(32, five ? 31 : 15, xb + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, 0);
+        for (size_t i = 0; i < nb; i += 2) {
+            const int count = nb - i >= 2 ? 2 : 1;
+            const float *x0 = x + r * columns + 256 * i;
+            for (int g = 0; g < count; g++) sigma2[g] = 2 * sum_x2_256(x0 + 256 * g) / 256;
+            fit(x0, importance + 256 * i, sigma2, count, five, L, scales, mins, sw);
+            for (int g = 0; g < count; g++) {
+                const float *xb = x0 + 256 * g;
+                uint8_t *y = out + bytes * (r * nb + i + (size_t)g);
+                const float dBlock = make_qp_quants(8, 63, scales + 8 * g, Ls, sw + 8 * g);
+                const float mBlock = make_qp_quants(8, 63, mins + 8 * g, Lm, sw + 8 * g);
+                if (five)
+                    for (int j = 0; j < 8; j++) { Ls[j] = Ls[j] < 63 ? Ls[j] : 63; Lm[j] = Lm[j] < 63 ? Lm[j] : 63; }
+                pack_ls_lm_k4(y + 4, Ls, Lm);
+                const uint16_t dh = qk_f16_from_f32(dBlock), mh = qk_f16_from_f32(mBlock);
+                if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i + (size_t)g);
+                qk_wr16(y, dh); qk_wr16(y + 2, mh);
+                if (five) q5_k_finish(xb, y, L + 256 * g); else q4_k_finish(xb, y, L + 256 * g, codes);
             }
-            const float dBlock = make_qp_quants(8, 63, scales, Ls, sw);
-            const float mBlock = make_qp_quants(8, 63, mins, Lm, sw);
-            if (five)
-                for (int j = 0; j < 8; j++) { Ls[j] = Ls[j] < 63 ? Ls[j] : 63; Lm[j] = Lm[j] < 63 ? Lm[j] : 63; }
-            pack_ls_lm_k4(y + 4, Ls, Lm);
-            const uint16_t dh = qk_f16_from_f32(dBlock), mh = qk_f16_from_f32(mBlock);
-            if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i);
-            qk_wr16(y, dh); qk_wr16(y + 2, mh);
-            if (five) q5_k_finish(xb, y, L); else q4_k_finish(xb, y, L, q4_k_codes_scalar);
         }
     return bad;
 }
 
-static long q4_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
-    return q45_k_weighted(x, out, rows, columns, importance, 0);
+static long q4_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 0, q45_k_wfit_scalar, q4_k_codes_scalar);
 }
-static long q5_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
-    return q45_k_weighted(x, out, rows, columns, importance, 1);
+static long q5_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 1, q45_k_wfit_scalar, q4_k_codes_scalar);
 }
 
-// quantize_row_q6_K_impl: make_qx_quants with the importance itself as the weights (no σ² term).
-static long q6_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+// quantize_row_q6_K_impl: make_qx_quants with the importance itself as the weights (no σ² term),
+// for the sixteen sub-blocks of a block (importance qw).
+typedef void (*qk_wfit16_fn)(const float *x, const float *qw, int8_t *L, float *scales);
+
+static void q6_k_wfit_scalar(const float *x, const float *qw, int8_t *L, float *scales) {
+    for (int ib = 0; ib < 16; ib++) scales[ib] = qk_make_qx_quants_weighted(16, 32, x + 16 * ib, L + 16 * ib, qw + 16 * ib);
+}
+
+static inline long q6_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance,
+                                      qk_wfit16_fn fit, qk_codes6_fn codes) {
     long bad = -1;
     const size_t nb = columns / 256;
+    int8_t L[256];
+    float scales[16];
     for (size_t r = 0; r < rows; r++)
         for (size_t i = 0; i < nb; i++) {
             const float *xb = x + r * columns + 256 * i;
-            uint8_t *y = out + 210 * (r * nb + i);
-            int8_t L[256];
-            float scales[16];
-            for (int ib = 0; ib < 16; ib++)
-                scales[ib] = qk_make_qx_quants_weighted(16, 32, xb + 16 * ib, L + 16 * ib, importance + 256 * i + 16 * ib);
-            if (q6_k_finish(xb, y, L, scales, q6_k_codes_scalar) && bad < 0) bad = (long)(r * nb + i);
+            fit(xb, importance + 256 * i, L, scales);
+            if (q6_k_finish(xb, out + 210 * (r * nb + i), L, scales, codes) && bad < 0) bad = (long)(r * nb + i);
         }
     return bad;
 }
+
+static long q6_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q6_k_weighted_body(x, out, rows, columns, importance, q6_k_wfit_scalar, q6_k_codes_scalar);
+}
+
+#if defined(__x86_64__)
+// The same fits with one sub-block per AVX2 lane (qkx_lanes, qx_fit_lanes: the scalar chains).
+QK_V static void q45_k_wfit_avx2(const float *x, const float *qw, const float *sigma2, int count, int five,
+                                 uint8_t *L, float *scales, float *mins, float *sw) {
+    if (five) {
+        if (count == 2) qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 2, 31, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 1, 31, -0.9f, 0.05f, 36);
+    } else {
+        if (count == 2) qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 2, 15, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 1, 15, -0.9f, 0.05f, 36);
+    }
+}
+QK_V static void q3_k_wfit_avx2(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw) {
+    const float s2[2] = {sigma2, sigma2};
+    qx_fit_lanes(x, qw, s2, L, scales, sw, 2, 16, 4);
+}
+static long q3_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q3_k_weighted_body(x, out, rows, columns, importance, q3_k_wfit_avx2);
+}
+
+// For the weighted Q4_0 (nmax 8) and Q5_0 (nmax 16) of ggml_legacy.c: make_qx_quants(32, nmax, …)
+// of `count` (8 or 16) consecutive blocks of 32 with weights qw · sqrt(σ² + x²), one block per lane.
+QK_V void qk_ggml_qx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, int8_t *L, float *scales) {
+    const float s2[2] = {sigma2, sigma2};
+    if (nmax == 8) {
+        if (count == 16) qx_fit_lanes(x, qw, s2, L, scales, 0, 2, 32, 8); else qx_fit_lanes(x, qw, s2, L, scales, 0, 1, 32, 8);
+    } else {
+        if (count == 16) qx_fit_lanes(x, qw, s2, L, scales, 0, 2, 32, 16); else qx_fit_lanes(x, qw, s2, L, scales, 0, 1, 32, 16);
+    }
+}
+
+// For the weighted Q4_1 (nmax 15) and Q5_1 (nmax 31) of ggml_legacy.c: make_qkx3_quants(32, nmax,
+// …, -0.9, 0.05, 36) of `count` (8 or 16) consecutive blocks of 32 with weights qw · sqrt(σ² + x²),
+// one block per lane; codes in L, scales, and -min in mins.
+QK_V void qk_ggml_qkx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, uint8_t *L,
+                                          float *scales, float *mins) {
+    const float s2[2] = {sigma2, sigma2};
+    if (nmax == 15) {
+        if (count == 16) qkx_lanes(x, qw, s2, L, scales, mins, 0, 2, 15, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, s2, L, scales, mins, 0, 1, 15, -0.9f, 0.05f, 36);
+    } else {
+        if (count == 16) qkx_lanes(x, qw, s2, L, scales, mins, 0, 2, 31, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, s2, L, scales, mins, 0, 1, 31, -0.9f, 0.05f, 36);
+    }
+}
+
+QK_V static void q6_k_wfit_avx2(const float *x, const float *qw, int8_t *L, float *scales) { qx_fit_lanes(x, qw, 0, L, scales, 0, 2, 16, 32); }
+
+static long q4_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 0, q45_k_wfit_avx2, q4_k_codes_avx2);
+}
+static long q5_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 1, q45_k_wfit_avx2, q4_k_codes_avx2);
+}
+static long q6_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q6_k_weighted_body(x, out, rows, columns, importance, q6_k_wfit_avx2, q6_k_codes_avx2);
+}
+#endif
 
 static long iq4_nl_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
     return iq4_nl_blocks(x, out, rows * (columns / 32), importance, columns / 32);
@@ -1142,15 +1277,35 @@ QK_PORTABLE_ENTRIES(q5_k)
 QK_PORTABLE_ENTRIES(iq4_nl)
 QK_PORTABLE_ENTRIES(iq4_xs)
 
-// The importance-weighted paths (one portable path each).
+// The importance-weighted paths: AVX2 fits for Q3_K, Q4_K, Q5_K and Q6_K, one portable path for the others.
+#if defined(__x86_64__)
+#define QK_WEIGHTED_DISPATCH(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return qk_isa_avx2() ? name##_weighted_avx2(x, out, rows, columns, importance) : name##_weighted_scalar(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    }
+#else
+#define QK_WEIGHTED_DISPATCH(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    }
+#endif
+QK_WEIGHTED_DISPATCH(q3_k)
+QK_WEIGHTED_DISPATCH(q4_k)
+QK_WEIGHTED_DISPATCH(q5_k)
+QK_WEIGHTED_DISPATCH(q6_k)
 #define QK_WEIGHTED_ENTRY(name) \
     long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
         return name##_weighted(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted(x, out, rows, columns, importance); \
     }
 QK_WEIGHTED_ENTRY(q2_k)
-QK_WEIGHTED_ENTRY(q3_k)
-QK_WEIGHTED_ENTRY(q4_k)
-QK_WEIGHTED_ENTRY(q5_k)
-QK_WEIGHTED_ENTRY(q6_k)
 QK_WEIGHTED_ENTRY(iq4_nl)
 QK_WEIGHTED_ENTRY(iq4_xs)

@@ -45,7 +45,8 @@ struct GGMLImatrixCases: Decodable {
 struct GGMLImatrixOracleTests {
     static let typeNames = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 
-    @Test("the weighted kernel gives ggml's bytes on every fixture row, each expert with its own importance", arguments: typeNames)
+    @Test("the dispatched and portable weighted kernels give ggml's bytes on every fixture row, each expert with its own importance",
+          arguments: typeNames)
     func kernelMatchesGGML(_ name: String) throws {
         let (cases, input, importance, labels) = try GGMLImatrixCases.load()
         #expect(input.count == cases.rows * cases.columns && importance.count == cases.experts * cases.columns)
@@ -53,23 +54,28 @@ struct GGMLImatrixOracleTests {
         let type = try #require(GGMLType.named(name))
         #expect(type.id == entry.id)
         let bytesPerRow = cases.columns / type.blockSize * type.bytesPerBlock
-        var out = [UInt8](repeating: 0xA5, count: cases.rows * bytesPerRow)
-        #expect(out.count == entry.bytes)
-        for e in 0..<cases.experts {
-            let r0 = e * cases.rows_per_expert
-            let status = input.withUnsafeBufferPointer { x in
-                out.withUnsafeMutableBufferPointer { o in
-                    importance.withUnsafeBufferPointer { w in
-                        qk_quant_ggml_encode_weighted(type.id, x.baseAddress! + r0 * cases.columns, o.baseAddress! + r0 * bytesPerRow,
-                                                      cases.rows_per_expert, cases.columns, type.blockSize, w.baseAddress! + e * cases.columns)
+        let weighted = qk_quant_ggml_kernels(type.id) & QK_GGML_WEIGHTS != 0
+        #expect(weighted == (name != "Q8_0"), "ggml weights every type here but Q8_0")
+        for portable in weighted ? [false, true] : [false] {
+            var out = [UInt8](repeating: 0xA5, count: cases.rows * bytesPerRow)
+            #expect(out.count == entry.bytes)
+            for e in 0..<cases.experts {
+                let r0 = e * cases.rows_per_expert
+                let status = input.withUnsafeBufferPointer { x in
+                    out.withUnsafeMutableBufferPointer { o in
+                        importance.withUnsafeBufferPointer { w in
+                            let (src, dst, imp) = (x.baseAddress! + r0 * cases.columns, o.baseAddress! + r0 * bytesPerRow, w.baseAddress! + e * cases.columns)
+                            return portable ? qk_quant_ggml_encode_weighted_portable(type.id, src, dst, cases.rows_per_expert, cases.columns, imp)
+                                            : qk_quant_ggml_encode_weighted(type.id, src, dst, cases.rows_per_expert, cases.columns, type.blockSize, imp)
+                        }
                     }
                 }
+                #expect(status == -1, "no fixture row overflows an FP16 scale")
             }
-            #expect(status == -1, "no fixture row overflows an FP16 scale")
+            let differing = cases.differingRows(out, entry, labels: labels)
+            #expect(differing.isEmpty, "\(name) with importance (\(portable ? "portable" : "dispatched")): rows differ from ggml: \(differing)")
+            #expect(SHA256.hex(out) == entry.sha256)
         }
-        let differing = cases.differingRows(out, entry, labels: labels)
-        #expect(differing.isEmpty, "\(name) with importance: rows differ from ggml: \(differing)")
-        #expect(SHA256.hex(out) == entry.sha256)
     }
 
     @Test("TensorQuantizer with per-expert importance gives ggml's bytes", arguments: typeNames)

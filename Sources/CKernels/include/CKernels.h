@@ -125,6 +125,10 @@ long qk_quant_ggml_encode(uint32_t type, const float *x, uint8_t *out, size_t bl
 /// an encoder or a row length that is not a multiple of blockSize.
 long qk_quant_ggml_encode_weighted(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
                                    size_t blockSize, const float *importance);
+/// The portable path of qk_quant_ggml_encode_weighted (for tests: the dispatched AVX2 fits give its
+/// bytes); -2 for a type without an importance-weighted path or NULL importance.
+long qk_quant_ggml_encode_weighted_portable(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                            const float *importance);
 /// The portable path of the encoder of ggml type id `type` (for tests); returns what the encoder
 /// returns, -1 for F16/BF16, or -2 for a type without an encoder.
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
