@@ -11,6 +11,10 @@ fixtures/mixtures/<model>.json:
   model     the facts the rule reads (architecture, block_count, head counts, expert_count)
   tensors   [name, [ne0, ne1, ...], input type] in the file's order
   expected  {mixture: [type of each tensor, in llama-quantize's printed order]}, order [names]
+  expected_imatrix_changes
+            {mixture: {tensor name: type}}: where `llama-quantize --dry-run --imatrix FILE` (any valid
+            importance matrix sets its has_imatrix; this script writes a one-entry legacy .dat file)
+            chooses another type than without it
 
 Tests/QuantizeTests/MixtureTests.swift plans every mixture with MixturePlanner and compares.
 Run: python3 tools/mixture_oracle.py            (LLAMA_CPP_DIR: default <repo>/.llama.cpp)
@@ -122,8 +126,19 @@ def write_sparse_gguf(path, kvs, tensors):
 LINE = re.compile(r"^\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[([\d,\s]+)\], type =\s+(\w+), size =.*?(?:\((\w+)\))?\s*$")
 
 
-def dry_run(exe, path, mixture):
-    p = subprocess.run([str(exe), "--dry-run", str(path), mixture], capture_output=True, text=True)
+def write_legacy_imatrix(path):
+    """A one-entry importance matrix in llama.cpp's legacy .dat layout (common_imatrix_load_legacy):
+    n_entries, then per entry name length, name, ncall, nval, nval float32; the dry run only needs
+    it to be valid (the entries are matched against tensors when quantizing, not when planning)."""
+    name = b"blk.0.ffn_down.weight"
+    values = [1.0] * 256
+    with open(path, "wb") as f:
+        f.write(struct.pack("<ii", 1, len(name)) + name + struct.pack("<ii", 1, len(values)) + struct.pack(f"<{len(values)}f", *values))
+
+
+def dry_run(exe, path, mixture, imatrix=None):
+    extra = ["--imatrix", str(imatrix)] if imatrix else []
+    p = subprocess.run([str(exe), "--dry-run", *extra, str(path), mixture], capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"mixture_oracle: llama-quantize --dry-run {path.name} {mixture} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
     rows = []
@@ -141,10 +156,12 @@ def generate():
         sys.exit(f"mixture_oracle: {exe} not found; run tools/build_llama_cpp.sh (or set LLAMA_CPP_DIR)")
     files = {}
     with tempfile.TemporaryDirectory() as work:
+        imatrix = Path(work) / "imatrix.dat"
+        write_legacy_imatrix(imatrix)
         for model, (kvs, tensors) in MODELS.items():
             path = Path(work) / f"{model}.gguf"
             write_sparse_gguf(path, kvs, tensors)
-            expected, order = {}, None
+            expected, changes, order = {}, {}, None
             for mixture in MIXTURES:
                 rows = dry_run(exe, path, mixture)
                 if len(rows) != len(tensors):
@@ -155,8 +172,13 @@ def generate():
                 elif names != order:
                     sys.exit(f"mixture_oracle: {model}: tensor order differs between mixtures")
                 expected[mixture.lower()] = [t for _, t in rows]
+                with_imatrix = dry_run(exe, path, mixture, imatrix)
+                if [n for n, _ in with_imatrix] != order:
+                    sys.exit(f"mixture_oracle: {model} {mixture}: the tensor order differs with --imatrix")
+                changes[mixture.lower()] = {n: t for (n, t), (_, t0) in zip(with_imatrix, rows) if t != t0}
             doc = {"model": model, "metadata": {k: v for k, _, v in kvs},
-                   "tensors": [[n, s, TYPE_NAMES[t]] for n, s, t in tensors], "order": order, "expected": expected}
+                   "tensors": [[n, s, TYPE_NAMES[t]] for n, s, t in tensors], "order": order, "expected": expected,
+                   "expected_imatrix_changes": changes}
             files[f"{model}.json"] = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
     return files
 

@@ -11,12 +11,6 @@
 
 // MARK: K-quants (ggml reference, no importance matrix)
 
-// ggml's nearest_int: round half to even through the 1.5·2^23 magic number (|f| <= 4194303).
-static inline int nearest_int(float f) {
-    float v = f + 12582912.0f;
-    int32_t i; memcpy(&i, &v, 4);
-    return (i & 0x007FFFFF) - 0x00400000;
-}
 
 // ggml's make_qkx2_quants(32, 15, x, weights, L, &min, Laux, -1, 0.1, 20, false) — an asymmetric
 // 16-level fit that tries 21 inverse scales around 15/(max - min) and keeps the weighted
@@ -61,7 +55,7 @@ static void qkx2_fit8(const float *x, const float *w, uint8_t *L, float *scales,
         for (int j = 0; j < 8; j++) {
             if (!live[j]) continue;
             const float xi = x[32 * j + i];
-            int l = nearest_int(iscale[j] * (xi - mn[j]));
+            int l = qk_nearest_int(iscale[j] * (xi - mn[j]));
             uint8_t q = (uint8_t)(l < 0 ? 0 : (l > NMAX ? NMAX : l));
             L[32 * j + i] = q;
             float diff = scale[j] * q + mn[j] - xi;
@@ -75,7 +69,7 @@ static void qkx2_fit8(const float *x, const float *w, uint8_t *L, float *scales,
         for (int i = 0; i < N; i++)
             for (int j = 0; j < 8; j++) {
                 const float xi = x[32 * j + i], wi = w[32 * j + i];
-                int l = nearest_int(iscale[j] * (xi - mn[j]));
+                int l = qk_nearest_int(iscale[j] * (xi - mn[j]));
                 l = l < 0 ? 0 : (l > NMAX ? NMAX : l);
                 Laux[j][i] = (uint8_t)l;
                 sumL[j] += wi * l;
@@ -128,7 +122,7 @@ static void q4_k_fit1_scalar(const float *xb, uint8_t *L, float *scales, float *
 // The final codes of one Q4_K sub-block of 32 from its stored scale d (non-zero) and min dm.
 static void q4_k_codes_scalar(const float *x, float d, float dm, uint8_t *L) {
     for (int ii = 0; ii < 32; ii++) {
-        int l = nearest_int((x[ii] + dm) / d);
+        int l = qk_nearest_int((x[ii] + dm) / d);
         L[ii] = (uint8_t)(l < 0 ? 0 : (l > 15 ? 15 : l));
     }
 }
@@ -146,8 +140,8 @@ static void pack_scales_mins_k4(uint8_t *sc, const float *scales, const float *m
     float invMin = maxMin > 0 ? 63.f / maxMin : 0.f;
     memset(sc, 0, 12);
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)nearest_int(invScale * scales[j]);
-        uint8_t lm = (uint8_t)nearest_int(invMin * mins[j]);
+        uint8_t ls = (uint8_t)qk_nearest_int(invScale * scales[j]);
+        uint8_t lm = (uint8_t)qk_nearest_int(invMin * mins[j]);
         ls = ls > 63 ? 63 : ls;
         lm = lm > 63 ? 63 : lm;
         if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
@@ -163,13 +157,33 @@ static void pack_scales_mins_k4(uint8_t *sc, const float *scales, const float *m
 typedef void (*qk_fit8_fn)(const float *, int, uint8_t *, float *, float *);
 typedef void (*qk_codes4_fn)(const float *, float, float, uint8_t *);
 
+// The end of a Q4_K block once its FP16 d/dmin (y, y + 2) and 6-bit scales and mins (y + 4) are
+// stored: the codes requantized with the stored scales (sub-blocks whose scale is 0 keep the
+// fit's codes in L), packed two to a byte.
+static inline void q4_k_finish(const float *xb, uint8_t *y, uint8_t *L, qk_codes4_fn codes) {
+    const uint8_t *sc = y + 4;
+    uint8_t *qs = y + 16;
+    const float dAll = qk_h2f(y), mAll = qk_h2f(y + 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        qk_k4_scale_min(j, sc, &s, &m);
+        const float d = dAll * s;
+        if (!d) continue;
+        codes(xb + 32 * j, d, mAll * m, L + 32 * j);
+    }
+    for (int j = 0; j < 256; j += 64) {
+        for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        qs += 32;
+    }
+}
+
 static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit, qk_codes4_fn codes) {
     long bad = -1;
     uint8_t pairL[512];
     float pairMins[16], pairScales[16];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 144 * b;
-        uint8_t *sc = y + 4, *qs = y + 16;
+        uint8_t *sc = y + 4;
         float maxScale = 0, maxMin = 0;
         // The fits of two blocks at a time (they are independent of each other).
         if (b % 2 == 0) fit(xb, blocks - b >= 2 ? 2 : 1, pairL, pairScales, pairMins);
@@ -183,18 +197,7 @@ static inline long q4_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit
         uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
-        float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
-        for (int j = 0; j < 8; j++) {
-            uint8_t s, m;
-            qk_k4_scale_min(j, sc, &s, &m);
-            const float d = dAll * s;
-            if (!d) continue;
-            codes(xb + 32 * j, d, mAll * m, L + 32 * j);
-        }
-        for (int j = 0; j < 256; j += 64) {
-            for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
-            qs += 32;
-        }
+        q4_k_finish(xb, y, L, codes);
     }
     return bad;
 }
@@ -218,7 +221,7 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
         for (int j = 0; j < B; j++) {
             if (!live[j]) continue;
             const float xi = x[16 * j + i];
-            int l = nearest_int(iscale[j] * xi);
+            int l = qk_nearest_int(iscale[j] * xi);
             l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
             L[16 * j + i] = (int8_t)(l + NMAX);
             float w = xi * xi;
@@ -235,7 +238,7 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
         for (int i = 0; i < N; i++)
             for (int j = 0; j < B; j++) {
                 const float xi = x[16 * j + i];
-                int l = nearest_int(iscale[j] * xi);
+                int l = qk_nearest_int(iscale[j] * xi);
                 l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
                 float w = xi * xi;
                 sumLX[j] += w * xi * l;
@@ -244,7 +247,7 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
         for (int j = 0; j < B; j++) {
             if (live[j] && sumL2[j] > 0 && sumLX[j] * sumLX[j] > best[j] * sumL2[j]) {
                 for (int i = 0; i < N; i++) {
-                    int l = nearest_int(iscale[j] * x[16 * j + i]);
+                    int l = qk_nearest_int(iscale[j] * x[16 * j + i]);
                     L[16 * j + i] = (int8_t)(NMAX + (l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l)));
                 }
                 scale[j] = sumLX[j] / sumL2[j];
@@ -258,7 +261,7 @@ static void qx_fit16(const float *x, int8_t *L, float *scales) {
 // The final codes of one Q6_K sub-block of 16 from its stored scale d (non-zero).
 static void q6_k_codes_scalar(const float *x, float d, int8_t *L) {
     for (int ii = 0; ii < 16; ii++) {
-        int l = nearest_int(x[ii] / d);
+        int l = qk_nearest_int(x[ii] / d);
         l = l < -32 ? -32 : (l > 31 ? 31 : l);
         L[ii] = (int8_t)(l + 32);
     }
@@ -267,48 +270,56 @@ static void q6_k_codes_scalar(const float *x, float d, int8_t *L) {
 typedef void (*qk_fit16_fn)(const float *, int8_t *, float *);
 typedef void (*qk_codes6_fn)(const float *, float, int8_t *);
 
+// The rest of a Q6_K block from the sixteen fitted sub-block scales and codes L: the 8-bit scales
+// against the largest, the FP16 d (a block of zeros when every scale is below GROUP_MAX_EPS), the
+// codes requantized with the stored scales (sub-blocks whose scale is 0 keep the fit's codes),
+// packed. Returns 1 when the FP16 d overflowed.
+static inline int q6_k_finish(const float *xb, uint8_t *y, int8_t *L, const float *scales, qk_codes6_fn codes) {
+    uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
+    float maxScale = 0, maxAbsScale = 0;
+    for (int ib = 0; ib < 16; ib++) {
+        float as = fabsf(scales[ib]);
+        if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
+    }
+    if (maxAbsScale < 1e-15f) {
+        memset(y, 0, 210);
+        return 0;
+    }
+    float iscale = -128.f / maxScale;
+    uint16_t dh = qk_f16_from_f32(1 / iscale);
+    qk_wr16(y + 208, dh);
+    for (int ib = 0; ib < 16; ib++) {
+        int v = qk_nearest_int(iscale * scales[ib]);
+        sc[ib] = (int8_t)(v > 127 ? 127 : v);
+    }
+    float dAll = qk_f32_from_f16(dh);
+    for (int j = 0; j < 16; j++) {
+        float d = dAll * sc[j];
+        if (!d) continue;
+        codes(xb + 16 * j, d, L + 16 * j);
+    }
+    for (int j = 0; j < 256; j += 128) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+            const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+            ql[l] = (uint8_t)(q1 | (q3 << 4));
+            ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+            qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+        }
+        ql += 64;
+        qh += 32;
+    }
+    return qk_is_inf16(dh);
+}
+
 static inline long q6_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit16_fn fit, qk_codes6_fn codes) {
     long bad = -1;
     int8_t L[256];
     float scales[16];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 210 * b;
-        uint8_t *ql = y, *qh = y + 128; int8_t *sc = (int8_t *)(y + 192);
-        float maxScale = 0, maxAbsScale = 0;
         fit(xb, L, scales);
-        for (int ib = 0; ib < 16; ib++) {
-            float as = fabsf(scales[ib]);
-            if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
-        }
-        if (maxAbsScale < 1e-15f) {
-            memset(y, 0, 210);
-            continue;
-        }
-        float iscale = -128.f / maxScale;
-        uint16_t dh = qk_f16_from_f32(1 / iscale);
-        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
-        qk_wr16(y + 208, dh);
-        for (int ib = 0; ib < 16; ib++) {
-            int v = nearest_int(iscale * scales[ib]);
-            sc[ib] = (int8_t)(v > 127 ? 127 : v);
-        }
-        float dAll = qk_f32_from_f16(dh);
-        for (int j = 0; j < 16; j++) {
-            float d = dAll * sc[j];
-            if (!d) continue;
-            codes(xb + 16 * j, d, L + 16 * j);
-        }
-        for (int j = 0; j < 256; j += 128) {
-            for (int l = 0; l < 32; l++) {
-                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
-                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-                ql[l] = (uint8_t)(q1 | (q3 << 4));
-                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
-            }
-            ql += 64;
-            qh += 32;
-        }
+        if (q6_k_finish(xb, y, L, scales, codes) && bad < 0) bad = (long)b;
     }
     return bad;
 }
@@ -330,11 +341,16 @@ QK_V static inline __m256i nearest_int_v(__m256 f) {
     return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007FFFFF)), _mm256_set1_epi32(0x00400000));
 }
 
-// G blocks (block g at x + 256 g) of q4_k_fit1_scalar with one sub-block per lane, the blocks'
-// independent accumulation chains interleaved in every loop (they are latency-bound alone).
-QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
-    enum { N = 32, NMAX = 15, NSTEP = 20 };
-    const float rmin = -1.f, rdelta = 0.1f;
+// G blocks (block g at x + 256 g) of make_qkx2_quants(32, nmax, …, rmin, rdelta, nstep, false)
+// with one sub-block per lane, the blocks' independent accumulation chains interleaved in every
+// loop (they are latency-bound alone). The weights are q4_k_fit1_scalar's avX + |x| when qw is
+// NULL, else the importance-weighted impls' qw · sqrt(σ² + x²) with block g's importance at
+// qw + 256 g and its σ² in sigma2[g]; sumW (8 G floats, may be NULL) receives each sub-block's Σw.
+// With constant arguments the compiler specialises each call site.
+QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x, const float *qw, const float *sigma2, uint8_t *L,
+                                                                  float *scales, float *mins, float *sumWOut, const int G,
+                                                                  const int nmax, const float rmin, const float rdelta, const int nstep) {
+    enum { N = 32 };
     __m256 xt[2][N], wt[2][N], Laux[2][N];
     __m256i Lt[2][N];
     __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
@@ -344,13 +360,23 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
         for (int j = 0; j < 8; j++)
             for (int i = 0; i < N; i++) tx[i][j] = x[256 * g + 32 * j + i];
         for (int i = 0; i < N; i++) xt[g][i] = _mm256_loadu_ps(tx[i]);
-        // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
-        __m256 sumX2 = _mm256_setzero_ps();
-        for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
-        const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
-        for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+        if (qw) {
+            // w = qw · sqrt(σ² + x²) (sqrtps rounds correctly, as sqrtf)
+            float tw[N][8];
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < N; i++) tw[i][j] = qw[256 * g + 32 * j + i];
+            const __m256 s2 = _mm256_set1_ps(sigma2[g]);
+            for (int i = 0; i < N; i++)
+                wt[g][i] = _mm256_mul_ps(_mm256_loadu_ps(tw[i]), _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xt[g][i], xt[g][i]))));
+        } else {
+            // q4_k_fit1_scalar's weights: avX = sqrt((Σ x²) / 32), w = avX + |x|
+            __m256 sumX2 = _mm256_setzero_ps();
+            for (int i = 0; i < N; i++) sumX2 = _mm256_add_ps(sumX2, _mm256_mul_ps(xt[g][i], xt[g][i]));
+            const __m256 avX = _mm256_sqrt_ps(_mm256_div_ps(sumX2, _mm256_set1_ps(32.0f)));
+            for (int i = 0; i < N; i++) wt[g][i] = _mm256_add_ps(avX, _mm256_and_ps(xt[g][i], absMask));
+        }
     }
-    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(NMAX);
+    const __m256i zero = _mm256_setzero_si256(), qmax = _mm256_set1_epi32(nmax);
     for (int g = 0; g < G; g++) {
         mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm256_mul_ps(wt[g][0], xt[g][0]);
     }
@@ -364,7 +390,9 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
     for (int g = 0; g < G; g++) {
         mn[g] = _mm256_blendv_ps(mn[g], _mm256_setzero_ps(), _mm256_cmp_ps(mn[g], _mm256_setzero_ps(), _CMP_GT_OQ));
         live[g] = _mm256_cmp_ps(mx[g], mn[g], _CMP_NEQ_UQ);
-        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)NMAX), _mm256_sub_ps(mx[g], mn[g]));
+        iscale[g] = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(mx[g], mn[g]));
+        // The impls' Σw starts from 0 (0 + w₀, which turns a -0 into +0); this chain starts from w₀.
+        if (sumWOut) _mm256_storeu_ps(sumWOut + 8 * g, _mm256_add_ps(sumW[g], _mm256_setzero_ps()));
         scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
         best[g] = _mm256_setzero_ps();
     }
@@ -377,10 +405,10 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
             diff = _mm256_mul_ps(diff, diff);
             best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
         }
-    for (int is = 0; is <= NSTEP; is++) {
+    for (int is = 0; is <= nstep; is++) {
         __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
         for (int g = 0; g < G; g++) {
-            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + NMAX), _mm256_sub_ps(mx[g], mn[g]));
+            iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + nmax), _mm256_sub_ps(mx[g], mn[g]));
             sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
         }
         for (int i = 0; i < N; i++)
@@ -432,7 +460,8 @@ QK_V static inline __attribute__((always_inline)) void qkx2_lanes(const float *x
 }
 
 QK_V static void qkx2_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
-    if (count == 2) qkx2_lanes(x, L, scales, mins, 2); else qkx2_lanes(x, L, scales, mins, 1);
+    if (count == 2) qkx_lanes(x, 0, 0, L, scales, mins, 0, 2, 15, -1.f, 0.1f, 20);
+    else qkx_lanes(x, 0, 0, L, scales, mins, 0, 1, 15, -1.f, 0.1f, 20);
 }
 
 QK_V static void q4_k_codes_avx2(const float *x, float d, float dm, uint8_t *L) {
@@ -457,24 +486,39 @@ QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
     for (int i = 0; i < 16; i++) L[i] = (int8_t)l[i];
 }
 
-// G groups of eight sub-blocks of 16 (sub-block jj of group g at x + 128 g + 16 jj) of qx_fit16,
-// the groups' independent chains interleaved in every loop. Here |iscale · x| <= 32.9 (|x| <= |max|),
+// G groups of eight sub-blocks of N (16 or 32; sub-block jj of group g at x + 8 N g + N jj) of
+// make_qx_quants(N, NMAX, x, L, 1, weights): qx_fit16 (qw NULL: weights x²), or with importance
+// (weights qw + 8 N g + N jj, times sqrt(σ² + x²) when sigma2 is given, σ² of group g in
+// sigma2[g]: the weighted Q3_K, Q4_0, Q5_0; the importance itself otherwise: Q6_K). The groups'
+// independent chains are interleaved in every loop. Here |iscale · x| <= NMAX + 0.9 (|x| <= |max|),
 // so nearest_int followed by the clamp equals rounding with the same magic number in float and
-// clamping in float, which leaves the codes as floats for the sums; w = x² and w·x are the
-// scalar code's products, computed once.
-QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, int8_t *L, float *scales, const int G) {
-    enum { N = 16, NMAX = 32 };
-    __m256 xt[2][N], wt[2][N], wxt[2][N], Lt[2][N], Laux[2][N];
+// clamping in float, which leaves the codes as floats for the sums; w and w·x are the scalar
+// code's products, computed once. sumWOut (8 G floats, may be NULL) receives each sub-block's Σw
+// accumulated from 0, as the impls' sw.
+QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, const float *qw, const float *sigma2, int8_t *L,
+                                                                     float *scales, float *sumWOut, const int G, const int N, const int NMAX) {
+    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32], Laux[2][32];
     __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
     for (int g = 0; g < G; g++) {
-        float tx[N][8];
+        float tx[32][8];
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) tx[i][j] = x[128 * g + 16 * j + i];
+            for (int i = 0; i < N; i++) tx[i][j] = x[8 * N * g + N * j + i];
+        float tw[32][8];
+        if (qw)
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < N; i++) tw[i][j] = qw[8 * N * g + N * j + i];
+        __m256 sumW = _mm256_setzero_ps();
         for (int i = 0; i < N; i++) {
             xt[g][i] = _mm256_loadu_ps(tx[i]);
-            wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            if (!qw) wt[g][i] = _mm256_mul_ps(xt[g][i], xt[g][i]);
+            else if (sigma2)
+                wt[g][i] = _mm256_mul_ps(_mm256_loadu_ps(tw[i]),
+                                         _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2[g]), _mm256_mul_ps(xt[g][i], xt[g][i]))));
+            else wt[g][i] = _mm256_loadu_ps(tw[i]);
             wxt[g][i] = _mm256_mul_ps(wt[g][i], xt[g][i]);
+            sumW = _mm256_add_ps(sumW, wt[g][i]);
         }
+        if (sumWOut) _mm256_storeu_ps(sumWOut + 8 * g, sumW);
     }
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-NMAX), hi = _mm256_set1_ps(NMAX - 1);
@@ -530,16 +574,16 @@ QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float 
     const __m256i bias = _mm256_set1_epi32(NMAX);
     for (int g = 0; g < G; g++) {
         const __m256i liveI = _mm256_castps_si256(live[g]);
-        int32_t lt[N][8];
+        int32_t lt[32][8];
         for (int i = 0; i < N; i++)
             _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(_mm256_add_epi32(_mm256_cvtps_epi32(Lt[g][i]), bias), liveI));
         for (int j = 0; j < 8; j++)
-            for (int i = 0; i < N; i++) L[128 * g + 16 * j + i] = (int8_t)lt[i][j];
+            for (int i = 0; i < N; i++) L[8 * N * g + N * j + i] = (int8_t)lt[i][j];
         _mm256_storeu_ps(scales + 8 * g, _mm256_and_ps(scale[g], live[g]));
     }
 }
 
-QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, L, scales, 2); }
+QK_V static void qx_fit16_avx2(const float *x, int8_t *L, float *scales) { qx_fit_lanes(x, 0, 0, L, scales, 0, 2, 16, 32); }
 
 static long q4_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q4_k_body(x, out, blocks, qkx2_fit_avx2, q4_k_codes_avx2); }
 static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k_body(x, out, blocks, qx_fit16_avx2, q6_k_codes_avx2); }
@@ -551,106 +595,56 @@ static long q6_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q6_k
 // — what ggml_quantize_chunk runs for these types when there is no importance matrix — with the
 // same float operations in the same order, so the bytes are ggml's (tools/ggml_oracle.py checks).
 
-// ggml's make_qkx2_quants for one sub-block of n: the asymmetric fit with weights `w`, nstep + 1
-// inverse scales from (nmax + rmin)/(max - min) in steps of rdelta, squared (or absolute, mad)
-// weighted error; returns the scale and stores -min in *theMin.
-static float qkx2_one(int n, int nmax, const float *x, const float *w, uint8_t *L, float *theMin,
-                      float rmin, float rdelta, int nstep, int mad) {
-    uint8_t Laux[32];
-    float mn = x[0], mx = x[0], sumW = w[0], sumX = sumW * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-        sumW += w[i];
-        sumX += w[i] * x[i];
-    }
-    if (mn > 0) mn = 0;
-    if (mx == mn) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        *theMin = -mn;
-        return 0.f;
-    }
-    float iscale = nmax / (mx - mn), scale = 1 / iscale, best = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - mn));
-        L[i] = (uint8_t)(l < 0 ? 0 : (l > nmax ? nmax : l));
-        float diff = scale * L[i] + mn - x[i];
-        diff = mad ? fabsf(diff) : diff * diff;
-        best += w[i] * diff;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (mx - mn);
-        float sumL = 0, sumL2 = 0, sumXL = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest_int(iscale * (x[i] - mn));
-            l = l < 0 ? 0 : (l > nmax ? nmax : l);
-            Laux[i] = (uint8_t)l;
-            sumL += w[i] * l;
-            sumL2 += w[i] * l * l;
-            sumXL += w[i] * l * x[i];
-        }
-        float D = sumW * sumL2 - sumL * sumL;
-        if (D > 0) {
-            float thisScale = (sumW * sumXL - sumX * sumL) / D;
-            float thisMin = (sumL2 * sumX - sumL * sumXL) / D;
-            if (thisMin > 0) { thisMin = 0; thisScale = sumXL / sumL2; }
-            float cur = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = thisScale * Laux[i] + thisMin - x[i];
-                diff = mad ? fabsf(diff) : diff * diff;
-                cur += w[i] * diff;
-            }
-            if (cur < best) {
-                memcpy(L, Laux, (size_t)n);
-                best = cur; scale = thisScale; mn = thisMin;
-            }
+// The end of a Q2_K block once its scales (y[0..15]) and FP16 d/dmin (y + 80, y + 82) are stored:
+// the codes requantized with the stored scales (sub-blocks whose scale is 0 keep the fit's codes
+// in L), packed four to a byte.
+static void q2_k_finish(const float *xb, uint8_t *y, uint8_t *L) {
+    const uint8_t *sc = y;
+    uint8_t *qs = y + 16;
+    const float dAll = qk_h2f(y + 80), mAll = qk_h2f(y + 82);
+    for (int j = 0; j < 16; j++) {
+        const float d = dAll * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = mAll * (sc[j] >> 4);
+        for (int ii = 0; ii < 16; ii++) {
+            int l = qk_nearest_int((xb[16 * j + ii] + dm) / d);
+            L[16 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 3 ? 3 : l));
         }
     }
-    *theMin = -mn;
-    return scale;
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 static long q2_k_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 84 * b;
-        uint8_t *sc = y, *qs = y + 16;
+        uint8_t *sc = y;
         uint8_t L[256];
         float w[16], mins[16], scales[16], maxScale = 0, maxMin = 0;
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++) w[l] = fabsf(xb[16 * j + l]);
-            scales[j] = qkx2_one(16, 3, xb + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+            scales[j] = qk_make_qkx2_quants(16, 3, xb + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
         uint16_t dh = 0, mh = 0;
         if (maxScale > 0) {
             float iscale = 15.f / maxScale;
-            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)qk_nearest_int(iscale * scales[j]);
             dh = qk_f16_from_f32(maxScale / 15.f);
         } else {
             memset(sc, 0, 16);
         }
         if (maxMin > 0) {
             float iscale = 15.f / maxMin;
-            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(qk_nearest_int(iscale * mins[j]) << 4);
             mh = qk_f16_from_f32(maxMin / 15.f);
         }
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y + 80, dh); qk_wr16(y + 82, mh);
-        const float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
-        for (int j = 0; j < 16; j++) {
-            const float d = dAll * (sc[j] & 0xF);
-            if (!d) continue;
-            const float dm = mAll * (sc[j] >> 4);
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int((xb[16 * j + ii] + dm) / d);
-                L[16 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 3 ? 3 : l));
-            }
-        }
-        for (int j = 0; j < 256; j += 128)
-            for (int l = 0; l < 32; l++)
-                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q2_k_finish(xb, y, L);
     }
     return bad;
 }
@@ -664,7 +658,7 @@ static float q3_fit(const float *x, int8_t *L) {
     if (amax < 1e-15f) { for (int i = 0; i < N; i++) L[i] = 0; return 0.f; }
     float iscale = -NMAX / max, sumLX = 0, sumL2 = 0;
     for (int i = 0; i < N; i++) {
-        int l = nearest_int(iscale * x[i]);
+        int l = qk_nearest_int(iscale * x[i]);
         l = l < -NMAX ? -NMAX : (l > NMAX - 1 ? NMAX - 1 : l);
         L[i] = (int8_t)l;
         float w = x[i] * x[i];
@@ -678,7 +672,7 @@ static float q3_fit(const float *x, int8_t *L) {
             float slx = sumLX - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = sumL2 - w * L[i] * L[i];
-                int nl = nearest_int(x[i] * sl2 / slx);
+                int nl = qk_nearest_int(x[i] * sl2 / slx);
                 nl = nl < -NMAX ? -NMAX : (nl > NMAX - 1 ? NMAX - 1 : nl);
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
@@ -696,11 +690,41 @@ static float q3_fit(const float *x, int8_t *L) {
     return sumL2 > 0.0f ? sumLX / sumL2 : 0.0f;
 }
 
+// The end of a Q3_K block once its 6-bit scales (y + 96) and FP16 d (y + 108) are stored: the
+// codes requantized with the stored scales (sub-blocks whose scale is 0 keep the fit's codes in
+// L, stored + 4), the high bits into hmask, the low two bits packed four to a byte.
+static void q3_k_finish(const float *xb, uint8_t *y, int8_t *L) {
+    uint8_t *hmask = y, *qs = y + 32;
+    const uint8_t *sc = y + 96;
+    const float dAll = qk_h2f(y + 108);
+    for (int j = 0; j < 16; j++) {
+        int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+        s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        float d = dAll * s;
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = qk_nearest_int(xb[16 * j + ii] / d);
+            l = l < -4 ? -4 : (l > 3 ? 3 : l);
+            L[16 * j + ii] = (int8_t)(l + 4);
+        }
+    }
+    memset(hmask, 0, 32);
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < 256; j++) {
+        if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }
+        if (++m == 32) { m = 0; hm <<= 1; }
+    }
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 static long q3_k_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 110 * b;
-        uint8_t *hmask = y, *qs = y + 32, *sc = y + 96;
+        uint8_t *sc = y + 96;
         int8_t L[256];
         float scales[16], maxScale = 0, amax = 0;
         for (int j = 0; j < 16; j++) {
@@ -713,7 +737,7 @@ static long q3_k_scalar(const float *x, uint8_t *out, size_t blocks) {
         if (maxScale) {
             float iscale = -32.f / maxScale;
             for (int j = 0; j < 16; j++) {
-                int8_t l = (int8_t)nearest_int(iscale * scales[j]);
+                int8_t l = (int8_t)qk_nearest_int(iscale * scales[j]);
                 l = (int8_t)((l < -32 ? -32 : (l > 31 ? 31 : l)) + 32);
                 if (j < 8) sc[j] = (uint8_t)(l & 0xF);
                 else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
@@ -724,37 +748,48 @@ static long q3_k_scalar(const float *x, uint8_t *out, size_t blocks) {
         }
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y + 108, dh);
-        const float dAll = qk_f32_from_f16(dh);
-        for (int j = 0; j < 16; j++) {
-            int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
-            s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-            float d = dAll * s;
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ii++) {
-                int l = nearest_int(xb[16 * j + ii] / d);
-                l = l < -4 ? -4 : (l > 3 ? 3 : l);
-                L[16 * j + ii] = (int8_t)(l + 4);
-            }
-        }
-        memset(hmask, 0, 32);
-        int m = 0;
-        uint8_t hm = 1;
-        for (int j = 0; j < 256; j++) {
-            if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }
-            if (++m == 32) { m = 0; hm <<= 1; }
-        }
-        for (int j = 0; j < 256; j += 128)
-            for (int l = 0; l < 32; l++)
-                qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        q3_k_finish(xb, y, L);
     }
     return bad;
+}
+
+// The end of a Q5_K block once its FP16 d/dmin (y, y + 2) and 6-bit scales and mins (y + 4) are
+// stored: the codes requantized with the stored scales (sub-blocks whose scale is 0 keep the
+// fit's codes in L), the fifth bits into qh, the low four bits packed two to a byte.
+static void q5_k_finish(const float *xb, uint8_t *y, uint8_t *L) {
+    const uint8_t *sc = y + 4;
+    uint8_t *qh = y + 16, *q = y + 48;
+    const float dAll = qk_h2f(y), mAll = qk_h2f(y + 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, mm;
+        qk_k4_scale_min(j, sc, &s, &mm);
+        const float d = dAll * s;
+        if (!d) continue;
+        const float dm = mAll * mm;
+        for (int ii = 0; ii < 32; ii++) {
+            int l = qk_nearest_int((xb[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 31 ? 31 : l));
+        }
+    }
+    memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < 256; n += 64) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+            if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+            q[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 <<= 2; m2 <<= 2;
+        q += 32;
+    }
 }
 
 static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 176 * b;
-        uint8_t *sc = y + 4, *qh = y + 16, *ql = y + 48;
+        uint8_t *sc = y + 4;
         uint8_t L[256];
         float w[32], mins[8], scales[8], maxScale = 0, maxMin = 0;
         for (int j = 0; j < 8; j++) {
@@ -762,7 +797,7 @@ static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
             for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
             float avX = sqrtf(sumX2 / 32);
             for (int l = 0; l < 32; l++) w[l] = avX + fabsf(xb[32 * j + l]);
-            scales[j] = qkx2_one(32, 31, xb + 32 * j, w, L + 32 * j, &mins[j], -0.5f, 0.1f, 15, 0);
+            scales[j] = qk_make_qkx2_quants(32, 31, xb + 32 * j, w, L + 32 * j, &mins[j], -0.5f, 0.1f, 15, 0);
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
@@ -770,31 +805,7 @@ static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
         uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
-        const float dAll = qk_f32_from_f16(dh), mAll = qk_f32_from_f16(mh);
-        for (int j = 0; j < 8; j++) {
-            uint8_t s, mm;
-            qk_k4_scale_min(j, sc, &s, &mm);
-            const float d = dAll * s;
-            if (!d) continue;
-            const float dm = mAll * mm;
-            for (int ii = 0; ii < 32; ii++) {
-                int l = nearest_int((xb[32 * j + ii] + dm) / d);
-                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : (l > 31 ? 31 : l));
-            }
-        }
-        memset(qh, 0, 32);
-        uint8_t m1 = 1, m2 = 2;
-        uint8_t *q = ql;
-        for (int n = 0; n < 256; n += 64) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-                q[j] = (uint8_t)(l1 | (l2 << 4));
-            }
-            m1 <<= 2; m2 <<= 2;
-            q += 32;
-        }
+        q5_k_finish(xb, y, L);
     }
     return bad;
 }
@@ -819,19 +830,28 @@ static inline int iq4_best_index(float x) {
 }
 
 // One super-block of `superSize` (32 for IQ4_NL, 256 for IQ4_XS) in sub-blocks of 32: the FP16
-// scale bits in *dh, the codes in q4, and for IQ4_XS the 6-bit sub-block scales.
-static void iq4_impl(int superSize, const float *x, uint16_t *dh, uint8_t *q4, uint16_t *scalesH, uint8_t *scalesL) {
+// scale bits in *dh, the codes in q4, and for IQ4_XS the 6-bit sub-block scales. The weights are
+// x² without importance (qw NULL), else qw · sqrt(σ² + x²) with σ² = 2 Σx² / superSize (ggml's
+// quant_weights path; qw holds the super-block's superSize importance values).
+static void iq4_impl(int superSize, const float *x, uint16_t *dh, uint8_t *q4, uint16_t *scalesH, uint8_t *scalesL,
+                     const float *qw) {
     enum { BS = 32, NTRY = 7 };
     const int8_t *values = kIQ4NLValues;
     uint8_t L[256];
     float scales[8], weight[BS];
+    float sigma2 = 0;
+    if (qw) {
+        for (int j = 0; j < superSize; j++) sigma2 += x[j] * x[j];
+        sigma2 *= 2.f / superSize;
+    }
     memset(q4, 0, (size_t)superSize / 2);
     *dh = qk_f16_from_f32(0.f);
     float maxScale = 0, amaxScale = 0;
     for (int ib = 0; ib < superSize / BS; ib++) {
         const float *xb = x + ib * BS;
         uint8_t *Lb = L + ib * BS;
-        for (int j = 0; j < BS; j++) weight[j] = xb[j] * xb[j];
+        if (qw) for (int j = 0; j < BS; j++) weight[j] = qw[ib * BS + j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        else for (int j = 0; j < BS; j++) weight[j] = xb[j] * xb[j];
         float amax = 0, max = 0;
         for (int j = 0; j < BS; j++) { float ax = fabsf(xb[j]); if (ax > amax) { amax = ax; max = xb[j]; } }
         if (amax < 1e-15f) { scales[ib] = 0; continue; }
@@ -866,7 +886,7 @@ static void iq4_impl(int superSize, const float *x, uint16_t *dh, uint8_t *q4, u
         *dh = qk_f16_from_f32(d);
         float id = d ? 1 / d : 0.f;
         for (int ib = 0; ib < superSize / BS; ib++) {
-            int l = nearest_int(id * scales[ib]);
+            int l = qk_nearest_int(id * scales[ib]);
             l = l < -32 ? -32 : (l > 31 ? 31 : l);
             float dl = d * l, idl = dl ? 1 / dl : 0.f;
             for (int j = 0; j < BS; j++) L[ib * BS + j] = (uint8_t)iq4_best_index(idl * x[ib * BS + j]);
@@ -884,28 +904,350 @@ static void iq4_impl(int superSize, const float *x, uint16_t *dh, uint8_t *q4, u
         for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
-static long iq4_nl_scalar(const float *x, uint8_t *out, size_t blocks) {
+// `blocks` consecutive IQ4_NL blocks; with importance, block b uses qw + 32 (b % blocksPerRow).
+static long iq4_nl_blocks(const float *x, uint8_t *out, size_t blocks, const float *qw, size_t blocksPerRow) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         uint16_t dh, unusedH;
         uint8_t *y = out + 18 * b;
-        iq4_impl(32, x + 32 * b, &dh, y + 2, &unusedH, 0);
+        iq4_impl(32, x + 32 * b, &dh, y + 2, &unusedH, 0, qw ? qw + 32 * (b % blocksPerRow) : 0);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh);
     }
     return bad;
 }
 
-static long iq4_xs_scalar(const float *x, uint8_t *out, size_t blocks) {
+static long iq4_xs_blocks(const float *x, uint8_t *out, size_t blocks, const float *qw, size_t blocksPerRow) {
     long bad = -1;
     for (size_t b = 0; b < blocks; b++) {
         uint16_t dh, sh;
         uint8_t *y = out + 136 * b;
-        iq4_impl(256, x + 256 * b, &dh, y + 8, &sh, y + 4);
+        iq4_impl(256, x + 256 * b, &dh, y + 8, &sh, y + 4, qw ? qw + 256 * (b % blocksPerRow) : 0);
         if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, sh);
     }
     return bad;
+}
+
+static long iq4_nl_scalar(const float *x, uint8_t *out, size_t blocks) { return iq4_nl_blocks(x, out, blocks, 0, 1); }
+static long iq4_xs_scalar(const float *x, uint8_t *out, size_t blocks) { return iq4_xs_blocks(x, out, blocks, 0, 1); }
+
+// MARK: Importance-weighted k-quants and IQ4 (ggml_quantize_chunk with an imatrix)
+//
+// Ports of what ggml runs when ggml_quantize_chunk gets quant_weights: quantize_row_q2_K_impl,
+// quantize_row_q3_K_impl, quantize_row_q4_K_impl, quantize_row_q5_K_impl, quantize_row_q6_K_impl
+// (make_qkx3_quants, make_qx_quants and make_qp_quants with the importance) and
+// quantize_row_iq4_nl_impl with quant_weights, row by row with the same `columns` importance
+// values for every row; the same float operations in the same order, so the bytes are ggml's
+// (tools/ggml_oracle.py checks, fixtures/ggml-imatrix/).
+
+// ggml's make_qp_quants: a fit of non-negative values (sub-block scales or mins) to 0..nmax with
+// weights qw: the best of 9 inverse scales by weighted squared error, then up to five passes that
+// move single codes while that raises (Σwxl)²/Σwl². Codes are stored as bytes (ggml's uint8_t L).
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+    if (max < 1e-15f) { for (int i = 0; i < n; i++) L[i] = 0; return 0.f; }   // GROUP_MAX_EPS
+    float iscale = nmax / max;
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)qk_nearest_int(iscale * x[i]);
+    float scale = 1 / iscale, bestMSE = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = x[i] - scale * L[i];
+        float w = qw[i];
+        bestMSE += w * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        float iscaleIs = (0.1f * is + nmax) / max, scaleIs = 1 / iscaleIs, mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = qk_nearest_int(iscaleIs * x[i]);
+            l = l < nmax ? l : nmax;
+            float diff = x[i] - scaleIs * l;
+            float w = qw[i];
+            mse += w * diff * diff;
+        }
+        if (mse < bestMSE) { bestMSE = mse; iscale = iscaleIs; }
+    }
+    float sumLX = 0, sumL2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = qk_nearest_int(iscale * x[i]);
+        l = l < nmax ? l : nmax;
+        L[i] = (uint8_t)l;
+        float w = qw[i];
+        sumLX += w * x[i] * l;
+        sumL2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = qw[i];
+            float slx = sumLX - w * x[i] * L[i];
+            float sl2 = sumL2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int nl = qk_nearest_int(x[i] * sl2 / slx);
+                nl = nl < nmax ? nl : nmax;
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (slx * slx * sumL2 > sumLX * sumLX * sl2) {
+                        L[i] = (uint8_t)nl; sumLX = slx; sumL2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    return sumL2 > 0.0f ? sumLX / sumL2 : 0.0f;
+}
+
+// Σx² of a 256-element super-block, accumulated in order (the σ² of the k-quant impls).
+static inline float sum_x2_256(const float *x) {
+    float s = 0;
+    for (int j = 0; j < 256; j++) s += x[j] * x[j];
+    return s;
+}
+
+// The 12 bytes of 6-bit scales and mins of quantize_row_q4_K_impl / q5_K_impl from their codes
+// (bytes as ggml's, no clamping here: Q5_K clamps to 63 before).
+static void pack_ls_lm_k4(uint8_t *sc, const uint8_t *Ls, const uint8_t *Lm) {
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = Ls[j], lm = Lm[j];
+        if (j < 4) { sc[j] = ls; sc[j + 4] = lm; }
+        else {
+            sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+}
+
+static long q2_k_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    long bad = -1;
+    const size_t nb = columns / 256;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i++) {
+            const float *xb = x + r * columns + 256 * i;
+            uint8_t *y = out + 84 * (r * nb + i);
+            uint8_t L[256], Ls[16], Lm[16];
+            float weight[16], sw[16], mins[16], scales[16];
+            const float sigma2 = sum_x2_256(xb) / 256;
+            for (int j = 0; j < 16; j++) {
+                const float *qw = importance + 256 * i + 16 * j;
+                for (int l = 0; l < 16; l++) weight[l] = qw[l] * sqrtf(sigma2 + xb[16 * j + l] * xb[16 * j + l]);
+                sw[j] = 0;
+                for (int l = 0; l < 16; l++) sw[j] += weight[l];
+                scales[j] = qk_make_qkx2_quants(16, 3, xb + 16 * j, weight, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, 0);
+            }
+            const float dm = make_qp_quants(16, 15, scales, Ls, sw);
+            const float mm = make_qp_quants(16, 15, mins, Lm, sw);
+            const uint16_t dh = qk_f16_from_f32(dm), mh = qk_f16_from_f32(mm);
+            if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i);
+            qk_wr16(y + 80, dh); qk_wr16(y + 82, mh);
+            for (int j = 0; j < 16; j++) y[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+            q2_k_finish(xb, y, L);
+        }
+    return bad;
+}
+
+// The sixteen sub-block fits of a weighted Q3_K block: weights qw · sqrt(σ² + x²), their sums sw,
+// make_qx_quants(16, 4, …) into L (stored + 4) and scales.
+typedef void (*qk_wfit3_fn)(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw);
+
+static void q3_k_wfit_scalar(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw) {
+    float weight[16];
+    for (int j = 0; j < 16; j++) {
+        const float *xb = x + 16 * j, *w = qw + 16 * j;
+        for (int l = 0; l < 16; l++) weight[l] = w[l] * sqrtf(sigma2 + xb[l] * xb[l]);
+        float sumW = 0;
+        for (int l = 0; l < 16; l++) sumW += weight[l];
+        sw[j] = sumW;
+        scales[j] = qk_make_qx_quants_weighted(16, 4, xb, L + 16 * j, weight);
+    }
+}
+
+static inline long q3_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, qk_wfit3_fn fit) {
+    long bad = -1;
+    const size_t nb = columns / 256;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i++) {
+            const float *xb = x + r * columns + 256 * i;
+            uint8_t *y = out + 110 * (r * nb + i), *sc = y + 96;
+            int8_t L[256], Ls[16];
+            float sw[16], scales[16];
+            fit(xb, importance + 256 * i, 2 * sum_x2_256(xb) / 256, L, scales, sw);
+            memset(sc, 0, 12);
+            const float dBlock = qk_make_qx_quants_weighted(16, 32, scales, Ls, sw);
+            for (int j = 0; j < 16; j++) {
+                int l = Ls[j];
+                if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+                else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            const uint16_t dh = qk_f16_from_f32(dBlock);
+            if (bad < 0 && qk_is_inf16(dh)) bad = (long)(r * nb + i);
+            qk_wr16(y + 108, dh);
+            q3_k_finish(xb, y, L);
+        }
+    return bad;
+}
+
+static long q3_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q3_k_weighted_body(x, out, rows, columns, importance, q3_k_wfit_scalar);
+}
+
+// The sub-block fits of `count` (1 or 2) consecutive blocks of a row for the weighted Q4_K
+// (five = 0: nmax 15) and Q5_K (five = 1: nmax 31): weights qw · sqrt(σ² + x²) (block g's
+// importance at qw + 256 g, σ² in sigma2[g]), make_qkx3_quants(32, nmax, …, -0.9, 0.05, 36);
+// L, scales, mins and the weight sums sw of block g at 256 g, 8 g, 8 g, 8 g.
+typedef void (*qk_wfit45_fn)(const float *x, const float *qw, const float *sigma2, int count, int five,
+                             uint8_t *L, float *scales, float *mins, float *sw);
+
+static void q45_k_wfit_scalar(const float *x, const float *qw, const float *sigma2, int count, int five,
+                              uint8_t *L, float *scales, float *mins, float *sw) {
+    float weights[32];
+    for (int g = 0; g < count; g++)
+        for (int j = 0; j < 8; j++) {
+            const float *xb = x + 256 * g + 32 * j, *w = qw + 256 * g + 32 * j;
+            for (int l = 0; l < 32; l++) weights[l] = w[l] * sqrtf(sigma2[g] + xb[l] * xb[l]);
+            float sumW = 0;
+            for (int l = 0; l < 32; l++) sumW += weights[l];
+            sw[8 * g + j] = sumW;
+            scales[8 * g + j] = qk_make_qkx2_quants(32, five ? 31 : 15, xb, weights, L + 256 * g + 32 * j, &mins[8 * g + j],
+                                                    -0.9f, 0.05f, 36, 0);
+        }
+}
+
+// Q4_K (144-byte blocks) and Q5_K (176-byte blocks): the fits of two blocks of a row at a time,
+// then make_qp_quants of the scales and mins, and the stored block.
+static inline long q45_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance,
+                                       int five, qk_wfit45_fn fit, qk_codes4_fn codes) {
+    long bad = -1;
+    const size_t nb = columns / 256, bytes = five ? 176 : 144;
+    uint8_t L[512], Ls[8], Lm[8];
+    float sw[16], mins[16], scales[16], sigma2[2];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i += 2) {
+            const int count = nb - i >= 2 ? 2 : 1;
+            const float *x0 = x + r * columns + 256 * i;
+            for (int g = 0; g < count; g++) sigma2[g] = 2 * sum_x2_256(x0 + 256 * g) / 256;
+            fit(x0, importance + 256 * i, sigma2, count, five, L, scales, mins, sw);
+            for (int g = 0; g < count; g++) {
+                const float *xb = x0 + 256 * g;
+                uint8_t *y = out + bytes * (r * nb + i + (size_t)g);
+                const float dBlock = make_qp_quants(8, 63, scales + 8 * g, Ls, sw + 8 * g);
+                const float mBlock = make_qp_quants(8, 63, mins + 8 * g, Lm, sw + 8 * g);
+                if (five)
+                    for (int j = 0; j < 8; j++) { Ls[j] = Ls[j] < 63 ? Ls[j] : 63; Lm[j] = Lm[j] < 63 ? Lm[j] : 63; }
+                pack_ls_lm_k4(y + 4, Ls, Lm);
+                const uint16_t dh = qk_f16_from_f32(dBlock), mh = qk_f16_from_f32(mBlock);
+                if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i + (size_t)g);
+                qk_wr16(y, dh); qk_wr16(y + 2, mh);
+                if (five) q5_k_finish(xb, y, L + 256 * g); else q4_k_finish(xb, y, L + 256 * g, codes);
+            }
+        }
+    return bad;
+}
+
+static long q4_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 0, q45_k_wfit_scalar, q4_k_codes_scalar);
+}
+static long q5_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 1, q45_k_wfit_scalar, q4_k_codes_scalar);
+}
+
+// quantize_row_q6_K_impl: make_qx_quants with the importance itself as the weights (no σ² term),
+// for the sixteen sub-blocks of a block (importance qw).
+typedef void (*qk_wfit16_fn)(const float *x, const float *qw, int8_t *L, float *scales);
+
+static void q6_k_wfit_scalar(const float *x, const float *qw, int8_t *L, float *scales) {
+    for (int ib = 0; ib < 16; ib++) scales[ib] = qk_make_qx_quants_weighted(16, 32, x + 16 * ib, L + 16 * ib, qw + 16 * ib);
+}
+
+static inline long q6_k_weighted_body(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance,
+                                      qk_wfit16_fn fit, qk_codes6_fn codes) {
+    long bad = -1;
+    const size_t nb = columns / 256;
+    int8_t L[256];
+    float scales[16];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i++) {
+            const float *xb = x + r * columns + 256 * i;
+            fit(xb, importance + 256 * i, L, scales);
+            if (q6_k_finish(xb, out + 210 * (r * nb + i), L, scales, codes) && bad < 0) bad = (long)(r * nb + i);
+        }
+    return bad;
+}
+
+static long q6_k_weighted_scalar(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q6_k_weighted_body(x, out, rows, columns, importance, q6_k_wfit_scalar, q6_k_codes_scalar);
+}
+
+#if defined(__x86_64__)
+// The same fits with one sub-block per AVX2 lane (qkx_lanes, qx_fit_lanes: the scalar chains).
+QK_V static void q45_k_wfit_avx2(const float *x, const float *qw, const float *sigma2, int count, int five,
+                                 uint8_t *L, float *scales, float *mins, float *sw) {
+    if (five) {
+        if (count == 2) qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 2, 31, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 1, 31, -0.9f, 0.05f, 36);
+    } else {
+        if (count == 2) qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 2, 15, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, sigma2, L, scales, mins, sw, 1, 15, -0.9f, 0.05f, 36);
+    }
+}
+QK_V static void q3_k_wfit_avx2(const float *x, const float *qw, float sigma2, int8_t *L, float *scales, float *sw) {
+    const float s2[2] = {sigma2, sigma2};
+    qx_fit_lanes(x, qw, s2, L, scales, sw, 2, 16, 4);
+}
+static long q3_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q3_k_weighted_body(x, out, rows, columns, importance, q3_k_wfit_avx2);
+}
+
+// For the weighted Q4_0 (nmax 8) and Q5_0 (nmax 16) of ggml_legacy.c: make_qx_quants(32, nmax, …)
+// of `count` (8 or 16) consecutive blocks of 32 with weights qw · sqrt(σ² + x²), one block per lane.
+QK_V void qk_ggml_qx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, int8_t *L, float *scales) {
+    const float s2[2] = {sigma2, sigma2};
+    if (nmax == 8) {
+        if (count == 16) qx_fit_lanes(x, qw, s2, L, scales, 0, 2, 32, 8); else qx_fit_lanes(x, qw, s2, L, scales, 0, 1, 32, 8);
+    } else {
+        if (count == 16) qx_fit_lanes(x, qw, s2, L, scales, 0, 2, 32, 16); else qx_fit_lanes(x, qw, s2, L, scales, 0, 1, 32, 16);
+    }
+}
+
+// For the weighted Q4_1 (nmax 15) and Q5_1 (nmax 31) of ggml_legacy.c: make_qkx3_quants(32, nmax,
+// …, -0.9, 0.05, 36) of `count` (8 or 16) consecutive blocks of 32 with weights qw · sqrt(σ² + x²),
+// one block per lane; codes in L, scales, and -min in mins.
+QK_V void qk_ggml_qkx_fit32_weighted_avx2(const float *x, const float *qw, float sigma2, int count, int nmax, uint8_t *L,
+                                          float *scales, float *mins) {
+    const float s2[2] = {sigma2, sigma2};
+    if (nmax == 15) {
+        if (count == 16) qkx_lanes(x, qw, s2, L, scales, mins, 0, 2, 15, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, s2, L, scales, mins, 0, 1, 15, -0.9f, 0.05f, 36);
+    } else {
+        if (count == 16) qkx_lanes(x, qw, s2, L, scales, mins, 0, 2, 31, -0.9f, 0.05f, 36);
+        else qkx_lanes(x, qw, s2, L, scales, mins, 0, 1, 31, -0.9f, 0.05f, 36);
+    }
+}
+
+QK_V static void q6_k_wfit_avx2(const float *x, const float *qw, int8_t *L, float *scales) { qx_fit_lanes(x, qw, 0, L, scales, 0, 2, 16, 32); }
+
+static long q4_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 0, q45_k_wfit_avx2, q4_k_codes_avx2);
+}
+static long q5_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_body(x, out, rows, columns, importance, 1, q45_k_wfit_avx2, q4_k_codes_avx2);
+}
+static long q6_k_weighted_avx2(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q6_k_weighted_body(x, out, rows, columns, importance, q6_k_wfit_avx2, q6_k_codes_avx2);
+}
+#endif
+
+static long iq4_nl_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return iq4_nl_blocks(x, out, rows * (columns / 32), importance, columns / 32);
+}
+static long iq4_xs_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return iq4_xs_blocks(x, out, rows * (columns / 256), importance, columns / 256);
 }
 
 // MARK: Entry points (ggml_kernels.c's table)
@@ -934,3 +1276,36 @@ QK_PORTABLE_ENTRIES(q3_k)
 QK_PORTABLE_ENTRIES(q5_k)
 QK_PORTABLE_ENTRIES(iq4_nl)
 QK_PORTABLE_ENTRIES(iq4_xs)
+
+// The importance-weighted paths: AVX2 fits for Q3_K, Q4_K, Q5_K and Q6_K, one portable path for the others.
+#if defined(__x86_64__)
+#define QK_WEIGHTED_DISPATCH(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return qk_isa_avx2() ? name##_weighted_avx2(x, out, rows, columns, importance) : name##_weighted_scalar(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    }
+#else
+#define QK_WEIGHTED_DISPATCH(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted_scalar(x, out, rows, columns, importance); \
+    }
+#endif
+QK_WEIGHTED_DISPATCH(q3_k)
+QK_WEIGHTED_DISPATCH(q4_k)
+QK_WEIGHTED_DISPATCH(q5_k)
+QK_WEIGHTED_DISPATCH(q6_k)
+#define QK_WEIGHTED_ENTRY(name) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted(x, out, rows, columns, importance); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return name##_weighted(x, out, rows, columns, importance); \
+    }
+QK_WEIGHTED_ENTRY(q2_k)
+QK_WEIGHTED_ENTRY(iq4_nl)
+QK_WEIGHTED_ENTRY(iq4_xs)

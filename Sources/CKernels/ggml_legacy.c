@@ -367,6 +367,111 @@ QK_V static void bf16_avx2(const float *x, uint8_t *out, size_t n) {
 }
 #endif
 
+// MARK: Importance-weighted Q4_0, Q4_1, Q5_0, Q5_1 (ggml_quantize_chunk with an imatrix)
+//
+// Ports of quantize_row_q4_0_impl … quantize_row_q5_1_impl with quant_weights (ggml
+// src/ggml-quants.c): per row σ² = Σx²/columns, per block of 32 the weights
+// qw · sqrt(σ² + x²), then make_qx_quants (Q4_0: 8 levels, Q5_0: 16) or make_qkx3_quants
+// (Q4_1: 15, Q5_1: 31; rmin -0.9, rdelta 0.05, 36 steps) from ggml_kernels.h. Q8_0 has none:
+// ggml's quantize_q8_0 ignores the importance.
+
+// Q4_0 (levels 8, 18-byte blocks) and Q5_0 (levels 16, 22-byte blocks); with `vector` (AVX2) the
+// fits of 16 (or 8) blocks run at once, one block per lane (the same floats).
+static long qx_0_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int levels, int vector) {
+    long bad = -1;
+    const size_t nb = columns / 32, bytes = levels == 16 ? 22 : 18;
+    int8_t L[16 * 32];
+    float d[16], weight[32];
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * columns;
+        const float sigma2 = qk_row_sigma2(xr, columns);
+        size_t ib = 0;
+        while (ib < nb) {
+            size_t count = 1;
+#if defined(__x86_64__)
+            if (vector && nb - ib >= 8) {
+                count = nb - ib >= 16 ? 16 : 8;
+                qk_ggml_qx_fit32_weighted_avx2(xr + 32 * ib, importance + 32 * ib, sigma2, (int)count, levels, L, d);
+            } else
+#endif
+            {
+                const float *xb = xr + 32 * ib, *qw = importance + 32 * ib;
+                for (int j = 0; j < 32; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+                d[0] = qk_make_qx_quants_weighted(32, levels, xb, L, weight);
+            }
+            for (size_t c = 0; c < count; c++) {
+                uint8_t *y = out + bytes * (r * nb + ib + c);
+                const uint16_t dh = qk_f16_from_f32(d[c]);
+                if (bad < 0 && qk_is_inf16(dh)) bad = (long)(r * nb + ib + c);
+                qk_wr16(y, dh);
+                int q[32];
+                for (int j = 0; j < 32; j++) q[j] = L[32 * c + j];
+                if (levels == 16) pack_q5(q, y + 2, y + 6); else pack_q4(q, y + 2);
+            }
+            ib += count;
+        }
+    }
+    return bad;
+}
+
+// Q4_1 (nmax 15, 20-byte blocks) and Q5_1 (nmax 31, 24-byte blocks); with `vector` (AVX2) the
+// fits of 16 (or 8) blocks run at once, one block per lane (the same floats).
+static long qx_1_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int nmax, int vector) {
+    long bad = -1;
+    const size_t nb = columns / 32, bytes = nmax == 31 ? 24 : 20;
+    uint8_t L[16 * 32];
+    float d[16], mins[16], weight[32];
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * columns;
+        const float sigma2 = qk_row_sigma2(xr, columns);
+        size_t ib = 0;
+        while (ib < nb) {
+            size_t count = 1;
+#if defined(__x86_64__)
+            if (vector && nb - ib >= 8) {
+                count = nb - ib >= 16 ? 16 : 8;
+                qk_ggml_qkx_fit32_weighted_avx2(xr + 32 * ib, importance + 32 * ib, sigma2, (int)count, nmax, L, d, mins);
+            } else
+#endif
+            {
+                const float *xb = xr + 32 * ib, *qw = importance + 32 * ib;
+                for (int j = 0; j < 32; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+                d[0] = qk_make_qkx2_quants(32, nmax, xb, weight, L, &mins[0], -0.9f, 0.05f, 36, 0);
+            }
+            for (size_t c = 0; c < count; c++) {
+                uint8_t *y = out + bytes * (r * nb + ib + c);
+                const uint16_t dh = qk_f16_from_f32(d[c]), mh = qk_f16_from_f32(-mins[c]);
+                if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + ib + c);
+                qk_wr16(y, dh); qk_wr16(y + 2, mh);
+                int q[32];
+                for (int j = 0; j < 32; j++) q[j] = L[32 * c + j];
+                if (nmax == 31) pack_q5(q, y + 4, y + 8); else pack_q4(q, y + 4);
+            }
+            ib += count;
+        }
+    }
+    return bad;
+}
+
+// They take the AVX2 fits when the CPU has them; the _portable names are the table's
+// reference entries.
+#define QK_LEGACY_WEIGHTED(name, fn, arg, vector) \
+    long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return fn(x, out, rows, columns, importance, arg, vector); \
+    } \
+    long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
+        return fn(x, out, rows, columns, importance, arg, 0); \
+    }
+#if defined(__x86_64__)
+#define QK_LEGACY_VECTOR qk_isa_avx2()
+#else
+#define QK_LEGACY_VECTOR 0
+#endif
+QK_LEGACY_WEIGHTED(q4_0, qx_0_weighted, 8, QK_LEGACY_VECTOR)
+QK_LEGACY_WEIGHTED(q5_0, qx_0_weighted, 16, QK_LEGACY_VECTOR)
+QK_LEGACY_WEIGHTED(q4_1, qx_1_weighted, 15, QK_LEGACY_VECTOR)
+QK_LEGACY_WEIGHTED(q5_1, qx_1_weighted, 31, QK_LEGACY_VECTOR)
+
 // MARK: Entry points (ggml_kernels.c's table)
 
 void qk_quant_f16_encode(const float *x, uint8_t *out, size_t n) {

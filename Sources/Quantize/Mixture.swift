@@ -179,8 +179,8 @@ public struct MixtureDecision: Sendable, Equatable {
 }
 
 /// llama.cpp's `llama_tensor_get_type` (src/llama-quant.cpp of the llama.cpp that
-/// tools/build_llama_cpp.sh builds) for the mixtures of ``MixtureName``, without an importance
-/// matrix: which tensors are quantized at all, the per-category promotions by layer (attn_v,
+/// tools/build_llama_cpp.sh builds) for the mixtures of ``MixtureName``, with or without an
+/// importance matrix (its `qs.has_imatrix`): which tensors are quantized at all, the per-category promotions by layer (attn_v,
 /// ffn_down, attn_output, attn_qkv), the output / tied token-embedding type, the GQA, 70B and
 /// 8-expert cases, `--tensor-type` overrides and the fallbacks for row lengths that are not a
 /// multiple of the block size. Tensors are visited in llama-quantize's order (by layer, then
@@ -204,10 +204,19 @@ public enum MixturePlanner {
     /// quantized tensor is an error naming it. `pure` (llama-quantize `--pure`) gives every
     /// quantized tensor the mixture's default type: no promotions, no output/embedding rule, only
     /// the overrides and the row-length fallbacks.
+    ///
+    /// `hasImportanceMatrix` is llama-quantize's `has_imatrix`: whether an importance matrix with
+    /// at least one entry is given (`--imatrix`), whichever tensors it covers. Of the rule's
+    /// branches that read it, the one for these mixtures is IQ4_XS's: without an importance matrix
+    /// the first eighth of the ffn_down layers is promoted to Q5_K, with one it stays IQ4_XS (the
+    /// others are for IQ3_XXS, Q4_0 and Q5_0 files, which are not mixtures here). None of these
+    /// mixtures needs an importance matrix (llama.cpp's `tensor_requires_imatrix` asks for one for
+    /// IQ1/IQ2/IQ3_XXS tensors and Q2_K_S files only).
     public static func plan(_ mixture: MixtureDescriptor, model: MixtureModel, tensors: [MixtureTensor],
-                            overrides: [TensorTypeOverride] = [], pure: Bool = false) throws(QuantizeJobError) -> [MixtureDecision] {
+                            overrides: [TensorTypeOverride] = [], pure: Bool = false,
+                            hasImportanceMatrix: Bool = false) throws(QuantizeJobError) -> [MixtureDecision] {
         let ordered = llamaOrder(tensors)
-        var state = State(mixture: mixture.name, model: model)
+        var state = State(mixture: mixture.name, model: model, hasImportanceMatrix: hasImportanceMatrix)
         state.attentionVCount = ordered.filter { Category($0.name).isAttentionV }.count
         state.tiedEmbeddings = !ordered.contains { Category($0.name) == .output }
         var used = Set<Int>()
@@ -299,6 +308,8 @@ public enum MixturePlanner {
     struct State {
         let mixture: MixtureName
         let model: MixtureModel
+        /// llama-quantize's `qs.has_imatrix`.
+        let hasImportanceMatrix: Bool
         var attentionVCount = 0, attentionVIndex = 0, ffnDownIndex = 0
         var tiedEmbeddings = true
 
@@ -357,7 +368,7 @@ public enum MixturePlanner {
                         let to: GGMLType = i < n / 16 ? .q6_K : Self.useMoreBits(i, n) ? .q5_K : .q4_K
                         set(to, "ffn_down layer \(i) of \(n): \(to.name) in Q4_K_M (falcon)")
                     } else if Self.useMoreBits(i, n) { set(.q6_K, "ffn_down layer \(i) of \(n): Q6_K (use_more_bits) in Q4_K_M") }
-                case .iq4_XS: if i < n / 8 { set(.q5_K, "ffn_down layer \(i) of \(n): Q5_K (first eighth, no imatrix) in IQ4_XS") }
+                case .iq4_XS: if i < n / 8 && !hasImportanceMatrix { set(.q5_K, "ffn_down layer \(i) of \(n): Q5_K (first eighth, no imatrix) in IQ4_XS") }
                 case .q5_K_M: if Self.useMoreBits(i, n) { set(.q6_K, "ffn_down layer \(i) of \(n): Q6_K (use_more_bits) in Q5_K_M") }
                 case .q4_K_S: if !falcon && i < n / 8 { set(.q5_K, "ffn_down layer \(i) of \(n): Q5_K (first eighth) in Q4_K_S") }
                 default: break

@@ -20,6 +20,14 @@ public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidShape(tensor: String, shape: [Int], expected: String)
     /// The tensors given for decoding do not form a layout this module can read.
     case unsupportedLayout(tensor: String, found: String)
+    /// The importance (imatrix) values given for a tensor are not one per column per expert:
+    /// `expected` = columns × experts, `found` = the count given.
+    case importanceSizeMismatch(tensor: String, expected: Int, found: Int)
+    /// An importance (imatrix) value is NaN or infinite; `expert` is 0 for a 2-D tensor.
+    case nonFiniteImportance(tensor: String, expert: Int, column: Int, value: Float)
+    /// An importance matrix was given for a scheme that has no importance-weighted quantizer
+    /// (the safetensors schemes fp8, int8, int4).
+    case importanceNotApplicable(tensor: String, scheme: SchemeName)
 
     /// A sentence saying what is wrong, where, and what to do (names longer than
     /// ``DisplayText/nameLimit`` shortened).
@@ -41,6 +49,12 @@ public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
             return "tensor '\(tensor)' with shape \(shape): expected \(expected)"
         case let .unsupportedLayout(tensor, found):
             return "tensor '\(tensor)': cannot decode \(found); supported layouts are listed in formats/quantize-*.md"
+        case let .importanceSizeMismatch(tensor, expected, found):
+            return "tensor '\(tensor)': the importance matrix has \(found) values for it, but it needs \(expected) (one per input column, per expert); the imatrix was made for a different model. Recompute it for this model with `quantize imatrix`"
+        case let .nonFiniteImportance(tensor, expert, column, value):
+            return "tensor '\(tensor)': the importance matrix holds \(value) at column \(column)\(expert > 0 ? " of expert \(expert)" : ""); the imatrix file is corrupt. Recompute it with `quantize imatrix`"
+        case let .importanceNotApplicable(tensor, scheme):
+            return "tensor '\(tensor)': scheme \(scheme.rawValue) has no importance-weighted quantizer; an importance matrix applies to the GGUF types q2_k…q6_k, iq4_nl, iq4_xs and q4_0…q5_1 (q8_0, f16 and bf16 ignore it, as llama-quantize does). Drop --imatrix or choose one of those types"
         }
     }
 }

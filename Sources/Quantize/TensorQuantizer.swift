@@ -7,7 +7,7 @@ import Foundation
 ///
 /// Made once per tensor; ``encode(rows:input:tensorAmax:into:)`` fills the slice of the
 /// output buffers that belongs to the given rows, so row blocks can run on all cores and a caller
-/// streaming a checkpoint can hand rows over as it reads them. ``quantized(_:rows:columns:scheme:tensorName:options:)``
+/// streaming a checkpoint can hand rows over as it reads them. ``quantized(_:rows:columns:scheme:tensorName:options:importance:rowsPerExpert:)``
 /// is the whole-tensor convenience that does exactly that in parallel.
 public struct TensorQuantizer: Sendable {
     /// The shape and storage of one output tensor, before it is filled.
@@ -41,6 +41,20 @@ public struct TensorQuantizer: Sendable {
     /// Whether the scale depends on the whole tensor (FP8 per-tensor): the caller passes the
     /// tensor's largest finite magnitude as `tensorAmax` (see ``amax(_:allowNonFinite:)``).
     public var needsTensorAmax: Bool { if case .tensor = granularity, case .fp8 = kind { return true } else { return false } }
+    /// The per-column importance the GGUF encoder weights its fit with (llama.cpp's imatrix values,
+    /// Σx²/N of each input column), `columns` values per expert, expert `e`'s at
+    /// `e * columns ..< (e + 1) * columns`; nil for the plain quantizer. Kept as given even where
+    /// ``usesImportance`` is false.
+    public let importance: [Float]?
+    /// Rows that share one importance slice: row `r` uses expert `r / rowsPerExpert`'s values
+    /// (``rows`` for a 2-D tensor; the rows of one expert of a 3-D expert tensor flattened to
+    /// `experts * rowsPerExpert` rows).
+    public let rowsPerExpert: Int
+    /// Whether ``importance`` changes the bytes: ggml has an importance-weighted quantizer for the
+    /// type (every k-quant, IQ4_NL, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1). False without importance and
+    /// for Q8_0, F16 and BF16, whose ggml quantizers ignore it (llama-quantize writes the same bytes
+    /// with and without `--imatrix`).
+    public var usesImportance: Bool { importance != nil && weighted }
 
     /// The kernels, from the scheme's descriptor.
     let kind: SchemeDescriptor.Kernel
@@ -53,12 +67,35 @@ public struct TensorQuantizer: Sendable {
     let blockRows: Int
     let scaleTypeCode: Int32
     let scaleBytes: Int
+    /// Whether the kernel table has ggml's importance-weighted path for the type.
+    let weighted: Bool
 
     /// Checks that the scheme can store a `rows` × `columns` matrix and works out the layout.
-    public init(scheme: Scheme, rows: Int, columns: Int, tensorName: String, options: QuantizeOptions = QuantizeOptions()) throws(QuantizeError) {
+    ///
+    /// - Parameters:
+    ///   - importance: llama.cpp imatrix values for this tensor (see ``importance``): `columns`
+    ///     finite values per expert, `columns * rows / rowsPerExpert` in all; nil (the default) for
+    ///     the plain quantizer. With it, every GGUF type with an importance-weighted quantizer gives
+    ///     the bytes of `llama-quantize --imatrix` (ggml_quantize_chunk with that imatrix); Q8_0,
+    ///     F16 and BF16 ignore it, as ggml does; the safetensors schemes refuse it.
+    ///   - rowsPerExpert: rows per importance slice (see ``rowsPerExpert``); nil means `rows`. It
+    ///     must divide `rows`.
+    /// - Throws: ``QuantizeError`` for a shape the layout cannot hold; with importance also
+    ///   ``QuantizeError/importanceSizeMismatch(tensor:expected:found:)``,
+    ///   ``QuantizeError/nonFiniteImportance(tensor:expert:column:value:)`` and
+    ///   ``QuantizeError/importanceNotApplicable(tensor:scheme:)``.
+    public init(scheme: Scheme, rows: Int, columns: Int, tensorName: String, options: QuantizeOptions = QuantizeOptions(),
+                importance: [Float]? = nil, rowsPerExpert: Int? = nil) throws(QuantizeError) {
         guard rows > 0, columns > 0, rows.multipliedReportingOverflow(by: columns).overflow == false else {
             throw .invalidShape(tensor: tensorName, shape: [rows, columns], expected: "a non-empty matrix")
         }
+        let perExpert = rowsPerExpert ?? rows
+        guard perExpert > 0, rows % perExpert == 0 else {
+            throw .invalidShape(tensor: tensorName, shape: [rows, columns],
+                                expected: "rows per expert (\(perExpert)) that divide the \(rows) rows")
+        }
+        self.importance = importance
+        self.rowsPerExpert = perExpert
         self.scheme = scheme
         self.rows = rows
         self.columns = columns
@@ -140,6 +177,18 @@ public struct TensorQuantizer: Sendable {
             let bytes = rows * (columns / type.blockSize) * type.bytesPerBlock
             layouts = [PartLayout(suffix: "", type: .ggml(type), shape: [rows, columns], byteCount: bytes)]
         }
+        if case .ggml(let type) = kind { weighted = qk_quant_ggml_kernels(type.id) & QK_GGML_WEIGHTS != 0 } else { weighted = false }
+        if let importance {
+            guard case .ggml = kind else { throw .importanceNotApplicable(tensor: tensorName, scheme: scheme.name) }
+            let expected = columns * (rows / perExpert)
+            guard importance.count == expected else {
+                throw .importanceSizeMismatch(tensor: tensorName, expected: expected, found: importance.count)
+            }
+            // llama-quantize refuses an imatrix with a non-finite value; so do we, naming it.
+            if let i = importance.firstIndex(where: { !$0.isFinite }) {
+                throw .nonFiniteImportance(tensor: tensorName, expert: i / columns, column: i % columns, value: importance[i])
+            }
+        }
     }
 
     /// A zero-filled output with every part allocated (and `weight_shape` already written).
@@ -188,7 +237,8 @@ public struct TensorQuantizer: Sendable {
         // values themselves, so a clean block is read only once; a block they flag takes the
         // scanning path below.
         let plainFloat: Bool = { if case .ggml(let t) = kind, t.blockSize == 1 { return true } else { return false } }()
-        let selfChecking: Bool = {
+        // The importance-weighted kernels expect finite input: those rows take the scanning path.
+        let selfChecking: Bool = usesImportance ? false : {
             switch kind {
             case .ggml(let t): return t.blockSize > 1  // the kernel table scans or detects while encoding
             case .fp8: if case .tensor = granularity { return false } else { return true }
@@ -356,6 +406,26 @@ public struct TensorQuantizer: Sendable {
                 _ = qk_quant_ggml_encode(type.id, x, dst, count, type.blockSize, nil)
                 return false
             }
+            if usesImportance, let importance {
+                // One kernel call per run of rows that share an expert's importance slice.
+                var r = r0
+                while r < r0 + n {
+                    let expert = r / rowsPerExpert, end = min(r0 + n, (expert + 1) * rowsPerExpert)
+                    let status = importance.withUnsafeBufferPointer { w in
+                        qk_quant_ggml_encode_weighted(type.id, x + (r - r0) * columns, dst + (r - r0) * blocksPerRow * type.bytesPerBlock,
+                                                      end - r, columns, type.blockSize, w.baseAddress! + expert * columns)
+                    }
+                    if status == -2 {
+                        throw .unsupportedGranularity(tensor: tensorName, scheme: scheme.name, granularity: granularity)
+                    }
+                    if status >= 0 {
+                        throw .scaleOutOfRange(tensor: tensorName, row: r + status / blocksPerRow,
+                                               column: (status % blocksPerRow) * type.blockSize, scaleType: "F16")
+                    }
+                    r = end
+                }
+                return false
+            }
             let blocks = n * blocksPerRow
             let status: Int
             if checked {
@@ -383,12 +453,16 @@ struct UncheckedSendable<T>: @unchecked Sendable { var value: T }
 /// Quantizes a whole `rows` × `columns` FP32 matrix (row-major) with `scheme`, in parallel over
 /// row blocks on all cores.
 ///
-/// The result holds every stored tensor of the layout (formats/quantize-*.md). Throws
-/// ``QuantizeError`` for non-finite weights (unless allowed), shapes the layout cannot hold, and
-/// scales that overflow their stored type.
+/// The result holds every stored tensor of the layout (formats/quantize-*.md). `importance` and
+/// `rowsPerExpert` are ``TensorQuantizer/init(scheme:rows:columns:tensorName:options:importance:rowsPerExpert:)``'s
+/// (llama.cpp imatrix values; nil for the plain quantizer). Throws ``QuantizeError`` for
+/// non-finite weights (unless allowed), shapes the layout cannot hold, scales that overflow their
+/// stored type, and importance values that do not fit the tensor.
 public func quantized(_ weights: UnsafeBufferPointer<Float>, rows: Int, columns: Int, scheme: Scheme,
-                      tensorName: String, options: QuantizeOptions = QuantizeOptions()) throws(QuantizeError) -> QuantizedTensor {
-    let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensorName, options: options)
+                      tensorName: String, options: QuantizeOptions = QuantizeOptions(),
+                      importance: [Float]? = nil, rowsPerExpert: Int? = nil) throws(QuantizeError) -> QuantizedTensor {
+    let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensorName, options: options,
+                                        importance: importance, rowsPerExpert: rowsPerExpert)
     // Every output byte is written by the kernels (padding bits included), so the arrays start
     // uninitialised (their pages are first touched by the encoding threads) and are filled in place.
     var datas = quantizer.layouts.map { layout in
@@ -424,7 +498,7 @@ extension TensorQuantizer {
     /// Encodes the whole `rows` × `columns` matrix into `output` (one buffer per ``layouts`` part,
     /// each at least its byte count), in parallel over row blocks on all cores; also writes the
     /// constant `weight_shape` part. For callers that reuse their output buffers from tensor to
-    /// tensor (the streaming job); ``quantized(_:rows:columns:scheme:tensorName:options:)`` wraps it.
+    /// tensor (the streaming job); ``quantized(_:rows:columns:scheme:tensorName:options:importance:rowsPerExpert:)`` wraps it.
     /// - Throws: ``QuantizeError`` as ``encode(rows:input:tensorAmax:into:)``, for the first failing row.
     public func encodeAll(_ weights: UnsafeBufferPointer<Float>, into output: [UnsafeMutableRawBufferPointer]) throws(QuantizeError) {
         guard weights.count == rows * columns, let base = weights.baseAddress, output.count == layouts.count else {

@@ -13,6 +13,8 @@ struct MixtureOracle: Decodable {
     let tensors: [[JSONScalar]]
     let order: [String]
     let expected: [String: [String]]
+    /// Where llama-quantize --dry-run --imatrix chooses another type: mixture → tensor → type.
+    let expected_imatrix_changes: [String: [String: String]]?
 
     enum JSONScalar: Decodable {
         case string(String), number(Double), array([Int])
@@ -65,6 +67,27 @@ struct MixtureTests {
             let wrong = zip(plan, expected).filter { $0.0.type.name != $0.1 }
             #expect(wrong.isEmpty, "\(model) \(mixture.llamaName): \(wrong.count) tensors differ, first: \(wrong.prefix(3).map { "\($0.0.name) ours \($0.0.type.name) (\($0.0.reason)) llama \($0.1)" })")
         }
+    }
+
+    @Test("with an importance matrix: our per-tensor types equal llama-quantize --dry-run --imatrix's",
+          arguments: MixtureOracle.models)
+    func matchesLlamaQuantizeWithImatrix(_ model: String) throws {
+        let oracle = try MixtureOracle.load(model)
+        let facts = try MixtureModel(metadata: oracle.ggufMetadata)
+        let tensors = try oracle.mixtureTensors()
+        let changes = try #require(oracle.expected_imatrix_changes, "mixtures/\(model).json has no expected_imatrix_changes")
+        #expect(Set(changes.keys) == Set(MixtureName.allCases.map(\.rawValue)))
+        for mixture in MixtureDescriptor.all {
+            let plain = try #require(oracle.expected[mixture.name.rawValue])
+            let changed = try #require(changes[mixture.name.rawValue])
+            let expected = zip(oracle.order, plain).map { changed[$0.0] ?? $0.1 }
+            let plan = try MixturePlanner.plan(mixture, model: facts, tensors: tensors, hasImportanceMatrix: true)
+            #expect(plan.map(\.name) == oracle.order)
+            let wrong = zip(plan, expected).filter { $0.0.type.name != $0.1 }
+            #expect(wrong.isEmpty, "\(model) \(mixture.llamaName) --imatrix: \(wrong.count) tensors differ, first: \(wrong.prefix(3).map { "\($0.0.name) ours \($0.0.type.name) (\($0.0.reason)) llama \($0.1)" })")
+        }
+        // The fixture shows the imatrix branch (IQ4_XS keeps the first ffn_down layers), so this test can fail.
+        #expect(!(changes["iq4_xs"] ?? [:]).isEmpty)
     }
 
     @Test("the fixtures exercise the rules they are meant to: GQA, 70B, 8 experts, tied embeddings and the row-length fallbacks")

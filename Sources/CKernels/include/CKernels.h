@@ -98,9 +98,12 @@ float qk_quant_f16_to_f32(uint16_t value);
 /// FP32 → BF16 bits exactly as ggml/gguf-py: NaN forced quiet, otherwise round-to-nearest-even.
 uint16_t qk_quant_f32_to_bf16(float value);
 /// What the kernel table (ggml_kernels.c) holds for a ggml type: qk_quant_ggml_kernels returns
-/// QK_GGML_ENCODES | QK_GGML_DECODES, either, or 0 for a type without kernels.
+/// QK_GGML_ENCODES | QK_GGML_DECODES, either, or 0 for a type without kernels, plus
+/// QK_GGML_WEIGHTS when the encoder has ggml's importance-weighted path (every k-quant, IQ4_NL,
+/// IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1; not Q8_0, F16, BF16, whose ggml quantizers ignore an imatrix).
 #define QK_GGML_ENCODES 1
 #define QK_GGML_DECODES 2
+#define QK_GGML_WEIGHTS 4
 int qk_quant_ggml_kernels(uint32_t type);
 /// Encodes `blocks` blocks of `blockSize` elements (GGMLType.blockSize; for F16/BF16 blocks are
 /// elements and blockSize is 1) of ggml type id `type` through the kernel table, taking the AVX2
@@ -112,6 +115,20 @@ int qk_quant_ggml_kernels(uint32_t type);
 /// read once. Returns -1, the index of the first block whose FP16 scale overflowed, or -2 for a
 /// type without an encoder.
 long qk_quant_ggml_encode(uint32_t type, const float *x, uint8_t *out, size_t blocks, size_t blockSize, int *nonFinite);
+/// Encodes `rows` rows of `columns` finite floats (a multiple of `blockSize`, GGMLType.blockSize)
+/// of ggml type id `type` as ggml_quantize_chunk does with a non-NULL imatrix (llama-quantize
+/// --imatrix): `importance` holds `columns` finite weights (the imatrix entry of the tensor, or of
+/// one expert, Σx²/N per input column) and weights every row alike. With `importance` NULL, or
+/// for a type whose ggml quantizer ignores the importance (no QK_GGML_WEIGHTS: Q8_0, F16, BF16),
+/// this is qk_quant_ggml_encode without the non-finite check, as ggml. Returns -1, the index of
+/// the first block (counted over all rows) whose FP16 scale overflowed, or -2 for a type without
+/// an encoder or a row length that is not a multiple of blockSize.
+long qk_quant_ggml_encode_weighted(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                   size_t blockSize, const float *importance);
+/// The portable path of qk_quant_ggml_encode_weighted (for tests: the dispatched AVX2 fits give its
+/// bytes); -2 for a type without an importance-weighted path or NULL importance.
+long qk_quant_ggml_encode_weighted_portable(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                            const float *importance);
 /// The portable path of the encoder of ggml type id `type` (for tests); returns what the encoder
 /// returns, -1 for F16/BF16, or -2 for a type without an encoder.
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
