@@ -22,7 +22,8 @@ Only the standard library is used, so any python3 runs it; the converter runs wi
       evaluate the safetensors original), and prints the side-by-side table: perplexity within 1 %,
       mean KLD within 10 %, and the tokens/s of both; and writes every llama.cpp mixture among the
       types with `quantize --to MIXTURE` and says whether the file is identical to llama-quantize's.
-      Exit 1 when a row disagrees or a file differs.
+      Exit 1 when a row disagrees or a file differs. --imatrix FILE quantizes with that importance
+      matrix on both sides (give it its own --work directory).
       The JSON read is the contract of issue 9: original.perplexity and results[] with path,
       perplexity, kld.mean, kld.p99, kld.max, sameTopToken (fraction), in the order given.
   llama_cpp_reference.py logits [--out fixtures/trained-llama/llama-cpp-logits]
@@ -104,10 +105,12 @@ def twin(work, force=False):
     return out
 
 
-def quantized(work, base, qtype, threads, force=False):
+def quantized(work, base, qtype, threads, force=False, imatrix=None):
     out = os.path.join(work, f"trained-llama-{qtype}.gguf")
-    if force or not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(base):
-        text, _ = run([tool("llama-quantize"), base, out, qtype, str(threads)],
+    if force or not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(base) \
+            or (imatrix and os.path.getmtime(out) < os.path.getmtime(imatrix)):
+        extra = ["--imatrix", imatrix] if imatrix else []
+        text, _ = run([tool("llama-quantize"), *extra, base, out, qtype, str(threads)],
                       log=os.path.join(work, f"quantize-{qtype}.log"))
     return out
 
@@ -142,7 +145,7 @@ def llama_half(args):
         "llama_cpp": open(os.path.join(ROOT, ".llama.cpp", "llama.cpp.version")).read().strip()
         if os.path.exists(os.path.join(ROOT, ".llama.cpp", "llama.cpp.version")) else "unknown",
         "text": os.path.relpath(args.text, ROOT), "context": args.context, "threads": args.threads,
-        "batch": args.batch, "chunks": n_chunk,
+        "batch": args.batch, "chunks": n_chunk, "imatrix": args.imatrix,
         "scored_tokens": n_chunk * (args.context - 1 - args.context // 2),
         "original": {
             "path": os.path.relpath(base, ROOT), "bytes": os.path.getsize(base),
@@ -153,7 +156,7 @@ def llama_half(args):
         "results": [],
     }
     for qtype in args.types:
-        q = quantized(work, base, qtype, args.threads, force=args.fresh)
+        q = quantized(work, base, qtype, args.threads, force=args.fresh, imatrix=args.imatrix)
         qlog = open(os.path.join(work, f"quantize-{qtype}.log")).read() \
             if os.path.exists(os.path.join(work, f"quantize-{qtype}.log")) else ""
         out, wall = run([tool("llama-perplexity"), "-m", q, "-f", args.text, *perplexity_args(args),
@@ -214,7 +217,7 @@ def cached_or_run(args):
         with open(args.json) as f:
             res = json.load(f)
         same = (res.get("context") == args.context and res.get("threads") == args.threads
-                and res.get("text") == os.path.relpath(args.text, ROOT)
+                and res.get("text") == os.path.relpath(args.text, ROOT) and res.get("imatrix") == args.imatrix
                 and [r["type"] for r in res.get("results", [])] == args.types
                 and all(os.path.exists(os.path.join(ROOT, r["path"])) for r in res["results"]))
         if same:
@@ -235,7 +238,7 @@ def find_quantize(explicit):
     return found
 
 
-def same_bytes(res, quantize, work):
+def same_bytes(res, quantize, work, imatrix=None):
     """`quantize --to TYPE` on the twin for every llama-quantize type it writes: identical files?"""
     import hashlib
 
@@ -257,7 +260,8 @@ def same_bytes(res, quantize, work):
         out = os.path.join(work, f"ours-{name}.gguf")
         if os.path.exists(out):
             os.remove(out)
-        p = subprocess.run([quantize, "--to", name, base, "-o", out, "--no-check", "--quiet"], capture_output=True, text=True)
+        extra = ["--imatrix", imatrix] if imatrix else []
+        p = subprocess.run([quantize, "--to", name, base, "-o", out, "--no-check", "--quiet", *extra], capture_output=True, text=True)
         if p.returncode != 0:
             print(f"  {r['type']:8s} not written by quantize: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
             continue
@@ -272,7 +276,7 @@ def compare(args):
     res = cached_or_run(args)
     print_llama_table(res)
     quantize = find_quantize(args.quantize)
-    differing = same_bytes(res, quantize, args.work)
+    differing = same_bytes(res, quantize, args.work, args.imatrix)
     original = args.original or os.path.join(ROOT, res["original"]["path"])
     paths = [os.path.join(ROOT, r["path"]) for r in res["results"]]
     cmd = [quantize, "eval", original, *paths, "--text", args.text, "--context", str(args.context),
@@ -450,6 +454,7 @@ def main():
     ap.add_argument("--chunks", type=int, default=0, help="limit the number of chunks (0: all)")
     ap.add_argument("--text", default=TEXT)
     ap.add_argument("--work", default=os.path.join(ROOT, "out", "llama-cpp"))
+    ap.add_argument("--imatrix", help="quantize with this importance matrix (llama-quantize --imatrix and quantize --to … --imatrix, same path); use a separate --work")
     ap.add_argument("--json", help="llama.cpp numbers (default WORK/llama_cpp.json)")
     ap.add_argument("--fresh", action="store_true", help="reconvert, requantize and rerun everything")
     ap.add_argument("--quantize", help="our quantize binary (default .build/release or .build/debug)")

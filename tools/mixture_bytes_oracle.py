@@ -10,10 +10,19 @@ Models:
                                     output.weight: token_embd takes the output rule), F32, F16 and
                                     BF16 inputs; 2 layers, vocab 128, about 0.7 MB.
 
-Runs `llama-quantize MODEL OUT MIXTURE 1` (no importance matrix; the llama.cpp of
-tools/build_llama_cpp.sh) for every mixture, reads each output with gguf-py and writes
+Importance matrices (written here with gguf-py, seed 20261202, independent of our writer):
+  fixtures/mixtures/<model>.imatrix.gguf   llama.cpp's GGUF imatrix layout: every matrix llama-imatrix
+                                           collects (blk.*, and output.weight), Σx² spanning six
+                                           orders of magnitude with some zero columns, counts 512
+  fixtures/mixtures/tiny-llama.imatrix.dat the legacy layout of the same values (ncall 1)
+
+Runs `llama-quantize MODEL OUT MIXTURE 1` (the llama.cpp of tools/build_llama_cpp.sh) for every
+mixture, without and with `--imatrix fixtures/mixtures/<model>.imatrix.gguf` (and the .dat for
+tiny-llama; paths relative to the repository, as llama-quantize records them in
+quantize.imatrix.file), reads each output with gguf-py and writes
 fixtures/mixtures/<model>-bytes.json: {mixture: {file_type, tensors: [[name, type, sha256 of its
-bytes]] in the output's order, file_sha256}}. Tests/QuantizeTests/MixtureTests.swift plans each
+bytes]] in the output's order, file_sha256}, "imatrix": {mixture: {file_sha256}}, "imatrix_dat":
+{…}}. Tests/QuantizeTests/MixtureTests.swift plans each
 mixture, encodes every tensor with our kernels and compares the hashes, and runs the whole job and
 compares the file's.
 Run: .venv/bin/python tools/mixture_bytes_oracle.py   (LLAMA_CPP_DIR: default <repo>/.llama.cpp)
@@ -92,6 +101,43 @@ def make_odd_model(path: Path) -> None:
     w.close()
 
 
+def make_imatrix(model: Path, out: Path, dat: Path | None) -> None:
+    """Σx² for every matrix llama-imatrix would collect in `model`, in the GGUF (and legacy) layout."""
+    import gguf
+    rng = np.random.default_rng(20261202)
+    r = GGUFReader(model)
+    entries = []
+    for t in r.tensors:
+        if len(t.shape) < 2 or t.name == "token_embd.weight" or not t.name.endswith(".weight"):
+            continue
+        columns = int(t.shape[0])
+        sums = (10.0 ** rng.uniform(-3, 3, size=columns) * 512).astype(np.float32)
+        sums[rng.integers(0, columns, size=3)] = 0.0
+        entries.append((t.name, sums))
+    entries.sort(key=lambda e: e[0].encode())
+    w = gguf.GGUFWriter(str(out), arch="imatrix")
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", ["synthetic-seed-20261202.txt"])
+    w.add_uint32("imatrix.chunk_count", 1)
+    w.add_uint32("imatrix.chunk_size", 512)
+    for name, sums in entries:
+        w.add_tensor(name + ".in_sum2", sums)
+        w.add_tensor(name + ".counts", np.array([512.0], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    if dat:
+        import struct
+        blob = struct.pack("<i", len(entries))
+        for name, sums in entries:
+            nb = name.encode()
+            blob += struct.pack("<i", len(nb)) + nb + struct.pack("<ii", 1, len(sums)) + (sums / 512).astype("<f4").tobytes()
+        ds = b"synthetic-seed-20261202.txt"
+        blob += struct.pack("<i", 1) + struct.pack("<i", len(ds)) + ds
+        dat.write_bytes(blob)
+
+
 def main():
     d = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / ".llama.cpp"))
     exe = d / "bin" / "llama-quantize"
@@ -99,7 +145,15 @@ def main():
         sys.exit(f"mixture_bytes_oracle: {exe} not found; run tools/build_llama_cpp.sh (or set LLAMA_CPP_DIR)")
     make_odd_model(ODD)
     for src in [ROOT / "fixtures" / "tiny-llama.gguf", ODD]:
-        doc = {"input": str(src.relative_to(ROOT)), "input_sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "mixtures": {}}
+        stem = src.name.removesuffix(".gguf")
+        imatrix = ROOT / "fixtures" / "mixtures" / f"{stem}.imatrix.gguf"
+        dat = ROOT / "fixtures" / "mixtures" / f"{stem}.imatrix.dat" if stem == "tiny-llama" else None
+        make_imatrix(src, imatrix, dat)
+        doc = {"input": str(src.relative_to(ROOT)), "input_sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "mixtures": {},
+               "imatrix_path": str(imatrix.relative_to(ROOT)), "imatrix": {}}
+        if dat:
+            doc["imatrix_dat_path"] = str(dat.relative_to(ROOT))
+            doc["imatrix_dat"] = {}
         with tempfile.TemporaryDirectory() as work:
             for mixture in MIXTURES:
                 out = Path(work) / f"{mixture}.gguf"
@@ -110,7 +164,18 @@ def main():
                 ft = int(r.fields["general.file_type"].parts[-1][0])
                 tensors = [[t.name, t.tensor_type.name, hashlib.sha256(np.ascontiguousarray(t.data).tobytes()).hexdigest()] for t in r.tensors]
                 doc["mixtures"][mixture.lower()] = {"file_type": ft, "tensors": tensors, "file_sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
-        path = ROOT / "fixtures" / "mixtures" / (src.name.removesuffix(".gguf") + "-bytes.json")
+                for key, matrix in [("imatrix", imatrix), ("imatrix_dat", dat)]:
+                    if matrix is None:
+                        continue
+                    out = Path(work) / f"{mixture}-{key}.gguf"
+                    p = subprocess.run([str(exe), "--imatrix", str(matrix.relative_to(ROOT)), str(src.relative_to(ROOT)), str(out), mixture, "1"],
+                                       capture_output=True, text=True, cwd=ROOT)
+                    if p.returncode != 0:
+                        sys.exit(f"mixture_bytes_oracle: llama-quantize --imatrix {src.name} {mixture} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+                    types = [t.tensor_type.name for t in GGUFReader(out).tensors]
+                    doc[key][mixture.lower()] = {"types": types, "file_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+                                                 "differs_without": doc["mixtures"][mixture.lower()]["file_sha256"] != hashlib.sha256(out.read_bytes()).hexdigest()}
+        path = ROOT / "fixtures" / "mixtures" / f"{stem}-bytes.json"
         path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
         print(f"mixture_bytes_oracle: wrote {path.relative_to(ROOT)}")
 

@@ -70,6 +70,9 @@ extension QuantizeCommand {
         @Flag(help: "Mixtures: every tensor the mixture quantizes gets its default type (llama-quantize --pure).")
         var pure = false
 
+        @Option(help: ArgumentHelp("GGUF types and mixtures: weight the quantizers with this importance matrix (llama-quantize --imatrix; a GGUF imatrix or a legacy .dat, as `quantize imatrix` and llama-imatrix write them).", valueName: "file"))
+        var imatrix: String?
+
         @Flag(help: "Print the plan (each tensor, its action, the rule that chose it, output bytes) and write nothing.")
         var dryRun = false
 
@@ -158,6 +161,9 @@ extension QuantizeCommand {
             settings.mixture = to.mixture
             settings.pure = pure
             settings.tensorTypes = try tensorType.map { try TensorTypeOverride(parsing: $0) }
+            if let imatrix {
+                settings.importance = (try ImportanceMatrix(contentsOf: imatrix), imatrix)
+            }
             if let evalText {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }

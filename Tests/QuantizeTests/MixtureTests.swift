@@ -134,8 +134,13 @@ struct MixtureTests {
 /// output of fixtures/tiny-llama.gguf for every mixture, as per-tensor type and sha256.
 struct MixtureBytesOracle: Decodable {
     struct Output: Decodable { let file_type: UInt32; let tensors: [[String]]; let file_sha256: String }
+    struct WithImatrix: Decodable { let types: [String]; let file_sha256: String; let differs_without: Bool }
     let input_sha256: String
     let mixtures: [String: Output]
+    let imatrix_path: String?
+    let imatrix: [String: WithImatrix]?
+    let imatrix_dat_path: String?
+    let imatrix_dat: [String: WithImatrix]?
 }
 
 @Suite("Mixture tensors are byte-identical to llama-quantize's on tiny-llama")
@@ -200,6 +205,45 @@ struct MixtureJobTests {
         let written = try GGUFFile(path: output)
         #expect(written.tensors.map { $0.type.name } == expected.tensors.map { $0[1] })
         #expect(withExtendedLifetime(written) { SHA256.hex(written.file.bytes) } == expected.file_sha256, "\(model) \(name.rawValue): the output differs from llama-quantize's")
+    }
+
+    @Test("quantize --to MIXTURE --imatrix: the whole file equals llama-quantize --imatrix's with the same matrix (GGUF imatrix; legacy .dat on tiny-llama)",
+          arguments: ["tiny-llama.gguf", "mixtures/odd-llama.gguf", "tiny-llama.gguf dat"], MixtureName.allCases)
+    func wholeFileMatchesWithImatrix(_ model: String, _ name: MixtureName) throws {
+        let dat = model.hasSuffix(" dat")
+        let modelPath = dat ? String(model.dropLast(4)) : model
+        let oracleName = URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent + "-bytes.json"
+        let oracle = try JSONDecoder().decode(MixtureBytesOracle.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("mixtures/\(oracleName)"))))
+        let matrixPath = try #require(dat ? oracle.imatrix_dat_path : oracle.imatrix_path)
+        let expected = try #require((dat ? oracle.imatrix_dat : oracle.imatrix)?[name.rawValue])
+        #expect(expected.differs_without, "llama-quantize's output with the matrix must differ from the one without, or this test proves nothing")
+        let scratch = try Fixtures.temporaryDirectory("mixture-imatrix")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("out.gguf").path
+        let scheme = try #require(SchemeDescriptor.writing(name.descriptor.defaultType)).name
+        var settings = QuantizeJob.Settings(scheme: Scheme(name: scheme), output: output, check: nil)
+        settings.mixture = name.descriptor
+        // The path as llama-quantize was given it (relative to the repository): it is recorded in quantize.imatrix.file.
+        settings.importance = (try ImportanceMatrix(contentsOf: Fixtures.repositoryRoot.appendingPathComponent(matrixPath).path), matrixPath)
+        _ = try QuantizeJob(input: Fixtures.path(modelPath), settings: settings).run()
+        let written = try GGUFFile(path: output)
+        #expect(written.tensors.map { $0.type.name } == expected.types)
+        #expect(withExtendedLifetime(written) { SHA256.hex(written.file.bytes) } == expected.file_sha256,
+                "\(model) \(name.rawValue) --imatrix: the output differs from llama-quantize's")
+    }
+
+    @Test("--imatrix refuses a safetensors scheme, and a matrix made for another model")
+    func imatrixRefusals() throws {
+        let matrix = try ImportanceMatrix(contentsOf: Fixtures.path("mixtures/odd-llama.imatrix.gguf"))
+        var settings = QuantizeJob.Settings(scheme: Scheme(name: .q4_K), output: "/nonexistent/out.gguf", check: nil)
+        settings.mixture = MixtureName.q4_K_M.descriptor
+        settings.importance = (matrix, "odd-llama.imatrix.gguf")
+        #expect(throws: (any Error).self, "odd-llama's matrix has 160 columns where tiny-llama has 256") {
+            _ = try QuantizeJob(input: Fixtures.path("tiny-llama.gguf"), settings: settings)
+        }
+        var fp8 = QuantizeJob.Settings(scheme: Scheme(name: .fp8), output: "/nonexistent/out", check: nil)
+        fp8.importance = (matrix, "odd-llama.imatrix.gguf")
+        #expect(throws: QuantizeJobError.self) { _ = try QuantizeJob(input: Fixtures.path("tiny-llama"), settings: fp8) }
     }
 
     @Test("the second model exercises every row-length fallback (no row a multiple of 256; ffn_down's not even of 32)")

@@ -21,8 +21,11 @@ public final class GGUFFileSink: CheckpointSink {
     ///   - fileType: llama.cpp's `llama_ftype` for `general.file_type`.
     ///   - quantizationVersion: `general.quantization_version` (2 for files with quantized blocks).
     /// - Throws: ``FormatError`` from ``OutputTransaction/init(target:)`` and ``GGUFWriter``.
+    /// `trailing` keys are set last, the same way (llama-quantize's KV overrides, such as its
+    /// `quantize.imatrix.*` keys).
     public init(target: String, metadata: [(key: String, value: GGUFValue)], tensors: [GGUFWriter.Tensor],
-                fileType: UInt32? = nil, quantizationVersion: UInt32? = nil) throws(FormatError) {
+                fileType: UInt32? = nil, quantizationVersion: UInt32? = nil,
+                trailing: [(key: String, value: GGUFValue)] = []) throws(FormatError) {
         var metadata = metadata
         func set(_ key: String, _ value: GGUFValue) {
             metadata.removeAll { $0.key == key }
@@ -32,6 +35,7 @@ public final class GGUFFileSink: CheckpointSink {
         // then the quantization version, then the file type.
         if let quantizationVersion { set("general.quantization_version", .uint32(quantizationVersion)) }
         if let fileType { set("general.file_type", .uint32(fileType)) }
+        for (key, value) in trailing { set(key, value) }
         self.metadata = metadata
         writeOrder = tensors.map(\.name)
         transaction = try OutputTransaction(target: target)

@@ -19,7 +19,8 @@ extension QuantizeJob {
         let model = try MixtureModel(metadata: metadata)
         let decisions = try MixturePlanner.plan(mixture, model: model,
                                                 tensors: gguf.tensors.map { MixtureTensor(name: $0.name, shape: $0.dimensions, type: $0.type) },
-                                                overrides: settings.tensorTypes, pure: settings.pure)
+                                                overrides: settings.tensorTypes, pure: settings.pure,
+                                                hasImportanceMatrix: (settings.importance?.matrix.entryCount ?? 0) > 0)
         let records = Dictionary(checkpoint.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var planned: [PlannedTensor] = []
         planned.reserveCapacity(decisions.count)
@@ -48,17 +49,30 @@ extension QuantizeJob {
             let scheme = Scheme(name: descriptor.name)
             let columns = tensor.shape.last ?? 0
             let rows = columns > 0 ? tensor.elementCount / columns : 0
-            let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options)
+            let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, for: tensor, scheme: scheme)
+            let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options,
+                                                importance: importance, rowsPerExpert: rowsPerExpert)
             let outputs = quantizer.layouts.map { part in
                 OutputTensor(name: QuantizedTensor.tensorName(weightName: tensor.name, suffix: part.suffix), type: part.type,
                              shape: part.suffix.isEmpty ? tensor.shape : part.shape, byteCount: part.byteCount)
             }
             planned.append(PlannedTensor(source: tensor, decision: TensorSelection.Decision(quantize: true, rule: choice.reason),
-                                         outputs: outputs, matrix: (rows, columns), scheme: scheme))
+                                         outputs: outputs, matrix: (rows, columns), scheme: scheme,
+                                         importance: importance, rowsPerExpert: rowsPerExpert))
         }
         guard planned.count == checkpoint.tensors.count else {
             throw QuantizeJobError(.unsupportedConversion, "\(input): the mixture plan covers \(planned.count) of \(checkpoint.tensors.count) tensors (duplicate tensor names?)")
         }
         return planned
+    }
+
+    /// The importance-matrix values of `tensor` for a GGUF scheme (``ImportanceMatrix/quantizationWeights(forTensor:columns:experts:)``:
+    /// what llama-quantize passes ggml), with the rows per expert slice of a 3-D expert tensor;
+    /// (nil, nil) without a matrix, for a safetensors scheme, or without an entry for the tensor.
+    static func importance(_ matrix: ImportanceMatrix?, for tensor: TensorRecord, scheme: Scheme) throws -> ([Float]?, Int?) {
+        guard let matrix, scheme.descriptor.container == .gguf, let columns = tensor.shape.last, columns > 0 else { return (nil, nil) }
+        let experts = tensor.shape.count == 3 ? tensor.shape[0] : 1
+        guard let values = try matrix.quantizationWeights(forTensor: tensor.name, columns: columns, experts: experts) else { return (nil, nil) }
+        return (values, experts > 1 ? tensor.elementCount / columns / experts : nil)
     }
 }

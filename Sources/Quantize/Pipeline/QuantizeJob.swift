@@ -46,6 +46,9 @@ public final class QuantizeJob {
         public var tensorTypes: [TensorTypeOverride] = []
         /// `--pure`: every tensor the mixture quantizes gets its default type (llama-quantize `--pure`).
         public var pure = false
+        /// `--imatrix FILE`: the importance matrix GGUF encoders weight their fit with (llama-quantize
+        /// `--imatrix`), and the path as given (written into `quantize.imatrix.file`).
+        public var importance: (matrix: ImportanceMatrix, path: String)? = nil
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -118,6 +121,11 @@ public final class QuantizeJob {
         public var matrix: (rows: Int, columns: Int)?
         /// The scheme it is quantized with: the run's scheme, or its mixture's choice for this tensor.
         public var scheme: Scheme
+        /// The importance-matrix values its encoder weights with (``TensorQuantizer/importance``),
+        /// nil without `--imatrix` or without an entry for this tensor.
+        public var importance: [Float]? = nil
+        /// Rows per importance slice (the rows of one expert of a 3-D expert tensor).
+        public var rowsPerExpert: Int? = nil
         /// Output bytes.
         public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
     }
@@ -219,6 +227,12 @@ public final class QuantizeJob {
                 "\(unmatched.map(\.label).joined(separator: ", ")) matched no tensor of \(input); tensor names look like \(examples). Patterns are globs on whole names (`*` matches dots too); check them with --dry-run")
         }
 
+        if let importance = settings.importance {
+            guard outputKind == .gguf else {
+                throw QuantizeJobError(.unsupportedConversion, "--imatrix weights the GGUF quantizers (llama-quantize --imatrix); \(scheme.name.rawValue) writes safetensors and does not use an importance matrix")
+            }
+            try importance.matrix.validateForQuantization()
+        }
         if let mixture = settings.mixture {
             tensors = try QuantizeJob.planMixture(mixture, checkpoint: checkpoint, settings: settings, selection: selection, input: input)
             return
@@ -232,14 +246,18 @@ public final class QuantizeJob {
             var decision = selection.decide(name: tensor.name, type: tensor.type, shape: tensor.shape)
             var outputs = [OutputTensor(name: tensor.name, type: tensor.type, shape: tensor.shape, byteCount: tensor.byteCount)]
             var matrix: (rows: Int, columns: Int)? = nil
+            var plannedImportance: ([Float]?, Int?) = (nil, nil)
             if decision.quantize {
                 let columns = tensor.shape.last ?? 0
                 let rows = columns > 0 ? tensor.elementCount / columns : 0
+                let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, for: tensor, scheme: scheme)
                 switch Result(catching: { () throws(QuantizeError) in
-                    try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options)
+                    try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options,
+                                        importance: importance, rowsPerExpert: rowsPerExpert)
                 }) {
                 case .success(let quantizer):
                     matrix = (rows, columns)
+                    plannedImportance = (importance, rowsPerExpert)
                     outputs = quantizer.layouts.map { part in
                         OutputTensor(name: QuantizedTensor.tensorName(weightName: tensor.name, suffix: part.suffix), type: part.type,
                                      shape: part.suffix.isEmpty ? tensor.shape : part.shape, byteCount: part.byteCount)
@@ -251,7 +269,8 @@ public final class QuantizeJob {
                     throw error
                 }
             }
-            planned.append(PlannedTensor(source: tensor, decision: decision, outputs: outputs, matrix: matrix, scheme: scheme))
+            planned.append(PlannedTensor(source: tensor, decision: decision, outputs: outputs, matrix: matrix, scheme: scheme,
+                                         importance: plannedImportance.0, rowsPerExpert: plannedImportance.1))
         }
         tensors = planned
         if !planned.contains(where: { $0.decision.quantize }) {
@@ -499,7 +518,8 @@ public final class QuantizeJob {
                 }
             }
             return try GGUFFileSink(target: outputPath, metadata: gguf.metadata, tensors: infos,
-                                    fileType: fileType, quantizationVersion: 2)
+                                    fileType: fileType, quantizationVersion: 2,
+                                    trailing: settings.importance.map { $0.matrix.quantizeMetadata(imatrixPath: $0.path) } ?? [])
         case .safetensorsFile, .safetensorsDirectory:
             var shards: [SafetensorsShardedWriter.PlannedShard] = []
             for (shard, path) in checkpoint.files.enumerated() {
@@ -560,7 +580,8 @@ public final class QuantizeJob {
             return nil
         }
         let quantizer = try TensorQuantizer(scheme: planned.scheme, rows: matrix.rows, columns: matrix.columns,
-                                            tensorName: planned.source.name, options: settings.options)
+                                            tensorName: planned.source.name, options: settings.options,
+                                            importance: planned.importance, rowsPerExpert: planned.rowsPerExpert)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
         try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
         // The FP32 rows the check compares against: only the sampled rows of a large tensor, else all.
