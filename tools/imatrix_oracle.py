@@ -13,6 +13,7 @@ llama-cpp-python 0.3.36) and <repo>/.venv-ref (the converter, numpy, gguf-py). S
            llama-imatrix-c128.gguf        default settings (flash attention auto, F16 KV cache)
            llama-imatrix-c128.dat         the same with --output-format dat (the legacy layout)
            llama-imatrix-c128-f32kv.gguf  -fa off -ctk f32 -ctv f32 (no F16 rounding of K and V)
+           llama-imatrix-c130x4-f32kv.gguf  the same with -c 130 --chunks 4 (a micro-batch of 8 tokens skipped)
       3. OUT/manifest.json: each file's sha256, size and exact command, and the llama.cpp version.
       The Swift tests (Tests/ModelTests/ImportanceCollectionTests.swift,
       Tests/QuantizeTests/ImportanceMatrixTests.swift) compare against these without llama.cpp.
@@ -92,15 +93,19 @@ def fixtures(args):
     model = twin()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    runs = [("llama-imatrix-c128.gguf", ()), ("llama-imatrix-c128.dat", ("--output-format", "dat")),
-            ("llama-imatrix-c128-f32kv.gguf", ("-fa", "off", "-ctk", "f32", "-ctv", "f32"))]
+    f32kv = ("-fa", "off", "-ctk", "f32", "-ctv", "f32")
+    runs = [("llama-imatrix-c128.gguf", 128, 6, ()), ("llama-imatrix-c128.dat", 128, 6, ("--output-format", "dat")),
+            ("llama-imatrix-c128-f32kv.gguf", 128, 6, f32kv),
+            # 4 chunks of 130 share one batch: micro-batches of 4 × 128 and 4 × 2 tokens, and the
+            # second (8 < 16 rows) is left out of every dense tensor.
+            ("llama-imatrix-c130x4-f32kv.gguf", 130, 4, f32kv)]
     manifest = {"llama.cpp": open(os.path.join(ROOT, ".llama.cpp", "llama.cpp.version")).read().strip()
                 if os.path.exists(os.path.join(ROOT, ".llama.cpp", "llama.cpp.version")) else "unknown",
                 "model": "fixtures/trained-llama converted by convert_hf_to_gguf.py --outtype f32 (out/imatrix/trained-llama-f32.gguf)",
                 "model_sha256": sha256(model), "files": {}}
-    for name, extra in runs:
+    for name, ctx, chunks, extra in runs:
         path = os.path.join(out, name)
-        cmd, _ = llama_imatrix(model, path, 128, 6, 2, extra)
+        cmd, _ = llama_imatrix(model, path, ctx, chunks, 2, extra)
         cmd = ["llama-imatrix"] + cmd[1:]
         manifest["files"][name] = {"sha256": sha256(path), "bytes": os.path.getsize(path), "command": " ".join(cmd)}
         print(f"{name}: {os.path.getsize(path)} bytes  {' '.join(cmd)}")

@@ -77,6 +77,21 @@ struct ImportanceCollectionTests {
         #expect(c1030.skippedPositions(sequences: 1).indices.filter { c1030.skippedPositions(sequences: 1)[$0] } == Array(1024..<1030))
     }
 
+    @Test("ctx 130 × 4 chunks: llama-imatrix leaves the 8-token micro-batch out of the dense tensors (512 of 520 tokens, 3 chunks); so do we")
+    func skippedMicroBatchMatchesLlamaImatrix() throws {
+        let weights = try ModelWeights(path: Fixtures.path("trained-llama"), weightsOnly: true)
+        let model = try Transformer(weights: weights, threads: 2, maximumPositions: 130)
+        let tokenizer = try TokenizerLoader.load(checkpoint: weights.checkpoint)
+        let text = try String(contentsOfFile: Fixtures.path("trained-llama/eval.txt"), encoding: .utf8)
+        let collection = try ImportanceCollection(tokens: ImportanceCollection.tokens(of: text, tokenizer: tokenizer), context: 130, chunks: 4,
+                                                  bosTokenID: tokenizer.chunkBOS)
+        let result = try collection.run(model: model, dataset: "fixtures/trained-llama/eval.txt")
+        #expect(result.matrix.entries["blk.0.attn_q.weight"]?.counts == [512])
+        #expect(result.matrix.chunkCount == 3)
+        let worst = try Self.worstDifference(result.matrix, against: Fixtures.path("imatrix/llama-imatrix-c130x4-f32kv.gguf"))
+        #expect(worst.0 <= 1e-5, "worst \(worst.0) in \(worst.1)")
+    }
+
     @Test("refuses a text under 2 × context tokens, as llama-imatrix does")
     func refusesShortText() throws {
         #expect { try ImportanceCollection(tokens: [1, 2, 3], context: 8, bosTokenID: 1) } throws: { error in
