@@ -92,6 +92,20 @@ struct ImportanceCollectionTests {
         #expect(worst.0 <= 1e-5, "worst \(worst.0) in \(worst.1)")
     }
 
+    @Test("MoE models equal llama-imatrix: the same tokens per expert, Σx² per column within 1e-5", arguments: ["mixtral", "qwen2-moe-shared"])
+    func mixtureOfExpertsMatchesLlamaImatrix(model name: String) throws {
+        // llama.cpp's ids of fixtures/imatrix/moe-text.txt under the character vocabulary
+        // tools/imatrix_oracle.py moe gave the models' GGUF twins (BOS first).
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("imatrix/moe-tokens.json")))
+        let tokens = try #require(try JSONSerialization.jsonObject(with: data) as? [Int]).map(Int32.init)
+        let model = try Transformer(weights: ModelWeights(path: Fixtures.path("reference-models/\(name)")), threads: 2, maximumPositions: 64)
+        let result = try ImportanceCollection(tokens: tokens, context: 64, chunks: 8, bosTokenID: 1).run(model: model, dataset: "fixtures/imatrix/moe-text.txt")
+        #expect(result.matrix.chunkCount == 8)
+        let worst = try Self.worstDifference(result.matrix, against: Fixtures.path("imatrix/llama-imatrix-\(name).gguf"))
+        #expect(worst.0 <= 1e-5, "worst \(worst.0) in \(worst.1)")
+        #expect(result.matrix.entries["blk.1.ffn_down_exps.weight"]?.experts == 4)
+    }
+
     @Test("refuses a text under 2 × context tokens, as llama-imatrix does")
     func refusesShortText() throws {
         #expect { try ImportanceCollection(tokens: [1, 2, 3], context: 8, bosTokenID: 1) } throws: { error in
