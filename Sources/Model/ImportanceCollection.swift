@@ -166,7 +166,11 @@ public struct ImportanceCollection {
             let anySkipped = masks.contains { $0.contains(true) }
             let length = context
             let observer: LinearObserver = { input in
-                guard failure == nil, let (name, expert) = input.role.ggufName else { return }
+                guard failure == nil else { return }
+                guard let (name, expert) = input.role.ggufName else {
+                    failure = .invalidInput(reason: "the linear layer \(input.module) has no llama.cpp GGUF name, so its importance values could not be matched to a GGUF tensor; convert the model to GGUF first (convert_hf_to_gguf.py) and collect on that")
+                    return
+                }
                 if name == "output.weight" {
                     guard processOutput, hasOutput else { return }
                 } else if !name.hasPrefix("blk.") {

@@ -77,6 +77,35 @@ struct ImportanceCollectionTests {
         #expect(c1030.skippedPositions(sequences: 1).indices.filter { c1030.skippedPositions(sequences: 1)[$0] } == Array(1024..<1030))
     }
 
+    @Test("ctx 130 × 4 chunks: llama-imatrix leaves the 8-token micro-batch out of the dense tensors (512 of 520 tokens, 3 chunks); so do we")
+    func skippedMicroBatchMatchesLlamaImatrix() throws {
+        let weights = try ModelWeights(path: Fixtures.path("trained-llama"), weightsOnly: true)
+        let model = try Transformer(weights: weights, threads: 2, maximumPositions: 130)
+        let tokenizer = try TokenizerLoader.load(checkpoint: weights.checkpoint)
+        let text = try String(contentsOfFile: Fixtures.path("trained-llama/eval.txt"), encoding: .utf8)
+        let collection = try ImportanceCollection(tokens: ImportanceCollection.tokens(of: text, tokenizer: tokenizer), context: 130, chunks: 4,
+                                                  bosTokenID: tokenizer.chunkBOS)
+        let result = try collection.run(model: model, dataset: "fixtures/trained-llama/eval.txt")
+        #expect(result.matrix.entries["blk.0.attn_q.weight"]?.counts == [512])
+        #expect(result.matrix.chunkCount == 3)
+        let worst = try Self.worstDifference(result.matrix, against: Fixtures.path("imatrix/llama-imatrix-c130x4-f32kv.gguf"))
+        #expect(worst.0 <= 1e-5, "worst \(worst.0) in \(worst.1)")
+    }
+
+    @Test("MoE models equal llama-imatrix: the same tokens per expert, Σx² per column within 1e-5", arguments: ["mixtral", "qwen2-moe-shared"])
+    func mixtureOfExpertsMatchesLlamaImatrix(model name: String) throws {
+        // llama.cpp's ids of fixtures/imatrix/moe-text.txt under the character vocabulary
+        // tools/imatrix_oracle.py moe gave the models' GGUF twins (BOS first).
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("imatrix/moe-tokens.json")))
+        let tokens = try #require(try JSONSerialization.jsonObject(with: data) as? [Int]).map(Int32.init)
+        let model = try Transformer(weights: ModelWeights(path: Fixtures.path("reference-models/\(name)")), threads: 2, maximumPositions: 64)
+        let result = try ImportanceCollection(tokens: tokens, context: 64, chunks: 8, bosTokenID: 1).run(model: model, dataset: "fixtures/imatrix/moe-text.txt")
+        #expect(result.matrix.chunkCount == 8)
+        let worst = try Self.worstDifference(result.matrix, against: Fixtures.path("imatrix/llama-imatrix-\(name).gguf"))
+        #expect(worst.0 <= 1e-5, "worst \(worst.0) in \(worst.1)")
+        #expect(result.matrix.entries["blk.1.ffn_down_exps.weight"]?.experts == 4)
+    }
+
     @Test("refuses a text under 2 × context tokens, as llama-imatrix does")
     func refusesShortText() throws {
         #expect { try ImportanceCollection(tokens: [1, 2, 3], context: 8, bosTokenID: 1) } throws: { error in
