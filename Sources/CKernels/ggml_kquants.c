@@ -3,9 +3,11 @@
 //
 // They follow ggml's reference quantizers without an importance matrix (`quantize_row_q4_K_ref`
 // with `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml
-// src/ggml-quants.c), re-implemented step by step, with AVX2 versions of the fits that compute
-// the very same floats. Every encoder returns -1, or the index of the first block whose FP16 scale
-// overflowed to infinity. ggml_kernels.c dispatches to them from its table.
+// src/ggml-quants.c), and with one (`quantize_row_q4_K_impl` … with quant_weights, the path of
+// llama-quantize --imatrix), re-implemented step by step, with AVX2 versions of the fits (Q4_K,
+// Q5_K, Q6_K, and the weighted Q3_K) that compute the very same floats. Every encoder returns -1,
+// or the index of the first block whose FP16 scale overflowed to infinity. ggml_kernels.c
+// dispatches to them from its table.
 #include "ggml_kernels.h"
 
 
@@ -785,23 +787,37 @@ static void q5_k_finish(const float *xb, uint8_t *y, uint8_t *L) {
     }
 }
 
-static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
+// quantize_row_q5_K_ref's fits of `count` (1 or 2) consecutive blocks: per sub-block the weights
+// avX + |x| (avX = sqrt(mean x²)), make_qkx2_quants(32, 31, …, -0.5, 0.1, 15, false); L, scales
+// and mins of block k at 256 k, 8 k, 8 k (the same layout as the Q4_K fits).
+static void q5_k_fit_scalar(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    float w[32];
+    for (int k = 0; k < count; k++)
+        for (int j = 0; j < 8; j++) {
+            const float *xb = x + 256 * k + 32 * j;
+            float sumX2 = 0;
+            for (int l = 0; l < 32; l++) sumX2 += xb[l] * xb[l];
+            float avX = sqrtf(sumX2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = avX + fabsf(xb[l]);
+            scales[8 * k + j] = qk_make_qkx2_quants(32, 31, xb, w, L + 256 * k + 32 * j, &mins[8 * k + j], -0.5f, 0.1f, 15, 0);
+        }
+}
+
+static inline long q5_k_body(const float *x, uint8_t *out, size_t blocks, qk_fit8_fn fit) {
     long bad = -1;
+    uint8_t pairL[512];
+    float pairMins[16], pairScales[16];
     for (size_t b = 0; b < blocks; b++) {
         const float *xb = x + 256 * b; uint8_t *y = out + 176 * b;
-        uint8_t *sc = y + 4;
-        uint8_t L[256];
-        float w[32], mins[8], scales[8], maxScale = 0, maxMin = 0;
+        if (b % 2 == 0) fit(xb, blocks - b >= 2 ? 2 : 1, pairL, pairScales, pairMins);
+        uint8_t *L = pairL + 256 * (b % 2);
+        const float *scales = pairScales + 8 * (b % 2), *mins = pairMins + 8 * (b % 2);
+        float maxScale = 0, maxMin = 0;
         for (int j = 0; j < 8; j++) {
-            float sumX2 = 0;
-            for (int l = 0; l < 32; l++) sumX2 += xb[32 * j + l] * xb[32 * j + l];
-            float avX = sqrtf(sumX2 / 32);
-            for (int l = 0; l < 32; l++) w[l] = avX + fabsf(xb[32 * j + l]);
-            scales[j] = qk_make_qkx2_quants(32, 31, xb + 32 * j, w, L + 32 * j, &mins[j], -0.5f, 0.1f, 15, 0);
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }
-        pack_scales_mins_k4(sc, scales, mins, maxScale, maxMin);
+        pack_scales_mins_k4(y + 4, scales, mins, maxScale, maxMin);
         uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
         if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
         qk_wr16(y, dh); qk_wr16(y + 2, mh);
@@ -809,6 +825,16 @@ static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) {
     }
     return bad;
 }
+
+static long q5_k_scalar(const float *x, uint8_t *out, size_t blocks) { return q5_k_body(x, out, blocks, q5_k_fit_scalar); }
+
+#if defined(__x86_64__)
+QK_V static void q5_k_fit_avx2(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) qkx_lanes(x, 0, 0, L, scales, mins, 0, 2, 31, -0.5f, 0.1f, 15);
+    else qkx_lanes(x, 0, 0, L, scales, mins, 0, 1, 31, -0.5f, 0.1f, 15);
+}
+static long q5_k_avx2(const float *x, uint8_t *out, size_t blocks) { return q5_k_body(x, out, blocks, q5_k_fit_avx2); }
+#endif
 
 // MARK: IQ4_NL, IQ4_XS (ggml quantize_iq4_nl / quantize_iq4_xs, no importance matrix)
 //
@@ -1265,6 +1291,7 @@ static long iq4_xs_weighted(const float *x, uint8_t *out, size_t rows, size_t co
 #endif
 
 QK_KQUANT_ENTRIES(q4_k)
+QK_KQUANT_ENTRIES(q5_k)
 QK_KQUANT_ENTRIES(q6_k)
 
 // The ported reference types have one (portable) path.
@@ -1273,7 +1300,6 @@ QK_KQUANT_ENTRIES(q6_k)
     long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
 QK_PORTABLE_ENTRIES(q2_k)
 QK_PORTABLE_ENTRIES(q3_k)
-QK_PORTABLE_ENTRIES(q5_k)
 QK_PORTABLE_ENTRIES(iq4_nl)
 QK_PORTABLE_ENTRIES(iq4_xs)
 

@@ -50,7 +50,10 @@ struct SchemeDescriptorTests {
           arguments: ggufSchemes.map(\.name))
     func kernelTableCoversGGUFSchemes(_ name: SchemeName) throws {
         let type = try #require(name.ggmlType)
-        #expect(qk_quant_ggml_kernels(type.id) == QK_GGML_ENCODES | QK_GGML_DECODES, "\(type.name)")
+        let kernels = qk_quant_ggml_kernels(type.id)
+        #expect(kernels & (QK_GGML_ENCODES | QK_GGML_DECODES) == QK_GGML_ENCODES | QK_GGML_DECODES, "\(type.name)")
+        // ggml's quantizer weights with an importance matrix for every type here but Q8_0, F16 and BF16.
+        #expect((kernels & QK_GGML_WEIGHTS != 0) == ![SchemeName.q8_0, .f16, .bf16].contains(name), "\(type.name)")
     }
 
     @Test("decode-only types have a decoder and no encoder; types without kernels have neither")
