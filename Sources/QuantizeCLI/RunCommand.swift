@@ -75,6 +75,9 @@ extension QuantizeCommand {
         @OptionGroup(title: "Accuracy check")
         var check: CheckOptions
 
+        @OptionGroup(title: "Calibrated quantization")
+        var calibration: CalibrationOptions
+
         @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
         var threads: Int?
 
@@ -98,6 +101,7 @@ extension QuantizeCommand {
 
         func validate() throws {
             if asymmetric && to != .int4 { throw ValidationError("--asymmetric applies to int4 only") }
+            try calibration.validate(scheme: to, search: search)
             if granularity != nil && to.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
@@ -146,7 +150,11 @@ extension QuantizeCommand {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
             settings.threads = threads
-            let job = try QuantizeJob(input: input, settings: settings)
+            var job = try QuantizeJob(input: input, settings: settings)
+            if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
+                settings.calibrated = calibrated
+                job = try QuantizeJob(input: input, settings: settings)
+            }
             if dryRun {
                 if json {
                     print(planJSON(job).serializedString(.document))
