@@ -53,6 +53,9 @@ struct CalibrationOptions: ParsableArguments {
     /// Runs GPTQ over the tensors `job` quantizes and returns them for the job to write; nil for `--method rtn`.
     func calibrate(job: QuantizeJob, input: String, threads: Int?, verbose: Bool) throws -> CalibratedWeights? {
         guard method == .gptq, let path = calibration else { return nil }
+        // The calibration is forward passes: on CPUs OpenBLAS 0.3.21 does not recognise it would run
+        // its slowest kernels (BLASCore), so restart with a matching core type first, as eval does.
+        QuantizeCommand.EvalCommand.restartWithFasterBLASIfNeeded()
         let settings = job.settings
         let weights = try ModelWeights(checkpoint: job.checkpoint, weightsOnly: true)
         let tokenizer = try? TokenizerLoader.load(checkpoint: job.checkpoint)
