@@ -216,7 +216,7 @@ public enum GPTQCalibration {
                     let original = try weights.require(item.role, shape: item.shape)
                     let accumulator = hessians[leader] ?? HessianAccumulator(columns: columns)
                     let encoded: QuantizedTensor, decoded: [Float], outcome: TensorOutcome
-                    if accumulator.rowCount == 0 {
+                    if accumulator.rowCount == 0 && solved[leader] == nil {
                         warning?("\(item.name): no calibration token reached it; quantized with round-to-nearest")
                         encoded = try original.values.withUnsafeBufferPointer {
                             try quantized($0, rows: rows, columns: columns, scheme: settings.scheme, tensorName: item.name, options: settings.options)
@@ -224,8 +224,10 @@ public enum GPTQCalibration {
                         decoded = try dequantized(encoded, tensorName: item.name)
                         outcome = TensorOutcome(name: item.name, loss: .nan, roundToNearest: true)
                     } else {
+                        // H is materialised once per shared input and the accumulator released.
                         let h = solved[leader] ?? accumulator.hessian
                         solved[leader] = h
+                        hessians[leader] = nil
                         let solution = try GPTQ.quantize(weights: original.values, hessian: h, rows: rows, columns: columns, scheme: settings.scheme,
                                                          tensorName: item.name, options: settings.options, settings: settings.gptq)
                         if solution.usedRoundToNearest {

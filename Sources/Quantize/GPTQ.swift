@@ -144,52 +144,56 @@ public enum GPTQ {
             }
         }
 
-        // 2. Dead columns, activation order, dampening.
-        var w = weights
-        var h = hessian
-        for i in 0..<columns where h[i * columns + i] == 0 {
-            h[i * columns + i] = 1
-            for r in 0..<rows { w[r * columns + i] = 0 }
-        }
+        // 2. Activation order (by the raw diagonal, as llm-compressor permutes before it handles dead
+        //    columns), dead columns (diag 0: weights zeroed, diagonal 1), dampening — written straight
+        //    into the working buffers, so that H is held once besides the caller's copy.
+        let wp = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * columns)
+        let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns * columns)
+        defer { wp.deallocate(); up.deallocate() }
+        let dead = (0..<columns).map { hessian[$0 * columns + $0] == 0 }
         var order = Array(0..<columns)
         if settings.activationOrder {
-            let diagonal = (0..<columns).map { h[$0 * columns + $0] }
+            let diagonal = (0..<columns).map { hessian[$0 * columns + $0] }
             order.sort { diagonal[$0] > diagonal[$1] || (diagonal[$0] == diagonal[$1] && $0 < $1) }
-            var pw = w, ph = h
-            for r in 0..<rows { for j in 0..<columns { pw[r * columns + j] = w[r * columns + order[j]] } }
-            for i in 0..<columns { for j in 0..<columns { ph[i * columns + j] = h[order[i] * columns + order[j]] } }
-            w = pw
-            h = ph
+        }
+        hessian.withUnsafeBufferPointer { h in
+            for i in 0..<columns {
+                let source = order[i] * columns
+                for j in 0..<columns { up[i * columns + j] = h[source + order[j]] }
+                if dead[order[i]] { up[i * columns + i] = 1 }
+            }
+        }
+        weights.withUnsafeBufferPointer { w in
+            for r in 0..<rows {
+                for j in 0..<columns { wp[r * columns + j] = dead[order[j]] ? 0 : w[r * columns + order[j]] }
+            }
         }
         var mean = 0.0
-        for i in 0..<columns { mean += Double(h[i * columns + i]) }
+        for i in 0..<columns { mean += Double(up[i * columns + i]) }
         let damp = Float(settings.dampening * mean / Double(columns))
-        for i in 0..<columns { h[i * columns + i] += damp }
+        for i in 0..<columns { up[i * columns + i] += damp }
 
         // 3. U, the upper Cholesky factor of H⁻¹ (row-major upper = LAPACK's column-major lower).
-        let usedRoundToNearest = !choleskyOfInverse(&h, columns: columns)
+        let usedRoundToNearest = !choleskyOfInverse(up, columns: columns)
         if usedRoundToNearest {
-            h = [Float](repeating: 0, count: columns * columns)
-            for i in 0..<columns { h[i * columns + i] = 1 }
+            up.update(repeating: 0)
+            for i in 0..<columns { up[i * columns + i] = 1 }
         }
 
         // 4. Column by column, block by block (the working copies live in buffers that the row
         //    tasks and sgemm address directly).
         let block = settings.blockSize
         let width = min(block, columns)
-        let wp = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * columns)
-        let up = UnsafeMutableBufferPointer<Float>.allocate(capacity: columns * columns)
         let cp = UnsafeMutableBufferPointer<Int8>.allocate(capacity: rows * columns)   // in processing order
         let ep = UnsafeMutableBufferPointer<Float>.allocate(capacity: rows * width)
         let lp = UnsafeMutableBufferPointer<Double>.allocate(capacity: rows)
         let sp = UnsafeMutableBufferPointer<Float>.allocate(capacity: scales.count)
         let zp = UnsafeMutableBufferPointer<Int8>.allocate(capacity: zeros.count)
         let gp = UnsafeMutableBufferPointer<Int>.allocate(capacity: columns)
-        defer { wp.deallocate(); up.deallocate(); cp.deallocate(); ep.deallocate(); lp.deallocate(); sp.deallocate(); zp.deallocate(); gp.deallocate() }
-        _ = wp.initialize(from: w); _ = up.initialize(from: h); cp.initialize(repeating: 0); ep.initialize(repeating: 0)
+        defer { cp.deallocate(); ep.deallocate(); lp.deallocate(); sp.deallocate(); zp.deallocate(); gp.deallocate() }
+        cp.initialize(repeating: 0); ep.initialize(repeating: 0)
         lp.initialize(repeating: 0); _ = sp.initialize(from: scales); _ = zp.initialize(from: zeros)
         _ = gp.initialize(from: order.map { $0 / groupSize })
-        w = []; h = []
         let chunkRows = max(1, min(rows, 16_384 / width))
         let chunks = (rows + chunkRows - 1) / chunkRows
         let shared = UncheckedSendable(value: (wp.baseAddress!, up.baseAddress!, cp.baseAddress!, ep.baseAddress!,
@@ -249,20 +253,18 @@ public enum GPTQ {
         return GPTQResult(tensor: tensor, dequantized: dequantized, usedRoundToNearest: usedRoundToNearest, loss: loss)
     }
 
-    /// Replaces the symmetric positive-definite `h` (row-major, `columns × columns`) by the upper
+    /// Replaces the symmetric positive-definite `a` (row-major, `columns × columns`) by the upper
     /// Cholesky factor U of its inverse (H⁻¹ = UᵀU), in its upper triangle; false when a
-    /// factorization fails (`h` is then undefined).
-    static func choleskyOfInverse(_ h: inout [Float], columns: Int) -> Bool {
+    /// factorization fails (`a` is then undefined).
+    static func choleskyOfInverse(_ a: UnsafeMutableBufferPointer<Float>, columns: Int) -> Bool {
         var n = blasint(columns), lda = blasint(columns), info: blasint = 0
         // Row-major upper is column-major lower: "L" throughout.
-        return h.withUnsafeMutableBufferPointer { a in
-            spotrf_("L", &n, a.baseAddress!, &lda, &info)
-            guard info == 0 else { return false }
-            spotri_("L", &n, a.baseAddress!, &lda, &info)
-            guard info == 0 else { return false }
-            spotrf_("L", &n, a.baseAddress!, &lda, &info)
-            return info == 0
-        }
+        spotrf_("L", &n, a.baseAddress!, &lda, &info)
+        guard info == 0 else { return false }
+        spotri_("L", &n, a.baseAddress!, &lda, &info)
+        guard info == 0 else { return false }
+        spotrf_("L", &n, a.baseAddress!, &lda, &info)
+        return info == 0
     }
 
     /// The stored parts of `quantizer`'s layout from codes (`rows × columns`, original column

@@ -115,6 +115,22 @@ struct GPTQTests {
         #expect(result.tensor == rtn)
     }
 
+    @Test("a column no calibration input reached (diag(H) = 0) is zeroed, as llm-compressor does", arguments: [false, true])
+    func deadColumnsAreZeroed(_ activationOrder: Bool) throws {
+        let n = 64, columns = 64, rows = 8
+        var x = gaussianMatrix(rows: n, columns: columns, seed: 21)
+        for t in 0..<n { x[t * columns + 5] = 0 }
+        var accumulator = HessianAccumulator(columns: columns)
+        x.withUnsafeBufferPointer { accumulator.add($0, rows: n) }
+        let w = gaussianMatrix(rows: rows, columns: columns, seed: 22, scale: 0.02)
+        let result = try GPTQ.quantize(weights: w, hessian: accumulator.hessian, rows: rows, columns: columns,
+                                       scheme: Scheme(name: .int4, granularity: .group(size: 32)), tensorName: "t",
+                                       settings: GPTQSettings(activationOrder: activationOrder))
+        #expect(!result.usedRoundToNearest)
+        #expect((0..<rows).allSatisfy { result.dequantized[$0 * columns + 5] == 0 })
+        #expect((0..<rows).contains { result.dequantized[$0 * columns + 6] != 0 })
+    }
+
     @Test("refuses a non-integer scheme, mismatched shapes and a non-finite Hessian with the tensor's name")
     func refusesBadInput() throws {
         let w = [Float](repeating: 0.1, count: 4 * 32)
