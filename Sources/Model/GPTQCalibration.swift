@@ -212,11 +212,12 @@ public enum GPTQCalibration {
                 var solved: [WeightRole: [Float]] = [:]
                 for item in selected {
                     let leader = item.role.inputGroupLeader
+                    // Roles sharing an input come together (q/k/v, gate/up): an earlier H is done with.
+                    if solved[leader] == nil { solved.removeAll() }
                     let rows = item.shape[0], columns = item.shape[1]
                     let original = try weights.require(item.role, shape: item.shape)
-                    let accumulator = hessians[leader] ?? HessianAccumulator(columns: columns)
                     let encoded: QuantizedTensor, decoded: [Float], outcome: TensorOutcome
-                    if accumulator.rowCount == 0 && solved[leader] == nil {
+                    if (hessians[leader]?.rowCount ?? 0) == 0 && solved[leader] == nil {
                         warning?("\(item.name): no calibration token reached it; quantized with round-to-nearest")
                         encoded = try original.values.withUnsafeBufferPointer {
                             try quantized($0, rows: rows, columns: columns, scheme: settings.scheme, tensorName: item.name, options: settings.options)
@@ -224,10 +225,16 @@ public enum GPTQCalibration {
                         decoded = try dequantized(encoded, tensorName: item.name)
                         outcome = TensorOutcome(name: item.name, loss: .nan, roundToNearest: true)
                     } else {
-                        // H is materialised once per shared input and the accumulator released.
-                        let h = solved[leader] ?? accumulator.hessian
-                        solved[leader] = h
-                        hessians[leader] = nil
+                        // H is materialised once per shared input and its accumulator released, so
+                        // that H is held twice at most while it is solved (here and GPTQ's working copy).
+                        let h: [Float]
+                        if let cached = solved[leader] {
+                            h = cached
+                        } else {
+                            h = hessians[leader]?.hessian ?? []
+                            hessians[leader] = nil
+                            solved[leader] = h
+                        }
                         let solution = try GPTQ.quantize(weights: original.values, hessian: h, rows: rows, columns: columns, scheme: settings.scheme,
                                                          tensorName: item.name, options: settings.options, settings: settings.gptq)
                         if solution.usedRoundToNearest {
