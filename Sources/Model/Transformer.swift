@@ -207,7 +207,7 @@ public final class Transformer: @unchecked Sendable {
 
     // MARK: Embedding and head
 
-    private func embed(_ ids: [Int32], hidden: Int) throws -> [Float] {
+    func embed(_ ids: [Int32], hidden: Int) throws -> [Float] {
         let vocabulary = configuration.vocabularySize
         // Only the distinct rows the tokens use are decoded.
         let distinct = Array(Set(ids.map { Int($0) })).sorted()
@@ -269,7 +269,7 @@ public final class Transformer: @unchecked Sendable {
 
     // MARK: One decoder layer
 
-    private func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?, cache: LayerCache) throws {
+    func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?, cache: LayerCache) throws {
         let config = configuration
         let hidden = config.hiddenSize, tokens = sequences * length
         let heads = config.headCount, kvHeads = config.keyValueHeadCount, d = config.headDimension

@@ -8,12 +8,22 @@ extension Scheme {
     /// - Parameters:
     ///   - ignore: names (or `re:` patterns) of Linear modules left unquantized, e.g. `lm_head`.
     ///   - options: the options the tensors were written with (INT8 packing changes the format).
-    public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> String? {
-        quantizationConfig(ignore: ignore, options: options)?.serializedString(.document)
+    ///   - activationOrder: the GPTQ column ordering the weights were calibrated with (`static`), written
+    ///     as the weights' `actorder` the way llm-compressor writes it; nil (round-to-nearest) leaves it out.
+    public func quantizationConfigJSON(ignore: [String], options: QuantizeOptions = QuantizeOptions(), activationOrder: String? = nil) -> String? {
+        quantizationConfig(ignore: ignore, options: options, activationOrder: activationOrder)?.serializedString(.document)
     }
 
-    /// The `quantization_config` object (keys sorted) that ``quantizationConfigJSON(ignore:options:)`` writes; nil for GGUF schemes.
-    public func quantizationConfig(ignore: [String], options: QuantizeOptions = QuantizeOptions()) -> JSONValue? {
+    /// The compressed-tensors version whose config schema and loader the layouts follow (written as
+    /// `version`, as llm-compressor writes the version it saved with; checked by tools/check_loads.py).
+    public static let compressedTensorsVersion = "0.20.1"
+
+    /// The `quantization_config` object (keys sorted) that ``quantizationConfigJSON(ignore:options:activationOrder:)``
+    /// writes; nil for GGUF schemes. Keys and spellings are those llm-compressor 0.14 with
+    /// compressed-tensors 0.20 writes (`observer: memoryless_minmax`, no null `actorder` /
+    /// `block_structure` / empty `observer_kwargs` / `zp_dtype`, a `version`,
+    /// `transform_config`, `moe_sparsity_config`); formats/quantize-int.md and quantize-fp8.md.
+    public func quantizationConfig(ignore: [String], options: QuantizeOptions = QuantizeOptions(), activationOrder: String? = nil) -> JSONValue? {
         let config: [String: Any]
         switch descriptor.kernel {
         case .fp8(let format):
@@ -28,12 +38,15 @@ extension Scheme {
                 case .channel, .block: weights["strategy"] = "channel"
                 }
                 let activations: [String: Any] = ["num_bits": 8, "type": "float", "symmetric": true, "strategy": "token",
-                                                  "dynamic": true, "observer": NSNull()]
+                                                  "dynamic": true, "group_size": NSNull()]
                 config = Self.compressedTensors(format: "float-quantized", weights: weights, inputActivations: activations, ignore: ignore)
             }
         case .integer(let bits):
             var weights = Self.weightArgs(bits: bits, type: "int", symmetric: symmetric)
             if case .group(let g) = granularity { weights["strategy"] = "group"; weights["group_size"] = g } else { weights["strategy"] = "channel" }
+            // No zp_dtype: llm-compressor leaves it out unless a recipe sets it, and compressed-tensors
+            // then derives it (int8 for 4- and 8-bit ints) — the same value.
+            if let activationOrder { weights["actorder"] = activationOrder }
             let format = bits == 8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
             config = Self.compressedTensors(format: format, weights: weights, inputActivations: nil, ignore: ignore)
         case .ggml:
@@ -57,7 +70,7 @@ extension Scheme {
 
     private static func weightArgs(bits: Int, type: String, symmetric: Bool) -> [String: Any] {
         ["num_bits": bits, "type": type, "symmetric": symmetric, "strategy": "channel", "group_size": NSNull(),
-         "block_structure": NSNull(), "dynamic": false, "actorder": NSNull(), "observer": "minmax", "observer_kwargs": [String: Any]()]
+         "dynamic": false, "observer": "memoryless_minmax"]
     }
 
     private static func compressedTensors(format: String, weights: [String: Any], inputActivations: [String: Any]?,
@@ -66,6 +79,7 @@ extension Scheme {
                                     "input_activations": inputActivations ?? NSNull(), "output_activations": NSNull()]
         return ["quant_method": "compressed-tensors", "format": format, "quantization_status": "compressed",
                 "global_compression_ratio": NSNull(), "kv_cache_scheme": NSNull(), "sparsity_config": [String: Any](),
-                "ignore": ignore, "config_groups": ["group_0": group]]
+                "ignore": ignore, "config_groups": ["group_0": group], "moe_sparsity_config": NSNull(),
+                "transform_config": [String: Any](), "version": compressedTensorsVersion]
     }
 }

@@ -88,6 +88,9 @@ extension QuantizeCommand {
         @OptionGroup(title: "Accuracy check")
         var check: CheckOptions
 
+        @OptionGroup(title: "Calibrated quantization")
+        var calibration: CalibrationOptions
+
         @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
         var threads: Int?
 
@@ -114,6 +117,7 @@ extension QuantizeCommand {
             if (!tensorType.isEmpty || pure) && to.mixture == nil {
                 throw ValidationError("--tensor-type and --pure apply to llama.cpp mixtures (\(MixtureName.allCases.map(\.rawValue).joined(separator: ", "))), not to \(to.name)")
             }
+            try calibration.validate(scheme: to.schemeName, search: search)
             if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
@@ -168,7 +172,11 @@ extension QuantizeCommand {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
             settings.threads = threads
-            let job = try QuantizeJob(input: input, settings: settings)
+            var job = try QuantizeJob(input: input, settings: settings)
+            if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
+                settings.calibrated = calibrated
+                job = try QuantizeJob(input: input, settings: settings)
+            }
             if dryRun {
                 if json {
                     print(planJSON(job).serializedString(.document))

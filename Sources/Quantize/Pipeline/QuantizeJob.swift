@@ -49,6 +49,9 @@ public final class QuantizeJob {
         /// `--imatrix FILE`: the importance matrix GGUF encoders weight their fit with (llama-quantize
         /// `--imatrix`), and the path as given (written into `quantize.imatrix.file`).
         public var importance: (matrix: ImportanceMatrix, path: String)? = nil
+        /// Tensors a calibrated method (`--method gptq`) encoded before the run, written instead of
+        /// round-to-nearest; its record goes into the config (``CalibratedWeights``).
+        public var calibrated: CalibratedWeights? = nil
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -454,8 +457,9 @@ public final class QuantizeJob {
         if let directory = sink as? SafetensorsDirectorySink {
             notes += try directory.copySideFiles(from: checkpoint.directory)
             if case .object(var members)? = checkpoint.config, let config = try quantizationConfig() {
-                members.removeAll { $0.key == "quantization_config" }
+                members.removeAll { $0.key == "quantization_config" || $0.key == CalibratedWeights.configKey }
                 members.append(JSONMember("quantization_config", config))
+                if let calibrated = settings.calibrated { members.append(JSONMember(CalibratedWeights.configKey, calibrated.record)) }
                 try directory.writeConfig(.object(members))
             }
         }
@@ -534,6 +538,7 @@ public final class QuantizeJob {
                 if outputKind == .safetensorsFile, let config = try quantizationConfig() {
                     // A lone file has no config.json: it carries its layout in its own metadata.
                     metadata["quantization_config"] = config.serializedString(.compact)
+                    if let calibrated = settings.calibrated { metadata[CalibratedWeights.configKey] = calibrated.record.serializedString(.compact) }
                 }
                 shards.append(SafetensorsShardedWriter.PlannedShard(fileName: CompressedFormat.originalName(URL(fileURLWithPath: path).lastPathComponent),
                                                                     tensors: entries, metadata: metadata))
@@ -555,7 +560,7 @@ public final class QuantizeJob {
         let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
             .map { String($0.source.name.dropLast(".weight".count)) }.sorted()
-        return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options)
+        return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options, activationOrder: settings.calibrated?.activationOrder)
     }
 
     // MARK: - One tensor
@@ -583,7 +588,11 @@ public final class QuantizeJob {
                                             tensorName: planned.source.name, options: settings.options,
                                             importance: planned.importance, rowsPerExpert: planned.rowsPerExpert)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
-        try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
+        if let calibrated = settings.calibrated, let tensor = calibrated.tensor(planned.source.name) {
+            try calibrated.copy(tensor, into: buffers, layouts: quantizer.layouts, name: planned.source.name)
+        } else {
+            try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
+        }
         // The FP32 rows the check compares against: only the sampled rows of a large tensor, else all.
         let selectedRows = settings.check.flatMap { $0.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns) }
         let weights: UnsafeMutableBufferPointer<Float>
