@@ -162,6 +162,7 @@ extension QuantizeCommand {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
             settings.threads = threads
+            settings.conversion = try ConversionInput.plan(input: input, target: to)
             let job = try QuantizeJob(input: input, settings: settings)
             if dryRun {
                 if json {
