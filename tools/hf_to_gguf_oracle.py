@@ -44,6 +44,12 @@ SINGLE = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": 
 # q2_k and q6_k and iq4_xs parse as mixtures on our command line; the single types are the rest.
 SINGLE = {k: v for k, v in SINGLE.items() if v is not None}
 DIRECT = ["f16", "bf16", "q8_0"]   # convert_hf_to_gguf.py --outtype choices compared with ours
+# The variant: trained-llama's weights and tokenizer.model/tokenizer.json under another directory
+# name, with the text files of fixtures/hf-to-gguf/variant/ over its own (a model id in
+# _name_or_path, linear RoPE scaling, sampling defaults, a chat template, add_eos/add_prefix_space,
+# added tokens). It exercises gguf-py's name heuristics and SpecialVocab beyond the plain fixture.
+VARIANT_NAME = "trained-llama-v0.2"
+VARIANT_TYPES = {"q4_k_m": ("Q4_K_M", False), "f16": ("F16", True)}
 
 
 def fail(msg):
@@ -141,6 +147,35 @@ def make_outputs(model, work):
     return twin, outputs, timings
 
 
+def make_variant(work):
+    """The variant directory under work (see VARIANT_NAME)."""
+    model = os.path.join(ROOT, "fixtures", "trained-llama")
+    overlay = os.path.join(ROOT, "fixtures", "hf-to-gguf", "variant")
+    target = os.path.join(work, "variant", VARIANT_NAME)
+    os.makedirs(target)
+    for name in ["model.safetensors", "tokenizer.model", "tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(os.path.join(model, name), target)
+    for name in os.listdir(overlay):
+        shutil.copy(os.path.join(overlay, name), target)
+    return target
+
+
+def variant_outputs(work):
+    target = make_variant(work)
+    twin = os.path.join(work, "variant-twin-f32.gguf")
+    run([llama_tool("convert_hf_to_gguf"), target, "--outtype", "f32", "--outfile", twin])
+    outputs = []
+    for ours, (llama, pure) in VARIANT_TYPES.items():
+        out = os.path.join(work, f"variant-{ours}.gguf")
+        run([llama_tool("llama-quantize")] + (["--pure"] if pure else []) + [twin, out, llama, "1"])
+        outputs.append({"to": ours, "llama_quantize": ("--pure " if pure else "") + llama, "sha256": sha256(out), "bytes": os.path.getsize(out)})
+    meta = metadata(twin)
+    for entry in meta:
+        entry["value"] = str(entry["value"])
+    return {"directory_name": VARIANT_NAME, "twin": {"sha256": sha256(twin), "bytes": os.path.getsize(twin), "metadata": meta},
+            "outputs": outputs}
+
+
 def command_fixture(args):
     model = os.path.abspath(args.model)
     with tempfile.TemporaryDirectory(prefix="hf-to-gguf-") as work:
@@ -152,6 +187,8 @@ def command_fixture(args):
             "outputs": [{"to": ours, "llama_quantize": ("--pure " if pure else "") + llama, "sha256": sha256(path),
                          "bytes": os.path.getsize(path)} for ours, (path, llama, pure) in outputs.items()],
         }
+        if os.path.abspath(args.model) == os.path.join(ROOT, "fixtures", "trained-llama"):
+            doc["variant"] = variant_outputs(work)
     for entry in doc["twin"]["metadata"]:
         entry["value"] = str(entry["value"])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -110,3 +110,47 @@ struct LlamaConversionTests {
         #expect(throws: Never.self) { try LlamaConversion.check(directory: dir.path) }
     }
 }
+
+/// The variant of tools/hf_to_gguf_oracle.py: trained-llama's weights and tokenizer under the
+/// directory name `trained-llama-v0.2`, with fixtures/hf-to-gguf/variant/ over its text files (a
+/// model id in `_name_or_path`, linear RoPE scaling, sampling defaults, a chat template,
+/// add_eos/add_prefix_space, added tokens).
+@Suite("Hugging Face llama → GGUF conversion of the variant directory")
+struct LlamaConversionVariantTests {
+    static func makeVariant() throws -> (URL, String) {
+        let scratch = try Fixtures.temporaryDirectory("conv-variant")
+        let doc = try LlamaConversionTests.oracle()
+        let name = try #require((doc["variant"] as? [String: Any])?["directory_name"] as? String)
+        let target = scratch.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        let fm = FileManager.default
+        for file in ["model.safetensors", "tokenizer.model", "tokenizer.json", "tokenizer_config.json"] {
+            try fm.copyItem(atPath: Fixtures.path("trained-llama/" + file), toPath: target.appendingPathComponent(file).path)
+        }
+        let overlay = Fixtures.path("hf-to-gguf/variant")
+        for file in try fm.contentsOfDirectory(atPath: overlay) {
+            let to = target.appendingPathComponent(file).path
+            if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }
+            try fm.copyItem(atPath: overlay + "/" + file, toPath: to)
+        }
+        return (scratch, target.path)
+    }
+
+    @Test("the metadata equals the converter's twin of the variant key by key, in its order")
+    func metadataMatchesTwin() throws {
+        let (scratch, model) = try Self.makeVariant()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let plan = try LlamaConversion.plan(for: try Checkpoint(path: model))
+        let variant = try #require(try LlamaConversionTests.oracle()["variant"] as? [String: Any])
+        let twin = try #require((variant["twin"] as? [String: Any])?["metadata"] as? [[String: Any]])
+        let expected = twin.filter { ($0["key"] as? String).map { $0 != "general.file_type" && $0 != "general.quantization_version" } ?? false }
+        #expect(plan.metadata.map(\.key) == expected.compactMap { $0["key"] as? String })
+        for entry in expected {
+            let key = try #require(entry["key"] as? String)
+            guard let value = plan.metadata.first(where: { $0.key == key })?.value else { continue }
+            #expect(LlamaConversionTests.typeName(value) == entry["type"] as? String, "\(key): type")
+            #expect(SHA256.hex(LlamaConversionTests.canonical(value)) == entry["sha256"] as? String,
+                    "\(key): value differs from the twin's \(entry["value"] ?? "")")
+        }
+    }
+}

@@ -31,6 +31,33 @@ struct HFToGGUFCLITests {
         #expect(SHA256.hex(bytes) == expected.sha256, "--to \(type) differs from llama-quantize \(expected.llama) of the F32 twin")
     }
 
+    @Test("the variant directory (model id, linear RoPE, chat template, added tokens) converts byte-identically too", arguments: ["q4_k_m", "f16"])
+    func variant(type: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("hf-to-gguf/trained-llama.json")))
+        let doc = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let variant = try #require(doc["variant"] as? [String: Any])
+        let name = try #require(variant["directory_name"] as? String)
+        let entry = try #require((variant["outputs"] as? [[String: Any]])?.first { $0["to"] as? String == type })
+        let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-variant")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let model = scratch.appendingPathComponent(name)
+        let fm = FileManager.default
+        try fm.createDirectory(at: model, withIntermediateDirectories: true)
+        for file in ["model.safetensors", "tokenizer.model", "tokenizer.json", "tokenizer_config.json"] {
+            try fm.copyItem(atPath: Fixtures.path("trained-llama/" + file), toPath: model.appendingPathComponent(file).path)
+        }
+        for file in try fm.contentsOfDirectory(atPath: Fixtures.path("hf-to-gguf/variant")) {
+            let to = model.appendingPathComponent(file).path
+            if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }
+            try fm.copyItem(atPath: Fixtures.path("hf-to-gguf/variant/" + file), toPath: to)
+        }
+        let output = scratch.appendingPathComponent("out.gguf").path
+        let result = try CLI.run(["--to", type, model.path, "-o", output, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
+        #expect(SHA256.hex(bytes) == entry["sha256"] as? String, "--to \(type) of the variant differs from llama-quantize \(entry["llama_quantize"] ?? "")")
+    }
+
     @Test("the default output is a .gguf beside the directory, and an unsupported directory is refused before any weight is read")
     func defaultNameAndRefusal() throws {
         let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-name")
