@@ -60,7 +60,7 @@ public enum LlamaConversion {
         for name in ["tekken.json", "additional_chat_templates"] where fm.fileExists(atPath: directory + "/" + name) {
             throw refuse("it has \(name), which this conversion does not handle")
         }
-        if let card = try? String(contentsOfFile: directory + "/README.md", encoding: .utf8), card.hasPrefix("---") {
+        if let card = try? String(contentsOfFile: directory + "/README.md", encoding: .utf8), card.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).first == "---" {
             throw refuse("README.md has a model card header (license, tags, base models), whose metadata this conversion does not carry yet")
         }
         if let config = try? JSONValue.parse(contentsOf: directory + "/tokenizer_config.json") {
