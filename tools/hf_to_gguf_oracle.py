@@ -10,7 +10,8 @@ single type, TYPE being the llama.cpp file type our scheme writes: q4_k → Q4_K
       runs the converter and llama-quantize (LLAMA_CPP_DIR, default <repo>/.llama.cpp) and writes
       the small fixture the Swift tests check against without llama.cpp: per type the sha256 and
       size of llama-quantize's file, and per metadata key of the twin its type and a digest of its
-      value (canonical form below).
+      value (canonical form below); the same for the variant directory (VARIANT_NAME) and the
+      other shapes (OTHERS) at a few types.
   hf_to_gguf_oracle.py compare [--quantize PATH] [--model …]
       also runs our quantize for every type and says per type whether the file is identical; then
       compares our f16/bf16/q8_0 files with convert_hf_to_gguf.py --outtype f16/bf16/q8_0 (a
@@ -50,6 +51,10 @@ DIRECT = ["f16", "bf16", "q8_0"]   # convert_hf_to_gguf.py --outtype choices com
 # added tokens). It exercises gguf-py's name heuristics and SpecialVocab beyond the plain fixture.
 VARIANT_NAME = "trained-llama-v0.2"
 VARIANT_TYPES = {"q4_k_m": ("Q4_K_M", False), "f16": ("F16", True)}
+# Other shapes, with trained-llama's tokenizer.model added (and nothing else changed): tiny-llama
+# (two shards with an index, 8/4 heads, vocab_size 1024 < the 3072 pieces) and reference-models/
+# llama-tied (tied embeddings: no output.weight; hidden 32, so every k-quant falls back by row length).
+OTHERS = {"tiny-llama": "fixtures/tiny-llama", "llama-tied": "fixtures/reference-models/llama-tied"}
 
 
 def fail(msg):
@@ -176,6 +181,22 @@ def variant_outputs(work):
             "outputs": outputs}
 
 
+def other_outputs(work):
+    out = []
+    for name, source in OTHERS.items():
+        target = os.path.join(work, "others", name)
+        shutil.copytree(os.path.join(ROOT, source), target)
+        shutil.copy(os.path.join(ROOT, "fixtures", "trained-llama", "tokenizer.model"), target)
+        twin = os.path.join(work, f"{name}-twin-f32.gguf")
+        run([llama_tool("convert_hf_to_gguf"), target, "--outtype", "f32", "--outfile", twin])
+        for ours, (llama, pure) in {"q4_k_m": ("Q4_K_M", False), "q8_0": ("Q8_0", True)}.items():
+            path = os.path.join(work, f"{name}-{ours}.gguf")
+            run([llama_tool("llama-quantize")] + (["--pure"] if pure else []) + [twin, path, llama, "1"])
+            out.append({"model": name, "source": source, "to": ours, "llama_quantize": ("--pure " if pure else "") + llama,
+                        "sha256": sha256(path), "bytes": os.path.getsize(path)})
+    return out
+
+
 def command_fixture(args):
     model = os.path.abspath(args.model)
     with tempfile.TemporaryDirectory(prefix="hf-to-gguf-") as work:
@@ -189,6 +210,7 @@ def command_fixture(args):
         }
         if os.path.abspath(args.model) == os.path.join(ROOT, "fixtures", "trained-llama"):
             doc["variant"] = variant_outputs(work)
+            doc["others"] = other_outputs(work)
     for entry in doc["twin"]["metadata"]:
         entry["value"] = str(entry["value"])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -58,6 +58,25 @@ struct HFToGGUFCLITests {
         #expect(SHA256.hex(bytes) == entry["sha256"] as? String, "--to \(type) of the variant differs from llama-quantize \(entry["llama_quantize"] ?? "")")
     }
 
+    @Test("other shapes: two shards with an index and a vocabulary shorter than tokenizer.model (tiny-llama), tied embeddings and row-length fallbacks (llama-tied)",
+          arguments: [("tiny-llama", "q4_k_m"), ("tiny-llama", "q8_0"), ("llama-tied", "q4_k_m"), ("llama-tied", "q8_0")])
+    func others(model name: String, type: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("hf-to-gguf/trained-llama.json")))
+        let doc = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let entry = try #require((doc["others"] as? [[String: Any]])?.first { $0["model"] as? String == name && $0["to"] as? String == type })
+        let source = try #require(entry["source"] as? String)
+        let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-other")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let model = scratch.appendingPathComponent(name).path
+        try FileManager.default.copyItem(atPath: Fixtures.repositoryRoot.appendingPathComponent(source).path, toPath: model)
+        try FileManager.default.copyItem(atPath: Fixtures.path("trained-llama/tokenizer.model"), toPath: model + "/tokenizer.model")
+        let output = scratch.appendingPathComponent("out.gguf").path
+        let result = try CLI.run(["--to", type, model, "-o", output, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
+        #expect(SHA256.hex(bytes) == entry["sha256"] as? String, "\(name) --to \(type) differs from llama-quantize \(entry["llama_quantize"] ?? "")")
+    }
+
     @Test("the default output is a .gguf beside the directory, and an unsupported directory is refused before any weight is read")
     func defaultNameAndRefusal() throws {
         let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-name")
