@@ -172,6 +172,7 @@ extension QuantizeCommand {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
             settings.threads = threads
+            settings.conversion = try ConversionInput.plan(input: input, target: to)
             var job = try QuantizeJob(input: input, settings: settings)
             if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
                 settings.calibrated = calibrated

@@ -52,6 +52,10 @@ public final class QuantizeJob {
         /// Tensors a calibrated method (`--method gptq`) encoded before the run, written instead of
         /// round-to-nearest; its record goes into the config (``CalibratedWeights``).
         public var calibrated: CalibratedWeights? = nil
+        /// A Hugging Face checkpoint → GGUF conversion (built by the Model module): with it a
+        /// safetensors input writes GGUF, the tensors and metadata are the plan's, and the output is
+        /// what llama-quantize writes from llama.cpp's F32 conversion of the same directory.
+        public var conversion: ConversionPlan? = nil
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -202,6 +206,8 @@ public final class QuantizeJob {
             var isDirectory: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory)
             outputKind = isDirectory.boolValue || input.hasSuffix(".index.json") ? .safetensorsDirectory : .safetensorsFile
+        case (.safetensors, true) where settings.conversion != nil:
+            outputKind = .gguf
         case (.safetensors, true):
             throw QuantizeJobError(.unsupportedConversion,
                 "\(input) is a Hugging Face safetensors checkpoint, and \(scheme.name.rawValue) is a GGUF type: writing GGUF from it needs the model conversion (llama.cpp tensor names, the Q/K permutation, tokenizer metadata), which quantize does not do yet. Convert it with llama.cpp's convert_hf_to_gguf.py (--outtype f16) and run quantize on the .gguf, or choose fp8, int8 or int4 for a safetensors output")
@@ -210,7 +216,8 @@ public final class QuantizeJob {
                 "\(input) is a GGUF file, and \(scheme.name.rawValue) writes a Hugging Face safetensors layout for vLLM/transformers, which needs the original model's tensor names and config.json. Choose a GGUF type (q8_0, q4_k, q6_k, …) or start from the Hugging Face checkpoint")
         }
         outputPath = CompressedContainer.outputName(settings.output ?? QuantizeJob.defaultOutputPath(input: input, kind: outputKind, scheme: scheme,
-                                                                                                                  label: settings.mixture?.name.rawValue),
+                                                                                                                  label: settings.mixture?.name.rawValue)
+                                                        + (settings.conversion != nil ? ".gguf" : ""),
                                                     compressed: settings.compressOutput && outputKind != .safetensorsDirectory)
         try QuantizeJob.checkOutputSpares(input: input, checkpoint: checkpoint, kind: outputKind, output: outputPath)
         try QuantizeJob.checkOutputName(outputPath, kind: outputKind, compressed: settings.compressOutput)
@@ -235,6 +242,10 @@ public final class QuantizeJob {
                 throw QuantizeJobError(.unsupportedConversion, "--imatrix weights the GGUF quantizers (llama-quantize --imatrix); \(scheme.name.rawValue) writes safetensors and does not use an importance matrix")
             }
             try importance.matrix.validateForQuantization()
+        }
+        if let conversion = settings.conversion {
+            tensors = try QuantizeJob.planConversion(conversion, checkpoint: checkpoint, settings: settings, selection: selection, input: input)
+            return
         }
         if let mixture = settings.mixture {
             tensors = try QuantizeJob.planMixture(mixture, checkpoint: checkpoint, settings: settings, selection: selection, input: input)
@@ -511,7 +522,7 @@ public final class QuantizeJob {
     func makeSink() throws -> CheckpointSink {
         switch outputKind {
         case .gguf:
-            guard let gguf = checkpoint.gguf, settings.scheme.name.ggmlType != nil,
+            guard let metadata = settings.conversion?.metadata ?? checkpoint.gguf?.metadata, settings.scheme.name.ggmlType != nil,
                   let fileType = settings.mixture?.llamaFileType ?? settings.scheme.descriptor.llamaFileType else {
                 preconditionFailure("GGUF output without GGUF input")
             }
@@ -521,7 +532,7 @@ public final class QuantizeJob {
                     return GGUFWriter.Tensor(name: output.name, type: type, shape: output.shape)
                 }
             }
-            return try GGUFFileSink(target: outputPath, metadata: gguf.metadata, tensors: infos,
+            return try GGUFFileSink(target: outputPath, metadata: metadata, tensors: infos,
                                     fileType: fileType, quantizationVersion: 2,
                                     trailing: settings.importance.map { $0.matrix.quantizeMetadata(imatrixPath: $0.path) } ?? [])
         case .safetensorsFile, .safetensorsDirectory:
@@ -572,8 +583,22 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
-        let source = try checkpoint.readData(for: planned.source)
+        var source = try checkpoint.readData(for: planned.source)
+        // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
+        let conversion = conversionEntry(planned)
+        var permutedCopy: UnsafeMutableRawBufferPointer? = nil
+        defer { permutedCopy?.deallocate() }
+        if let conversion, conversion.permuteHeads != nil {
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 64)
+            permutedCopy = copy
+            QuantizeJob.permuteRows(source, entry: conversion, into: copy)
+            source = UnsafeRawBufferPointer(copy)
+        }
         guard planned.decision.quantize, let matrix = planned.matrix else {
+            if conversion != nil {
+                try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
+                return nil
+            }
             // Kept: copied byte for byte, in pieces, releasing what was read.
             let piece = 16 << 20
             var offset = 0
