@@ -45,5 +45,18 @@ let package = Package(
         .testTarget(name: "FitTests", dependencies: ["Fit", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Quantize", "Formats", "TestSupport"]),
         .testTarget(name: "QuantizeCLITests", dependencies: ["TestSupport"]),
+
+        // MARK: Fuzzing (fuzz/README.md)
+        // The in-memory entry points the fuzz harness drives; the test replays fuzz/corpus through them.
+        .target(name: "FuzzSupport", dependencies: ["Formats", "Quantize", "Fit", "Model"], path: "Sources/FuzzSupport"),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzSupport", "Formats", "Quantize", "Fit", "Model"]),
     ]
 )
+
+// The libFuzzer harness needs -sanitize=fuzzer to link, so it exists only when tools/fuzz.sh
+// builds it (QUANTIZE_FUZZ=1); `swift build` and `swift test` never see it.
+if Context.environment["QUANTIZE_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(name: "QuantizeFuzz", dependencies: ["FuzzSupport"], path: "fuzz/Harness",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

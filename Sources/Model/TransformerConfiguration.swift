@@ -73,15 +73,16 @@ public struct TransformerConfiguration: Sendable, Equatable {
         if let gguf = checkpoint.gguf {
             try self.init(gguf: gguf, checkpoint: checkpoint)
         } else if let config = checkpoint.config {
-            try self.init(config: config, checkpoint: checkpoint)
+            try self.init(config: config, directory: checkpoint.directory)
         } else {
             throw .invalidConfiguration(path: checkpoint.path, key: "config.json",
                                         reason: "is absent; the forward pass needs the model directory with its config.json (or a GGUF file)")
         }
     }
 
-    private init(config root: JSONValue, checkpoint: Checkpoint) throws(ModelError) {
-        let path = (checkpoint.directory as NSString).appendingPathComponent("config.json")
+    /// Reads a parsed config.json of the model directory `directory` (named in errors).
+    package init(config root: JSONValue, directory: String) throws(ModelError) {
+        let path = (directory as NSString).appendingPathComponent("config.json")
         var config = root
         if config["num_hidden_layers"] == nil, let text = config["text_config"] { config = text }
         let modelType = config["model_type"]?.string ?? root["model_type"]?.string ?? ""

@@ -69,7 +69,13 @@ public struct SentencePieceTokenizer: TextTokenizer {
         do { file = try MappedFile(path: modelPath) } catch {
             throw .unsupportedTokenizer(path: modelPath, reason: "cannot be read: \(error)")
         }
-        let model = try SentencePieceModel(bytes: file.bytes, path: modelPath)
+        try self.init(modelBytes: file.bytes, path: modelPath, config: config)
+    }
+
+    /// Reads the tokenizer.model held in `bytes` (`modelPath` names it in errors); `config` as in
+    /// ``init(modelPath:config:)``.
+    package init(modelBytes bytes: UnsafeRawBufferPointer, path modelPath: String, config: JSONValue?) throws(ModelError) {
+        let model = try SentencePieceModel(bytes: bytes, path: modelPath)
         guard !model.treatWhitespaceAsSuffix else {
             throw .unsupportedTokenizer(path: modelPath, reason: "treat_whitespace_as_suffix models are not supported")
         }

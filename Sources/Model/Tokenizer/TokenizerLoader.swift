@@ -66,8 +66,10 @@ public enum TokenizerLoader {
 }
 
 /// Reads tokenizer.json (the `tokenizers` serialization).
-enum TokenizerJSON {
-    static func tokenizer(_ json: JSONValue, config: JSONValue?, path: String, options: TokenizerOptions) throws(ModelError) -> any TextTokenizer {
+package enum TokenizerJSON {
+    /// The tokenizer a parsed tokenizer.json (`path` names it in errors) describes, with the
+    /// directory's parsed tokenizer_config.json, if any.
+    package static func tokenizer(_ json: JSONValue, config: JSONValue?, path: String, options: TokenizerOptions) throws(ModelError) -> any TextTokenizer {
         guard let model = json["model"] else {
             throw .unsupportedTokenizer(path: path, reason: "has no 'model' object")
         }
