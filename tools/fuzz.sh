@@ -14,7 +14,7 @@
 # committed: each becomes a fix and a regression test). One line per run is appended to
 # fuzz/runs.tsv (executions, exec/s, CPU seconds, coverage, findings).
 # Environment: FUZZ_MAX_LEN (bytes, default per target), FUZZ_TIMEOUT (seconds per input, 10),
-# FUZZ_RSS_MB (2048), QUANTIZE (a quantize binary, to make compressed seeds; default `swift run`).
+# FUZZ_RSS_MB (2048), FUZZ_NO_BUILD=1 (use the harness as built), QUANTIZE (a quantize binary, to make compressed seeds; default `swift run`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -98,7 +98,7 @@ esac
 TARGET="$1"; SECONDS_TO_RUN="${2:?usage: tools/fuzz.sh TARGET SECONDS}"
 case " $TARGETS " in *" $TARGET "*) ;; *) echo "unknown target '$TARGET'; one of: $TARGETS" >&2; exit 2 ;; esac
 
-build
+[ "${FUZZ_NO_BUILD:-}" = 1 ] || build
 CORPUS="$ROOT/fuzz/corpus/$TARGET"
 WORK="$SCRATCH/work/$TARGET"
 FINDINGS="$ROOT/fuzz/findings/$TARGET"

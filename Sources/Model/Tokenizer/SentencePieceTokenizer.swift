@@ -119,6 +119,10 @@ public struct SentencePieceTokenizer: TextTokenizer {
                  byteFallback: Bool, unknownID: Int32?, addedTokens: [AddedToken], addsSpacePrefix: Bool,
                  userDefinedSplitter: BytePrefixTrie, bosTokenID: Int32?, eosTokenID: Int32?, addsBOS: Bool,
                  normalizerName: String, summary: String, path: String) throws(ModelError) {
+        // Scores order the merges and the unigram lattice; NaN has no place in either order.
+        if let bad = scores.firstIndex(where: { $0.isNaN }) {
+            throw .unsupportedTokenizer(path: path, reason: "piece \(bad) ('\(DisplayText.shortened(bad < pieces.count ? pieces[bad] : ""))') has the score NaN; every score must be a number")
+        }
         self.normalizerName = normalizerName
         let ggufMode = normalizer == nil
         let normal = SentencePieceModel.PieceType.normal.rawValue
