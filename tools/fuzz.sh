@@ -13,7 +13,7 @@
 # -merge=1 and written back. Crashes, timeouts and OOMs land in fuzz/findings/TARGET/ (not
 # committed: each becomes a fix and a regression test). One line per run is appended to
 # fuzz/runs.tsv (executions, exec/s, CPU seconds, coverage, findings).
-# Environment: FUZZ_MAX_LEN (bytes, default per target), FUZZ_TIMEOUT (seconds per input, 10),
+# Environment: FUZZ_MAX_LEN (bytes, default per target), FUZZ_TIMEOUT (wall seconds per input, 60: the shared machine can stall a niced process for seconds),
 # FUZZ_RSS_MB (2048), FUZZ_NO_BUILD=1 (use the harness as built), QUANTIZE (a quantize binary, to make compressed seeds; default `swift run`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -107,6 +107,8 @@ mkdir -p "$CORPUS" "$WORK" "$FINDINGS" "$(dirname "$LOG")"
 cp -n "$CORPUS"/* "$WORK"/ 2>/dev/null || true
 seed "$TARGET" "$WORK"
 MAX_LEN="${FUZZ_MAX_LEN:-$(default_max_len "$TARGET")}"
+DICT=()
+[ -f "$ROOT/fuzz/dict/$TARGET.dict" ] && DICT=(-dict="$ROOT/fuzz/dict/$TARGET.dict")
 before=$(ls "$FINDINGS" | wc -l)
 
 export QUANTIZE_FUZZ_TARGET="$TARGET"
@@ -115,15 +117,15 @@ export QUANTIZE_FUZZ_TARGET="$TARGET"
 export SWIFT_BACKTRACE="enable=no"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:${ASAN_OPTIONS:-}"
 TIMEFORMAT="%U %S"
-{ time nice -n 19 "$BIN" "$WORK" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAX_LEN" \
-      -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" -malloc_limit_mb="${FUZZ_RSS_MB:-2048}" \
+{ time nice -n 19 "$BIN" "$WORK" "${DICT[@]}" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAX_LEN" \
+      -timeout="${FUZZ_TIMEOUT:-60}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" -malloc_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -print_final_stats=1 -artifact_prefix="$FINDINGS/" -reload=0 >"$LOG" 2>&1 || true; } 2>"$SCRATCH/time.txt"
 read -r user system <"$SCRATCH/time.txt"
 
 # Minimise into a fresh directory, then replace the committed corpus with it.
 MERGED="$SCRATCH/merged/$TARGET"
 rm -rf "$MERGED"; mkdir -p "$MERGED"
-nice -n 19 "$BIN" -merge=1 -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
+nice -n 19 "$BIN" -merge=1 -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-60}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
     "$MERGED" "$WORK" >"$LOG.merge" 2>&1 || true
 if [ "$(ls "$MERGED" | wc -l)" -gt 0 ]; then
     rm -rf "$CORPUS"; mkdir -p "$CORPUS"
