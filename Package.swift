@@ -12,7 +12,8 @@ let package = Package(
         .library(name: "Model", targets: ["Model"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: System libraries and C kernels
@@ -21,7 +22,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // MARK: Library modules (each imports only those below it)
-        .target(name: "Formats", dependencies: ["CZstd", "CKernels"]),
+        .target(name: "Formats", dependencies: ["CZstd", "CKernels", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Quantize", dependencies: ["Formats", "CBLAS", "CKernels"]),
         .target(name: "Fit", dependencies: ["Quantize", "Formats"], resources: [.copy("Resources")]),
         // The forward pass, tokenizers and model-level evaluation (above Quantize, beside Fit).
