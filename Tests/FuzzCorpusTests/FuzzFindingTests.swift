@@ -144,3 +144,42 @@ struct TokenizerFindingTests {
         #expect(message.contains("NaN"))
     }
 }
+
+/// Findings in the tokenizer.json reader (the tokenizer-json target).
+@Suite("fuzz findings: tokenizer.json")
+struct TokenizerJSONFindingTests {
+    static func tokenizer(vocab: String, added: String = "[]") -> [UInt8] {
+        Array("""
+        {"model": {"type": "BPE", "vocab": {\(vocab)}, "merges": []}, "added_tokens": \(added),
+         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}}
+        """.utf8)
+    }
+
+    @Test("a vocabulary id of 10^11 is refused before a table of that many ids is allocated (found by libFuzzer)")
+    func hugeVocabularyID() {
+        let outcome = FuzzTarget.tokenizerJSON.run(TokenizerJSONFindingTests.tokenizer(vocab: #""a": 0, "»": 122147483648"#))
+        guard case .rejected(let message) = outcome else {
+            Issue.record("expected a refusal, got \(outcome)")
+            return
+        }
+        #expect(message.contains("ids run to 122147483648"))
+    }
+
+    @Test("an added token id beyond 32 bits is refused instead of trapping in Int32(_:)")
+    func hugeAddedTokenID() {
+        let outcome = FuzzTarget.tokenizerJSON.run(TokenizerJSONFindingTests.tokenizer(
+            vocab: #""a": 0"#, added: #"[{"id": 4294967296, "content": "<s>", "special": true}]"#))
+        guard case .rejected(let message) = outcome else {
+            Issue.record("expected a refusal, got \(outcome)")
+            return
+        }
+        #expect(message.contains("4294967296"))
+    }
+
+    @Test("a vocabulary with a gap of up to 2^20 ids is still read")
+    func gapsAreAllowed() {
+        let outcome = FuzzTarget.tokenizerJSON.run(TokenizerJSONFindingTests.tokenizer(vocab: #""a": 0, "b": 1000"#))
+        #expect(outcome.isClear)
+        if case .rejected(let message) = outcome { #expect(!message.contains("ids run to")) }
+    }
+}
