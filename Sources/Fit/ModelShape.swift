@@ -98,7 +98,14 @@ public struct ModelShape: Codable, Sendable, Hashable {
         let sizes = [hiddenSize, layerCount, attentionHeads, kvHeads, headDim, intermediateSize, vocabularySize, maxContext]
         guard sizes.allSatisfy({ $0 > 0 && $0 < 1 << 31 }) else {
             throw FormatError(.invalidModelConfig, path: path,
-                              message: "sizes must be positive (hidden \(hiddenSize), layers \(layerCount), heads \(attentionHeads), kv heads \(kvHeads), head dim \(headDim), intermediate \(intermediateSize), vocab \(vocabularySize), context \(maxContext))",
+                              message: "sizes must be between 1 and 2^31 - 1 (hidden \(hiddenSize), layers \(layerCount), heads \(attentionHeads), kv heads \(kvHeads), head dim \(headDim), intermediate \(intermediateSize), vocab \(vocabularySize), context \(maxContext))",
+                              remedy: "check config.json or the GGUF metadata")
+        }
+        // The optional sizes enter the derived tensor list's products too (experts × layers).
+        let optional = [expertCount, expertsPerToken, expertIntermediateSize, sharedExpertIntermediateSize, learnedPositions]
+        guard optional.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else {
+            throw FormatError(.invalidModelConfig, path: path,
+                              message: "expert and position sizes must be between 0 and 2^31 - 1 (experts \(expertCount), experts per token \(expertsPerToken), expert intermediate \(expertIntermediateSize), shared expert intermediate \(sharedExpertIntermediateSize), learned positions \(learnedPositions))",
                               remedy: "check config.json or the GGUF metadata")
         }
         // Every product the planner forms from these sizes must fit in Int (sizes come from files).
@@ -316,7 +323,8 @@ extension ModelShape {
         let heads = try require("num_attention_heads", reader.int(.attentionHeads))
         let layers = try require("num_hidden_layers", reader.int(.layers))
         let vocab = try require("vocab_size", reader.int(.vocabularySize))
-        let intermediate = reader.int(.intermediateSize) ?? 4 * hidden
+        // Saturating: a size too large for the arithmetic is refused by validate(path:) below.
+        let intermediate = reader.int(.intermediateSize) ?? CheckedSize.multiply(4, hidden) ?? Int.max
         let experts = reader.int(.expertCount) ?? 1
         var sliding: Int? = reader.int(.slidingWindow)
         if reader.bool("use_sliding_window") == false { sliding = nil }
@@ -343,7 +351,7 @@ extension ModelShape {
             lmHeadBias: ["gptj", "phi"].contains(modelType),
             normsPerLayer: ["gptj", "phi"].contains(modelType) ? 1 : 2,
             normBias: layerNorm.contains(modelType),
-            learnedPositions: modelType == "opt" ? (reader.int("max_position_embeddings") ?? 2048) + 2 : 0
+            learnedPositions: modelType == "opt" ? CheckedSize.sum(reader.int("max_position_embeddings") ?? 2048, 2) ?? Int.max : 0
         )
         if modelType == "gptj" { projectionBias = true; attentionBias = false }
         try validate(path: path)

@@ -16,8 +16,11 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The input text or token list cannot be evaluated as asked.
     case invalidInput(reason: String)
 
-    /// A sentence saying what is wrong, where, and what to do.
-    public var description: String {
+    /// A sentence saying what is wrong, where, and what to do, with names longer than
+    /// ``DisplayText/nameLimit`` shortened (a hostile file's names may be megabytes).
+    public var description: String { DisplayText.shorteningLongWords(fullDescription) }
+
+    private var fullDescription: String {
         switch self {
         case let .unsupportedArchitecture(path, architecture, supported):
             return "\(path): architecture '\(architecture)' is not supported by the forward pass; supported: \(supported.joined(separator: ", "))"

@@ -73,15 +73,16 @@ public struct TransformerConfiguration: Sendable, Equatable {
         if let gguf = checkpoint.gguf {
             try self.init(gguf: gguf, checkpoint: checkpoint)
         } else if let config = checkpoint.config {
-            try self.init(config: config, checkpoint: checkpoint)
+            try self.init(config: config, directory: checkpoint.directory)
         } else {
             throw .invalidConfiguration(path: checkpoint.path, key: "config.json",
                                         reason: "is absent; the forward pass needs the model directory with its config.json (or a GGUF file)")
         }
     }
 
-    private init(config root: JSONValue, checkpoint: Checkpoint) throws(ModelError) {
-        let path = (checkpoint.directory as NSString).appendingPathComponent("config.json")
+    /// Reads a parsed config.json of the model directory `directory` (named in errors).
+    package init(config root: JSONValue, directory: String) throws(ModelError) {
+        let path = (directory as NSString).appendingPathComponent("config.json")
         var config = root
         if config["num_hidden_layers"] == nil, let text = config["text_config"] { config = text }
         let modelType = config["model_type"]?.string ?? root["model_type"]?.string ?? ""
@@ -96,7 +97,7 @@ public struct TransformerConfiguration: Sendable, Equatable {
         func required(_ key: String) throws(ModelError) -> Int {
             guard let value = config[key]?.int else { throw .invalidConfiguration(path: path, key: key, reason: "is missing or not an integer") }
             guard value > 0 else { throw .invalidConfiguration(path: path, key: key, reason: "is \(value); it must be positive") }
-            return value
+            return try TransformerConfiguration.bounded(value, key: key, path: path)
         }
         self.family = family
         layerCount = try required("num_hidden_layers")
@@ -107,7 +108,7 @@ public struct TransformerConfiguration: Sendable, Equatable {
         intermediateSize = config["intermediate_size"]?.int ?? 0
         vocabularySize = try required("vocab_size")
         rmsNormEpsilon = Float(config["rms_norm_eps"]?.double ?? 1e-6)
-        bosTokenID = config["bos_token_id"]?.int.map { Int32($0) } ?? root["bos_token_id"]?.int.map { Int32($0) }
+        bosTokenID = try TransformerConfiguration.tokenID(config["bos_token_id"]?.int ?? root["bos_token_id"]?.int, key: "bos_token_id", path: path)
 
         // transformers 5 nests RoPE in `rope_parameters`; 4.x has `rope_theta` and `rope_scaling`.
         let rope = config["rope_parameters"].flatMap { $0.isNull ? nil : $0 }
@@ -144,8 +145,9 @@ public struct TransformerConfiguration: Sendable, Equatable {
             case "mistral", "mixtral": windows = Array(repeating: window, count: layerCount)
             case "qwen2", "qwen3", "qwen2_moe", "qwen3_moe":
                 if config["use_sliding_window"]?.bool == true {
-                    let from = config["max_window_layers"]?.int ?? 0
-                    for index in from..<max(from, layerCount) { windows[index] = window }
+                    // transformers: layer i slides when i >= max_window_layers (a negative value: every layer).
+                    let from = min(max(config["max_window_layers"]?.int ?? 0, 0), layerCount)
+                    for index in from..<layerCount { windows[index] = window }
                 }
             default: break
             }
@@ -191,7 +193,7 @@ public struct TransformerConfiguration: Sendable, Equatable {
         }
         func required(_ key: String) throws(ModelError) -> Int {
             guard let v = int(key), v > 0 else { throw .invalidConfiguration(path: path, key: "\(arch).\(key)", reason: "is missing or not a positive integer") }
-            return v
+            return try TransformerConfiguration.bounded(v, key: "\(arch).\(key)", path: path)
         }
         layerCount = try required("block_count")
         hiddenSize = try required("embedding_length")
@@ -214,7 +216,9 @@ public struct TransformerConfiguration: Sendable, Equatable {
         }
         let window = int("attention.sliding_window")
         slidingWindows = [Int?](repeating: window, count: layerCount)
-        bosTokenID = gguf["tokenizer.ggml.bos_token_id"]?.int.map { Int32($0) }
+        bosTokenID = try TransformerConfiguration.tokenID(gguf["tokenizer.ggml.bos_token_id"]?.int, key: "tokenizer.ggml.bos_token_id", path: path)
+        // One pass over the tensors, not one per layer (layers × tensors on a hostile file).
+        let routers = Set(checkpoint.tensors.lazy.map(\.name).filter { $0.hasSuffix(".ffn_gate_inp.weight") })
         if let experts = int("expert_count"), experts > 0 {
             if family == "llama" { family = "mixtral" }
             let shared = int("expert_shared_feed_forward_length")
@@ -225,7 +229,7 @@ public struct TransformerConfiguration: Sendable, Equatable {
                 expertIntermediateSize: int("expert_feed_forward_length") ?? intermediateSize,
                 sharedExpertIntermediateSize: shared,
                 // A layer without a router tensor is dense (Qwen's mlp_only_layers survive conversion this way).
-                denseLayers: Set((0..<layerCount).filter { layer in !checkpoint.tensors.contains { $0.name == "blk.\(layer).ffn_gate_inp.weight" } }))
+                denseLayers: Set((0..<layerCount).filter { layer in !routers.contains("blk.\(layer).ffn_gate_inp.weight") }))
         } else {
             mixtureOfExperts = nil
         }
@@ -233,10 +237,40 @@ public struct TransformerConfiguration: Sendable, Equatable {
         try validate(path: path)
     }
 
+    /// The largest layer count, width or vocabulary accepted (real models stay far below; the
+    /// forward pass allocates per layer and per row, so a hostile value must not reach it).
+    static let maximumSize = 1 << 24
+    /// The largest layer count accepted.
+    static let maximumLayerCount = 1 << 16
+
+    /// `value`, or an error when it is above the limits.
+    private static func bounded(_ value: Int, key: String, path: String) throws(ModelError) -> Int {
+        let limit = key.hasSuffix("num_hidden_layers") || key.hasSuffix("block_count") ? maximumLayerCount : maximumSize
+        guard value <= limit else {
+            throw .invalidConfiguration(path: path, key: key, reason: "is \(value), above the largest the forward pass accepts (\(limit))")
+        }
+        return value
+    }
+
+    /// A token id from the configuration as Int32, nil when absent.
+    private static func tokenID(_ value: Int?, key: String, path: String) throws(ModelError) -> Int32? {
+        guard let value else { return nil }
+        guard let id = Int32(exactly: value) else {
+            throw .invalidConfiguration(path: path, key: key, reason: "is \(value), not a token id (ids are 32-bit)")
+        }
+        return id
+    }
+
     private func validate(path: String) throws(ModelError) {
         guard keyValueHeadCount > 0, headCount % keyValueHeadCount == 0 else {
             throw .invalidConfiguration(path: path, key: "num_key_value_heads",
                                         reason: "is \(keyValueHeadCount); it must divide the attention heads (\(headCount))")
+        }
+        let sizes = [keyValueHeadCount, headDimension, intermediateSize, mixtureOfExperts?.expertCount ?? 0,
+                     mixtureOfExperts?.expertIntermediateSize ?? 0, mixtureOfExperts?.sharedExpertIntermediateSize ?? 0]
+        for (key, size) in zip(["num_key_value_heads", "head_dim", "intermediate_size", "num_experts", "moe_intermediate_size",
+                                "shared_expert_intermediate_size"], sizes) where size < 0 || size > TransformerConfiguration.maximumSize {
+            throw .invalidConfiguration(path: path, key: key, reason: "is \(size); it must be between 0 and \(TransformerConfiguration.maximumSize)")
         }
         guard headDimension > 0, headDimension % 2 == 0 else {
             throw .invalidConfiguration(path: path, key: "head_dim", reason: "is \(headDimension); RoPE needs a positive even head size")

@@ -185,6 +185,8 @@ func scaleGrid(_ scaleCount: Int, shape: [Int], rows: Int, columns: Int, block: 
                blockSize: (rows: Int, columns: Int)?, tensorName: String) throws(QuantizeError) -> (Int, Int, Int) {
     func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
     let bad = QuantizeError.unsupportedLayout(tensor: tensorName, found: "\(scaleCount) scales of shape \(shape) for a \(rows)×\(columns) weight")
+    // An empty scale part or an empty weight has no grid (and would divide by zero below).
+    guard scaleCount > 0, rows > 0, columns > 0 else { throw bad }
     if scaleCount == 1 && !block { return (rows, columns, 1) }
     if block || (shape.count == 2 && shape[0] != rows) {
         guard shape.count == 2, shape[0] * shape[1] == scaleCount, shape[0] > 0, shape[1] > 0 else { throw bad }

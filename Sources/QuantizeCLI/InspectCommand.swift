@@ -19,6 +19,9 @@ extension QuantizeCommand {
         @Option(help: "Show at most this many tensors in the text table (all in JSON).")
         var limit: Int?
 
+        @Flag(help: "Check the files against the output's quantize-manifest.json and any FILE.sha256 sidecars; a file that differs is an error naming it.")
+        var verifyChecksums = false
+
         func run() throws {
             // An importance matrix is shown as one (ImatrixInspect.swift), not as a model.
             let checkpoint: Checkpoint
@@ -28,6 +31,11 @@ extension QuantizeCommand {
             } catch {
                 guard let imatrix = ImatrixInspect.legacy(path) else { throw error }
                 return print(json ? imatrix.json.serializedString(.document) : imatrix.text)
+            }
+            if verifyChecksums {
+                let checks = try IntegrityManifest.verifyChecksums(of: path, files: checkpoint.files)
+                let note = checks.isEmpty ? ["no quantize-manifest.json or .sha256 sidecar records a checksum for \(path)"] : checks
+                for line in note { FileHandle.standardError.write(Data(("checksums: " + line + "\n").utf8)) }
             }
             let report = InspectReport(checkpoint)
             if json {

@@ -86,6 +86,19 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
+    /// A checkpoint of one opened GGUF file (which may be an in-memory copy), in the directory
+    /// `directory`; what ``init(path:)`` builds for a .gguf path.
+    package init(gguf file: GGUFFile, directory: String) {
+        path = file.path
+        self.directory = directory
+        format = .gguf
+        gguf = file
+        safetensors = nil
+        tensors = file.records(fileIndex: 0)
+        config = nil
+        architecture = ModelArchitecture(ggufValue: { key in file[key].flatMap(Checkpoint.plainValue) })
+    }
+
     /// The paths of the files holding tensor data, indexed by ``TensorRecord/fileIndex``.
     public var files: [String] {
         if let gguf { return [gguf.path] }

@@ -27,6 +27,8 @@ public final class MappedFile: @unchecked Sendable {
 
     private let base: UnsafeMutableRawPointer?
     private let descriptor: Int32
+    /// Whether `base` is a heap copy (``init(copying:path:)``) rather than a mapping.
+    private let ownsCopy: Bool
 
     /// Opens and maps `path` read-only; a compressed container is opened as its original file.
     /// - Throws: ``FormatError`` with code `.io` when the file cannot be opened or mapped, or the
@@ -39,12 +41,35 @@ public final class MappedFile: @unchecked Sendable {
         }
     }
 
-    private init(container: CompressedFile) {
+    /// Presents an opened container as its original file.
+    package init(container: CompressedFile) {
         path = container.path
         compressed = container
         base = nil
         descriptor = -1
+        ownsCopy = false
         bytes = container.bytes
+    }
+
+    /// A copy of `bytes` held in memory, presented as a file named `path` (for the in-memory entry
+    /// points the fuzz targets and their corpus replay use); nothing is read from disk. A container
+    /// is not recognised here: open it with ``CompressedFile/init(container:)``.
+    package init(copying source: UnsafeRawBufferPointer, path: String) {
+        self.path = path
+        compressed = nil
+        descriptor = -1
+        if source.isEmpty {
+            base = nil
+            ownsCopy = false
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        // Exactly `count` bytes, so an address sanitizer sees any read past the end.
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: source.count, alignment: 16)
+        copy.copyMemory(from: source.baseAddress!, byteCount: source.count)
+        base = copy
+        ownsCopy = true
+        bytes = UnsafeRawBufferPointer(start: copy, count: source.count)
     }
 
     /// Decompresses `range` of a compressed file into ``bytes`` if it is not there yet; nothing for
@@ -83,6 +108,7 @@ public final class MappedFile: @unchecked Sendable {
     public init(uncompressedPath path: String) throws(FormatError) {
         self.path = path
         compressed = nil
+        ownsCopy = false
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -122,7 +148,8 @@ public final class MappedFile: @unchecked Sendable {
             if !willNeed { compressed.release(range) }
             return
         }
-        guard let base, !range.isEmpty else { return }
+        // MADV_DONTNEED would zero a heap copy's pages.
+        guard let base, !ownsCopy, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound / page * page
         let end = min(count, range.upperBound)
@@ -150,7 +177,9 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
-        if let base { munmap(base, bytes.count) }
+        if let base {
+            if ownsCopy { base.deallocate() } else { munmap(base, bytes.count) }
+        }
         if descriptor >= 0 { close(descriptor) }
     }
 }

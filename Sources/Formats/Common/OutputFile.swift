@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,12 @@ public final class OutputFile {
     public let temporaryPath: String
     /// Bytes written so far (the offset of the next byte).
     public private(set) var position: Int = 0
+    /// The SHA-256 of the whole file as 64 lowercase hex digits, once ``commit()`` has put it in
+    /// place; computed while the bytes stream through ``write(_:)-(UnsafeRawBufferPointer)``, so
+    /// an integrity manifest needs no second read.
+    public private(set) var sha256: String?
+
+    private var hasher = Crypto.SHA256()
 
     private var descriptor: Int32
     private var buffer: UnsafeMutableRawBufferPointer
@@ -48,6 +55,7 @@ public final class OutputFile {
 
     /// Appends raw bytes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+        hasher.update(bufferPointer: bytes)
         if buffered + bytes.count <= buffer.count {
             if bytes.count > 0 {
                 (buffer.baseAddress! + buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -122,6 +130,7 @@ public final class OutputFile {
             unlink(temporaryPath)
             throw FormatError(.writeFailed, path: path, message: "cannot move the finished output into place (\(reason))")
         }
+        sha256 = IntegrityManifest.hex(hasher.finalize())
     }
 
     /// Abandons the output: closes and removes the temporary file. Safe to call more than once.

@@ -51,9 +51,15 @@ public final class CompressedFile: @unchecked Sendable {
     /// Opens and validates the container at `path`.
     /// - Throws: ``FormatError``: `.truncated` (file shorter than its headers, footer missing),
     ///   `.invalidContainer` (bad version, inconsistent sizes, damaged index), `.io`.
-    public init(path: String) throws(FormatError) {
+    public convenience init(path: String) throws(FormatError) {
+        try self.init(container: MappedFile(uncompressedPath: path))
+    }
+
+    /// Validates the container held by `file` (mapped from disk, or an in-memory copy).
+    /// - Throws: as ``init(path:)``.
+    package init(container file: MappedFile) throws(FormatError) {
+        let path = file.path
         self.path = path
-        let file = try MappedFile(uncompressedPath: path)
         container = file
         let bytes = file.bytes
         let start = CompressedFormat.startHeaderByteCount, footer = CompressedFormat.footerByteCount

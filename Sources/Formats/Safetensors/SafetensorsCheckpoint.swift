@@ -186,13 +186,21 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     /// The sum of all tensors' bytes (what an index calls `total_size`).
     public var totalTensorByteCount: Int { tensors.reduce(0) { $0 + $1.byteCount } }
 
-    private struct Index {
-        var metadata: JSONValue?
-        var weightMap: [(tensor: String, file: String)]
+    /// A parsed index: its `metadata` object and its `weight_map` (tensor → file), in file order.
+    package struct Index {
+        /// The `metadata` object, or nil.
+        package var metadata: JSONValue?
+        /// The tensor → file pairs, in the order the index lists them.
+        package var weightMap: [(tensor: String, file: String)]
     }
 
     private static func readIndex(_ path: String) throws(FormatError) -> Index {
-        let document = try JSONValue.parse(contentsOf: path)
+        try parseIndex(JSONValue.parse(contentsOf: path), path: path)
+    }
+
+    /// Checks a parsed `model.safetensors.index.json` (`path` names it in errors) and returns its
+    /// weight map, in file order, and its metadata.
+    package static func parseIndex(_ document: JSONValue, path: String) throws(FormatError) -> Index {
         func invalid(_ message: String, tensor: String? = nil) -> FormatError {
             FormatError(.invalidIndex, path: path, tensor: tensor, message: message,
                         remedy: "the index is damaged; download it again (or remove it to load every .safetensors file in the directory)")

@@ -87,9 +87,15 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Maps and validates the file at `path`.
     /// - Throws: ``FormatError`` with a specific code (see the `FormatError.Code` extension in
     ///   this file) naming the byte offset or tensor, and a remedy.
-    public init(path: String) throws(FormatError) {
+    public convenience init(path: String) throws(FormatError) {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    /// Validates the safetensors file `file` holds (mapped from disk, or an in-memory copy).
+    /// - Throws: as ``init(path:)``.
+    package init(file: MappedFile) throws(FormatError) {
+        let path = file.path
         self.path = path
-        let file = try MappedFile(path: path)
         self.file = file
         let bytes = file.bytes
         if let size = GitLFSPointer.declaredSize(in: bytes) {

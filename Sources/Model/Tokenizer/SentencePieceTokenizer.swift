@@ -69,7 +69,13 @@ public struct SentencePieceTokenizer: TextTokenizer {
         do { file = try MappedFile(path: modelPath) } catch {
             throw .unsupportedTokenizer(path: modelPath, reason: "cannot be read: \(error)")
         }
-        let model = try SentencePieceModel(bytes: file.bytes, path: modelPath)
+        try self.init(modelBytes: file.bytes, path: modelPath, config: config)
+    }
+
+    /// Reads the tokenizer.model held in `bytes` (`modelPath` names it in errors); `config` as in
+    /// ``init(modelPath:config:)``.
+    package init(modelBytes bytes: UnsafeRawBufferPointer, path modelPath: String, config: JSONValue?) throws(ModelError) {
+        let model = try SentencePieceModel(bytes: bytes, path: modelPath)
         guard !model.treatWhitespaceAsSuffix else {
             throw .unsupportedTokenizer(path: modelPath, reason: "treat_whitespace_as_suffix models are not supported")
         }
@@ -113,6 +119,10 @@ public struct SentencePieceTokenizer: TextTokenizer {
                  byteFallback: Bool, unknownID: Int32?, addedTokens: [AddedToken], addsSpacePrefix: Bool,
                  userDefinedSplitter: BytePrefixTrie, bosTokenID: Int32?, eosTokenID: Int32?, addsBOS: Bool,
                  normalizerName: String, summary: String, path: String) throws(ModelError) {
+        // Scores order the merges and the unigram lattice; NaN has no place in either order.
+        if let bad = scores.firstIndex(where: { $0.isNaN }) {
+            throw .unsupportedTokenizer(path: path, reason: "piece \(bad) ('\(DisplayText.shortened(bad < pieces.count ? pieces[bad] : ""))') has the score NaN; every score must be a number")
+        }
         self.normalizerName = normalizerName
         let ggufMode = normalizer == nil
         let normal = SentencePieceModel.PieceType.normal.rawValue

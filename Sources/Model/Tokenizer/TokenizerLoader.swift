@@ -66,8 +66,13 @@ public enum TokenizerLoader {
 }
 
 /// Reads tokenizer.json (the `tokenizers` serialization).
-enum TokenizerJSON {
-    static func tokenizer(_ json: JSONValue, config: JSONValue?, path: String, options: TokenizerOptions) throws(ModelError) -> any TextTokenizer {
+package enum TokenizerJSON {
+    /// The most ids below the largest that may be undefined (a gap in the vocabulary).
+    static let maximumMissingIDs = 1 << 20
+
+    /// The tokenizer a parsed tokenizer.json (`path` names it in errors) describes, with the
+    /// directory's parsed tokenizer_config.json, if any.
+    package static func tokenizer(_ json: JSONValue, config: JSONValue?, path: String, options: TokenizerOptions) throws(ModelError) -> any TextTokenizer {
         guard let model = json["model"] else {
             throw .unsupportedTokenizer(path: path, reason: "has no 'model' object")
         }
@@ -97,13 +102,22 @@ enum TokenizerJSON {
             guard let id = entry["id"]?.int, id >= 0, let content = entry["content"]?.string else {
                 throw .unsupportedTokenizer(path: path, reason: "an added_tokens entry lacks 'id' or 'content'")
             }
+            guard let id32 = Int32(exactly: id), id32 < Int32.max else {
+                throw .unsupportedTokenizer(path: path, reason: "added token '\(content)' has id \(id); ids must be below 2^31")
+            }
             maximumID = max(maximumID, id)
             addedContent.append((content, id))
-            let token = AddedToken(content: content, id: Int32(id), stripsLeft: entry["lstrip"]?.bool ?? false,
+            let token = AddedToken(content: content, id: id32, stripsLeft: entry["lstrip"]?.bool ?? false,
                                    stripsRight: entry["rstrip"]?.bool ?? false, singleWord: entry["single_word"]?.bool ?? false)
             let special = entry["special"]?.bool ?? false
             if special && options.parsesSpecialTokens == false { continue }
             if entry["normalized"]?.bool ?? !special { normalizedAddedTokens.append(token) } else { addedTokens.append(token) }
+        }
+        // The id table is sized by the largest id: ids are 32-bit, and a table mostly of holes
+        // (a hostile id of 10^11) is refused before it is allocated.
+        let definedCount = vocabulary.count + addedContent.count
+        guard maximumID < Int(Int32.max), maximumID < definedCount + TokenizerJSON.maximumMissingIDs else {
+            throw .unsupportedTokenizer(path: path, reason: "ids run to \(maximumID) but only \(definedCount) tokens are defined; ids must be below 2^31 and at most \(TokenizerJSON.maximumMissingIDs) of them unused")
         }
         var tokens = [String?](repeating: nil, count: maximumID + 1)
         for member in vocabulary { tokens[member.value.int!] = member.key }
