@@ -215,10 +215,23 @@ public enum MixturePlanner {
     public static func plan(_ mixture: MixtureDescriptor, model: MixtureModel, tensors: [MixtureTensor],
                             overrides: [TensorTypeOverride] = [], pure: Bool = false,
                             hasImportanceMatrix: Bool = false) throws(QuantizeJobError) -> [MixtureDecision] {
-        let ordered = llamaOrder(tensors)
         var state = State(mixture: mixture.name, model: model, hasImportanceMatrix: hasImportanceMatrix)
+        let ordered = llamaOrder(tensors)
         state.attentionVCount = ordered.filter { Category($0.name).isAttentionV }.count
         state.tiedEmbeddings = !ordered.contains { Category($0.name) == .output }
+        return try decide(ordered, defaultType: mixture.defaultType, reason: "\(mixture.llamaName) default", overrides: overrides) {
+            t, type, reason throws(QuantizeJobError) in
+            pure ? (type, "\(mixture.defaultType.name) (--pure)") : try state.rule(t, type, reason)
+        }
+    }
+
+    /// The loop both plans share (llama.cpp's `llama_tensor_get_type` around its `_impl`): tensors
+    /// llama.cpp never quantizes keep their type; the first matching `--tensor-type` override wins,
+    /// else `rule` refines the default; then the row-length fallback. `ordered` is in
+    /// ``llamaOrder(_:)``, which `rule`'s counters rely on. An override that matches no quantized
+    /// tensor is an error naming it.
+    static func decide(_ ordered: [MixtureTensor], defaultType: GGMLType, reason defaultReason: String, overrides: [TensorTypeOverride],
+                       rule: (MixtureTensor, GGMLType, String) throws(QuantizeJobError) -> (GGMLType, String)) throws(QuantizeJobError) -> [MixtureDecision] {
         var used = Set<Int>()
         var out: [MixtureDecision] = []
         for t in ordered {
@@ -227,15 +240,13 @@ public enum MixturePlanner {
                                            reason: t.shape.dropFirst().allSatisfy({ $0 == 1 }) ? "kept: one dimension" : "kept: llama.cpp never quantizes this tensor"))
                 continue
             }
-            var type = mixture.defaultType, reason = "\(mixture.llamaName) default"
+            var type = defaultType, reason = defaultReason
             if let i = overrides.firstIndex(where: { $0.matches(t.name) }) {
                 used.insert(i)
                 type = overrides[i].type
                 reason = "--tensor-type \(overrides[i].pattern)=\(type.name.lowercased())"
-            } else if pure {
-                reason = "\(mixture.defaultType.name) (--pure)"
             } else {
-                (type, reason) = try state.rule(t, type, reason)
+                (type, reason) = try rule(t, type, reason)
             }
             (type, reason) = fallback(t, type, reason)
             out.append(MixtureDecision(name: t.name, type: type, converts: type != t.type, reason: reason))

@@ -52,10 +52,7 @@ extension QuantizeJob {
             let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, for: tensor, scheme: scheme)
             let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options,
                                                 importance: importance, rowsPerExpert: rowsPerExpert)
-            let outputs = quantizer.layouts.map { part in
-                OutputTensor(name: QuantizedTensor.tensorName(weightName: tensor.name, suffix: part.suffix), type: part.type,
-                             shape: part.suffix.isEmpty ? tensor.shape : part.shape, byteCount: part.byteCount)
-            }
+            let outputs = QuantizeJob.outputs(of: quantizer, name: tensor.name, shape: tensor.shape)
             planned.append(PlannedTensor(source: tensor, decision: TensorSelection.Decision(quantize: true, rule: choice.reason),
                                          outputs: outputs, matrix: (rows, columns), scheme: scheme,
                                          importance: importance, rowsPerExpert: rowsPerExpert))

@@ -55,10 +55,7 @@ extension QuantizeJob {
                 ? try settings.importance?.matrix.quantizationWeights(forTensor: entry.name, columns: columns, experts: 1) : nil
             let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: entry.name, options: settings.options,
                                                 importance: importance)
-            let outputs = quantizer.layouts.map { part in
-                OutputTensor(name: part.suffix.isEmpty ? entry.name : QuantizedTensor.tensorName(weightName: entry.name, suffix: part.suffix),
-                             type: part.type, shape: part.suffix.isEmpty ? entry.shape : part.shape, byteCount: part.byteCount)
-            }
+            let outputs = QuantizeJob.outputs(of: quantizer, name: entry.name, shape: entry.shape)
             planned.append(PlannedTensor(source: source, decision: TensorSelection.Decision(quantize: true, rule: choice.reason),
                                          outputs: outputs, matrix: (rows, columns), scheme: scheme, importance: importance))
         }

@@ -272,10 +272,7 @@ public final class QuantizeJob {
                 case .success(let quantizer):
                     matrix = (rows, columns)
                     plannedImportance = (importance, rowsPerExpert)
-                    outputs = quantizer.layouts.map { part in
-                        OutputTensor(name: QuantizedTensor.tensorName(weightName: tensor.name, suffix: part.suffix), type: part.type,
-                                     shape: part.suffix.isEmpty ? tensor.shape : part.shape, byteCount: part.byteCount)
-                    }
+                    outputs = QuantizeJob.outputs(of: quantizer, name: tensor.name, shape: tensor.shape)
                 case .failure(.shapeNotDivisible(_, _, let blockSize)):
                     decision = TensorSelection.Decision(quantize: false,
                         rule: "rows of \(columns) are not a multiple of the \(blockSize)-element block (kept, as llama.cpp does)")
@@ -290,6 +287,15 @@ public final class QuantizeJob {
         if !planned.contains(where: { $0.decision.quantize }) {
             throw QuantizeJobError(.nothingToQuantize,
                 "no tensor of \(input) would be quantized (\(planned.count) tensors, none a 2-D floating-point linear weight that the rules select); see --dry-run for each tensor's rule, and use --only to name tensors explicitly")
+        }
+    }
+
+    /// The output tensors `quantizer` writes for the weight `name` of row-major `shape`: the weight
+    /// itself at its shape (GGUF blocks, packed codes) and its parts (scales, zero points) at theirs.
+    static func outputs(of quantizer: TensorQuantizer, name: String, shape: [Int]) -> [OutputTensor] {
+        quantizer.layouts.map { part in
+            OutputTensor(name: QuantizedTensor.tensorName(weightName: name, suffix: part.suffix), type: part.type,
+                         shape: part.suffix.isEmpty ? shape : part.shape, byteCount: part.byteCount)
         }
     }
 
