@@ -49,7 +49,7 @@ extension QuantizeJob {
             let scheme = Scheme(name: descriptor.name)
             let columns = tensor.shape.last ?? 0
             let rows = columns > 0 ? tensor.elementCount / columns : 0
-            let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, for: tensor, scheme: scheme)
+            let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, name: tensor.name, shape: tensor.shape, scheme: scheme)
             let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options,
                                                 importance: importance, rowsPerExpert: rowsPerExpert)
             let outputs = QuantizeJob.outputs(of: quantizer, name: tensor.name, shape: tensor.shape)
@@ -63,13 +63,14 @@ extension QuantizeJob {
         return planned
     }
 
-    /// The importance-matrix values of `tensor` for a GGUF scheme (``ImportanceMatrix/quantizationWeights(forTensor:columns:experts:)``:
-    /// what llama-quantize passes ggml), with the rows per expert slice of a 3-D expert tensor;
-    /// (nil, nil) without a matrix, for a safetensors scheme, or without an entry for the tensor.
-    static func importance(_ matrix: ImportanceMatrix?, for tensor: TensorRecord, scheme: Scheme) throws -> ([Float]?, Int?) {
-        guard let matrix, scheme.descriptor.container == .gguf, let columns = tensor.shape.last, columns > 0 else { return (nil, nil) }
-        let experts = tensor.shape.count == 3 ? tensor.shape[0] : 1
-        guard let values = try matrix.quantizationWeights(forTensor: tensor.name, columns: columns, experts: experts) else { return (nil, nil) }
-        return (values, experts > 1 ? tensor.elementCount / columns / experts : nil)
+    /// The importance-matrix values of the weight `name` (row-major `shape`) for a GGUF scheme
+    /// (``ImportanceMatrix/quantizationWeights(forTensor:columns:experts:)``: what llama-quantize
+    /// passes ggml), with the rows per expert slice of a 3-D expert tensor; (nil, nil) without a
+    /// matrix, for a safetensors scheme, or without an entry for the tensor.
+    static func importance(_ matrix: ImportanceMatrix?, name: String, shape: [Int], scheme: Scheme) throws -> ([Float]?, Int?) {
+        guard let matrix, scheme.descriptor.container == .gguf, let columns = shape.last, columns > 0 else { return (nil, nil) }
+        let experts = shape.count == 3 ? shape[0] : 1
+        guard let values = try matrix.quantizationWeights(forTensor: name, columns: columns, experts: experts) else { return (nil, nil) }
+        return (values, experts > 1 ? shape.reduce(1, *) / columns / experts : nil)
     }
 }

@@ -40,7 +40,7 @@ extension QuantizeJob {
             let kept = [OutputTensor(name: entry.name, type: .ggml(entry.type), shape: entry.shape, byteCount: elements * entry.type.bytesPerBlock / entry.type.blockSize)]
             guard choice.converts else {
                 planned.append(PlannedTensor(source: source, decision: TensorSelection.Decision(quantize: false, rule: choice.reason),
-                                             outputs: kept, matrix: nil, scheme: settings.scheme))
+                                             outputs: kept, matrix: nil, scheme: settings.scheme, conversion: entry))
                 continue
             }
             guard let descriptor = SchemeDescriptor.writing(choice.type) else {
@@ -51,24 +51,18 @@ extension QuantizeJob {
             let columns = entry.shape.last ?? 0
             let rows = columns > 0 ? elements / columns : 0
             // The importance matrix is keyed by GGUF names (what llama-quantize sees in the twin).
-            let importance = scheme.descriptor.container == .gguf
-                ? try settings.importance?.matrix.quantizationWeights(forTensor: entry.name, columns: columns, experts: 1) : nil
+            let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, name: entry.name, shape: entry.shape, scheme: scheme)
             let quantizer = try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: entry.name, options: settings.options,
-                                                importance: importance)
+                                                importance: importance, rowsPerExpert: rowsPerExpert)
             let outputs = QuantizeJob.outputs(of: quantizer, name: entry.name, shape: entry.shape)
             planned.append(PlannedTensor(source: source, decision: TensorSelection.Decision(quantize: true, rule: choice.reason),
-                                         outputs: outputs, matrix: (rows, columns), scheme: scheme, importance: importance))
+                                         outputs: outputs, matrix: (rows, columns), scheme: scheme, importance: importance,
+                                         rowsPerExpert: rowsPerExpert, conversion: entry))
         }
         guard planned.count == conversion.tensors.count else {
             throw QuantizeJobError(.unsupportedConversion, "\(input): the conversion plan names \(conversion.tensors.count) tensors but \(planned.count) were planned (duplicate GGUF names?)")
         }
         return planned
-    }
-
-    /// The conversion entry of a planned tensor, nil outside a conversion.
-    func conversionEntry(_ planned: PlannedTensor) -> ConversionPlan.Tensor? {
-        guard let conversion = settings.conversion, let name = planned.outputs.first?.name else { return nil }
-        return conversion.tensors.first { $0.name == name }
     }
 
     /// Copies `source` into `target` with llama.cpp's Q/K row permutation (`entry.permuteHeads`

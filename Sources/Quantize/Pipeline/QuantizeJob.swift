@@ -133,6 +133,8 @@ public final class QuantizeJob {
         public var importance: [Float]? = nil
         /// Rows per importance slice (the rows of one expert of a 3-D expert tensor).
         public var rowsPerExpert: Int? = nil
+        /// Its entry of ``Settings/conversion`` (GGUF name, Q/K permutation), nil outside a conversion.
+        public var conversion: ConversionPlan.Tensor? = nil
         /// Output bytes.
         public var outputByteCount: Int { outputs.reduce(0) { $0 + $1.byteCount } }
     }
@@ -264,7 +266,7 @@ public final class QuantizeJob {
             if decision.quantize {
                 let columns = tensor.shape.last ?? 0
                 let rows = columns > 0 ? tensor.elementCount / columns : 0
-                let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, for: tensor, scheme: scheme)
+                let (importance, rowsPerExpert) = try QuantizeJob.importance(settings.importance?.matrix, name: tensor.name, shape: tensor.shape, scheme: scheme)
                 switch Result(catching: { () throws(QuantizeError) in
                     try TensorQuantizer(scheme: scheme, rows: rows, columns: columns, tensorName: tensor.name, options: settings.options,
                                         importance: importance, rowsPerExpert: rowsPerExpert)
@@ -591,7 +593,7 @@ public final class QuantizeJob {
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
         var source = try checkpoint.readData(for: planned.source)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
-        let conversion = conversionEntry(planned)
+        let conversion = planned.conversion
         var permutedCopy: UnsafeMutableRawBufferPointer? = nil
         defer { permutedCopy?.deallocate() }
         if let conversion, conversion.permuteHeads != nil {
