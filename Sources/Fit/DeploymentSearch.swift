@@ -40,11 +40,9 @@ public enum DeploymentSearch {
             for engine in try engines(for: hardware) {
                 for variant in try variants(for: engine) {
                     for count in FitPlanner.overviewCounts(for: hardware) {
-                        if engine.splitMode == .tensor, count > 1 {
-                            let probe = try request(DeviceSelection(hardware: hardware, count: count), variant, engine)
-                            if FitPlanner.tensorParallelProblem(model: probe.model, count: count) != nil { continue }
-                        }
                         var fitRequest = try request(DeviceSelection(hardware: hardware, count: count), variant, engine)
+                        // Counts TP cannot take run as TP × PP; those no parallelism takes are skipped.
+                        if (try? FitPlanner.parallelism(fitRequest)) == nil { continue }
                         fitRequest.offload = .none
                         fitRequest.concurrency = .count(users)
                         let result = try FitPlanner.plan(fitRequest)

@@ -9,16 +9,16 @@ extension FitPlanner {
     }
 
     /// The plan on the smallest of ``overviewCounts(for:)`` devices of `hardware` that fits,
-    /// without offloading, or the plan at the largest count when none fits; counts whose tensor
-    /// parallelism the model's heads do not divide are skipped.
+    /// without offloading, or the plan at the largest count when none fits; a count the model's heads
+    /// do not divide runs as TP × PP, and counts no parallelism takes are skipped.
     /// - Parameter request: the request for a device selection (the caller's options).
     /// - Throws: what ``plan(_:)`` or `request` throws.
     public static func smallestFit(on hardware: Hardware, request: (DeviceSelection) throws -> FitRequest) throws -> FitResult? {
         var chosen: FitResult?
         for count in overviewCounts(for: hardware) {
             var fitRequest = try request(DeviceSelection(hardware: hardware, count: count))
-            // Counts tensor parallelism cannot take for this model are skipped (vLLM refuses them).
-            if fitRequest.engine.splitMode == .tensor, tensorParallelProblem(model: fitRequest.model, count: count) != nil { continue }
+            // Counts tensor parallelism cannot take run as TP × PP; counts no parallelism takes are skipped.
+            if (try? parallelism(fitRequest)) == nil { continue }
             fitRequest.offload = .none
             let result = try plan(fitRequest)
             chosen = result

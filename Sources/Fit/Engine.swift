@@ -40,6 +40,9 @@ public struct EngineProfile: Codable, Sendable, Hashable {
     public var maxSequences: Int
     /// Multi-device split.
     public var splitMode: SplitMode
+    /// Whether a tensor-splitting engine can also pipeline layers over devices (vLLM and TensorRT-LLM
+    /// `pipeline_parallel_size`); nil means yes. gpt-fast has tensor parallelism only.
+    public var supportsPipelineParallel: Bool?
     /// Fraction of datasheet memory bandwidth reached by decode kernels on 16-bit or native weights.
     public var bandwidthEfficiency: Double
     /// Fraction of datasheet bandwidth reached reading the KV cache in attention kernels.

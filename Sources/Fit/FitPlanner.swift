@@ -57,6 +57,10 @@ public struct FitRequest: Sendable {
     public var sloTokensPerSecond: Double?
     /// Longest acceptable time to first token, seconds.
     public var sloTTFTSeconds: Double?
+    /// Run a mixture of experts expert-parallel: attention data-parallel on every device, whole
+    /// experts spread over the devices, two all-to-alls per MoE layer (vLLM `--enable-expert-parallel`
+    /// with `--data-parallel-size` = the device count). False: experts are tensor-parallel like every weight.
+    public var expertParallel: Bool = false
 
     /// Creates a request; links are looked up in `catalog`.
     public init(model: ModelShape, variant: Variant, devices: DeviceSelection, engine: EngineProfile, catalog: HardwareCatalog,
@@ -112,6 +116,8 @@ public struct MemoryBreakdown: Codable, Sendable {
     public var kvCacheTokens: Int
     /// Weight bytes of the variant for the whole model.
     public var weightsModel: Int
+    /// Data-parallel ranks that each hold their own sequences (expert parallelism); 1 otherwise.
+    public var dataParallelRanks: Int
 }
 
 /// Decode speed (the JSON `decode` object).
@@ -130,6 +136,8 @@ public struct DecodeEstimate: Codable, Sendable {
     public var weightBytesPerStep: Double
     /// KV bytes read per step per device.
     public var kvBytesPerStep: Double
+    /// The offload plan this decode runs (`stream`, `split`, `cpu`) when the weights do not fit the devices; nil on the devices.
+    public var offload: String?
 }
 
 /// Prefill time of one prompt on an idle server (the JSON `prefill` object).
@@ -242,8 +250,10 @@ public struct FitResult: Codable, Sendable {
     public var hardware: String
     /// Devices.
     public var deviceCount: Int
-    /// Tensor-parallel degree (1 for layer split).
+    /// Tensor-parallel degree (1 for layer split and expert parallelism).
     public var tensorParallel: Int
+    /// How the devices share the model: TP, TP × PP for counts the heads do not divide, EP, or a layer split.
+    public var parallelism: Parallelism
     /// Engine name.
     public var engine: String
     /// Context used for the KV budget.
@@ -285,6 +295,8 @@ public struct FitResult: Codable, Sendable {
     public var offload: [OffloadPlan]?
     /// The fastest offload plan's mode.
     public var offloadBest: String?
+    /// The typical load the overview and the side-by-side table price this plan at (nil elsewhere).
+    public var typicalLoad: TypicalLoad?
     /// Caveats in words.
     public var notes: [String]
 }
@@ -324,10 +336,7 @@ public enum FitPlanner {
               request.kvBytesPerElement == 1 || request.kvBytesPerElement == 2 else {
             throw FitError(.invalidRequest, path: "request", message: "input tokens, output tokens, context and concurrency must be from 1 to 100,000,000 and KV bytes 1 or 2", remedy: "fix --input-tokens, --output-tokens, --context or --concurrency")
         }
-        if engine.splitMode == .tensor, hardware.kind != .cpu, let problem = tensorParallelProblem(model: model, count: count) {
-            throw FitError(.invalidRequest, path: request.devices.label, message: problem,
-                           remedy: "use a device count from \(validTensorParallelCounts(model: model, upTo: max(8, count)).map(String.init).joined(separator: ", ")), or --engine llamacpp (layer split)")
-        }
+        let parallelism = try Self.parallelism(request)
         guard let bytes = weightBytes(request) else {
             throw FitError(.overflow, path: model.name, message: "the weight byte count overflows", remedy: "check the model shape")
         }
@@ -346,20 +355,30 @@ public enum FitPlanner {
         if request.context > model.maxContext {
             notes.append("context \(request.context) is longer than the model's trained \(model.maxContext) tokens")
         }
+        if parallelism.isPipelined {
+            notes.append("tensor parallelism cannot take \(count) devices (\(model.attentionHeads) attention heads, \(model.kvHeads) KV heads): \(parallelism.summary), \(parallelism.layersPerStage) of \(model.layerCount) layers per stage; "
+                         + "a token passes the stages one after another (per-user speed as on one stage's TP group), \(min(parallelism.pipeline, engine.maxSequences)) micro-batches keep the stages busy")
+        }
+        if parallelism.expert > 1 {
+            notes.append("expert parallel: every device holds the attention and dense weights and the KV of its own sequences (data-parallel attention) and \(model.expertCount / parallelism.expert) of the \(model.expertCount) experts; each MoE layer sends every token to its experts' devices and back (two all-to-alls); the busiest device sets the step (expected busiest share of the routed experts)")
+        }
         if model.isMixtureOfExperts {
-            notes.append("MoE: memory holds all \(model.expertCount) experts; a decode step reads the experts its tokens are routed to (\(model.expertsPerToken) per token; more as the batch grows); routing imbalance is not modelled")
+            notes.append("MoE: memory holds all \(model.expertCount) experts; a decode step reads the experts its tokens are routed to (\(model.expertsPerToken) per token; more as the batch grows); routing is taken as uniform (hot experts are not modelled)")
         }
         var memory = memoryBreakdown(request, bytes: bytes)
         let kvPerSequence = Double(model.kvTokens(context: request.context)) * memory.kvBytesPerToken
-        let maxConcurrency = kvPerSequence > 0 ? Int((Double(memory.kvCacheTokens) / Double(model.kvTokens(context: request.context))).rounded(.down)) : 0
-        var longest = min(memory.kvCacheTokens, model.maxContext)
-        if let window = model.slidingWindow, memory.kvCacheTokens >= window { longest = model.maxContext }
+        // A sequence lives on one data-parallel rank (one rank without expert parallelism).
+        let ranks = parallelism.expert
+        let tokensPerRank = memory.kvCacheTokens / ranks
+        let maxConcurrency = kvPerSequence > 0 ? tokensPerRank / model.kvTokens(context: request.context) * ranks : 0
+        var longest = min(tokensPerRank, model.maxContext)
+        if let window = model.slidingWindow, tokensPerRank >= window { longest = model.maxContext }
         let weightsFit = memory.available - memory.weights - memory.activations - memory.overhead > 0
         // A serving engine runs what its KV budget and batch limit hold and queues the rest.
         let requested: Int
         switch request.concurrency {
         case .count(let n): requested = n
-        case .max: requested = max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences))
+        case .max: requested = max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences * parallelism.expert))
         }
         // An explicit count is taken as the engine's configured batch (max_num_seqs set to it), so only the KV budget caps it.
         var inFlight = max(0, min(requested, maxConcurrency))
@@ -378,7 +397,7 @@ public enum FitPlanner {
                          slidingWindow: model.slidingWindow, experts: model.expertCount),
             variant: request.variant.name, execution: execution.summary, weightOnly: execution.weightOnly,
             hardware: request.devices.label, deviceCount: count,
-            tensorParallel: engine.splitMode == .tensor ? count : 1, engine: engine.name, context: request.context,
+            tensorParallel: parallelism.tensor, parallelism: parallelism, engine: engine.name, context: request.context,
             fits: fits, weightsFit: weightsFit, kvFitsAllUsers: kvFitsAll, verdict: "", memory: memory, maxConcurrency: maxConcurrency, longestContext: max(longest, 0),
             pricePerHour: request.pricePerHour ?? hardware.pricePerHour,
             priceNote: (request.pricePerHour ?? hardware.pricePerHour) == nil ? hardware.priceNote : nil, notes: notes)
@@ -401,7 +420,7 @@ public enum FitPlanner {
                 result.costPerMillionTokens = price * Double(count) / 3600 / throughput.outputTokensPerSecond * 1e6
             }
             if request.sloTokensPerSecond != nil || request.sloTTFTSeconds != nil {
-                result.slo = speed.slo(limit: max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences)),
+                result.slo = speed.slo(limit: max(1, min(maxConcurrencyForLoad(request, memory: memory), engine.maxSequences * parallelism.expert)),
                                        tokensPerSecond: request.sloTokensPerSecond, ttft: request.sloTTFTSeconds)
             }
         } else if request.offload != .none, !weightsFit, hardware.kind == .gpu || hardware.kind == .accelerator {
@@ -417,6 +436,18 @@ public enum FitPlanner {
             }
             result.offload = plans
             result.offloadBest = plans.max(by: { $0.tokensPerSecond < $1.tokensPerSecond })?.mode
+            if let best = plans.first(where: { $0.mode == result.offloadBest }) {
+                // The decode of the fastest offload plan, so `decode` is there whenever something runs.
+                let users: Int
+                if case .count(let n) = request.concurrency { users = n } else { users = 1 }
+                let context = Double(request.inputTokens) + Double(request.outputTokens) / 2
+                let kvBytes = Double(users) * Double(model.kvTokens(context: Int(context))) * Double(memory.kvBytesPerTokenModel)
+                let decode = DecodeEstimate(concurrency: users, stepSeconds: best.secondsPerToken, tokensPerSecondPerUser: 1 / best.secondsPerToken,
+                                            tokensPerSecondTotal: best.tokensPerSecond, bound: best.bound,
+                                            weightBytesPerStep: best.deviceWeightBytes + best.hostWeightBytes, kvBytesPerStep: kvBytes, offload: best.mode)
+                result.decode = decode
+                if users == 1 { result.decodeSingleUser = decode }
+            }
             if !plans.isEmpty, let host = request.host { result.notes.append("offload host: \(host.name) (\(host.displayName), \(Int(host.memoryBandwidthGBps)) GB/s)") }
         } else if !weightsFit, hardware.kind == .tpu, request.offload != .none {
             result.notes.append("\(hardware.displayName) has no PCIe weight offload in its serving stacks: no offload plan")
@@ -427,7 +458,26 @@ public enum FitPlanner {
         if engine.memoryRule == .llamacpp, count > 1 {
             result.notes.append("llama.cpp splits layers across devices (--split-mode layer): memory adds up, decode speed does not")
         }
+        if model.isMixtureOfExperts, !request.expertParallel, engine.splitMode == .tensor, hardware.kind != .cpu, count > 1,
+           model.expertCount % count == 0, result.fits {
+            // The other way to spread a mixture: say what expert parallelism would give, so the choice is visible.
+            var alternative = request
+            alternative.expertParallel = true
+            alternative.sloTokensPerSecond = nil
+            alternative.sloTTFTSeconds = nil
+            if let ep = try? plan(alternative), ep.fits, let one = ep.decodeSingleUser, let serving = ep.throughput {
+                result.notes.append("with --expert-parallel (EP \(count), attention data-parallel): \(String(format: "%.1f", one.tokensPerSecondPerUser)) tok/s for one user, "
+                                    + "\(String(format: "%.0f", serving.outputTokensPerSecond)) output tok/s at \(serving.concurrency) in flight"
+                                    + (ep.costPerMillionTokens.map { String(format: " ($%.3f/M tokens)", $0) } ?? ""))
+            }
+        }
         return result
+    }
+
+    /// How `request`'s devices share its model (``Parallelism/plan(model:engine:count:expertParallel:label:isCPU:)``).
+    public static func parallelism(_ request: FitRequest) throws -> Parallelism {
+        try Parallelism.plan(model: request.model, engine: request.engine, count: request.devices.count, expertParallel: request.expertParallel,
+                             label: request.devices.label, isCPU: request.devices.hardware.kind == .cpu)
     }
 
     /// Why `count` tensor-parallel ranks cannot run `model` (vLLM's rule: the attention heads divide
@@ -469,7 +519,8 @@ public enum FitPlanner {
     /// Sequences in flight under full load: the KV budget divided by the average tokens a running sequence holds.
     static func maxConcurrencyForLoad(_ request: FitRequest, memory: MemoryBreakdown) -> Int {
         let tokens = request.model.kvTokens(context: request.inputTokens + request.outputTokens)
-        return tokens > 0 ? memory.kvCacheTokens / tokens : 0
+        let ranks = max(1, memory.dataParallelRanks)
+        return tokens > 0 ? memory.kvCacheTokens / ranks / tokens * ranks : 0
     }
 
     /// Memory per device for `request` (see ``EngineProfile/MemoryRule``).
@@ -477,15 +528,37 @@ public enum FitPlanner {
         let model = request.model, hardware = request.devices.hardware, engine = request.engine
         let count = Double(request.devices.count)
         let total = hardware.memoryBytes
-        let weights = Double(bytes.total) / count
+        var weights = Double(bytes.total) / count
         let kvModel = model.kvBytesPerToken(bytesPerElement: request.kvBytesPerElement)
+        let parallelism = (try? parallelism(request))
+            ?? Parallelism(tensor: request.devices.count, pipeline: 1, expert: 1, layersPerStage: model.layerCount, summary: "TP \(request.devices.count)")
+        // Activation buffers are split over the ranks that split each matrix.
+        var shards = count
         // KV heads are split across tensor-parallel ranks, replicated when there are fewer heads than ranks.
-        let kvPerDevice: Double
+        var kvPerDevice: Double
         if engine.splitMode == .tensor {
-            let headsPerDevice = (model.kvHeads + request.devices.count - 1) / request.devices.count
+            let tensor = parallelism.tensor
+            let headsPerDevice = (model.kvHeads + tensor - 1) / tensor
             kvPerDevice = Double(kvModel) * Double(headsPerDevice) / Double(model.kvHeads)
         } else {
             kvPerDevice = Double(kvModel) / count
+        }
+        var ranks = 1
+        if parallelism.isPipelined {
+            // The largest stage: its layers, and the embedding (first stage) or the output head (last).
+            let share = Double(parallelism.layersPerStage) / Double(model.layerCount)
+            let layerBytes = Double(bytes.total - bytes.embeddings - bytes.lmHead)
+            let edge = Double(model.tiedEmbeddings ? bytes.embeddings : max(bytes.embeddings, bytes.lmHead))
+            weights = (layerBytes * share + edge) / Double(parallelism.tensor)
+            kvPerDevice *= share
+            shards = Double(parallelism.tensor)
+        } else if parallelism.expert > 1 {
+            // Data-parallel attention: each device holds every non-expert weight, its share of the
+            // experts, and the whole-model KV of its own sequences.
+            ranks = parallelism.expert
+            weights = Double(bytes.total - bytes.experts) + Double(bytes.experts) / Double(ranks)
+            kvPerDevice = Double(kvModel)
+            shards = 1
         }
         let overhead = hardware.kind == .cpu ? 0.5 * gibibyte : engine.runtimeOverheadGiB * gibibyte
         let ffn = Double(model.isMixtureOfExperts ? max(model.expertIntermediateSize, model.intermediateSize) : model.intermediateSize)
@@ -493,7 +566,7 @@ public enum FitPlanner {
         let tokens = Double(engine.maxBatchedTokens)
         // Peak of one forward pass over max_num_batched_tokens: residual and attention streams (4h) and
         // the gated MLP (gate/up output and activation, 3 × ffn) in 16 bits, plus FP32 logits of the sampled rows.
-        var activations = tokens * (4 * h + 3 * ffn) * 2 / count
+        var activations = tokens * (4 * h + 3 * ffn) * 2 / shards
             + Double(min(engine.maxSequences, engine.maxBatchedTokens)) * Double(model.vocabularySize) * 4 * 2
         if engine.memoryRule == .llamacpp {
             // llama.cpp compute buffer: one n_ubatch of activations in F32 plus the output row.
@@ -501,7 +574,7 @@ public enum FitPlanner {
         }
         let wanted: Int
         switch request.concurrency {
-        case .count(let n): wanted = n
+        case .count(let n): wanted = (n + ranks - 1) / ranks
         case .max: wanted = 1
         }
         let kvNeeded = Double(wanted) * Double(model.kvTokens(context: request.context)) * kvPerDevice
@@ -521,11 +594,13 @@ public enum FitPlanner {
         }
         var kvTokens = kvPerDevice > 0 ? max(0, Int((kvCapacity / kvPerDevice).rounded(.down))) : 0
         if engine.memoryRule == .vllm { kvTokens = kvTokens / 16 * 16 }
+        // Data-parallel ranks each hold their own sequences' KV: the deployment holds the sum.
+        kvTokens *= ranks
         let used = weights + activations + overhead + kvNeeded
         return MemoryBreakdown(devices: request.devices.count, weights: weights, kvCache: kvNeeded, kvCapacity: max(kvCapacity, 0),
                                activations: activations, overhead: overhead, total: used, available: available,
                                headroom: available - used, kvBytesPerToken: kvPerDevice, kvBytesPerTokenModel: kvModel,
-                               kvCacheTokens: kvTokens, weightsModel: bytes.total)
+                               kvCacheTokens: kvTokens, weightsModel: bytes.total, dataParallelRanks: ranks)
     }
 }
 
@@ -542,8 +617,12 @@ struct SpeedModel {
     var model: ModelShape { request.model }
     var hardware: Hardware { request.devices.hardware }
     var engine: EngineProfile { request.engine }
-    /// Devices that work on a step at the same time (1 under layer split).
-    var parallel: Double { engine.splitMode == .tensor ? Double(request.devices.count) : 1 }
+    var parallelism: Parallelism {
+        (try? FitPlanner.parallelism(request))
+            ?? Parallelism(tensor: request.devices.count, pipeline: 1, expert: 1, layersPerStage: model.layerCount, summary: "TP \(request.devices.count)")
+    }
+    /// Devices that split each matrix of a step at the same time (the TP degree; 1 under layer split and expert parallelism).
+    var parallel: Double { engine.splitMode == .tensor ? Double(parallelism.tensor) : 1 }
     var bandwidth: Double {
         hardware.bandwidthBytesPerSecond * engine.bandwidthEfficiency(variant: request.variant, execution: execution, kind: hardware.kind,
                                                                        measuredBandwidth: hardware.sources["bandwidth"] == "measured")
@@ -561,7 +640,8 @@ struct SpeedModel {
             let share = Double(model.expertsPerToken) / Double(model.expertCount)
             read += Double(bytes.experts) * (1 - pow(1 - share, max(tokens, 1)))
         }
-        return read / Double(request.devices.count) * (engine.splitMode == .tensor ? 1 : Double(request.devices.count))
+        // Tensor parallelism splits every matrix over its ranks; a layer split reads it all, one device after another.
+        return engine.splitMode == .tensor ? read / parallel : read
     }
 
     /// FLOPs of the weight GEMMs for `tokens` tokens (lm_head only for `sampled` of them), one device.
@@ -576,8 +656,8 @@ struct SpeedModel {
     var sixteenBitPeak: Double { hardware.peakFlops(hardware.kind == .cpu ? "fp32" : "bf16") }
 
     func allReduceSeconds(tokens: Double) -> Double {
-        guard engine.splitMode == .tensor, request.devices.count > 1, let link = request.interconnect else { return 0 }
-        let n = Double(request.devices.count)
+        guard engine.splitMode == .tensor, parallel > 1, let link = request.interconnect else { return 0 }
+        let n = parallel
         let message = tokens * Double(model.hiddenSize) * 2
         let perCall = link.allReduceLatencyMicroseconds * 1e-6 + 2 * (n - 1) / n * message / (link.gigabytesPerSecond * 1e9)
         return 2 * Double(model.layerCount) * perCall
@@ -591,16 +671,88 @@ struct SpeedModel {
 
     /// One engine step with `sequences` decoding at an average `context` and `prefillTokens` prompt tokens (of prompts `promptLength` long) mixed in.
     func step(sequences: Double, context: Double, prefillTokens: Double, promptLength: Double) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
+        let plan = parallelism
+        if plan.isPipelined { return pipelineStep(plan, sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength) }
+        if plan.expert > 1 { return expertStep(plan, sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength) }
+        return tensorStep(sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength, kvBytesPerToken: memory.kvBytesPerToken)
+    }
+
+    /// One step on one tensor-parallel group holding every layer (or a layer split run device after device).
+    func tensorStep(sequences: Double, context: Double, prefillTokens: Double, promptLength: Double, kvBytesPerToken: Double,
+                    fixedCosts: Bool = true) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
         let tokens = sequences + prefillTokens
         let weightBytes = weightBytesRead(tokens: tokens)
         let kvTokens = Double(model.kvTokens(context: Int(context)))
-        let kvBytes = sequences * kvTokens * memory.kvBytesPerToken * (engine.splitMode == .tensor ? 1 : Double(request.devices.count))
+        let kvBytes = sequences * kvTokens * kvBytesPerToken * (engine.splitMode == .tensor ? 1 : Double(request.devices.count))
         let memoryTime = weightBytes / bandwidth
         let mathTime = linearFlops(tokens: tokens, sampled: sequences) / (peak * engine.computeEfficiency)
         let attentionFlops = (4 * attentionWidth * kvTokens * sequences + 2 * attentionWidth * promptLength * prefillTokens) / parallel
         let attentionMath = attentionFlops / (sixteenBitPeak * engine.computeEfficiency)
         let attentionMemory = kvBytes / kvBandwidth
-        let fixed = overhead(sequences: sequences) + allReduceSeconds(tokens: tokens)
+        let fixed = (fixedCosts ? overhead(sequences: sequences) : 0) + allReduceSeconds(tokens: tokens)
+        let seconds = max(memoryTime, mathTime) + max(attentionMemory, attentionMath) + fixed
+        let memoryPart = memoryTime + attentionMemory, mathPart = mathTime + attentionMath
+        let bound = fixed > max(memoryPart, mathPart) ? "overhead" : (mathPart > memoryPart ? "compute" : "memory")
+        return (seconds, bound, weightBytes, kvBytes)
+    }
+
+    /// A pipeline of `plan.pipeline` stages, each a TP group holding `layersPerStage` layers: the
+    /// sequences run as min(stages, sequences) micro-batches, and a token passes every stage in turn,
+    /// so a sequence's step is stages × one stage's time on its micro-batch (the other stages work on
+    /// the other micro-batches meanwhile, or idle: the bubble when there are fewer micro-batches than
+    /// stages), plus the engine's fixed cost once and the activations sent between stages.
+    func pipelineStep(_ plan: Parallelism, sequences: Double, context: Double, prefillTokens: Double, promptLength: Double) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
+        let stages = Double(plan.pipeline)
+        let microBatches = max(1, min(stages, sequences.rounded(.up), Double(engine.maxSequences)))
+        let share = Double(plan.layersPerStage) / Double(model.layerCount)
+        // The whole model's work on one TP group for one micro-batch; a stage does `share` of it.
+        let tensor = plan.tensor
+        let headsPerDevice = (model.kvHeads + tensor - 1) / tensor
+        let kvPerToken = Double(model.kvBytesPerToken(bytesPerElement: request.kvBytesPerElement)) * Double(headsPerDevice) / Double(model.kvHeads)
+        let whole = tensorStep(sequences: sequences / microBatches, context: context, prefillTokens: prefillTokens / microBatches,
+                               promptLength: promptLength, kvBytesPerToken: kvPerToken, fixedCosts: false)
+        var hop = 0.0
+        if let link = request.interconnect {
+            let tokens = (sequences + prefillTokens) / microBatches
+            hop = link.allReduceLatencyMicroseconds * 1e-6 + tokens * Double(model.hiddenSize) * 2 / (link.gigabytesPerSecond * 1e9)
+        }
+        let fixed = overhead(sequences: sequences)
+        let seconds = stages * share * whole.seconds + (stages - 1) * hop + fixed
+        let bound = fixed > stages * share * whole.seconds ? "overhead" : whole.bound
+        return (seconds, bound, whole.weightBytes * share, whole.kvBytes * share)
+    }
+
+    /// Expert parallelism with data-parallel attention over `plan.expert` ranks: each rank runs its
+    /// share of the sequences through attention and the dense weights (all of them, replicated), and
+    /// the experts it holds for every routed token of all ranks; the busiest rank's distinct experts
+    /// set the weight reads. Each MoE layer dispatches tokens to their experts' ranks and combines
+    /// the results back (two all-to-alls over the device link).
+    func expertStep(_ plan: Parallelism, sequences: Double, context: Double, prefillTokens: Double, promptLength: Double) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
+        let ranks = Double(plan.expert)
+        let rankSequences = (sequences / ranks).rounded(.up)
+        let rankPrefill = prefillTokens / ranks
+        let rankTokens = rankSequences + rankPrefill
+        let routed = sequences + prefillTokens
+        var dense = Double(bytes.projections + bytes.lmHead + bytes.other)
+        if model.tiedEmbeddings { dense += Double(bytes.embeddings) }
+        let perExpert = Double(bytes.experts) / Double(model.expertCount)
+        let busiest = Parallelism.expectedBusiestExperts(experts: model.expertCount, perToken: model.expertsPerToken, ranks: plan.expert, tokens: routed)
+        let weightBytes = dense + busiest * perExpert
+        let kvTokens = Double(model.kvTokens(context: Int(context)))
+        let kvBytes = rankSequences * kvTokens * Double(model.kvBytesPerToken(bytesPerElement: request.kvBytesPerElement))
+        let memoryTime = weightBytes / bandwidth
+        // Mean routed work per rank: its tokens' dense GEMMs and k experts per token (routed evenly on average).
+        let mathTime = linearFlops(tokens: rankTokens, sampled: rankSequences) / (peak * engine.computeEfficiency)
+        let attentionFlops = 4 * attentionWidth * kvTokens * rankSequences + 2 * attentionWidth * promptLength * rankPrefill
+        let attentionMath = attentionFlops / (sixteenBitPeak * engine.computeEfficiency)
+        let attentionMemory = kvBytes / kvBandwidth
+        var exchange = 0.0
+        if let link = request.interconnect {
+            // Each rank sends k copies of its tokens' hidden states, (ranks − 1)/ranks of them off-device, and gets the results back.
+            let message = rankTokens * Double(model.expertsPerToken) * Double(model.hiddenSize) * 2 * (ranks - 1) / ranks
+            exchange = 2 * Double(model.layerCount) * (link.allReduceLatencyMicroseconds * 1e-6 + message / (link.gigabytesPerSecond * 1e9))
+        }
+        let fixed = overhead(sequences: rankSequences) + exchange
         let seconds = max(memoryTime, mathTime) + max(attentionMemory, attentionMath) + fixed
         let memoryPart = memoryTime + attentionMemory, mathPart = mathTime + attentionMath
         let bound = fixed > max(memoryPart, mathPart) ? "overhead" : (mathPart > memoryPart ? "compute" : "memory")
@@ -630,11 +782,41 @@ struct SpeedModel {
     /// One prompt of `tokens` tokens on an idle server.
     func prefill(tokens: Int) -> PrefillEstimate {
         let t = Double(tokens)
-        let weightBytes = weightBytesRead(tokens: t)
-        let memoryTime = weightBytes / bandwidth
-        let mathTime = linearFlops(tokens: t, sampled: 1) / (peak * engine.prefillComputeEfficiency)
-        let attention = 2 * attentionWidth * t * t / parallel / (sixteenBitPeak * engine.prefillComputeEfficiency)
-        let fixed = engine.prefillOverheadSecondsPerLayer * Double(model.layerCount) + overhead(sequences: 1) + allReduceSeconds(tokens: t)
+        let plan = parallelism
+        var weightBytes = weightBytesRead(tokens: t)
+        var flops = linearFlops(tokens: t, sampled: 1)
+        var exchange = allReduceSeconds(tokens: t)
+        if plan.expert > 1 {
+            // One prompt runs its attention and dense weights on one rank; its routed tokens spread over the experts' ranks.
+            var dense = Double(bytes.projections + bytes.lmHead + bytes.other)
+            if model.tiedEmbeddings { dense += Double(bytes.embeddings) }
+            let busiest = Parallelism.expectedBusiestExperts(experts: model.expertCount, perToken: model.expertsPerToken, ranks: plan.expert, tokens: t)
+            weightBytes = dense + busiest * Double(bytes.experts) / Double(model.expertCount)
+            let expertElements = model.weightTensors.filter { $0.role == .expert }.reduce(0) { $0 + $1.elementCount }
+            let routedParameters = Double(expertElements) * Double(model.expertsPerToken) / Double(model.expertCount)
+            flops -= 2 * routedParameters * t * (1 - 1 / Double(plan.expert))
+            exchange = 0
+            if let link = request.interconnect {
+                let message = t * Double(model.expertsPerToken) * Double(model.hiddenSize) * 2 * (1 - 1 / Double(plan.expert))
+                exchange = 2 * Double(model.layerCount) * (link.allReduceLatencyMicroseconds * 1e-6 + message / (link.gigabytesPerSecond * 1e9))
+            }
+        }
+        var memoryTime = weightBytes / bandwidth
+        var mathTime = flops / (peak * engine.prefillComputeEfficiency)
+        var attention = 2 * attentionWidth * t * t / parallel / (sixteenBitPeak * engine.prefillComputeEfficiency)
+        var fixed = engine.prefillOverheadSecondsPerLayer * Double(model.layerCount) + overhead(sequences: 1) + exchange
+        if plan.isPipelined {
+            // The prompt passes the stages in turn: the whole model's work on one TP group (the largest
+            // stage's share per stage), plus its activations sent between stages.
+            let scale = Double(plan.pipeline) * Double(plan.layersPerStage) / Double(model.layerCount)
+            memoryTime *= scale
+            mathTime *= scale
+            attention *= scale
+            if let link = request.interconnect {
+                fixed += Double(plan.pipeline - 1) * (link.allReduceLatencyMicroseconds * 1e-6 + t * Double(model.hiddenSize) * 2 / (link.gigabytesPerSecond * 1e9))
+            }
+            fixed += allReduceSeconds(tokens: t) * (scale - 1)
+        }
         let seconds = max(memoryTime, mathTime) + attention + fixed
         return PrefillEstimate(inputTokens: tokens, ttftSeconds: seconds, tokensPerSecond: t / seconds,
                                bound: mathTime + attention > memoryTime ? "compute" : "memory")

@@ -12,11 +12,14 @@ extension QuantizeCommand {
             discussion: """
             MODEL is a model directory with config.json (weights optional), a config.json file, or a preset:
             \(((try? ModelShape.presets()) ?? []).map(\.name).joined(separator: ", ")).
-            Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4.
+            Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4, each at the count (1, 2, 4, 8)
+            that serves a typical load cheapest: as many users as each get ≥ 10 tok/s (--slo-tps) with TTFT ≤ 2 s (--slo-ttft).
+            A count tensor parallelism cannot take runs as TP × PP (pipeline stages); --expert-parallel spreads a
+            mixture's experts over the devices.
             Devices (--gpu NAME[:COUNT]; --list-devices for details): \(((try? HardwareCatalog.builtIn())?.hardware ?? []).map(\.name).joined(separator: ", ")).
             Short names: \(HardwareCatalog.aliases.keys.sorted().map { "\($0)=\(HardwareCatalog.aliases[$0] ?? "")" }.joined(separator: ", ")).
             Engines: vllm, vllm-0.5, trtllm (tensorrt-llm), llamacpp (llama.cpp), transformers (hf), gpt-fast.
-            Exit status: 0 fits (also with --offload when an offload plan exists, and when users beyond the KV
+            Exit status: 0 fits (also with --offload when an offload plan exists, and when users beyond the KV \
             budget are queued), 1 does not fit, 2 bad usage or input.
             """)
 
@@ -62,6 +65,8 @@ extension QuantizeCommand {
         var users: Int?
         @Option(help: "A `quantize eval --json` report: each variant's measured mean KL divergence is shown beside its plans.")
         var accuracy: String?
+        @Flag(help: "Mixture of experts: spread whole experts over the devices with data-parallel attention (vLLM --enable-expert-parallel) instead of splitting every expert (TP).")
+        var expertParallel = false
         @Flag(help: "Print one JSON document on stdout.")
         var json = false
 
@@ -99,10 +104,12 @@ extension QuantizeCommand {
             let load = users.map { Concurrency.count($0) } ?? concurrency
             func request(_ selection: DeviceSelection, variant: Variant) throws -> FitRequest {
                 let engineName = engine ?? (selection.hardware.kind == .cpu ? "llamacpp" : "vllm")
-                return FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
+                var fitRequest = FitRequest(model: shape, variant: variant, devices: selection, engine: try Engines.named(engineName), catalog: hardware,
                                   context: context, inputTokens: inputTokens, outputTokens: outputTokens, concurrency: load,
                                   kvBytesPerElement: kvDtype.bytesPerElement, offload: offload, host: hostHardware, pricePerHour: price,
                                   sloTokensPerSecond: sloTps, sloTTFTSeconds: sloTtft)
+                fitRequest.expertParallel = expertParallel
+                return fitRequest
             }
 
             var selections = try gpus.map { try DeviceSelection.parse($0, catalog: hardware) }
@@ -113,7 +120,20 @@ extension QuantizeCommand {
             if selections.isEmpty {
                 return try overview(shape: shape, catalog: hardware, request: request)
             }
-            let results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
+            var results = try selections.map { try FitPlanner.plan(try request($0, variant: variantValue)) }
+            if results.count > 1 {
+                // Several selections: each also priced at the typical load, and a cheaper count of the same device named.
+                for (index, selection) in selections.enumerated() where results[index].fits {
+                    let typical = try FitPlanner.atTypicalLoad(try request(selection, variant: variantValue), tokensPerSecond: floor, ttft: ttftBound)
+                    results[index].typicalLoad = typical.typicalLoad
+                    if let better = try FitPlanner.cheapestAtTypicalLoad(on: selection.hardware, tokensPerSecond: floor, ttft: ttftBound, request: { try request($0, variant: variantValue) }),
+                       better.deviceCount != selection.count, let load = better.typicalLoad, load.users >= 1, let cost = load.costPerMillionTokens,
+                       cost < (typical.typicalLoad.flatMap { $0.users >= 1 ? $0.costPerMillionTokens : nil } ?? .infinity) {
+                        results[index].notes.append(String(format: "at the typical load %@ serves %d users at $%.3f/M tokens", better.hardware, load.users, cost)
+                                                    + (typical.typicalLoad.flatMap { $0.users >= 1 ? $0.costPerMillionTokens : nil }.map { String(format: " (this selection: $%.3f/M)", $0) } ?? " (this selection serves none at the bounds)"))
+                    }
+                }
+            }
             if json {
                 let document = results.count == 1 ? try JSONValueEncoder().encode(results[0]) : try JSONValueEncoder().encode(results)
                 print(document.serializedString(.document))
@@ -192,19 +212,26 @@ extension QuantizeCommand {
             return all.medianError <= 0.15 && all.worstRatio <= 2
         }
 
-        /// The table of every catalog device × the overview variants, each at its smallest fitting count.
+        /// The per-user speed floor of the typical load (`--slo-tps`, else ``TypicalLoad/defaultTokensPerSecond``).
+        var floor: Double { sloTps ?? TypicalLoad.defaultTokensPerSecond }
+        /// The TTFT bound of the typical load (`--slo-ttft`, else ``TypicalLoad/defaultTTFTSeconds``).
+        var ttftBound: Double { sloTtft ?? TypicalLoad.defaultTTFTSeconds }
+
+        /// The table of every catalog device × the overview variants, each at the count that serves the typical load cheapest.
         func overview(shape: ModelShape, catalog: HardwareCatalog, request: (DeviceSelection, Variant) throws -> FitRequest) throws -> Bool {
             var rows: [FitResult] = []
             let variants = try Variant.overview.map { try Variant.parse($0) }
             for hardware in catalog.hardware {
                 for variant in variants {
-                    if let chosen = try FitPlanner.smallestFit(on: hardware, request: { try request($0, variant) }) { rows.append(chosen) }
+                    if let chosen = try FitPlanner.cheapestAtTypicalLoad(on: hardware, tokensPerSecond: floor, ttft: ttftBound, request: { try request($0, variant) }) {
+                        rows.append(chosen)
+                    }
                 }
             }
             if json {
                 print(try JSONValueEncoder().encode(rows).serializedString(.document))
             } else {
-                print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens))
+                print(FitReport.table(rows, model: shape, context: context ?? inputTokens + outputTokens, floor: floor, ttft: ttftBound))
             }
             return true
         }
@@ -233,7 +260,7 @@ enum FitReport {
     static func breakdown(_ r: FitResult) -> String {
         var lines: [String] = []
         let m = r.memory
-        lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), TP \(r.tensorParallel)): \(r.verdict.uppercasedFirst)")
+        lines.append("\(r.model.name) \(r.variant) on \(r.hardware) (\(r.engine), \(r.parallelism.summary)): \(r.verdict.uppercasedFirst)")
         lines.append("  parameters      \(Format.count(r.model.parameterCount)) (active per token \(Format.count(r.model.activeParameterCount))), \(r.execution)")
         lines.append("  memory / device weights \(gb(m.weights)) + KV \(gb(m.kvCache)) + activations \(gb(m.activations)) + overhead \(gb(m.overhead)) = \(gb(m.total)) of \(gb(m.available)) available (headroom \(gb(m.headroom)))")
         lines.append("  KV cache        \(Int(m.kvBytesPerTokenModel)) bytes/token for the model, budget \(gb(m.kvCapacity))/device = \(m.kvCacheTokens) tokens")
@@ -277,13 +304,13 @@ enum FitReport {
     static func sideBySide(_ results: [FitResult]) -> String {
         guard let first = results.first else { return "" }
         var lines = ["\(first.model.name) \(first.variant), context \(first.context)"]
-        func ms(_ seconds: Double?) -> String { seconds.map { String(format: "%.1f ms", $0 * 1000) } ?? "-" }
+        func ms(_ seconds: Double?) -> String { seconds.map { $0 >= 10 ? String(format: "%.1f s", $0) : String(format: "%.1f ms", $0 * 1000) } ?? "-" }
         let rows: [(String, (FitResult) -> String)] = [
             ("verdict", { $0.fits ? ($0.kvFitsAllUsers ? "fits" : "fits, queued") : ($0.offloadBest != nil ? "offload" : "does not fit") }),
-            ("engine / TP", { "\($0.engine) TP\($0.tensorParallel)" }),
+            ("engine / split", { "\($0.engine) \($0.parallelism.summary)" }),
             ("weights/device", { gb($0.memory.weights) }),
             ("KV budget/device", { gb($0.memory.kvCapacity) }),
-            ("max users", { $0.fits ? "\($0.maxConcurrency)" : "-" }),
+            ("KV holds (sequences)", { $0.fits ? "\($0.maxConcurrency)" : "-" }),
             ("in flight", { $0.load.map { "\($0.inFlight)" + ($0.queued > 0 ? " (+\($0.queued) queued)" : "") } ?? "-" }),
             ("tok/s, 1 user", { $0.decodeSingleUser.map { number($0.tokensPerSecondPerUser) } ?? "-" }),
             ("TTFT idle", { ms($0.prefill?.ttftSeconds) }),
@@ -296,12 +323,18 @@ enum FitReport {
             ("tok/s each, loaded", { $0.throughput.map { number($0.tokensPerSecondPerUser) } ?? "-" }),
             ("$/device-hour", { $0.pricePerHour.map { String(format: "%.2f", $0) } ?? "no price" }),
             ("$/M tokens", { $0.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-" }),
+            ("typical load: users", { r in r.typicalLoad.map { $0.users >= 1 ? "\($0.users) (\($0.limitedBy))" : "0 (\($0.limitedBy))" } ?? "-" }),
+            ("typical: tok/s each", { r in r.typicalLoad.map { $0.users >= 1 ? number($0.servedTokensPerSecondPerUser) : "-" } ?? "-" }),
+            ("typical: $/M tokens", { r in r.typicalLoad.map { $0.users >= 1 ? ($0.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "no price") : "-" } ?? "-" }),
         ]
         var table = [[""] + results.map(\.hardware)]
         for (label, value) in rows { table.append([label] + results.map(value)) }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for row in table {
             lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        if let load = results.compactMap(\.typicalLoad).first {
+            lines.append("typical load: \(load.rule)")
         }
         for (index, r) in results.enumerated() {
             for note in r.notes { lines.append("note (\(results[index].hardware)): \(note)") }
@@ -324,25 +357,32 @@ enum FitReport {
         return lines.joined(separator: "\n")
     }
 
-    static func table(_ rows: [FitResult], model: ModelShape, context: Int) -> String {
-        var lines = ["\(model.name): \(Format.count(model.parameterCount)) parameters, context \(context)"]
-        let header = ["hardware", "variant", "fits", "config", "max users", "tok/s/user", "total tok/s", "$/M tok"]
+    static func table(_ rows: [FitResult], model: ModelShape, context: Int, floor: Double, ttft: Double) -> String {
+        var lines = ["\(model.name): \(Format.count(model.parameterCount)) parameters, context \(context); each device × variant at the count (1, 2, 4, 8) "
+                     + "with the lowest $ per million output tokens at a typical load: as many users as each get ≥ \(TypicalLoad.format(floor)) tok/s "
+                     + "with TTFT ≤ \(TypicalLoad.format(ttft)) s (--slo-tps, --slo-ttft), up to what the KV cache and batch limit hold"]
+        let header = ["hardware", "variant", "fits", "config", "users", "tok/s each", "TTFT", "total tok/s", "$/M tok", "1 user tok/s", "limited by"]
         var table = [header]
         for r in rows {
-            let config = r.fits ? "\(r.deviceCount)× TP\(r.tensorParallel)" : "-"
+            let config = r.fits ? "\(r.deviceCount)× \(r.parallelism.summary)" : "-"
+            let load = r.typicalLoad
+            let serves = (load?.users ?? 0) >= 1
             table.append([
                 r.hardware.split(separator: ":").first.map(String.init) ?? r.hardware, r.variant, r.fits ? "yes" : "no", config,
-                r.fits ? "\(r.maxConcurrency)" : "-",
+                r.fits ? "\(load?.users ?? 0)" : "-",
+                serves ? (r.throughput.map { number($0.tokensPerSecondPerUser) } ?? "-") : "-",
+                serves ? (r.load.map { String(format: "%.2f s", $0.ttftSeconds) } ?? "-") : "-",
+                serves ? (r.throughput.map { number($0.outputTokensPerSecond) } ?? "-") : "-",
+                serves ? (r.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "no price") : "-",
                 r.decodeSingleUser.map { number($0.tokensPerSecondPerUser) } ?? "-",
-                r.throughput.map { number($0.outputTokensPerSecond) } ?? "-",
-                r.costPerMillionTokens.map { String(format: "%.3f", $0) } ?? "-",
+                r.fits ? (load?.limitedBy ?? "-") : (r.weightsFit ? "no KV room" : "weights do not fit"),
             ])
         }
         let widths = (0..<header.count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for row in table {
             lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
         }
-        lines.append("tok/s/user: one user; total tok/s and $/M: full load at the context with prompts interleaved (vLLM unless --engine).")
+        lines.append("users, tok/s each, TTFT, total tok/s and $/M: at that load with prompts interleaved (vLLM unless --engine; llama.cpp on CPUs); 1 user tok/s: decode of one user alone; users 0: not even one user meets the bounds.")
         return lines.joined(separator: "\n")
     }
 }

@@ -5,14 +5,15 @@ import TestSupport
 
 @Suite("Fit: engine rules, names and the catalog's prices")
 struct FitRulesTests {
-    @Test("tensor parallelism over 3 devices is refused for 64 heads with the reason, and 2, 4, 8 are accepted")
+    @Test("tensor parallelism over 3 devices is refused for 64 heads with the reason (gpt-fast, which has no pipeline), and 2, 4, 8 are accepted")
     func tensorParallelRule() throws {
         let error = try #require(throws: FitError.self) {
-            try FitPlanner.plan(try Setup.request("llama-3.3-70b", "fp8", "h100-sxm-80gb:3"))
+            try FitPlanner.plan(try Setup.request("llama-3.3-70b", "fp8", "h100-sxm-80gb:3", engine: "gpt-fast"))
         }
         #expect(error.code == .invalidRequest)
         #expect(error.description.contains("64 attention heads"), "\(error.description)")
         #expect(error.description.contains("1, 2, 4, 8"), "\(error.description)")
+        #expect(error.description.contains("no pipeline parallelism"), "\(error.description)")
         let shape = try #require(try ModelShape.preset(named: "llama-3.3-70b"))
         #expect(FitPlanner.validTensorParallelCounts(model: shape, upTo: 16) == [1, 2, 4, 8, 16])
         // Fewer KV heads than ranks is fine when the ranks divide over them (heads replicated).
@@ -26,10 +27,10 @@ struct FitRulesTests {
         #expect(throws: Never.self) { try FitPlanner.plan(try Setup.request("llama-3.3-70b", "q4_0", "rtx-4090:3", engine: "llamacpp")) }
     }
 
-    @Test("the overview's search skips device counts the heads do not divide")
-    func overviewSkipsInvalidCounts() throws {
+    @Test("the overview's search runs a count the heads do not divide as TP × PP")
+    func overviewPipelinesInvalidCounts() throws {
         let catalog = try HardwareCatalog.builtIn()
-        // 20 heads: TP 8 is not allowed, so a model too big for 4 devices gets no 8-device plan.
+        // 20 heads: TP 8 is not allowed, so a model too big for 4 devices runs on 8 as TP 4 × PP 2.
         let shape = ModelShape(name: "twenty-heads", hiddenSize: 10_240, layerCount: 120, attentionHeads: 20, kvHeads: 4,
                                intermediateSize: 40_960, vocabularySize: 32_000, maxContext: 4096)
         let hardware = try catalog.device(named: "l4")
@@ -39,7 +40,8 @@ struct FitRulesTests {
             return FitRequest(model: shape, variant: try Variant.parse("bf16"), devices: selection, engine: try Engines.named("vllm"), catalog: catalog)
         }
         #expect(tried == [1, 2, 4, 8], "the request is built for every count")
-        #expect(result?.deviceCount == 4, "the 8-device plan is skipped, so the last count tried is 4")
+        #expect(result?.deviceCount == 8)
+        #expect(result?.parallelism.summary == "TP 4 × PP 2", "\(String(describing: result?.parallelism))")
     }
 
     @Test("short names and engine spellings resolve, and a typo gets a did-you-mean")
@@ -159,11 +161,15 @@ struct FitServingCLITests {
         #expect(!run.stdout.contains("offload"))
     }
 
-    @Test("--gpu h100-sxm-80gb:3 on a 64-head model exits 2 with the reason")
+    @Test("--gpu h100-sxm-80gb:3 on a 64-head model runs TP 1 × PP 3 and says why; under gpt-fast it exits 2 with the reason")
     func tensorParallelThree() throws {
         let run = try CLI.fit(["llama-3.3-70b", "--gpu", "h100-sxm-80gb:3", "--variant", "fp8"])
-        #expect(run.status == 2)
-        #expect(run.stderr.contains("does not divide 64"))
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        #expect(run.stdout.contains("(vllm, TP 1 × PP 3)"), "\(run.stdout)")
+        #expect(run.stdout.contains("tensor parallelism cannot take 3 devices (64 attention heads"), "\(run.stdout)")
+        let refused = try CLI.fit(["llama-3.3-70b", "--gpu", "h100-sxm-80gb:3", "--variant", "fp8", "--engine", "gpt-fast"])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("does not divide 64"))
     }
 
     @Test("with --offload auto a plan found exits 0 and the headline says 'fits with offload'; --offload none exits 1")
