@@ -12,9 +12,9 @@ extension QuantizeCommand {
             discussion: """
             MODEL is a model directory with config.json (weights optional), a config.json file, or a preset:
             \(((try? ModelShape.presets()) ?? []).map(\.name).joined(separator: ", ")).
-            Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4, each at the count (1, 2, 4, 8)
+            Without --gpu, prints a table of every catalog device × bf16/fp8/int8/int4, each at the count (1, 2, 4, 8) \
             that serves a typical load cheapest: as many users as each get ≥ 10 tok/s (--slo-tps) with TTFT ≤ 2 s (--slo-ttft).
-            A count tensor parallelism cannot take runs as TP × PP (pipeline stages); --expert-parallel spreads a
+            A count tensor parallelism cannot take runs as TP × PP (pipeline stages); --expert-parallel spreads a \
             mixture's experts over the devices.
             Devices (--gpu NAME[:COUNT]; --list-devices for details): \(((try? HardwareCatalog.builtIn())?.hardware ?? []).map(\.name).joined(separator: ", ")).
             Short names: \(HardwareCatalog.aliases.keys.sorted().map { "\($0)=\(HardwareCatalog.aliases[$0] ?? "")" }.joined(separator: ", ")).
@@ -173,7 +173,7 @@ extension QuantizeCommand {
                               plan.klDivergence.map { String(format: "%.4g", $0) } ?? (r.variant == "bf16" ? "0 (reference)" : "not measured")])
             }
             let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
-            for row in table { lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+            for row in table { lines.append(FitReport.line(row, widths: widths)) }
             if meeting.count >= 2 {
                 lines.append("why #2 lost: " + DeploymentSearch.whyRunnerUpLost(first: meeting[0], second: meeting[1]))
             }
@@ -251,6 +251,12 @@ extension String {
 /// Human-readable renderings of fit results.
 enum FitReport {
     static func gb(_ bytes: Double) -> String { Format.bytes(Int(bytes.rounded())) }
+    /// One table row: cells padded to their column's width, two spaces apart, no trailing spaces.
+    static func line(_ cells: [String], widths: [Int]) -> String {
+        var text = cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        while text.hasSuffix(" ") { text.removeLast() }
+        return text
+    }
     static func number(_ value: Double) -> String {
         if value >= 100 { return String(format: "%.0f", value) }
         if value >= 10 { return String(format: "%.1f", value) }
@@ -331,7 +337,7 @@ enum FitReport {
         for (label, value) in rows { table.append([label] + results.map(value)) }
         let widths = (0..<table[0].count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for row in table {
-            lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            lines.append(FitReport.line(row, widths: widths))
         }
         if let load = results.compactMap(\.typicalLoad).first {
             lines.append("typical load: \(load.rule)")
@@ -380,7 +386,7 @@ enum FitReport {
         }
         let widths = (0..<header.count).map { column in table.map { $0[column].count }.max() ?? 0 }
         for row in table {
-            lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            lines.append(FitReport.line(row, widths: widths))
         }
         lines.append("users, tok/s each, TTFT, total tok/s and $/M: at that load with prompts interleaved (vLLM unless --engine; llama.cpp on CPUs); 1 user tok/s: decode of one user alone; users 0: not even one user meets the bounds.")
         return lines.joined(separator: "\n")
