@@ -29,6 +29,16 @@ public enum DeploymentSearch {
         try (engine.memoryRule == .llamacpp ? ["q8_0", "q4_k"] : Variant.overview).map(Variant.parse)
     }
 
+    /// How experts are spread in the search: a mixture of experts on a tensor-splitting engine is
+    /// tried both tensor-parallel and expert-parallel (unless the caller's request asks for expert
+    /// parallelism, which is then the only one); everything else as the caller's request says.
+    static func splits(hardware: Hardware, variant: Variant, engine: EngineProfile,
+                       request: (DeviceSelection, Variant, EngineProfile) throws -> FitRequest) throws -> [Bool] {
+        let probe = try request(DeviceSelection(hardware: hardware, count: 1), variant, engine)
+        guard probe.model.isMixtureOfExperts, engine.splitMode == .tensor, hardware.kind != .cpu, !probe.expertParallel else { return [probe.expertParallel] }
+        return [false, true]
+    }
+
     /// Every priced plan that runs `users` without offloading, cheapest first among those meeting
     /// the objectives, then the rest cheapest first.
     /// - Parameter request: builds the request for a selection, variant and engine (the caller's options, concurrency `users`).
@@ -39,8 +49,10 @@ public enum DeploymentSearch {
         for hardware in catalog.hardware {
             for engine in try engines(for: hardware) {
                 for variant in try variants(for: engine) {
+                    for split in try splits(hardware: hardware, variant: variant, engine: engine, request: request) {
                     for count in FitPlanner.overviewCounts(for: hardware) {
                         var fitRequest = try request(DeviceSelection(hardware: hardware, count: count), variant, engine)
+                        fitRequest.expertParallel = split
                         // Counts TP cannot take run as TP × PP; those no parallelism takes are skipped.
                         if (try? FitPlanner.parallelism(fitRequest)) == nil { continue }
                         fitRequest.offload = .none
@@ -59,6 +71,7 @@ public enum DeploymentSearch {
                         // A larger count of the same device and variant only costs more once this one meets the objectives.
                         if misses.isEmpty { break }
                     }
+                    }
                 }
             }
         }
@@ -75,8 +88,8 @@ public enum DeploymentSearch {
               let tA = a.throughput?.outputTokensPerSecond, let tB = b.throughput?.outputTokensPerSecond,
               let pA = a.pricePerHour, let pB = b.pricePerHour else { return "it has no price" }
         let hourA = pA * Double(a.deviceCount), hourB = pB * Double(b.deviceCount)
-        var reason = String(format: "runner-up %@ %@ on %@ costs $%.3f vs $%.3f per million tokens (%.0f %% more): $%.2f/h for %.0f tok/s against $%.2f/h for %.0f tok/s",
-                            b.variant, b.engine, b.hardware, costB, costA, (costB / costA - 1) * 100, hourB, tB, hourA, tA)
+        var reason = String(format: "runner-up %@ %@ on %@ (%@) costs $%.3f vs $%.3f per million tokens (%.0f %% more): $%.2f/h for %.0f tok/s against $%.2f/h for %.0f tok/s",
+                            b.variant, b.engine, b.hardware, b.parallelism.summary, costB, costA, (costB / costA - 1) * 100, hourB, tB, hourA, tA)
         if let klA = first.klDivergence, let klB = second.klDivergence {
             reason += String(format: "; its measured KL divergence is %.4g vs %.4g", klB, klA)
         }

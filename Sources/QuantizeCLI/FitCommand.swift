@@ -87,6 +87,10 @@ extension QuantizeCommand {
                 throw FitError(.invalidRequest, path: "MODEL", message: "no model given", remedy: "write quantize fit MODEL (a directory, config.json or preset), or --list-devices")
             }
             let shape = try loadModelShape(path: model)
+            if expertParallel, !shape.isMixtureOfExperts {
+                throw FitError(.invalidRequest, path: "--expert-parallel", message: "--expert-parallel needs a mixture-of-experts model; \(shape.name) is dense",
+                               remedy: "drop --expert-parallel")
+            }
             // A quantized checkpoint is planned as what it stores (when fit models that variant)
             // unless another variant is asked for.
             let variantValue = try variant.map(Variant.parse)
@@ -162,10 +166,10 @@ extension QuantizeCommand {
             let objectives = [sloTps.map { "≥ \(FitReport.number($0)) tok/s each" }, sloTtft.map { "TTFT ≤ \($0) s" }].compactMap { $0 }
             var lines = ["\(users) users, \(inputTokens) prompt + \(outputTokens) output tokens" + (objectives.isEmpty ? "" : ", " + objectives.joined(separator: ", "))
                          + ": \(meeting.count) priced plans meet it, cheapest first (catalog prices; KL from \(accuracy ?? "no --accuracy report"))"]
-            var table = [["#", "hardware", "engine", "variant", "in flight", "tok/s each", "TTFT", "total tok/s", "$/hour", "$/M tok", "KL divergence"]]
+            var table = [["#", "hardware", "split", "engine", "variant", "in flight", "tok/s each", "TTFT", "total tok/s", "$/hour", "$/M tok", "KL divergence"]]
             for (index, plan) in meeting.prefix(10).enumerated() {
                 let r = plan.result
-                table.append(["\(index + 1)", r.hardware, r.engine, r.variant, r.load.map { "\($0.inFlight)" + ($0.queued > 0 ? "+\($0.queued)q" : "") } ?? "-",
+                table.append(["\(index + 1)", r.hardware, r.parallelism.summary, r.engine, r.variant, r.load.map { "\($0.inFlight)" + ($0.queued > 0 ? "+\($0.queued)q" : "") } ?? "-",
                               r.throughput.map { FitReport.number($0.tokensPerSecondPerUser) } ?? "-", r.load.map { String(format: "%.2f s", $0.ttftSeconds) } ?? "-",
                               r.throughput.map { FitReport.number($0.outputTokensPerSecond) } ?? "-",
                               r.pricePerHour.map { String(format: "%.2f", $0 * Double(r.deviceCount)) } ?? "-",

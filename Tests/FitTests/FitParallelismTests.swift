@@ -251,3 +251,35 @@ struct FitDecodeEverywhereTests {
         #expect(decode["stepSeconds"] as? Double == best["secondsPerToken"] as? Double)
     }
 }
+
+@Suite("quantize fit: expert parallelism in the deployer's search, and the probed host for offload", .serialized)
+struct FitSearchAndHostTests {
+    @Test("the deployer's search tries a mixture both tensor- and expert-parallel")
+    func searchTriesBoth() throws {
+        let catalog = try HardwareCatalog.builtIn()
+        let shape = try #require(try ModelShape.preset(named: "mixtral-8x7b"))
+        let plans = try DeploymentSearch.search(catalog: catalog, users: 64, tokensPerSecond: 20, ttft: 1) { selection, variant, engine in
+            FitRequest(model: shape, variant: variant, devices: selection, engine: engine, catalog: catalog, concurrency: .count(64))
+        }
+        #expect(plans.contains { $0.result.parallelism.expert > 1 })
+        #expect(plans.contains { $0.result.parallelism.expert == 1 && $0.result.deviceCount > 1 })
+        #expect(plans.allSatisfy { $0.result.parallelism.expert == 1 || $0.result.model.experts % $0.result.parallelism.expert == 0 })
+        let dense = try CLI.fit(["llama-3.1-8b", "--gpu", "h100:2", "--expert-parallel"])
+        #expect(dense.status == 2 && dense.stderr.contains("mixture-of-experts"))
+    }
+
+    @Test("under --device local the offload plans run on this machine, not on the catalog's Xeon")
+    func probedHost() throws {
+        let run = try CLI.fit(["llama-3.1-8b", "--gpu", "t4", "--device", "local", "--json"])
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        let objects = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]])
+        let t4 = try #require(objects.first { ($0["hardware"] as? String)?.hasPrefix("t4") == true })
+        #expect(t4["weightsFit"] as? Bool == false)
+        let notes = t4["notes"] as? [String] ?? []
+        #expect(notes.contains { $0.contains("offload host: local") || $0.contains("local has") }, "\(notes)")
+        #expect(!notes.contains { $0.contains("xeon-8480") }, "\(notes)")
+        for plan in t4["offload"] as? [[String: Any]] ?? [] where plan["mode"] as? String != "stream" {
+            #expect((plan["bound"] as? String)?.contains("local") == true, "\(plan)")
+        }
+    }
+}
