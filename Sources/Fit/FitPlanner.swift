@@ -614,13 +614,21 @@ struct SpeedModel {
     let execution: Execution
     let memory: MemoryBreakdown
 
+    /// How the devices share the model (worked out once: every step formula reads it).
+    let parallelism: Parallelism
+
+    init(request: FitRequest, bytes: WeightBytes, execution: Execution, memory: MemoryBreakdown) {
+        self.request = request
+        self.bytes = bytes
+        self.execution = execution
+        self.memory = memory
+        parallelism = (try? FitPlanner.parallelism(request))
+            ?? Parallelism(tensor: request.devices.count, pipeline: 1, expert: 1, layersPerStage: request.model.layerCount, summary: "TP \(request.devices.count)")
+    }
+
     var model: ModelShape { request.model }
     var hardware: Hardware { request.devices.hardware }
     var engine: EngineProfile { request.engine }
-    var parallelism: Parallelism {
-        (try? FitPlanner.parallelism(request))
-            ?? Parallelism(tensor: request.devices.count, pipeline: 1, expert: 1, layersPerStage: model.layerCount, summary: "TP \(request.devices.count)")
-    }
     /// Devices that split each matrix of a step at the same time (the TP degree; 1 under layer split and expert parallelism).
     var parallel: Double { engine.splitMode == .tensor ? Double(parallelism.tensor) : 1 }
     var bandwidth: Double {

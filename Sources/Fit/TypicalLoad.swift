@@ -79,7 +79,8 @@ extension FitPlanner {
     /// serves it cheapest: the lowest $ per million output tokens among counts whose typical load is
     /// at least one user; without a price, the most output tokens per second per device; when no
     /// count meets the bounds, the smallest count that fits; nil when no count can be planned.
-    /// Counts tensor parallelism cannot take run as TP × PP; those no parallelism takes are skipped.
+    /// Counts tensor parallelism cannot take run as TP × PP; those no parallelism takes are skipped; a
+    /// mixture of experts is tried both tensor- and expert-parallel at each count of two or more.
     /// - Parameter request: the request for a device selection (the caller's options).
     public static func cheapestAtTypicalLoad(on hardware: Hardware, tokensPerSecond: Double = TypicalLoad.defaultTokensPerSecond,
                                              ttft: Double = TypicalLoad.defaultTTFTSeconds,
@@ -87,9 +88,18 @@ extension FitPlanner {
         var results: [FitResult] = []
         for count in overviewCounts(for: hardware) {
             var fitRequest = try request(DeviceSelection(hardware: hardware, count: count))
-            guard (try? parallelism(fitRequest)) != nil else { continue }
             fitRequest.offload = .none
-            results.append(try atTypicalLoad(fitRequest, tokensPerSecond: tokensPerSecond, ttft: ttft))
+            // A mixture of experts on a tensor-splitting engine is also tried expert-parallel (the deployer's search does the same).
+            var splits = [fitRequest.expertParallel]
+            if fitRequest.model.isMixtureOfExperts, fitRequest.engine.splitMode == .tensor, hardware.kind != .cpu, !fitRequest.expertParallel, count > 1 {
+                splits.append(true)
+            }
+            for split in splits {
+                var candidate = fitRequest
+                candidate.expertParallel = split
+                guard (try? parallelism(candidate)) != nil else { continue }
+                results.append(try atTypicalLoad(candidate, tokensPerSecond: tokensPerSecond, ttft: ttft))
+            }
         }
         let serving = results.filter { $0.fits && ($0.typicalLoad?.users ?? 0) >= 1 }
         let priced = serving.filter { $0.costPerMillionTokens != nil }
