@@ -133,7 +133,7 @@ extension QuantizeCommand {
                     if let better = try FitPlanner.cheapestAtTypicalLoad(on: selection.hardware, tokensPerSecond: floor, ttft: ttftBound, request: { try request($0, variant: variantValue) }),
                        better.deviceCount != selection.count, let load = better.typicalLoad, load.users >= 1, let cost = load.costPerMillionTokens,
                        cost < (typical.typicalLoad.flatMap { $0.users >= 1 ? $0.costPerMillionTokens : nil } ?? .infinity) {
-                        results[index].notes.append(String(format: "at the typical load %@ serves %d users at $%.3f/M tokens", better.hardware, load.users, cost)
+                        results[index].notes.append(String(format: "at the typical load %@ (%@) serves %d users at $%.3f/M tokens", better.hardware, better.parallelism.summary, load.users, cost)
                                                     + (typical.typicalLoad.flatMap { $0.users >= 1 ? $0.costPerMillionTokens : nil }.map { String(format: " (this selection: $%.3f/M)", $0) } ?? " (this selection serves none at the bounds)"))
                     }
                 }

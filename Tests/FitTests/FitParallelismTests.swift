@@ -211,6 +211,18 @@ struct FitTypicalLoadTests {
         let custom = try CLI.fit(["llama-3.1-8b", "--slo-tps", "40", "--slo-ttft", "0.5"])
         #expect(custom.stdout.contains("≥ 40 tok/s with TTFT ≤ 0.5 s"))
     }
+
+    @Test("several --gpu add the typical load and name the cheaper count of a device whose selection holds one user")
+    func sideBySide() throws {
+        let run = try CLI.fit(["llama-3.3-70b", "--variant", "fp8", "--gpu", "a100", "--gpu", "h200"])
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let users = try #require(lines.first { $0.hasPrefix("typical load: users") })
+        #expect(users.contains("1 (kv cache)"), "\(users)")
+        #expect(lines.contains { $0.hasPrefix("typical: $/M tokens") })
+        #expect(run.stdout.contains("note (a100-sxm-80gb:1): at the typical load a100-sxm-80gb:2 (TP 2) serves"), "\(run.stdout)")
+        #expect(!run.stdout.contains("note (h200-sxm-141gb:1): at the typical load"), "one H200 is already the cheapest H200 count")
+    }
 }
 
 @Suite("quantize fit --json: decode in every mode", .serialized)
