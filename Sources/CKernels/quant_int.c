@@ -11,6 +11,7 @@
 //
 // Shared helpers (scale rounding, the CPU check) come from kernel_shared.h/.c.
 #include "kernel_shared.h"
+#include <stdlib.h>
 
 // Round half to even for |v| < 2^22 (the caller's values are bounded by the clamp first).
 static inline float rne(float v) {
@@ -104,18 +105,95 @@ static void group_codes(const float *x, size_t n, float scale, float zp, float q
     for (; i < n; i++) codes[i] = (int8_t)clampf(rne(x[i] / scale + zp), qmin, qmax);
 }
 
-// One group: picks (scale, zp) and writes codes. With `search`, tries clipping ratios 1.00, 0.98,
+// Half-quadratic quantization (HQQ, Badri & Shaji 2023; the hqq package's proximal solver,
+// `optimize_weights_proximal_v2`): from the min-max (scale, zero point), alternately (1) fix the
+// codes q = clamp(round(x/s + z)) and the sparse part of the residual, e = shrink_p(x − (q − z)·s, β),
+// the proximal step of the ℓp error (p = 0.7), and (2) fit the parameters to x − e with the codes
+// fixed. hqq fits the zero point alone; compressed-tensors stores integer zero points, and rounding
+// a fitted zero would undo most of the fit, so here the scale is fitted with it (least squares of
+// x − e ≈ s·(q − z); symmetric: s alone). β starts at 10 and grows by κ = 1.01 per step; at most 20
+// steps, stopping as soon as the mean |x − (q − z)·s| stops falling and keeping the best step (hqq's
+// early stop). Then the zero point is rounded to an integer, the scale refitted for it by least
+// squares and rounded to its dtype; the result replaces round-to-nearest's pair only when its mean
+// absolute error is lower, so no group gets worse in that measure. `scratch` holds 2·n floats.
+static inline float hqq_shrink(float d, float beta, float p) {
+    float a = fabsf(d);
+    float t = a - (1.0f / beta) * powf(a + 1e-8f, p - 1.0f);
+    return t > 0 ? (d < 0 ? -t : t) : 0.0f;
+}
+
+static float mean_abs_error(const float *x, size_t n, float scale, float zp, float qmin, float qmax) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += fabsf((clampf(rne(x[i] / scale + zp), qmin, qmax) - zp) * scale - x[i]);
+    return (float)(sum / (double)n);
+}
+
+static void hqq_refine(const float *x, size_t n, int symmetric, int scaleType, float qmin, float qmax,
+                       float *scaleIO, float *zpIO, float *scratch) {
+    const float p = 0.7f, kappa = 1.01f;
+    float beta = 10.0f;
+    float *q = scratch, *y = scratch + n;
+    float s = *scaleIO, z = *zpIO;
+    float bestS = s, bestZ = z, bestErr = INFINITY;
+    for (int step = 0; step < 20; step++) {
+        double err = 0;
+        for (size_t i = 0; i < n; i++) {
+            q[i] = clampf(rne(x[i] / s + z), qmin, qmax);
+            float d = x[i] - (q[i] - z) * s;
+            err += fabsf(d);
+            y[i] = x[i] - hqq_shrink(d, beta, p);
+        }
+        float e = (float)(err / (double)n);
+        if (e < bestErr) { bestErr = e; bestS = s; bestZ = z; } else break;
+        if (symmetric) {
+            double syq = 0, sqq = 0;
+            for (size_t i = 0; i < n; i++) { syq += (double)y[i] * q[i]; sqq += (double)q[i] * q[i]; }
+            if (!(sqq > 0 && syq > 0)) break;
+            s = (float)(syq / sqq);
+        } else {
+            // y ≈ a·q + b by least squares; s = a, z = −b/a.
+            double sq = 0, sy = 0, sqq = 0, syq = 0;
+            for (size_t i = 0; i < n; i++) { sq += q[i]; sy += y[i]; sqq += (double)q[i] * q[i]; syq += (double)y[i] * q[i]; }
+            double det = (double)n * sqq - sq * sq;
+            if (!(det > 0)) break;
+            double a = ((double)n * syq - sq * sy) / det, b = (sy - a * sq) / (double)n;
+            if (!(a > 0)) break;
+            s = (float)a; z = (float)(-b / a);
+            if (!(z >= qmin - 0.5f && z <= qmax + 0.5f)) break;   // the zero point must stay storable
+        }
+        beta *= kappa;
+    }
+    float zp = symmetric ? 0.0f : rne(clampf(bestZ, qmin, qmax));
+    float refit = bestS;
+    if (!symmetric) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < n; i++) {
+            float c = clampf(rne(x[i] / bestS + zp), qmin, qmax) - zp;
+            num += (double)x[i] * c; den += (double)c * c;
+        }
+        if (den > 0 && num > 0) refit = (float)(num / den);
+    }
+    float rounded = qk_round_scale(refit, scaleType);
+    if (isinf(rounded)) return;
+    if (mean_abs_error(x, n, rounded, zp, qmin, qmax) < mean_abs_error(x, n, *scaleIO, *zpIO, qmin, qmax)) {
+        *scaleIO = rounded; *zpIO = zp;
+    }
+}
+
+// One group: picks (scale, zp) and writes codes. With `search` 1, tries clipping ratios 1.00, 0.98,
 // …, 0.50 of the range plus the least-squares rescale of the best candidate, keeping the one with
 // the lowest squared error of the decoded group (ratio 1.00 is plain round-to-nearest, so the
-// result is never worse than it). Returns 0, or 1 when the scale overflows its dtype.
+// result is never worse than it); with `search` 2, refines round-to-nearest's (scale, zp) by HQQ
+// (hqq_refine). Returns 0, or 1 when the scale overflows its dtype.
 static int encode_group(const float *x, size_t n, int bits, int symmetric, int scaleType, int search,
-                        int8_t *codes, float *scaleOut, int8_t *zpOut, int vector, int *bad) {
+                        int8_t *codes, float *scaleOut, int8_t *zpOut, int vector, int *bad, float *scratch) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
     float lo, hi;
     group_min_max(x, n, &lo, &hi, vector, bad);
     if (*bad) return 0;
     float bestScale = 0, bestZp = 0, bestErr = INFINITY;
-    int steps = search ? 26 : 1;
+    const int clip = search == 1;
+    int steps = clip ? 26 : 1;
     for (int k = 0; k < steps; k++) {
         float r = 1.0f - 0.02f * (float)k;
         float scale, zp = 0;
@@ -128,11 +206,12 @@ static int encode_group(const float *x, size_t n, int bits, int symmetric, int s
             zp = rne(clampf(qmin - l / scale, qmin, qmax));
         }
         if (isinf(scale)) { if (k == 0) return 1; continue; }
-        if (!search) { bestScale = scale; bestZp = zp; break; }
+        if (!clip) { bestScale = scale; bestZp = zp; break; }
         float err = group_error(x, n, scale, zp, qmin, qmax);
         if (err < bestErr) { bestErr = err; bestScale = scale; bestZp = zp; }
     }
-    if (search && symmetric) {
+    if (search == 2 && scratch) hqq_refine(x, n, symmetric, scaleType, qmin, qmax, &bestScale, &bestZp, scratch);
+    if (clip && symmetric) {
         // Least-squares scale for the codes the best candidate chose: s = Σ x·q / Σ q².
         float sxq = 0, sqq = 0;
         for (size_t i = 0; i < n; i++) {
@@ -162,17 +241,26 @@ static long encode_rows(const float *x, size_t rows, size_t cols, size_t groupSi
         for (size_t i = 0; i < rows * cols; i++) if (!isfinite(x[i])) { *nonFinite = 1; return -1; }
     }
     size_t groups = (cols + groupSize - 1) / groupSize;
-    for (size_t r = 0; r < rows; r++) {
+    size_t width = groupSize < cols ? groupSize : cols;
+    // HQQ's two n-float work arrays: on the stack for groups up to 1024, else on the heap (a
+    // failed allocation leaves the groups at round-to-nearest rather than failing the tensor).
+    float stack[2048];
+    float *scratch = search != 2 ? 0 : width <= 1024 ? stack : malloc(2 * width * sizeof(float));
+    long status = -1;
+    for (size_t r = 0; r < rows && status < 0 && !*nonFinite; r++) {
         for (size_t g = 0; g < groups; g++) {
             size_t start = g * groupSize, n = cols - start < groupSize ? cols - start : groupSize;
             int8_t *zp = zeros ? zeros + r * groups + g : 0;
             if (encode_group(x + r * cols + start, n, bits, symmetric, scaleType, search,
-                             codes + r * cols + start, scales + r * groups + g, zp, vector, nonFinite))
-                return (long)(r * groups + g);
-            if (*nonFinite) return -1;
+                             codes + r * cols + start, scales + r * groups + g, zp, vector, nonFinite, scratch)) {
+                status = (long)(r * groups + g);
+                break;
+            }
+            if (*nonFinite) break;
         }
     }
-    return -1;
+    if (scratch && scratch != stack) free(scratch);
+    return *nonFinite ? -1 : status;
 }
 
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,

@@ -15,6 +15,10 @@ public struct QuantizeOptions: Sendable, Hashable {
     /// a least-squares rescale) that minimises the squared error of the decoded group; never worse
     /// than plain round-to-nearest on any group.
     public var search: Bool
+    /// INT4/INT8 only: refine each group's round-to-nearest scale and zero point by half-quadratic
+    /// optimisation of the ℓ0.7 weight error (HQQ; calibration-free), keeping round-to-nearest's
+    /// where the refined pair's mean absolute error is not lower. Exclusive with ``search``.
+    public var halfQuadratic: Bool
     /// INT8 only: store the codes as compressed-tensors `pack-quantized` (`weight_packed` I32, four
     /// codes per word, plus `weight_shape`), the only INT8 weight-only (W8A16) layout vLLM's WNA16
     /// kernels load; false stores `int-quantized` (`weight` I8), see formats/quantize-int.md.
@@ -22,10 +26,12 @@ public struct QuantizeOptions: Sendable, Hashable {
 
     /// Creates options; the defaults refuse non-finite weights, store BF16 int scales, do not search
     /// and store INT8 as `int-quantized`.
-    public init(allowNonFinite: Bool = false, scaleType: DType = .bf16, search: Bool = false, packInt8: Bool = false) {
+    public init(allowNonFinite: Bool = false, scaleType: DType = .bf16, search: Bool = false, packInt8: Bool = false,
+                halfQuadratic: Bool = false) {
         self.allowNonFinite = allowNonFinite
         self.scaleType = scaleType
         self.search = search
+        self.halfQuadratic = halfQuadratic
         self.packInt8 = packInt8
     }
 }

@@ -366,7 +366,7 @@ public struct TensorQuantizer: Sendable {
             let status = scales.withUnsafeMutableBufferPointer { s in
                 zeros.withUnsafeMutableBufferPointer { z in
                     qk_quant_int_encode_rows_checked(x, n, columns, groupSize, Int32(bits), scheme.symmetric ? 1 : 0,
-                                                     scaleTypeCode, options.search ? 1 : 0, codesOut, s.baseAddress!,
+                                                     scaleTypeCode, options.halfQuadratic ? 2 : options.search ? 1 : 0, codesOut, s.baseAddress!,
                                                      scheme.symmetric ? nil : z.baseAddress, &nonFinite)
                 }
             }

@@ -10,11 +10,14 @@ enum WeightMethod: String, ExpressibleByArgument, CaseIterable {
     case rtn
     /// GPTQ with a calibration text (llm-compressor's GPTQModifier and sequential pipeline).
     case gptq
+    /// Half-quadratic quantization (HQQ): each group's scale and zero point refined against the
+    /// ℓ0.7 error of its weights; calibration-free.
+    case hqq
 }
 
 /// The calibrated-quantization options of `quantize --to int4|int8` (`--method gptq` and its data).
 struct CalibrationOptions: ParsableArguments {
-    @Option(help: "int4/int8: rtn (round to nearest, default) or gptq (calibrated with --calibration; llm-compressor's GPTQ).")
+    @Option(help: "int4/int8: rtn (round to nearest, default), gptq (calibrated with --calibration; llm-compressor's GPTQ) or hqq (half-quadratic refinement of each group's scale and zero point; no calibration data).")
     var method: WeightMethod = .rtn
 
     @Option(help: ArgumentHelp("With --method gptq: the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
@@ -34,6 +37,14 @@ struct CalibrationOptions: ParsableArguments {
 
     /// Rejects combinations that cannot work, before any work starts.
     func validate(scheme: SchemeName, search: Bool) throws {
+        if method == .hqq {
+            guard scheme == .int4 || scheme == .int8 else {
+                throw ValidationError("--method hqq applies to int4 and int8 (it chooses their scales and zero points), not \(scheme.rawValue)")
+            }
+            if calibration != nil || actOrder { throw ValidationError("--method hqq needs no calibration data: --calibration and --act-order apply to --method gptq") }
+            if search { throw ValidationError("--search and --method hqq both choose the scales; pick one") }
+            return
+        }
         guard method == .gptq else {
             if calibration != nil || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq") }
             return
@@ -48,6 +59,23 @@ struct CalibrationOptions: ParsableArguments {
         if calibrationSamples < 1 { throw ValidationError("--calibration-samples must be positive") }
         if calibrationLength < 2 { throw ValidationError("--calibration-length must be 2 or more") }
         if !(dampening >= 0 && dampening.isFinite) { throw ValidationError("--dampening must be a finite number ≥ 0") }
+    }
+
+    /// For `--method hqq`, the config.json record of the method and its settings (the kernels do the
+    /// work per group as the job encodes, so no tensor is handed over); nil otherwise.
+    func halfQuadraticRecord() -> CalibratedWeights? {
+        guard method == .hqq else { return nil }
+        func number(_ v: Double) -> JSONValue { .number(JSONNumber(v)) }
+        let record: JSONValue = .object([
+            JSONMember("method", .string("hqq")),
+            JSONMember("lp_norm", number(0.7)),
+            JSONMember("beta", number(10)),
+            JSONMember("kappa", number(1.01)),
+            JSONMember("max_iterations", number(20)),
+            JSONMember("fitted", .string("scale and zero point, zero point rounded to an integer")),
+            JSONMember("tool", .string("quantize")),
+        ])
+        return CalibratedWeights(method: "hqq", activationOrder: nil, record: record, tensor: { _ in nil })
     }
 
     /// Runs GPTQ over the tensors `job` quantizes and returns them for the job to write; nil for `--method rtn`.

@@ -158,7 +158,8 @@ extension QuantizeCommand {
 
         func run() throws {
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
-                                          search: search, packInt8: int8Layout == .packQuantized)
+                                          search: search, packInt8: int8Layout == .packQuantized,
+                                          halfQuadratic: calibration.method == .hqq)
             var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
             settings.compressOutput = compress
@@ -173,6 +174,7 @@ extension QuantizeCommand {
             }
             settings.threads = threads
             settings.conversion = try ConversionInput.plan(input: input, target: to)
+            settings.calibrated = calibration.halfQuadraticRecord()
             var job = try QuantizeJob(input: input, settings: settings)
             if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
                 settings.calibrated = calibrated

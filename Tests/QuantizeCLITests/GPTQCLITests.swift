@@ -67,3 +67,36 @@ struct GPTQCLITests {
         #expect(result.stderr.contains("ids.json") && result.stderr.contains("window 0"), "stderr: \(result.stderr)")
     }
 }
+
+/// `quantize --to int4|int8 --method hqq` on the shipped model.
+@Suite("--method hqq")
+struct HQQCLITests {
+    @Test("writes round-to-nearest's layout with refined scales, and the method in config.json")
+    func writesRefinedOutput() throws {
+        let scratch = try Fixtures.temporaryDirectory("cli-hqq")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let hqq = scratch.appendingPathComponent("hqq").path, rtn = scratch.appendingPathComponent("rtn").path
+        let run = try CLI.run(["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--asymmetric", "-o", hqq, "--quiet"])
+        #expect(run.status == 0, "stderr: \(run.stderr)")
+        #expect(try CLI.run(["--to", "int4", "fixtures/tiny-llama", "--asymmetric", "-o", rtn, "--quiet"]).status == 0)
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: hqq + "/config.json"))) as? [String: Any])
+        let record = try #require(config["quantize_calibration"] as? [String: Any])
+        #expect(record["method"] as? String == "hqq" && record["lp_norm"] as? Double == 0.7)
+        let a = try Data(contentsOf: URL(fileURLWithPath: hqq + "/model-00001-of-00002.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: rtn + "/model-00001-of-00002.safetensors"))
+        #expect(a.count == b.count && a != b, "HQQ changes scales, zero points and codes, not the layout")
+        let verify = try CLI.run(["verify", "fixtures/tiny-llama", hqq, "--json"])
+        #expect(verify.status == 0 || verify.status == 1, "verify reads it; stderr: \(verify.stderr)")
+    }
+
+    @Test("refuses what --method hqq cannot do", arguments: [
+        (["--to", "fp8", "fixtures/tiny-llama", "--method", "hqq"], "int4 and int8"),
+        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--search"], "--search"),
+        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--calibration", "fixtures/trained-llama/eval.txt"], "no calibration data"),
+    ])
+    func refusesBadCombinations(_ arguments: [String], _ mention: String) throws {
+        let result = try CLI.run(arguments + ["-o", "/tmp/quantize-hqq-refused-\(UUID().uuidString)"])
+        #expect(result.status == 2, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains(mention), "the error names \(mention): \(result.stderr)")
+    }
+}

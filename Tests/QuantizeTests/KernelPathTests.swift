@@ -130,7 +130,7 @@ struct KernelPathTests {
     func intRows(_ bits: Int, _ symmetric: Bool) {
         let x = KernelPatterns.weights.values(3 * 70) + KernelPatterns.ties.values(3 * 70)
         for cols in 1...70 {
-            for groupSize in [cols, 32] { for search: Int32 in [0, 1] {
+            for groupSize in [cols, 32] { for search: Int32 in [0, 1, 2] {
                 let rows = x.count / 70
                 let groups = (cols + groupSize - 1) / groupSize
                 var ca = [Int8](repeating: 0, count: rows * cols), cb = ca

@@ -144,7 +144,8 @@ void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n);
 float qk_quant_round_scale(float scale, int scaleType);
 /// Group-wise integer quantization of a rows × cols block (see quant_int.c); codes [rows, cols],
 /// scales [rows, groups] (already rounded to scaleType), zeros [rows, groups] or NULL when
-/// symmetric. Returns -1 or the flat index of the first group whose scale overflowed.
+/// symmetric. `search`: 0 min-max round-to-nearest, 1 clipping search, 2 HQQ refinement.
+/// Returns -1 or the flat index of the first group whose scale overflowed.
 long qk_quant_int_encode_rows(const float *x, size_t rows, size_t cols, size_t groupSize, int bits,
                               int symmetric, int scaleType, int search,
                               int8_t *codes, float *scales, int8_t *zeros);
