@@ -11,6 +11,9 @@ public final class SafetensorsDirectorySink: CheckpointSink {
     public let writeOrder: [String]
 
     private let writer: SafetensorsShardedWriter
+    /// The side files ``copySideFiles(from:)`` copied, as inputs of the manifest (their path in the
+    /// input, size and SHA-256, computed while they were copied).
+    public private(set) var copiedSideFiles: [IntegrityManifest.FileEntry] = []
 
     /// The index document's style as transformers writes it but with UTF-8 kept as is
     /// (`indent=2, sort_keys=True`), which is how quantize has always written indexes.
@@ -73,7 +76,7 @@ public final class SafetensorsDirectorySink: CheckpointSink {
             }
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            try transaction.copy(path, named: name)
+            copiedSideFiles.append(try transaction.copy(path, named: name))
         }
         return warnings
     }
