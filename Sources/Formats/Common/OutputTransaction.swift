@@ -133,8 +133,12 @@ public final class OutputTransaction {
     @discardableResult
     public func copy(_ source: String, named name: String) throws(FormatError) -> IntegrityManifest.FileEntry {
         let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
+        let file: MappedFile
+        do { file = try MappedFile(uncompressedPath: resolved) } catch {
+            throw FormatError(.io, path: source, message: "cannot copy it to the output (\(error.message))", remedy: error.remedy)
+        }
+        // Errors while reading name the source; errors while writing name the output file.
         do {
-            let file = try MappedFile(uncompressedPath: resolved)
             let out = try OutputFile(path: path(name))
             defer { out.discard() }
             var offset = 0
@@ -150,7 +154,7 @@ public final class OutputTransaction {
             try out.commit()
             return IntegrityManifest.FileEntry(name: source, bytes: out.position, sha256: out.sha256 ?? "")
         } catch {
-            throw publicError(FormatError(.writeFailed, path: source, message: "cannot copy it to the output (\(error.message))", remedy: error.remedy))
+            throw publicError(error)
         }
     }
 
