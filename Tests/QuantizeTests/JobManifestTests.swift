@@ -58,6 +58,10 @@ struct JobManifestTests {
         #expect(manifest.scheme == "q4_k_m")
         #expect(manifest.inputs.map(\.name) == [model])
         #expect(manifest.inputs[0].sha256 == (try Self.sha256(ofFileAt: model)))
+        // Every byte hashed exactly once, from the job's copies or (header, padding, tensors read
+        // out of file order) from the mapping.
+        let counts = job.inputHashCounts
+        #expect(counts.fromJob + counts.fromMapping == job.checkpoint.fileByteCounts[0])
         #expect(try JobFixtures.listing(scratch) == ["out.gguf", "out.gguf.quantize-manifest.json", "out.gguf.quantize-report.json", "tiny-llama.gguf"])
     }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Formats
 import Foundation
 
@@ -11,8 +12,15 @@ final class JobIntegrity {
     /// What each input file's sidecar, manifest or cache blob name records, if anything.
     var expected: [IntegrityManifest.ExpectedChecksum?] = []
     private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The digest of a tensor's copy runs on its own thread while the encoders read the same copy
+    /// (both only read it); the next tensor's copy waits for it.
+    private let hashQueue = DispatchQueue(label: "quantize.input-digest")
+    private let pending = DispatchGroup()
+    private let errorLock = NSLock()
+    private var hashError: FormatError?
 
-    /// A buffer of `count` bytes (contents undefined), reused from tensor to tensor.
+    /// A buffer of `count` bytes (contents undefined), reused from tensor to tensor; call
+    /// ``waitForDigest()`` first.
     func buffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
         if storage.count < count {
             storage.deallocate()
@@ -21,7 +29,31 @@ final class JobIntegrity {
         return UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
     }
 
-    deinit { storage.deallocate() }
+    /// Hands `bytes` (in ``buffer(_:)``, read from `offset` of the file) to `digest` on the digest thread.
+    func digestAsync(_ digest: InputDigest, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        let work = UncheckedSendable(value: (self, digest, bytes))
+        hashQueue.async(group: pending) {
+            let (owner, digest, bytes) = work.value
+            do throws(FormatError) { try digest.consume(bytes, at: offset) } catch {
+                owner.errorLock.lock()
+                if owner.hashError == nil { owner.hashError = error }
+                owner.errorLock.unlock()
+            }
+        }
+    }
+
+    /// Waits for the digest of the last copy; throws what it met (a truncated file).
+    func waitForDigest() throws(FormatError) {
+        pending.wait()
+        errorLock.lock()
+        defer { errorLock.unlock() }
+        if let error = hashError { hashError = nil; throw error }
+    }
+
+    deinit {
+        pending.wait()
+        storage.deallocate()
+    }
 }
 
 extension QuantizeJob {
@@ -45,10 +77,13 @@ extension QuantizeJob {
         let file = checkpoint.mappedFile(tensor.fileIndex)
         guard file.isMapping else { return try checkpoint.readData(for: tensor) }
         let range = tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)
+        try integrity.waitForDigest()  // the previous tensor's digest reads the buffer
         let copy = integrity.buffer(tensor.byteCount)
         if let base = copy.baseAddress { try file.copyGuarded(range, into: base) }
         let bytes = UnsafeRawBufferPointer(copy)
-        if tensor.fileIndex < integrity.digests.count { try integrity.digests[tensor.fileIndex]?.consume(bytes, at: tensor.fileOffset) }
+        if tensor.fileIndex < integrity.digests.count, let digest = integrity.digests[tensor.fileIndex] {
+            integrity.digestAsync(digest, bytes, at: tensor.fileOffset)
+        }
         return bytes
     }
 
@@ -57,6 +92,7 @@ extension QuantizeJob {
     /// - Throws: ``FormatError`` `.checksumDiffers` naming the input that differs (before anything
     ///   is committed), `.truncated` when an input shrank.
     func finishInputDigests() throws -> [IntegrityManifest.FileEntry] {
+        try integrity.waitForDigest()
         var entries: [IntegrityManifest.FileEntry] = []
         for (index, digest) in integrity.digests.enumerated() {
             guard let digest else { continue }
