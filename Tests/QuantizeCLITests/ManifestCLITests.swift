@@ -56,6 +56,10 @@ struct ManifestCLITests {
         let manifest = try Self.manifest(output + "/quantize-manifest.json")
         let names = try FileManager.default.contentsOfDirectory(atPath: output).filter { $0 != "quantize-manifest.json" }.sorted()
         #expect(Self.fileNames(manifest).sorted() == names)
+        // One file of the directory: its entry in the directory's manifest.
+        let shard = output + "/model-00001-of-00002.safetensors"
+        let one = try CLI.run(["inspect", shard, "--verify-checksums"])
+        #expect(one.status == 0 && one.stderr.contains("model-00001-of-00002.safetensors matches the directory's quantize-manifest.json"), "stderr: \(one.stderr.prefix(400))")
         try Self.expectVerified(output, damaging: output + "/model-00002-of-00002.safetensors", files: names.count)
     }
 

@@ -161,12 +161,12 @@ extension IntegrityManifest {
         if let bytes = expected.bytes, bytes != entry.bytes {
             throw FormatError(.checksumDiffers, path: entry.name,
                               message: "the input is \(entry.bytes) bytes but \(expected.source) records \(bytes): it was changed, truncated or replaced since",
-                              remedy: "nothing was written; copy or download the input again")
+                              remedy: "nothing was written; copy or download the input again (or, if you changed it on purpose, remove or regenerate \(expected.source))")
         }
         guard entry.sha256 == expected.sha256.lowercased() else {
             throw FormatError(.checksumDiffers, path: entry.name,
                               message: "the input's SHA-256 is \(entry.sha256) but \(expected.source) records \(expected.sha256.lowercased()): its bytes changed",
-                              remedy: "nothing was written; copy or download the input again")
+                              remedy: "nothing was written; copy or download the input again (or, if you changed it on purpose, remove or regenerate \(expected.source))")
         }
     }
 }

@@ -190,10 +190,20 @@ public struct IntegrityManifest: Codable, Sendable, Equatable {
     public static func verifyChecksums(of path: String, files: [String]) throws(FormatError) -> [String] {
         var done: [String] = []
         let manifestPath = IntegrityManifest.path(forOutput: path)
+        let directory = (path as NSString).deletingLastPathComponent
+        let enclosing = (directory.isEmpty ? "." : directory) + "/" + directoryFileName
         if FileManager.default.fileExists(atPath: manifestPath) {
             let manifest = try read(manifestPath)
             let count = try manifest.verify(relativeTo: (manifestPath as NSString).deletingLastPathComponent)
             done.append("\(count) file\(count == 1 ? "" : "s") match \((manifestPath as NSString).lastPathComponent)")
+        } else if manifestPath != enclosing, FileManager.default.fileExists(atPath: enclosing) {
+            // A file inside a directory output: its entry in the directory's manifest.
+            let manifest = try read(enclosing)
+            let name = (path as NSString).lastPathComponent
+            if let entry = manifest.files.first(where: { $0.name == name }) {
+                try check(path: path, bytes: entry.bytes, sha256: entry.sha256, source: "the directory's \(directoryFileName)")
+                done.append("\(name) matches the directory's \(directoryFileName)")
+            }
         }
         for file in files where try verifySidecar(of: file) {
             done.append("\((file as NSString).lastPathComponent) matches its .sha256 sidecar")
