@@ -80,6 +80,11 @@ extension QuantizeCommand {
                 throw QuantizeJobError(.outputExists, "\(output) exists; pass --force to replace it, or name another output with -o")
             }
             let weights = try ModelWeights(path: model, weightsOnly: true)
+            // The inputs' checksums for the manifest, checked against their sidecars or manifests
+            // before any work: one sequential pass over each file, before the forward pass loads
+            // the weights (which then finds the pages cached; formats/integrity.md).
+            var inputs = try weights.checkpoint.files.map { try InputDigest.checkedEntry(ofFileAt: $0) }
+            inputs.append(try InputDigest.checkedEntry(ofFileAt: text ?? tokens!))
             let transformer = try Transformer(weights: weights, threads: threads, maximumPositions: ctx)
             let talk = !quiet && !json
             let ids: [Int32]
@@ -117,7 +122,14 @@ extension QuantizeCommand {
             } catch let error as FormatError {
                 throw transaction.publicError(error)
             }
-            try transaction.commit(.file(named: name))
+            var options = ["context": "\(ctx)", "format": resolvedFormat.rawValue, "process_output": "\(processOutput)"]
+            if let chunks { options["chunks"] = "\(chunks)" }
+            transaction.manifest = IntegrityManifest(scheme: nil, options: options, files: [], inputs: inputs)
+            do throws(FormatError) {
+                try transaction.commit(.file(named: name))
+            } catch {
+                throw transaction.publicError(error)
+            }
 
             let notes = result.sparseExpertNotes
             if json {

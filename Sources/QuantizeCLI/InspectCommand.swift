@@ -23,6 +23,13 @@ extension QuantizeCommand {
         var verifyChecksums = false
 
         func run() throws {
+            if verifyChecksums {
+                // Before reading any header: a damaged file is named by its checksum, and an
+                // importance matrix (not a model) is checked too.
+                let checks = try IntegrityManifest.verifyChecksums(of: path, files: InspectCommand.sidecarCandidates(path))
+                let note = checks.isEmpty ? ["no quantize-manifest.json or .sha256 sidecar records a checksum for \(path)"] : checks
+                for line in note { FileHandle.standardError.write(Data(("checksums: " + line + "\n").utf8)) }
+            }
             // An importance matrix is shown as one (ImatrixInspect.swift), not as a model.
             let checkpoint: Checkpoint
             do {
@@ -32,17 +39,24 @@ extension QuantizeCommand {
                 guard let imatrix = ImatrixInspect.legacy(path) else { throw error }
                 return print(json ? imatrix.json.serializedString(.document) : imatrix.text)
             }
-            if verifyChecksums {
-                let checks = try IntegrityManifest.verifyChecksums(of: path, files: checkpoint.files)
-                let note = checks.isEmpty ? ["no quantize-manifest.json or .sha256 sidecar records a checksum for \(path)"] : checks
-                for line in note { FileHandle.standardError.write(Data(("checksums: " + line + "\n").utf8)) }
-            }
             let report = InspectReport(checkpoint)
             if json {
                 print(report.json().serializedString(.document))
             } else {
                 print(report.text(limit: limit))
             }
+        }
+
+        /// The files whose `.sha256` sidecars `--verify-checksums` checks: the file itself, or every
+        /// regular file of a directory (the weights, the index, config.json, tokenizer files).
+        static func sidecarCandidates(_ path: String) -> [String] {
+            let fm = FileManager.default
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return [path] }
+            return ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted()
+                .filter { !$0.hasPrefix(".") && !$0.hasSuffix(".sha256") }
+                .map { (path as NSString).appendingPathComponent($0) }
+                .filter { fm.fileExists(atPath: $0 + ".sha256") }
         }
     }
 }

@@ -8,7 +8,7 @@ struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Quantize LLM checkpoints to FP8, INT8 and INT4, check their accuracy, and tell which GPUs they fit.",
-        version: "0.1.0",
+        version: IntegrityManifest.quantizeVersion,
         subcommands: [RunCommand.self, InspectCommand.self, VerifyCommand.self, EvalCommand.self, ImatrixCommand.self, FitCommand.self, Compress.self, Decompress.self],
         defaultSubcommand: RunCommand.self
     )

@@ -22,7 +22,7 @@ struct ImatrixCLITests {
         #expect(json["chunks"] as? Int == 2 && json["tokens"] as? Int == 128 && json["chunkCount"] as? Int == 2)
         #expect(json["format"] as? String == "gguf")
         #expect((json["sparseExperts"] as? [Any])?.isEmpty == true)
-        #expect(try CLI.listing(scratch) == ["m.gguf"], "only the output is left")
+        #expect(try CLI.listing(scratch) == ["m.gguf", "m.gguf.quantize-manifest.json"], "only the output and its manifest are left")
         let inspect = try CLI.run(["inspect", output, "--json"])
         #expect(inspect.status == 0, "stderr: \(inspect.stderr)")
         let report = try CLI.jsonObject(inspect.stdout)

@@ -45,7 +45,7 @@ struct MixtureCLITests {
         let result = try CLI.run(["--to", "q5_k_m", input])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("quantized 16 tensors to q5_k_m (Q5_K ×13, Q6_K ×3)"), "\(result.stderr)")
-        #expect(try CLI.listing(scratch) == ["m-q5_k_m.gguf", "m-q5_k_m.gguf.quantize-report.json", "m.gguf"])
+        #expect(try CLI.listing(scratch) == ["m-q5_k_m.gguf", "m-q5_k_m.gguf.quantize-manifest.json", "m-q5_k_m.gguf.quantize-report.json", "m.gguf"])
         let inspect = try CLI.jsonObject(try CLI.run(["inspect", "--json", scratch.appendingPathComponent("m-q5_k_m.gguf").path]).stdout)
         #expect(inspect["format"] as? String == "gguf")
     }

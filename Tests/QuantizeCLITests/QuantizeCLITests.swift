@@ -72,7 +72,7 @@ struct QuantizeCLITests {
         #expect(result.status == 0, "stderr: \(result.stderr)")
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.isEmpty)
-        #expect(try CLI.listing(scratch) == ["m-q4_k.gguf", "m-q4_k.gguf.quantize-report.json", "m.gguf"])
+        #expect(try CLI.listing(scratch) == ["m-q4_k.gguf", "m-q4_k.gguf.quantize-manifest.json", "m-q4_k.gguf.quantize-report.json", "m.gguf"])
     }
 
     @Test("--dry-run prints the plan and writes nothing")

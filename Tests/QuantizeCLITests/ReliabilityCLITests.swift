@@ -95,7 +95,7 @@ struct ReliabilityCLITests {
         let next = try Self.quantize(["--to", "q8_0", "fixtures/tiny-llama.gguf", "-o", output.path])
         #expect(next.status == 0, "stderr: \(next.stderr)")
         #expect(next.stderr.contains("note: removed \(scratch.path)/\(debris[0]), the leftover of an interrupted run"), "stderr: \(next.stderr)")
-        #expect(try CLI.listing(scratch) == ["out.gguf", "out.gguf.quantize-report.json"])
+        #expect(try CLI.listing(scratch) == ["out.gguf", "out.gguf.quantize-manifest.json", "out.gguf.quantize-report.json"])
     }
 
     @Test("a second run to the same output fails at once while the first holds the lock")
@@ -129,7 +129,7 @@ struct ReliabilityCLITests {
         let run = try Self.quantize(["--to", "q8_0", "fixtures/tiny-llama.gguf", "-o", output.path, "--no-check"])
         #expect(run.status == 0, "stderr: \(run.stderr)")
         #expect(run.stderr.contains("note: removed \(report), a report left without its output by an interrupted run"))
-        #expect(try CLI.listing(scratch) == ["out.gguf"])
+        #expect(try CLI.listing(scratch) == ["out.gguf", "out.gguf.quantize-manifest.json"])
     }
 
     // MARK: Faults

@@ -216,7 +216,7 @@ struct QuantizeJobErrorTests {
         if directoryInput {
             #expect(try JobFixtures.listing(scratch) == ["nan-model", "out"])
         } else {
-            #expect(try JobFixtures.listing(scratch) == ["nan-model", "out.safetensors", "out.safetensors.quantize-report.json"])
+            #expect(try JobFixtures.listing(scratch) == ["nan-model", "out.safetensors", "out.safetensors.quantize-manifest.json", "out.safetensors.quantize-report.json"])
         }
     }
 
@@ -326,7 +326,7 @@ struct QuantizeJobErrorTests {
         try Data([9, 9, 9]).write(to: URL(fileURLWithPath: ggufOutput))
         _ = try QuantizeJob(input: gguf, settings: .init(scheme: Scheme(name: .q8_0), output: ggufOutput, overwrite: true, check: nil)).run()
         #expect(try GGUFFile(path: ggufOutput).tensors.count == 21)
-        #expect(try JobFixtures.listing(ggufScratch) == ["out.gguf", "tiny-llama.gguf"])
+        #expect(try JobFixtures.listing(ggufScratch) == ["out.gguf", "out.gguf.quantize-manifest.json", "tiny-llama.gguf"])
     }
 
     @Test("replacing a GGUF output without the check leaves no stale accuracy report of the old output beside it")
@@ -391,7 +391,7 @@ struct QuantizeJobShapeTests {
         #expect(experts?.decision == TensorSelection.Decision(quantize: false, rule: "3-D tensor (not a matrix)"), "\(label)")
         #expect(job.tensors.filter(\.decision.quantize).count == 2, "\(label)")
         _ = try job.run()
-        #expect(try JobFixtures.listing(scratch) == ["odd.safetensors", "out.safetensors"])
+        #expect(try JobFixtures.listing(scratch) == ["odd.safetensors", "out.safetensors", "out.safetensors.quantize-manifest.json"])
         let document = try JobFixtures.oracle(original: input, output: output, scheme: scheme.name.rawValue, extra: oracleArguments)
         JobFixtures.expectOraclePassed(document, label)
         #expect((document["kept"]?.array ?? []).compactMap(\.string) == ["model.layers.0.mlp.experts.weight"])

@@ -152,7 +152,7 @@ struct QuantizeJobTests {
         // Layout: same shard names, the index, config.json and every side file, plus the report.
         let inputNames = try FileManager.default.contentsOfDirectory(atPath: model).sorted()
         let outputNames = try FileManager.default.contentsOfDirectory(atPath: outputPath).sorted()
-        #expect(outputNames == (inputNames + ["quantize-report.json"]).sorted())
+        #expect(outputNames == (inputNames + ["quantize-report.json", "quantize-manifest.json"]).sorted())
         for side in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
             let copied = try Data(contentsOf: URL(fileURLWithPath: outputPath + "/" + side))
             let source = try Data(contentsOf: URL(fileURLWithPath: model + "/" + side))
@@ -267,7 +267,7 @@ struct QuantizeJobTests {
         #expect(summary.kind == .gguf)
         #expect(summary.quantizedCount == 14)
         #expect(summary.keptCount == 7)
-        #expect(try JobFixtures.listing(scratch) == ["out.gguf", "out.gguf.quantize-report.json", "tiny-llama.gguf"])
+        #expect(try JobFixtures.listing(scratch) == ["out.gguf", "out.gguf.quantize-manifest.json", "out.gguf.quantize-report.json", "tiny-llama.gguf"])
 
         let written = try GGUFFile(path: outputPath)
         // Metadata: the input's keys in their order, then the quantization version and the file

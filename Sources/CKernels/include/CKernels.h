@@ -2,6 +2,7 @@
 #define QUANTIZE_CKERNELS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "guarded_read.h"
 
 /// Returns 1 when the CPU supports F16C and AVX2 (checked once at run time), else 0.
 int qk_cpu_has_f16c_avx2(void);

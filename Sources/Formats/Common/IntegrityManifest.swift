@@ -35,6 +35,8 @@ public struct IntegrityManifest: Codable, Sendable, Equatable {
 
     /// The schema version this code writes and reads.
     public static let currentVersion = 1
+    /// The version of quantize recorded as ``toolVersion`` (also what `quantize --version` prints).
+    public static let quantizeVersion = "0.1.0"
     /// The manifest's name inside an output directory.
     public static let directoryFileName = "quantize-manifest.json"
     /// The suffix of a single-file output's manifest (`out.gguf.quantize-manifest.json`).
@@ -56,7 +58,7 @@ public struct IntegrityManifest: Codable, Sendable, Equatable {
     public var inputs: [FileEntry]
 
     /// Creates a manifest.
-    public init(tool: String = "quantize", toolVersion: String, scheme: String?, options: [String: String] = [:],
+    public init(tool: String = "quantize", toolVersion: String = IntegrityManifest.quantizeVersion, scheme: String?, options: [String: String] = [:],
                 files: [FileEntry], inputs: [FileEntry] = []) {
         version = IntegrityManifest.currentVersion
         self.tool = tool
@@ -164,15 +166,21 @@ public struct IntegrityManifest: Codable, Sendable, Equatable {
     public static func verifySidecar(of path: String) throws(FormatError) -> Bool {
         let sidecar = path + ".sha256"
         guard FileManager.default.fileExists(atPath: sidecar) else { return false }
+        try check(path: path, bytes: nil, sha256: sidecarDigest(sidecar), source: (sidecar as NSString).lastPathComponent)
+        return true
+    }
+
+    /// The digest a `sha256sum`-format sidecar records (the first word of its first line), lowercased.
+    /// - Throws: ``FormatError`` `.invalidManifest` when it does not begin with 64 hex digits.
+    static func sidecarDigest(_ sidecar: String) throws(FormatError) -> String {
         let file = try MappedFile(uncompressedPath: sidecar)
         let text = String(decoding: file.bytes.prefix(4096), as: UTF8.self)
-        guard let digest = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map(String.init),
-              isHexDigest(digest.lowercased()) else {
+        guard let digest = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }).first.map({ String($0).lowercased() }),
+              isHexDigest(digest) else {
             throw FormatError(.invalidManifest, path: sidecar, message: "the sidecar does not begin with a SHA-256 digest (64 hex digits)",
                               remedy: "regenerate it with `sha256sum FILE > FILE.sha256`, or remove it")
         }
-        try check(path: path, bytes: nil, sha256: digest, source: (sidecar as NSString).lastPathComponent)
-        return true
+        return digest
     }
 
     /// Verifies everything that records a checksum for the checkpoint at `path` with data files
@@ -182,10 +190,20 @@ public struct IntegrityManifest: Codable, Sendable, Equatable {
     public static func verifyChecksums(of path: String, files: [String]) throws(FormatError) -> [String] {
         var done: [String] = []
         let manifestPath = IntegrityManifest.path(forOutput: path)
+        let directory = (path as NSString).deletingLastPathComponent
+        let enclosing = (directory.isEmpty ? "." : directory) + "/" + directoryFileName
         if FileManager.default.fileExists(atPath: manifestPath) {
             let manifest = try read(manifestPath)
             let count = try manifest.verify(relativeTo: (manifestPath as NSString).deletingLastPathComponent)
             done.append("\(count) file\(count == 1 ? "" : "s") match \((manifestPath as NSString).lastPathComponent)")
+        } else if manifestPath != enclosing, FileManager.default.fileExists(atPath: enclosing) {
+            // A file inside a directory output: its entry in the directory's manifest.
+            let manifest = try read(enclosing)
+            let name = (path as NSString).lastPathComponent
+            if let entry = manifest.files.first(where: { $0.name == name }) {
+                try check(path: path, bytes: entry.bytes, sha256: entry.sha256, source: "the directory's \(directoryFileName)")
+                done.append("\(name) matches the directory's \(directoryFileName)")
+            }
         }
         for file in files where try verifySidecar(of: file) {
             done.append("\((file as NSString).lastPathComponent) matches its .sha256 sidecar")

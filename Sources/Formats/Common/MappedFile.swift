@@ -30,6 +30,10 @@ public final class MappedFile: @unchecked Sendable {
     /// Whether `base` is a heap copy (``init(copying:path:)``) rather than a mapping.
     private let ownsCopy: Bool
 
+    /// Whether ``bytes`` are a mapping of a file on disk (which another program can truncate
+    /// under it), rather than a container's decoded bytes or an in-memory copy.
+    public var isMapping: Bool { descriptor >= 0 && compressed == nil && !ownsCopy }
+
     /// Opens and maps `path` read-only; a compressed container is opened as its original file.
     /// - Throws: ``FormatError`` with code `.io` when the file cannot be opened or mapped, or the
     ///   container's error when a compressed file's headers are damaged.

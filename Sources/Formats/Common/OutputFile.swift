@@ -123,6 +123,7 @@ public final class OutputFile {
         if fsync(descriptor) != 0 {
             throw FormatError(.writeFailed, path: path, message: "cannot sync the output to disk (\(String(cString: strerror(errno))))")
         }
+        let identity = IntegrityLedger.identity(descriptor: descriptor)
         close(descriptor)
         finished = true
         if rename(temporaryPath, path) != 0 {
@@ -130,7 +131,10 @@ public final class OutputFile {
             unlink(temporaryPath)
             throw FormatError(.writeFailed, path: path, message: "cannot move the finished output into place (\(reason))")
         }
-        sha256 = IntegrityManifest.hex(hasher.finalize())
+        let digest = IntegrityManifest.hex(hasher.finalize())
+        sha256 = digest
+        // For the manifest of the transaction this file is staged in (no second read).
+        if let identity { IntegrityLedger.record(identity, sha256: digest) }
     }
 
     /// Abandons the output: closes and removes the temporary file. Safe to call more than once.

@@ -46,6 +46,15 @@ public final class OutputTransaction {
     /// What opening the transaction cleaned up (stale staging directories of killed runs), as
     /// sentences for the user.
     public private(set) var notes: [String] = []
+    /// The integrity manifest to write with the output (formats/integrity.md), or nil for none:
+    /// its tool, scheme, options and inputs as the job sets them; ``commit(_:)`` fills in
+    /// ``IntegrityManifest/files`` from the checksums recorded while the staged files were
+    /// written (no second read) and stages it with the output — `quantize-manifest.json` inside a
+    /// directory output, the companion `NAME.quantize-manifest.json` beside a file output, moved
+    /// into place with the other companions, before the output.
+    public var manifest: IntegrityManifest?
+    /// The manifest written by ``commit(_:)``, once committed.
+    public private(set) var writtenManifest: IntegrityManifest?
 
     private var isClosed = false
     private var companions: [(staged: String, final: String)] = []
@@ -81,6 +90,13 @@ public final class OutputTransaction {
         lockPath = parent + "/." + name + ".lock"
         lockDescriptor = try OutputTransaction.acquireLock(lockPath, target: target)
         notes = OutputTransaction.removeStaleStaging(in: parent, name: name)
+        if !directory {
+            // A manifest left without its output (an interrupt between the renames of a commit).
+            let companion = target + IntegrityManifest.fileSuffix
+            if !fm.fileExists(atPath: target), fm.fileExists(atPath: companion), (try? fm.removeItem(atPath: companion)) != nil {
+                notes.append("removed \(companion), a manifest left without its output by an interrupted run")
+            }
+        }
         let staging = parent + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         if mkdir(staging, 0o755) != 0 {
             let reason = String(cString: strerror(errno))
@@ -111,12 +127,34 @@ public final class OutputTransaction {
     /// Copies a file's contents into the staging directory under `name` (a symbolic link is
     /// followed: the copy is a regular file).
     /// - Throws: ``FormatError`` `.writeFailed` naming the source when the copy fails.
-    public func copy(_ source: String, named name: String) throws(FormatError) {
+    /// The bytes stream through an ``OutputFile``, so the copy's SHA-256 (which is also the
+    /// source's) is recorded for the manifest in the same pass.
+    /// - Returns: the entry of the source (its path as given, size and SHA-256).
+    @discardableResult
+    public func copy(_ source: String, named name: String) throws(FormatError) -> IntegrityManifest.FileEntry {
+        let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
+        let file: MappedFile
+        do { file = try MappedFile(uncompressedPath: resolved) } catch {
+            throw FormatError(.io, path: source, message: "cannot copy it to the output (\(error.message))", remedy: error.remedy)
+        }
+        // Errors while reading name the source; errors while writing name the output file.
         do {
-            let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
-            try FileManager.default.copyItem(atPath: resolved, toPath: path(name))
+            let out = try OutputFile(path: path(name))
+            defer { out.discard() }
+            var offset = 0
+            let piece = 4 << 20
+            let bounce = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
+            defer { bounce.deallocate() }
+            while offset < file.count {
+                let end = min(file.count, offset + piece)
+                try file.copyGuarded(offset..<end, into: bounce)
+                try out.write(UnsafeRawBufferPointer(start: bounce, count: end - offset))
+                offset = end
+            }
+            try out.commit()
+            return IntegrityManifest.FileEntry(name: source, bytes: out.position, sha256: out.sha256 ?? "")
         } catch {
-            throw FormatError(.writeFailed, path: source, message: "cannot copy it to the output (\(OutputTransaction.reason(error)))")
+            throw publicError(error)
         }
     }
 
@@ -135,6 +173,8 @@ public final class OutputTransaction {
         case .directory: source = stagingDirectory
         case .file(let name): source = path(name)
         }
+        var recorded: [String] = []
+        if let manifest { recorded = try stageManifest(manifest, staged) }
         try OutputTransaction.registry.whileOpen(ObjectIdentifier(self), target: target) { () throws(FormatError) in
             var displaced: String? = nil
             if fm.fileExists(atPath: target) || OutputTransaction.isLink(target) {
@@ -164,6 +204,56 @@ public final class OutputTransaction {
         isClosed = true
         if case .file = staged { try? fm.removeItem(atPath: stagingDirectory) }
         releaseLock()
+        IntegrityLedger.forget(paths: recorded)
+    }
+
+    /// Fills in the manifest's files from the checksums recorded while they were written and
+    /// stages it; returns the final paths of the files it lists.
+    private func stageManifest(_ template: IntegrityManifest, _ staged: Staged) throws(FormatError) -> [String] {
+        // (staged path, name in the manifest, final path)
+        var listed: [(staged: String, name: String, final: String)] = []
+        switch staged {
+        case .directory:
+            func walk(_ relative: String) {
+                let directory = relative.isEmpty ? stagingDirectory : stagingDirectory + "/" + relative
+                for entry in ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted() where !entry.hasPrefix(".") {
+                    let name = relative.isEmpty ? entry : relative + "/" + entry
+                    if name == IntegrityManifest.directoryFileName { continue }
+                    var info = stat()
+                    guard lstat(stagingDirectory + "/" + name, &info) == 0 else { continue }
+                    if (info.st_mode & S_IFMT) == S_IFDIR { walk(name); continue }
+                    listed.append((stagingDirectory + "/" + name, name, target + "/" + name))
+                }
+            }
+            walk("")
+        case .file(let name):
+            let targetName = URL(fileURLWithPath: target).lastPathComponent
+            listed.append((path(name), targetName, target))
+            for companion in companions {
+                listed.append((companion.staged, URL(fileURLWithPath: companion.final).lastPathComponent, companion.final))
+            }
+        }
+        var entries: [(sequence: Int, entry: IntegrityManifest.FileEntry)] = []
+        for file in listed {
+            guard let record = IntegrityLedger.lookup(path: file.staged), let size = IntegrityLedger.identity(path: file.staged)?.size else {
+                throw FormatError(.writeFailed, path: file.final,
+                                  message: "no checksum was recorded while this file was written, so the integrity manifest cannot list it (an internal error)",
+                                  remedy: "please report it; nothing was written")
+            }
+            entries.append((record.sequence, IntegrityManifest.FileEntry(name: file.name, bytes: size, sha256: record.sha256)))
+        }
+        var manifest = template
+        manifest.files = entries.sorted { $0.sequence < $1.sequence }.map(\.entry)
+        let bytes: [UInt8]
+        do { bytes = try manifest.encoded() } catch {
+            throw FormatError(.writeFailed, path: target + IntegrityManifest.fileSuffix, message: "cannot encode the integrity manifest (\(error))")
+        }
+        switch staged {
+        case .directory: try write(bytes, named: IntegrityManifest.directoryFileName)
+        case .file: try writeCompanion(bytes, stagedName: IntegrityManifest.directoryFileName, finalPath: target + IntegrityManifest.fileSuffix)
+        }
+        writtenManifest = manifest
+        return listed.map(\.final)
     }
 
     /// Abandons the output: removes the staging directory and everything in it. Safe to call more

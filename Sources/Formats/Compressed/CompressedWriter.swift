@@ -123,13 +123,26 @@ public enum CompressedContainer {
     ///   - chunkByteCount: original bytes per chunk (rounded down to a multiple of 8).
     public static func compressFile(_ input: String, to output: String, overwrite: Bool = false,
                                     chunkByteCount: Int = CompressedFormat.defaultChunkByteCount) throws(FormatError) -> CompressionSummary {
+        try compressFile(input, to: output, overwrite: overwrite, chunkByteCount: chunkByteCount, inputEntry: nil)
+    }
+
+    /// ``compressFile(_:to:overwrite:chunkByteCount:)``, and when `inputEntry` is given, the
+    /// input's SHA-256 computed in the same pass (formats/integrity.md).
+    static func compressFile(_ input: String, to output: String, overwrite: Bool, chunkByteCount: Int,
+                             inputEntry: UnsafeMutablePointer<IntegrityManifest.FileEntry?>?) throws(FormatError) -> CompressionSummary {
         let start = Date()
         try refuseSamePath(input, output)
         let plan = try plan(forFileAt: input)
         let source = try MappedFile(uncompressedPath: input)
         let out = try OutputFile(path: output, overwrite: overwrite)
         defer { out.discard() }
-        try write(source: source, plan: plan, chunkByteCount: chunkByteCount, to: out)
+        let digest = inputEntry == nil ? nil : InputDigest(file: source)
+        try write(source: source, plan: plan, chunkByteCount: chunkByteCount, to: out, digest: digest)
+        if let digest, let inputEntry {
+            var entry = try digest.finish()
+            entry.name = input
+            inputEntry.pointee = entry
+        }
         try out.commit()
         var summary = CompressionSummary()
         summary.inputByteCount = source.count
@@ -140,8 +153,9 @@ public enum CompressedContainer {
     }
 
     /// Writes the container of `source` laid out by `plan` into `out` (not committed).
+    /// - Parameter digest: hashes the input as its chunks are compressed (in file order).
     public static func write(source: MappedFile, plan: FilePlan, chunkByteCount requested: Int = CompressedFormat.defaultChunkByteCount,
-                             to out: OutputFile) throws(FormatError) {
+                             to out: OutputFile, digest: InputDigest? = nil) throws(FormatError) {
         let chunkBytes = max(8, min(CompressedFormat.maxChunkByteCount, requested) / 8 * 8)
         let bytes = source.bytes
         let prefix = UnsafeRawBufferPointer(rebasing: bytes[0..<plan.prefixByteCount])
@@ -188,6 +202,10 @@ public enum CompressedContainer {
         var done = 0
         while done < work.count {
             let count = min(batch, work.count - done)
+            let batchStart = regions[work[done].region].chunkRange(work[done].chunk).lowerBound
+            let batchEnd = regions[work[done + count - 1].region].chunkRange(work[done + count - 1].chunk).upperBound
+            // Reading a page past a truncated file's end raises SIGBUS: check the size before each batch.
+            try source.checkIntact(batchStart..<batchEnd)
             var results = [(planes: [StoredPlane], byteCount: Int, checksum: UInt64)](repeating: ([], 0, 0), count: count)
             let batchWork = Array(work[done..<(done + count)]).map { (regions[$0.region], $0.chunk) }
             results.withUnsafeMutableBufferPointer { slots in
@@ -207,9 +225,9 @@ public enum CompressedContainer {
                 try out.write(UnsafeRawBufferPointer(rebasing: buffer[(position * bound)..<(position * bound + results[position].byteCount)]))
             }
             // The input's pages are not needed again: keep resident memory flat on large files.
-            let first = regions[work[done].region].chunkRange(work[done].chunk)
-            let last = regions[work[done + count - 1].region].chunkRange(work[done + count - 1].chunk)
-            source.advise(first.lowerBound..<last.upperBound, willNeed: false)
+            // Hashed while the batch's pages are still resident (through the SIGBUS guard).
+            try digest?.advance(to: batchEnd)
+            source.advise(batchStart..<batchEnd, willNeed: false)
             done += count
         }
 
@@ -247,15 +265,24 @@ public enum CompressedContainer {
         append(index.withUnsafeBytes { CompressedFormat.checksum($0) }, to: &footer)
         footer += CompressedFormat.footerMagic
         try out.write(footer)
+        try digest?.advance(to: bytes.count)
     }
 
     /// Decompresses the container `input` into the original file `output`, byte for byte.
     public static func decompressFile(_ input: String, to output: String, overwrite: Bool = false) throws(FormatError) -> CompressionSummary {
+        try decompressFile(input, to: output, overwrite: overwrite, inputEntry: nil)
+    }
+
+    /// ``decompressFile(_:to:overwrite:)``, and when `inputEntry` is given, the container's
+    /// SHA-256 computed in the same pass.
+    static func decompressFile(_ input: String, to output: String, overwrite: Bool,
+                               inputEntry: UnsafeMutablePointer<IntegrityManifest.FileEntry?>?) throws(FormatError) -> CompressionSummary {
         let start = Date()
         try refuseSamePath(input, output)
         let file = try CompressedFile(path: input)
         let out = try OutputFile(path: output, overwrite: overwrite)
         defer { out.discard() }
+        let digest = inputEntry == nil ? nil : InputDigest(file: file.container)
         try out.write(UnsafeRawBufferPointer(rebasing: file.bytes[0..<file.prefixByteCount]))
         let batch = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
         let largest = file.regions.map(\.chunkByteCount).max() ?? 0
@@ -274,12 +301,18 @@ public enum CompressedContainer {
                 let position = index - done
                 try out.write(UnsafeRawBufferPointer(rebasing: buffer[(position * largest)..<(position * largest + file.originalRange(ofChunk: index).count)]))
             }
+            try digest?.advance(to: file.storedRange(ofChunk: indices[count - 1]).upperBound)
             file.container.advise(file.storedRange(ofChunk: indices[0]).lowerBound..<file.storedRange(ofChunk: indices[count - 1]).upperBound, willNeed: false)
             done += count
         }
         guard out.position == file.originalByteCount else {
             throw FormatError(.invalidContainer, path: input, message: "the chunks decode to \(out.position) bytes, but the original was \(file.originalByteCount)",
                               remedy: "the compressed file is damaged; copy it again")
+        }
+        if let digest, let inputEntry {
+            var entry = try digest.finish()
+            entry.name = input
+            inputEntry.pointee = entry
         }
         try out.commit()
         var summary = CompressionSummary()
@@ -293,48 +326,56 @@ public enum CompressedContainer {
     // MARK: Files or directories
 
     /// Compresses a weight file or a model directory (weight files compressed, the rest copied).
+    /// The output is staged in an ``OutputTransaction`` with its integrity manifest (the SHA-256
+    /// of every input and output file, computed in the same pass; formats/integrity.md); an input
+    /// whose `.sha256` sidecar or quantize manifest records another checksum is refused.
     /// - Parameter output: the destination; `input.bpz` when nil.
     /// - Returns: the output path and what was done.
     public static func compress(_ input: String, to output: String? = nil, overwrite: Bool = false,
                                 chunkByteCount: Int = CompressedFormat.defaultChunkByteCount) throws(FormatError) -> (output: String, summary: CompressionSummary) {
         let target = output ?? defaultOutput(for: input, compressing: true)!
+        let options = ["operation": "compress", "chunk_bytes": "\(chunkByteCount)"]
         if isDirectory(input) {
-            let start = Date()
-            var summary = try transformDirectory(input, to: target, overwrite: overwrite) { (source, directory) throws(FormatError) in
+            let summary = try transformDirectory(input, to: target, overwrite: overwrite, options: options) { (source, directory, entry) throws(FormatError) in
                 let name = (source as NSString).lastPathComponent
                 if isWeightFile(name), !CompressedFormat.isContainer(atPath: source) {
                     let destination = (directory as NSString).appendingPathComponent(name + "." + CompressedFormat.fileExtension)
-                    return try compressFile(source, to: destination, chunkByteCount: chunkByteCount)
+                    return try compressFile(source, to: destination, overwrite: false, chunkByteCount: chunkByteCount, inputEntry: entry)
                 }
-                return try copyFile(source, into: directory, name: name)
+                return try copyFile(source, into: directory, name: name, inputEntry: entry)
             }
-            summary.seconds = Date().timeIntervalSince(start)
             return (target, summary)
         }
-        return (target, try compressFile(input, to: target, overwrite: overwrite, chunkByteCount: chunkByteCount))
+        let summary = try transformFile(input, to: target, overwrite: overwrite, options: options) { (staged, entry) throws(FormatError) in
+            try compressFile(input, to: staged, overwrite: true, chunkByteCount: chunkByteCount, inputEntry: entry)
+        }
+        return (target, summary)
     }
 
-    /// Decompresses a container or a directory of them (other files copied).
+    /// Decompresses a container or a directory of them (other files copied), staged with its
+    /// integrity manifest as ``compress(_:to:overwrite:chunkByteCount:)`` is.
     /// - Parameter output: the destination; the input's name without `.bpz` when nil.
     public static func decompress(_ input: String, to output: String? = nil, overwrite: Bool = false) throws(FormatError) -> (output: String, summary: CompressionSummary) {
         guard let target = output ?? defaultOutput(for: input, compressing: false) else {
             throw FormatError(.invalidArgument, path: input, message: "the input's name does not end in .\(CompressedFormat.fileExtension), so there is no default output name",
                               remedy: "name the output with -o")
         }
+        let options = ["operation": "decompress"]
         if isDirectory(input) {
-            let start = Date()
-            var summary = try transformDirectory(input, to: target, overwrite: overwrite) { (source, directory) throws(FormatError) in
+            let summary = try transformDirectory(input, to: target, overwrite: overwrite, options: options) { (source, directory, entry) throws(FormatError) in
                 let name = (source as NSString).lastPathComponent
                 if CompressedFormat.isContainer(atPath: source) {
                     let destination = (directory as NSString).appendingPathComponent(CompressedFormat.originalName(name))
-                    return try decompressFile(source, to: destination)
+                    return try decompressFile(source, to: destination, overwrite: false, inputEntry: entry)
                 }
-                return try copyFile(source, into: directory, name: name)
+                return try copyFile(source, into: directory, name: name, inputEntry: entry)
             }
-            summary.seconds = Date().timeIntervalSince(start)
             return (target, summary)
         }
-        return (target, try decompressFile(input, to: target, overwrite: overwrite))
+        let summary = try transformFile(input, to: target, overwrite: overwrite, options: options) { (staged, entry) throws(FormatError) in
+            try decompressFile(input, to: staged, overwrite: true, inputEntry: entry)
+        }
+        return (target, summary)
     }
 
     /// `path` with `.bpz` appended when `compressed` and it does not end in `.bpz` already.
@@ -380,12 +421,24 @@ public enum CompressedContainer {
         }
     }
 
-    private static func copyFile(_ source: String, into directory: String, name: String) throws(FormatError) -> CompressionSummary {
+    private static func copyFile(_ source: String, into directory: String, name: String,
+                                 inputEntry: UnsafeMutablePointer<IntegrityManifest.FileEntry?>) throws(FormatError) -> CompressionSummary {
         let file = try MappedFile(uncompressedPath: source)
         let out = try OutputFile(path: (directory as NSString).appendingPathComponent(name))
         defer { out.discard() }
-        try out.write(file.bytes)
+        let piece = 4 << 20
+        let bounce = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
+        defer { bounce.deallocate() }
+        var offset = 0
+        while offset < file.count {
+            let end = min(file.count, offset + piece)
+            try file.copyGuarded(offset..<end, into: bounce)
+            try out.write(UnsafeRawBufferPointer(start: bounce, count: end - offset))
+            offset = end
+        }
         try out.commit()
+        // The copy's bytes are the source's: one read gives both checksums.
+        inputEntry.pointee = IntegrityManifest.FileEntry(name: source, bytes: out.position, sha256: out.sha256 ?? "")
         var summary = CompressionSummary()
         summary.inputByteCount = file.count
         summary.outputByteCount = file.count
@@ -393,66 +446,87 @@ public enum CompressedContainer {
         return summary
     }
 
-    /// Builds `target` in a hidden directory beside it, one output per non-hidden input file
-    /// (sub-directories recursively), then syncs and renames it into place.
-    private static func transformDirectory(_ input: String, to target: String, overwrite: Bool,
-                                           each: (String, String) throws(FormatError) -> CompressionSummary) throws(FormatError) -> CompressionSummary {
+    /// Checks an input's entry (computed while it was read) against what it carries.
+    private static func verified(_ entry: IntegrityManifest.FileEntry?, path: String) throws(FormatError) -> IntegrityManifest.FileEntry? {
+        guard let entry else { return nil }
+        if let expected = try IntegrityManifest.expectedChecksum(forInput: path) { try IntegrityManifest.check(input: entry, against: expected) }
+        return entry
+    }
+
+    /// Builds the file `target` in an ``OutputTransaction`` (`make` writes the staged path and
+    /// reports the input's entry), with its manifest beside it, then commits it.
+    private static func transformFile(_ input: String, to target: String, overwrite: Bool, options: [String: String],
+                                      make: (String, UnsafeMutablePointer<IntegrityManifest.FileEntry?>) throws(FormatError) -> CompressionSummary) throws(FormatError) -> CompressionSummary {
+        let start = Date()
         try refuseSamePath(input, target)
-        let fm = FileManager.default
-        if fm.fileExists(atPath: target), !overwrite {
+        try refuseExisting(target, overwrite: overwrite)
+        let transaction = try OutputTransaction(target: target)
+        transaction.replacesExisting = overwrite
+        let name = URL(fileURLWithPath: target).lastPathComponent
+        var entry: IntegrityManifest.FileEntry? = nil
+        var summary: CompressionSummary
+        do {
+            summary = try make(transaction.path(name), &entry)
+            transaction.manifest = IntegrityManifest(scheme: nil, options: options, files: [], inputs: try verified(entry, path: input).map { [$0] } ?? [])
+            try transaction.commit(.file(named: name))
+        } catch {
+            transaction.discard()
+            throw transaction.publicError(error)
+        }
+        summary.seconds = Date().timeIntervalSince(start)
+        return summary
+    }
+
+    private static func refuseExisting(_ target: String, overwrite: Bool) throws(FormatError) {
+        if !overwrite, FileManager.default.fileExists(atPath: target) {
             throw FormatError(.writeFailed, path: target, message: "the output already exists",
                               remedy: "choose another output path or pass --force to replace it")
         }
-        let targetURL = URL(fileURLWithPath: target)
-        let parent = targetURL.deletingLastPathComponent().path
-        let staging = parent + "/." + targetURL.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
-        } catch {
-            throw FormatError(.writeFailed, path: staging, message: "cannot create a working directory beside the output (\(error.localizedDescription))",
-                              remedy: "check that the output's directory exists and is writable")
-        }
-        var committed = false
-        defer { if !committed { try? fm.removeItem(atPath: staging) } }
+    }
+
+    /// Builds `target` in an ``OutputTransaction``'s staging directory, one output per non-hidden
+    /// input file (sub-directories recursively; an input `quantize-manifest.json` is not copied:
+    /// it checks the input files and the new manifest replaces it), then commits it with its manifest.
+    private static func transformDirectory(_ input: String, to target: String, overwrite: Bool, options: [String: String],
+                                           each: (String, String, UnsafeMutablePointer<IntegrityManifest.FileEntry?>) throws(FormatError) -> CompressionSummary) throws(FormatError) -> CompressionSummary {
+        let start = Date()
+        try refuseSamePath(input, target)
+        try refuseExisting(target, overwrite: overwrite)
+        let fm = FileManager.default
+        let transaction = try OutputTransaction(target: target, directory: true)
+        transaction.replacesExisting = overwrite
         var summary = CompressionSummary()
-        func walk(_ source: String, _ destination: String) throws(FormatError) {
+        var inputs: [IntegrityManifest.FileEntry] = []
+        func walk(_ source: String, _ destination: String, root: Bool) throws(FormatError) {
             let names: [String]
             do { names = try fm.contentsOfDirectory(atPath: source) } catch {
                 throw FormatError(.io, path: source, message: "cannot list the directory (\(error.localizedDescription))")
             }
-            for name in names.sorted() where !name.hasPrefix(".") {
+            for name in names.sorted() where !name.hasPrefix(".") && !(root && name == IntegrityManifest.directoryFileName) {
                 let path = (source as NSString).appendingPathComponent(name)
                 if isDirectory(path) {
                     let sub = (destination as NSString).appendingPathComponent(name)
                     do { try fm.createDirectory(atPath: sub, withIntermediateDirectories: false) } catch {
                         throw FormatError(.writeFailed, path: sub, message: "cannot create the directory (\(error.localizedDescription))")
                     }
-                    try walk(path, sub)
+                    try walk(path, sub, root: false)
                 } else {
-                    summary.add(try each(path, destination))
+                    var entry: IntegrityManifest.FileEntry? = nil
+                    summary.add(try each(path, destination, &entry))
+                    if let entry = try verified(entry, path: path) { inputs.append(entry) }
                 }
             }
             syncDirectory(destination)
         }
-        try walk(input, staging)
-        if fm.fileExists(atPath: target) {
-            let aside = parent + "/." + targetURL.lastPathComponent + ".old-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            guard rename(target, aside) == 0 else {
-                throw FormatError(.writeFailed, path: target, message: "cannot move the existing output aside (\(String(cString: strerror(errno))))")
-            }
-            guard rename(staging, target) == 0 else {
-                let reason = String(cString: strerror(errno))
-                _ = rename(aside, target)
-                throw FormatError(.writeFailed, path: target, message: "cannot move the finished output into place (\(reason))")
-            }
-            try? fm.removeItem(atPath: aside)
-        } else {
-            guard rename(staging, target) == 0 else {
-                throw FormatError(.writeFailed, path: target, message: "cannot move the finished output into place (\(String(cString: strerror(errno))))")
-            }
+        do {
+            try walk(input, transaction.stagingDirectory, root: true)
+            transaction.manifest = IntegrityManifest(scheme: nil, options: options, files: [], inputs: inputs)
+            try transaction.commit(.directory)
+        } catch {
+            transaction.discard()
+            throw transaction.publicError(error)
         }
-        committed = true
-        syncDirectory(parent)
+        summary.seconds = Date().timeIntervalSince(start)
         return summary
     }
 

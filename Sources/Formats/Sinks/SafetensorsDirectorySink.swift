@@ -11,6 +11,9 @@ public final class SafetensorsDirectorySink: CheckpointSink {
     public let writeOrder: [String]
 
     private let writer: SafetensorsShardedWriter
+    /// The side files ``copySideFiles(from:)`` copied, as inputs of the manifest (their path in the
+    /// input, size and SHA-256, computed while they were copied).
+    public private(set) var copiedSideFiles: [IntegrityManifest.FileEntry] = []
 
     /// The index document's style as transformers writes it but with UTF-8 kept as is
     /// (`indent=2, sort_keys=True`), which is how quantize has always written indexes.
@@ -44,8 +47,9 @@ public final class SafetensorsDirectorySink: CheckpointSink {
     }
 
     /// Copies the side files of a model directory: every regular, non-hidden file except weights
-    /// (`*.safetensors`, the index, `*.bin`, `*.pt`, `*.pth`, `*.gguf`) and config.json (written
-    /// by ``writeConfig(_:)``), in name order.
+    /// (`*.safetensors`, the index, `*.bin`, `*.pt`, `*.pth`, `*.gguf`), config.json (written
+    /// by ``writeConfig(_:)``) and the input's checksums (`quantize-manifest.json`, `*.sha256`),
+    /// in name order.
     ///
     /// A symbolic link (the Hugging Face cache keeps `snapshots/REV/NAME` as links into `blobs/`)
     /// is copied as the contents of the file it points to when that file lies inside the input
@@ -61,6 +65,8 @@ public final class SafetensorsDirectorySink: CheckpointSink {
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json") || name == "config.json" { continue }
             if name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") || name.hasSuffix(".gguf") { continue }
             if CompressedContainer.isWeightFile(CompressedFormat.originalName(name)) { continue }  // compressed shards
+            // Checksums of the input's files describe the input, not this output (which gets its own manifest).
+            if name == IntegrityManifest.directoryFileName || name.hasSuffix(IntegrityManifest.fileSuffix) || name.hasSuffix(".sha256") { continue }
             let path = directory + "/" + name
             if let destination = try? fm.destinationOfSymbolicLink(atPath: path) {
                 guard SafetensorsDirectorySink.isTrustedLink(path, in: directory) else {
@@ -73,7 +79,7 @@ public final class SafetensorsDirectorySink: CheckpointSink {
             }
             var isDirectory: ObjCBool = false
             guard fm.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            try transaction.copy(path, named: name)
+            copiedSideFiles.append(try transaction.copy(path, named: name))
         }
         return warnings
     }

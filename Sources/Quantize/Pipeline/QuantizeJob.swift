@@ -178,6 +178,8 @@ public final class QuantizeJob {
     private let scratch = ScratchBuffer()
     /// Encoded output parts, reused from tensor to tensor for the same reason.
     private let outputBuffers = ByteBuffers()
+    /// The guarded copy of each tensor's input bytes and the input digests (QuantizeJob+Integrity.swift).
+    let integrity = JobIntegrity()
 
     /// The input.
     public let checkpoint: Checkpoint
@@ -341,7 +343,7 @@ public final class QuantizeJob {
             _ = fm.fileExists(atPath: output + "/" + name, isDirectory: &entryIsDirectory)
             if entryIsDirectory.boolValue || name.hasPrefix(".") { return true }
             if name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.\(CompressedFormat.fileExtension)") || name.hasSuffix(".safetensors.index.json") { return false }
-            if name == "config.json" || name == "quantize-report.json" || name == "quantize-eval.json" { return false }
+            if name == "config.json" || name == "quantize-report.json" || name == "quantize-eval.json" || name == IntegrityManifest.directoryFileName { return false }
             return !sideFiles.contains(name)
         }
         if !foreign.isEmpty {
@@ -432,6 +434,10 @@ public final class QuantizeJob {
         if outputKind != .safetensorsDirectory, let note = sink.transaction.removeOrphanedCompanion(companionReport) {
             notes.append(note)
         }
+        if outputKind != .safetensorsDirectory, let note = sink.transaction.removeOrphanedCompanion(outputPath + ".quantize-eval.json") {
+            notes.append(note)
+        }
+        try startInputDigests()
 
         var entries: [AccuracyReport.Entry] = []
         var checkSeconds = 0.0
@@ -453,6 +459,8 @@ public final class QuantizeJob {
             file.advise(range, willNeed: false)
             progress?(index, tensors.count, done, total, planned.source.name)
         }
+        // Every input byte has been hashed once; a mismatch with a recorded checksum stops here.
+        var inputs = try finishInputDigests() + smallInputEntries()
         let stagedFiles = try sink.finishTensors()
 
         try OutputVerifier.verify(files: stagedFiles, plan: tensors, checkpoint: checkpoint)
@@ -475,6 +483,7 @@ public final class QuantizeJob {
 
         if let directory = sink as? SafetensorsDirectorySink {
             notes += try directory.copySideFiles(from: checkpoint.directory)
+            inputs += directory.copiedSideFiles
             if case .object(var members)? = checkpoint.config, let config = try quantizationConfig() {
                 members.removeAll { $0.key == "quantization_config" || $0.key == CalibratedWeights.configKey }
                 members.append(JSONMember("quantization_config", config))
@@ -509,6 +518,7 @@ public final class QuantizeJob {
         }
         reportPath = try stageDocument(try report.map { [UInt8](try $0.jsonData()) }, named: "quantize-report.json")
         let evaluationPath = try stageDocument(evaluation, named: "quantize-eval.json")
+        sink.transaction.manifest = manifestTemplate(inputs: inputs)
         try sink.commit()
 
         return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
@@ -591,7 +601,7 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
-        var source = try checkpoint.readData(for: planned.source)
+        var source = try guardedData(for: planned.source)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
         var permutedCopy: UnsafeMutableRawBufferPointer? = nil

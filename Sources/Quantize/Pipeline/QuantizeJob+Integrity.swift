@@ -1,0 +1,155 @@
+import Dispatch
+import Formats
+import Foundation
+
+/// A run's integrity state (formats/integrity.md, formats/reliability.md): the owned copy each
+/// tensor's input bytes are read into under the SIGBUS guard, and the SHA-256 of every input file
+/// computed from those copies as the run goes.
+final class JobIntegrity {
+    /// One digest per input file (``Checkpoint/files``), nil for a compressed container (its
+    /// chunks carry their own checksums, checked as they are decoded).
+    var digests: [InputDigest?] = []
+    /// What each input file's sidecar, manifest or cache blob name records, if anything.
+    var expected: [IntegrityManifest.ExpectedChecksum?] = []
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The digest of a tensor's copy runs on its own thread while the encoders read the same copy
+    /// (both only read it); the next tensor's copy waits for it.
+    private let hashQueue = DispatchQueue(label: "quantize.input-digest")
+    private let pending = DispatchGroup()
+    private let errorLock = NSLock()
+    private var hashError: FormatError?
+
+    /// A buffer of `count` bytes (contents undefined), reused from tensor to tensor; call
+    /// ``waitForDigest()`` first.
+    func buffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if storage.count < count {
+            storage.deallocate()
+            storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 64), alignment: 64)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
+    }
+
+    /// Hands `bytes` (in ``buffer(_:)``, read from `offset` of the file) to `digest` on the digest thread.
+    func digestAsync(_ digest: InputDigest, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        let work = UncheckedSendable(value: (self, digest, bytes))
+        hashQueue.async(group: pending) {
+            let (owner, digest, bytes) = work.value
+            do throws(FormatError) { try digest.consume(bytes, at: offset) } catch {
+                owner.errorLock.lock()
+                if owner.hashError == nil { owner.hashError = error }
+                owner.errorLock.unlock()
+            }
+        }
+    }
+
+    /// Waits for the digest of the last copy; throws what it met (a truncated file).
+    func waitForDigest() throws(FormatError) {
+        pending.wait()
+        errorLock.lock()
+        defer { errorLock.unlock() }
+        if let error = hashError { hashError = nil; throw error }
+    }
+
+    deinit {
+        pending.wait()
+        storage.deallocate()
+    }
+}
+
+extension QuantizeJob {
+    /// Starts the input digests and looks up the checksums the inputs carry (a `.sha256` sidecar,
+    /// the manifest of an earlier quantize output, a Hugging Face cache blob name).
+    /// - Throws: ``FormatError`` `.invalidManifest` for a sidecar or manifest that cannot be read.
+    func startInputDigests() throws {
+        integrity.digests = checkpoint.files.indices.map { index in
+            let file = checkpoint.mappedFile(index)
+            return file.compressed == nil ? InputDigest(file: file) : nil
+        }
+        integrity.expected = try checkpoint.files.indices.map { index in
+            integrity.digests[index] == nil ? nil : try IntegrityManifest.expectedChecksum(forInput: checkpoint.files[index])
+        }
+    }
+
+    /// The bytes of `tensor`, copied out of the mapped input under the SIGBUS guard into memory
+    /// the job owns (valid until the next call), and handed to the file's digest.
+    /// - Throws: ``FormatError`` `.truncated` when the input shrank while it was read.
+    func guardedData(for tensor: TensorRecord) throws -> UnsafeRawBufferPointer {
+        let file = checkpoint.mappedFile(tensor.fileIndex)
+        guard file.isMapping else { return try checkpoint.readData(for: tensor) }
+        let range = tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)
+        try integrity.waitForDigest()  // the previous tensor's digest reads the buffer
+        let copy = integrity.buffer(tensor.byteCount)
+        if let base = copy.baseAddress { try file.copyGuarded(range, into: base) }
+        let bytes = UnsafeRawBufferPointer(copy)
+        if tensor.fileIndex < integrity.digests.count, let digest = integrity.digests[tensor.fileIndex] {
+            integrity.digestAsync(digest, bytes, at: tensor.fileOffset)
+        }
+        return bytes
+    }
+
+    /// Completes every input digest and checks it against what the input carries.
+    /// - Returns: the entries of the input files, for the manifest.
+    /// - Throws: ``FormatError`` `.checksumDiffers` naming the input that differs (before anything
+    ///   is committed), `.truncated` when an input shrank.
+    func finishInputDigests() throws -> [IntegrityManifest.FileEntry] {
+        try integrity.waitForDigest()
+        var entries: [IntegrityManifest.FileEntry] = []
+        for (index, digest) in integrity.digests.enumerated() {
+            guard let digest else { continue }
+            let entry = try digest.finish()
+            if let expected = integrity.expected[index] { try IntegrityManifest.check(input: entry, against: expected) }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    /// Bytes of the inputs hashed from the job's own reads and from the mapping (header, padding,
+    /// tensors read out of file order), over every digest.
+    var inputHashCounts: (fromJob: Int, fromMapping: Int) {
+        integrity.digests.reduce((0, 0)) { ($0.0 + ($1?.bytesHashedFromJob ?? 0), $0.1 + ($1?.bytesHashedFromMapping ?? 0)) }
+    }
+
+    /// The manifest of this run's output (formats/integrity.md): the scheme (a mixture's name for
+    /// a mixture), the options that shape the bytes, and the inputs with their checksums.
+    func manifestTemplate(inputs: [IntegrityManifest.FileEntry]) -> IntegrityManifest {
+        var options: [String: String] = [:]
+        let scheme = settings.scheme
+        switch scheme.granularity {
+        case .tensor: options["granularity"] = "tensor"
+        case .channel: options["granularity"] = "channel"
+        case .block(let rows, let columns): options["granularity"] = "block \(rows)x\(columns)"
+        case .group(let size): options["granularity"] = "group"; options["group_size"] = "\(size)"
+        }
+        if scheme.descriptor.container == .safetensors {
+            options["symmetric"] = "\(scheme.symmetric)"
+            options["scale_dtype"] = settings.options.scaleType.rawValue
+            options["search"] = "\(settings.options.search)"
+            if case .integer(bits: 8) = scheme.descriptor.kernel { options["int8_layout"] = settings.options.packInt8 ? "pack-quantized" : "int-quantized" }
+        }
+        options["allow_non_finite"] = "\(settings.options.allowNonFinite)"
+        if !settings.selection.patterns.isEmpty {
+            options["selection"] = settings.selection.patterns.map(\.label).joined(separator: " ")
+        }
+        if settings.mixture != nil {
+            options["default_type"] = scheme.name.rawValue
+            if settings.pure { options["pure"] = "true" }
+            if !settings.tensorTypes.isEmpty { options["tensor_type"] = settings.tensorTypes.map { "\($0.pattern)=\($0.type.name)" }.joined(separator: " ") }
+        }
+        if let importance = settings.importance { options["imatrix"] = importance.path }
+        if let calibrated = settings.calibrated { options["method"] = calibrated.method }
+        if settings.conversion != nil { options["conversion"] = "hf-to-gguf" }
+        if settings.compressOutput { options["compress"] = "true" }
+        options["check"] = settings.check == nil ? "false" : "true"
+        return IntegrityManifest(scheme: settings.mixture?.name.rawValue ?? scheme.name.rawValue, options: options,
+                                 files: [], inputs: inputs)
+    }
+
+    /// The entries of small inputs read whole when the checkpoint was opened or the job was set up
+    /// (config.json, the `--imatrix` file): hashed by reading them again (kilobytes to a few MB).
+    func smallInputEntries() throws -> [IntegrityManifest.FileEntry] {
+        var paths: [String] = []
+        if checkpoint.format == .safetensors, checkpoint.config != nil { paths.append(checkpoint.directory + "/config.json") }
+        if let importance = settings.importance { paths.append(importance.path) }
+        return try paths.map { path throws(FormatError) in try InputDigest.checkedEntry(ofFileAt: path) }
+    }
+}
