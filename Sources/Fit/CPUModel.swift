@@ -7,11 +7,13 @@ import Quantize
 ///
 /// Decode (one token): every matrix's bytes stream from memory while its dot products run, so each
 /// family costs `max(bytes ÷ read bandwidth, weights ÷ (probe dot rate × decodeKernelFactor))`;
-/// the KV cache is read the same way; each layer adds a fixed cost (llama.cpp's graph ops and the
-/// threads' barriers between them). Prefill (`T` tokens): the matrices run as GEMMs, `2 × weights
-/// × T` FLOPs at `2 × probe dot rate × prefillKernelFactor`, the attention `4 × layers × heads ×
-/// head_dim × T²` FLOPs at the F16 rate (ggml computes the masked square), never faster than
-/// reading the weights once. The token embedding is a row lookup (not read, unless tied to the
+/// the KV cache is read the same way; the sum (plus fixed costs) is multiplied by the probe's
+/// lock-step stretch (llama.cpp's threads meet at a barrier after every graph op, so a loaded
+/// machine slows the step by what it did to the probe's synchronized rounds). Prefill (`T`
+/// tokens): the matrices run as GEMMs, `2 × weights × T` FLOPs at `2 × probe dot rate ×
+/// prefillKernelFactor`, the attention `4 × layers × heads × head_dim × T²` FLOPs at the F16 rate
+/// (ggml computes the masked square), never faster than reading the weights once, divided by the
+/// probe's sustained core share. The token embedding is a row lookup (not read, unless tied to the
 /// output); the output matrix runs for the last prompt token only, as llama-bench asks for one row
 /// of logits. Formulas and parameters: formats/fit-validation.md §CPU model.
 public enum CPUModel {
