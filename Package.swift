@@ -24,7 +24,7 @@ let package = Package(
         // MARK: Library modules (each imports only those below it)
         .target(name: "Formats", dependencies: ["CZstd", "CKernels", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Quantize", dependencies: ["Formats", "CBLAS", "CKernels"]),
-        .target(name: "Fit", dependencies: ["Quantize", "Formats"], resources: [.copy("Resources")]),
+        .target(name: "Fit", dependencies: ["Quantize", "Formats", "CBLAS", "CKernels"], resources: [.copy("Resources")]),
         // The forward pass, tokenizers and model-level evaluation (above Quantize, beside Fit).
         .target(name: "Model", dependencies: ["Quantize", "Formats", "CBLAS"]),
 

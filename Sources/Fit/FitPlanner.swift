@@ -291,6 +291,8 @@ public struct FitResult: Codable, Sendable {
     public var priceNote: String?
     /// Dollars per million output tokens at `throughput` (nil without a price).
     public var costPerMillionTokens: Double?
+    /// The CPU model's decode and prefill with the probe it used, on a probed CPU (`--device local`; CPUModel.swift).
+    public var cpu: CPUModel.Estimate?
     /// Offload plans when the model does not fit and offloading was allowed.
     public var offload: [OffloadPlan]?
     /// The fastest offload plan's mode.
@@ -403,6 +405,7 @@ public enum FitPlanner {
             priceNote: (request.pricePerHour ?? hardware.pricePerHour) == nil ? hardware.priceNote : nil, notes: notes)
 
         let speed = SpeedModel(request: request, bytes: bytes, execution: execution, memory: memory)
+        result.cpu = CPUModel.estimate(request)
         if fits {
             let users = inFlight
             result.decode = speed.decode(concurrency: users)
@@ -679,6 +682,7 @@ struct SpeedModel {
 
     /// One engine step with `sequences` decoding at an average `context` and `prefillTokens` prompt tokens (of prompts `promptLength` long) mixed in.
     func step(sequences: Double, context: Double, prefillTokens: Double, promptLength: Double) -> (seconds: Double, bound: String, weightBytes: Double, kvBytes: Double) {
+        if let cpu = cpuStep(sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength) { return cpu }
         let plan = parallelism
         if plan.isPipelined { return pipelineStep(plan, sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength) }
         if plan.expert > 1 { return expertStep(plan, sequences: sequences, context: context, prefillTokens: prefillTokens, promptLength: promptLength) }
@@ -789,6 +793,7 @@ struct SpeedModel {
 
     /// One prompt of `tokens` tokens on an idle server.
     func prefill(tokens: Int) -> PrefillEstimate {
+        if let cpu = cpuPrefill(tokens: tokens) { return cpu }
         let t = Double(tokens)
         let plan = parallelism
         var weightBytes = weightBytesRead(tokens: t)

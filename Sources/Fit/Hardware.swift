@@ -54,6 +54,9 @@ public struct Hardware: Codable, Sendable, Hashable {
     public var sources: [String: String]
     /// Free-text caveats.
     public var notes: String?
+    /// What `--device local` measured on this machine (nil for catalog entries); the CPU model
+    /// (``CPUModel``) predicts llama.cpp decode and prefill from it.
+    public var probe: CPUProbe? = nil
 
     /// Bytes one device can hold: `usableMemoryGiB` when known, else the datasheet gigabytes.
     public var memoryBytes: Double {

@@ -239,7 +239,9 @@ public struct ModelShape: Codable, Sendable, Hashable {
             case .expertProjection: role = .expert
             case .projection: role = .attention
             }
-            return WeightTensor(name: tensor.name, rows: rows, columns: columns, count: 1, role: role, storedBytes: tensor.storedByteCount)
+            var weight = WeightTensor(name: tensor.name, rows: rows, columns: columns, count: 1, role: role, storedBytes: tensor.storedByteCount)
+            weight.storedType = tensor.parts.first?.type.description
+            return weight
         }
         if !tensors.contains(where: { TensorRole(name: $0.name) == .outputHead }) { copy.tiedEmbeddings = true }
         return copy
@@ -277,6 +279,8 @@ public struct WeightTensor: Codable, Sendable, Hashable {
     public var role: Role
     /// Bytes on disk when read from a real header.
     public var storedBytes: Int?
+    /// The stored type of its values when read from a real header (`Q4_K`, `F16`, `BF16`, `F8_E4M3`); nil otherwise.
+    public var storedType: String? = nil
 
     /// Creates a tensor description.
     public init(name: String, rows: Int, columns: Int, count: Int, role: Role, storedBytes: Int? = nil) {

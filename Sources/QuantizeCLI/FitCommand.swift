@@ -100,7 +100,7 @@ extension QuantizeCommand {
             }
             // Offload plans use the host that was named, else the probed machine, else a Xeon 8480 server (said in a note).
             let probed = device == .local ? LocalProbe.probe() : nil
-            if probed != nil { FileHandle.standardError.write(Data("probed this machine (cores, memory, memcpy bandwidth)\n".utf8)) }
+            if let probed { FileHandle.standardError.write(Data("probed this machine: \(probed.notes ?? "")\n".utf8)) }
             let hostHardware: Hardware? = try host.map { try hardware.device(named: $0) } ?? probed ?? (try? hardware.device(named: "xeon-8480"))
             guard (users ?? 1) >= 1 else {
                 throw FitError(.invalidRequest, path: "--users", message: "--users must be at least 1", remedy: "give the number of users served at once")
@@ -306,6 +306,7 @@ enum FitReport {
                 lines.append("  offload \(plan.mode.padding(toLength: 6, withPad: " ", startingAt: 0)) \(speed) = \(number(plan.tokensPerSecond)) tok/s; \(plan.deviceLayers) layers on device, \(gb(plan.hostWeightBytes)) on host; \(plan.bound)\(marker)")
             }
         }
+        if let cpu = r.cpu { lines.append(cpu.summary) }
         for note in r.notes { lines.append("  note: \(note)") }
         return lines.joined(separator: "\n")
     }

@@ -189,4 +189,28 @@ void qk_planes_join(const uint8_t *const *planes, size_t count, int width, int r
 /// XXH64 of `length` bytes with `seed` (the reference xxHash algorithm; XXH64("", 0) = 0xEF46DB3751D8E999).
 uint64_t qk_xxh64(const void *data, size_t length, uint64_t seed);
 
+// MARK: Machine probes (cpu_probe.c; `quantize fit --device local`)
+//
+// Timing kernels for Sources/Fit/LocalProbe.swift, one thread each over caller-owned buffers; AVX2
+// when the CPU has it, portable C otherwise. The results only keep the work from being optimised away.
+
+/// Reads `bytes` bytes at `data` once, front to back, and returns the sum of their 64-bit words
+/// (wrapping); nothing is written.
+uint64_t qk_probe_read(const void *data, size_t bytes);
+/// Dot product of `blocks` Q8_0 blocks (34 bytes: F16 scale, 32 int8) at `x` with as many at `y`.
+float qk_probe_dot_q8_0(const void *x, const void *y, size_t blocks);
+/// Dot product of `blocks` Q4_0 blocks (18 bytes) at `x` with as many Q8_0 blocks (34 bytes) at `y`.
+float qk_probe_dot_q4_0(const void *x, const void *y, size_t blocks);
+/// Dot product of `blocks` Q4_K super-blocks (144 bytes per 256 weights) at `x` with as many Q8_K
+/// blocks (292 bytes: F32 scale, 256 int8, 16 int16 sums) at `y`.
+float qk_probe_dot_q4_k(const void *x, const void *y, size_t blocks);
+/// Dot product of `count` F16 values at `x` with `count` at `y`, in float32.
+float qk_probe_dot_f16(const void *x, const void *y, size_t count);
+/// Runs up to `rounds` rounds on `threads` threads (the caller's plus threads-1 new ones), each
+/// round a Q8_0 dot product over `blocks` cache-resident blocks per thread followed by a spinning
+/// barrier, as llama.cpp's threads run one graph op after another; stops after the round that
+/// passes `budget` seconds. Returns the wall seconds (-1 when memory runs out), the fastest round's
+/// seconds in `*fastest` and the rounds run in `*completed`.
+double qk_probe_synchronized_rounds(int threads, int rounds, size_t blocks, double budget, double *fastest, int *completed);
+
 #endif
