@@ -162,5 +162,24 @@ struct OutputTransactionReliabilityTests {
         #expect(shown.hasSuffix("aEND") && shown.contains("…(503 characters)…") && shown.count < 130)
         #expect(DisplayText.shorteningLongWords("tensor \(long) is bad") == "tensor \(shown) is bad")
         #expect(DisplayText.shorteningLongWords("short words stay") == "short words stay")
+        let spaced = Array(repeating: String(repeating: "w", count: 100), count: 60).joined(separator: " ")
+        #expect(DisplayText.sentence(spaced).count < DisplayText.sentenceLimit + 40 && DisplayText.sentence(spaced).contains("…(6059 characters)…"))
+        #expect(DisplayText.sentence("short words stay") == "short words stay")
+    }
+
+    @Test("an index naming a shard path of many short words gives a message of bounded length (fuzz finding, index)")
+    func longSpacedShardName() throws {
+        // What the index fuzzer found: a weight_map value with '/' made of many words under the name
+        // limit, quoted whole in a message of over 4 kB.
+        let shard = "../" + Array(repeating: String(repeating: "3", count: 100), count: 50).joined(separator: " ")
+        let document = try JSONValue.parse(Array("{\"weight_map\": {\"a\": \"\(shard)\"}}".utf8), path: "model.safetensors.index.json")
+        do {
+            _ = try SafetensorsCheckpoint.parseIndex(document, path: "model.safetensors.index.json")
+            Issue.record("a shard path with '/' was accepted")
+        } catch {
+            #expect(error.code == .invalidIndex)
+            #expect(error.description.utf8.count < 1_500, "message of \(error.description.utf8.count) bytes")
+            #expect(error.description.contains("characters)…"), "the shard name is shortened: \(error.description)")
+        }
     }
 }

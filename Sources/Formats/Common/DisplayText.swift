@@ -4,6 +4,9 @@
 public enum DisplayText {
     /// The longest name shown whole (characters).
     public static let nameLimit = 120
+    /// The longest sentence of a message shown whole (characters): a message whose every word is
+    /// short can still quote kilobytes of hostile text between its spaces.
+    public static let sentenceLimit = 1000
 
     /// `name` itself when it has at most `limit` characters, else its start and end around
     /// `…(N characters)…`, so the shown text has about `limit` characters.
@@ -17,6 +20,12 @@ public enum DisplayText {
         let total = name.count
         let keep = max(8, limit / 2 - 12)
         return String(name.prefix(keep)) + "…(\(total) characters)…" + String(name.suffix(keep))
+    }
+
+    /// `text` with its long words shortened (``shorteningLongWords(_:limit:)``), then, when still
+    /// longer than ``sentenceLimit``, its start and end around `…(N characters)…`.
+    public static func sentence(_ text: String) -> String {
+        shortened(shorteningLongWords(text), limit: sentenceLimit)
     }
 
     /// `text` with every run of non-space characters longer than `limit` shortened as

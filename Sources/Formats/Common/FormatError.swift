@@ -46,15 +46,16 @@ public struct FormatError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// The full sentence: `path (at byte N, tensor 'x'): message. remedy`, with names longer than
-    /// ``DisplayText/nameLimit`` shortened.
+    /// ``DisplayText/nameLimit`` shortened and message and remedy at most about
+    /// ``DisplayText/sentenceLimit`` characters each.
     public var description: String {
         var location: [String] = []
         if let offset { location.append("at byte \(offset)") }
         if let tensor { location.append("tensor '\(DisplayText.shortened(tensor))'") }
         var text = path
         if !location.isEmpty { text += " (" + location.joined(separator: ", ") + ")" }
-        text += ": " + DisplayText.shorteningLongWords(message)
-        if let remedy, !remedy.isEmpty { text += "; " + DisplayText.shorteningLongWords(remedy) }
+        text += ": " + DisplayText.sentence(message)
+        if let remedy, !remedy.isEmpty { text += "; " + DisplayText.sentence(remedy) }
         return text
     }
 }

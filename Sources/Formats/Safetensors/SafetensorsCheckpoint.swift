@@ -215,7 +215,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
                 throw invalid("the weight_map value is \(member.value.kindDescription), not a file name", tensor: member.key)
             }
             if file.isEmpty || file.contains("/") || file.contains("\\") || file == "." || file == ".." {
-                throw invalid("the weight_map names \"\(file)\", which is not a plain file name in the index's directory", tensor: member.key)
+                throw invalid("the weight_map names \"\(DisplayText.shortened(file))\", which is not a plain file name in the index's directory", tensor: member.key)
             }
             weightMap.append((member.key, file))
         }
