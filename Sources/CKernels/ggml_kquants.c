@@ -529,7 +529,7 @@ QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
 // accumulated from 0, as the impls' sw.
 QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, const float *qw, const float *sigma2, int8_t *L,
                                                                      float *scales, float *sumWOut, const int G, const int N, const int NMAX) {
-    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32], Laux[2][32];
+    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32];
     __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
     for (int g = 0; g < G; g++) {
         float tx[32][8];
@@ -567,42 +567,65 @@ QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float 
         iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]), live[g]);
         sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
     }
+    // The codes of the kept scale are those of its inverse scale (ggml recomputes them so when it
+    // takes a scale): each lane keeps the inverse scale and the codes are computed once at the end.
+    // The passes run in pairs, and a clamp that cannot bind is skipped (see qx16_pass512: with |x|
+    // <= |max| the clamp at -NMAX binds only for is >= 5, the one at NMAX - 1 only for is >= -5).
+    __m256 bestIscale[2];
+#define QX_PASS2(LOWER, UPPER)                                                                                         \
+    for (int i = 0; i < N; i++)                                                                                        \
+        for (int g = 0; g < G; g++) {                                                                                  \
+            __m256 la = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);                \
+            __m256 lb = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscaleB[g], xt[g][i]), magic), magic);               \
+            if (LOWER) { la = _mm256_max_ps(la, lo); lb = _mm256_max_ps(lb, lo); }                                     \
+            if (UPPER) { la = _mm256_min_ps(la, hi); lb = _mm256_min_ps(lb, hi); }                                     \
+            sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], la));                                          \
+            sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], la), la));                        \
+            sumLXB[g] = _mm256_add_ps(sumLXB[g], _mm256_mul_ps(wxt[g][i], lb));                                        \
+            sumL2B[g] = _mm256_add_ps(sumL2B[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lb), lb));                      \
+        }
     for (int i = 0; i < N; i++)
         for (int g = 0; g < G; g++) {
             const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
-            const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
-            Lt[g][i] = lf;
+            const __m256 lf = _mm256_min_ps(r, hi);
             sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
             sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
         }
     for (int g = 0; g < G; g++) {
+        bestIscale[g] = iscale[g];
         scale[g] = _mm256_and_ps(_mm256_div_ps(sumLX[g], sumL2[g]), _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_NEQ_UQ));
         best[g] = _mm256_mul_ps(scale[g], sumLX[g]);
     }
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
+    static const int pairs[9][2] = {{-9, -8}, {-7, -6}, {-5, -4}, {-3, -2}, {-1, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}};
+    for (int p = 0; p < 9; p++) {
+        __m256 iscaleB[2], sumLXB[2], sumL2B[2];
+        const int isA = pairs[p][0], isB = pairs[p][1];
         for (int g = 0; g < G; g++) {
-            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max[g]), live[g]);
+            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * isA)), max[g]), live[g]);
+            iscaleB[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * isB)), max[g]), live[g]);
             sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+            sumLXB[g] = _mm256_setzero_ps(); sumL2B[g] = _mm256_setzero_ps();
         }
-        for (int i = 0; i < N; i++)
+        if (isB >= 5) { QX_PASS2(1, 1) }
+        else if (isB >= -5) { QX_PASS2(0, 1) }
+        else { QX_PASS2(0, 0) }
+        for (int k = 0; k < 2; k++)
             for (int g = 0; g < G; g++) {
-                const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
-                const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
-                Laux[g][i] = lf;
-                sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
-                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+                const __m256 lx = k ? sumLXB[g] : sumLX[g], l2 = k ? sumL2B[g] : sumL2[g], isc = k ? iscaleB[g] : iscale[g];
+                const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(l2, _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                                  _mm256_cmp_ps(_mm256_mul_ps(lx, lx), _mm256_mul_ps(best[g], l2), _CMP_GT_OQ));
+                const __m256 sc = _mm256_div_ps(lx, l2);
+                bestIscale[g] = _mm256_blendv_ps(bestIscale[g], isc, take);
+                scale[g] = _mm256_blendv_ps(scale[g], sc, take);
+                best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, lx), take);
             }
-        for (int g = 0; g < G; g++) {
-            const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_GT_OQ)),
-                                              _mm256_cmp_ps(_mm256_mul_ps(sumLX[g], sumLX[g]), _mm256_mul_ps(best[g], sumL2[g]), _CMP_GT_OQ));
-            if (_mm256_testz_ps(take, take)) continue;
-            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_ps(Lt[g][i], Laux[g][i], take);
-            const __m256 sc = _mm256_div_ps(sumLX[g], sumL2[g]);
-            scale[g] = _mm256_blendv_ps(scale[g], sc, take);
-            best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, sumLX[g]), take);
-        }
     }
+#undef QX_PASS2
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(bestIscale[g], xt[g][i]), magic), magic);
+            Lt[g][i] = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+        }
     const __m256i bias = _mm256_set1_epi32(NMAX);
     for (int g = 0; g < G; g++) {
         const __m256i liveI = _mm256_castps_si256(live[g]);
@@ -1716,6 +1739,283 @@ static long q5_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size
     return q45_k_weighted_avx512(x, out, rows, columns, importance, 1);
 }
 
+// make_q3_quants(16, 4, x, L, true) of the sixteen sub-blocks of a Q3_K block, one per lane: the
+// symmetric fit with weights x², then up to five passes over the elements that move single codes
+// while that raises (Σwxl)²/Σwl², each lane's floats those of the scalar chain (a lane whose pass
+// changed nothing would change nothing in a further pass, so running it on is exact). Codes + 4 in
+// L (0 for an all-zero sub-block), scales in scales.
+QK_V512 static void q3_fit512(const float *x, int8_t *L, float *scales) {
+    enum { NMAX = 4 };
+    __m512 xt[16], wt[16], wxt[16], Lf[16];
+    __m512 amax = _mm512_setzero_ps(), max = _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++) {
+        xt[i] = qk512_column16(x, i);
+        wt[i] = _mm512_mul_ps(xt[i], xt[i]);
+        wxt[i] = _mm512_mul_ps(wt[i], xt[i]);
+        const __m512 ax = _mm512_abs_ps(xt[i]);
+        const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+        amax = _mm512_mask_mov_ps(amax, gt, ax);
+        max = _mm512_mask_mov_ps(max, gt, xt[i]);
+    }
+    const __mmask16 live = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(1e-15f), _CMP_NLT_UQ);
+    const __m512 iscale = _mm512_maskz_div_ps(live, _mm512_set1_ps((float)-NMAX), max);
+    const __m512i lo = _mm512_set1_epi32(-NMAX), hi = _mm512_set1_epi32(NMAX - 1);
+    __m512 sumLX = _mm512_setzero_ps(), sumL2 = _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++) {
+        const __m512i l = _mm512_min_epi32(_mm512_max_epi32(nearest_int_v512(_mm512_mul_ps(iscale, xt[i])), lo), hi);
+        Lf[i] = _mm512_cvtepi32_ps(l);
+        sumLX = _mm512_add_ps(sumLX, _mm512_mul_ps(wxt[i], Lf[i]));
+        sumL2 = _mm512_add_ps(sumL2, _mm512_mul_ps(_mm512_mul_ps(wt[i], Lf[i]), Lf[i]));
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        __mmask16 changed = 0;
+        for (int i = 0; i < 16; i++) {
+            const __m512 slx = _mm512_sub_ps(sumLX, _mm512_mul_ps(wxt[i], Lf[i]));
+            const __mmask16 positive = _mm512_cmp_ps_mask(slx, _mm512_setzero_ps(), _CMP_GT_OQ);
+            if (!positive) continue;
+            const __m512 sl2 = _mm512_sub_ps(sumL2, _mm512_mul_ps(_mm512_mul_ps(wt[i], Lf[i]), Lf[i]));
+            const __m512i nl = _mm512_min_epi32(_mm512_max_epi32(nearest_int_v512(_mm512_div_ps(_mm512_mul_ps(xt[i], sl2), slx)), lo), hi);
+            const __m512 nlf = _mm512_cvtepi32_ps(nl);
+            const __mmask16 moved = positive & _mm512_cmp_ps_mask(nlf, Lf[i], _CMP_NEQ_UQ);
+            if (!moved) continue;
+            const __m512 slxN = _mm512_add_ps(slx, _mm512_mul_ps(wxt[i], nlf));
+            const __m512 sl2N = _mm512_add_ps(sl2, _mm512_mul_ps(_mm512_mul_ps(wt[i], nlf), nlf));
+            const __mmask16 better = moved & _mm512_cmp_ps_mask(sl2N, _mm512_setzero_ps(), _CMP_GT_OQ) &
+                                     _mm512_cmp_ps_mask(_mm512_mul_ps(_mm512_mul_ps(slxN, slxN), sumL2),
+                                                        _mm512_mul_ps(_mm512_mul_ps(sumLX, sumLX), sl2N), _CMP_GT_OQ);
+            Lf[i] = _mm512_mask_mov_ps(Lf[i], better, nlf);
+            sumLX = _mm512_mask_mov_ps(sumLX, better, slxN);
+            sumL2 = _mm512_mask_mov_ps(sumL2, better, sl2N);
+            changed |= better;
+        }
+        if (!changed) break;
+    }
+    int8_t lt[16][16];
+    for (int i = 0; i < 16; i++)
+        _mm_storeu_si128((__m128i *)lt[i], _mm512_cvtepi32_epi8(_mm512_maskz_add_epi32(live, _mm512_cvtps_epi32(Lf[i]), _mm512_set1_epi32(NMAX))));
+    for (int j = 0; j < 16; j++)
+        for (int i = 0; i < 16; i++) L[16 * j + i] = lt[i][j];
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(sumL2, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(scales, _mm512_maskz_mov_ps(live, _mm512_maskz_div_ps(nonzero, sumLX, sumL2)));
+}
+
+// q3_k_finish with the codes x / d (ggml's division) on sixteen lanes per sub-block.
+QK_V512 static void q3_k_finish512(const float *xb, uint8_t *y, int8_t *L) {
+    uint8_t *hmask = y, *qs = y + 32;
+    const uint8_t *sc = y + 96;
+    const float dAll = qk_h2f(y + 108);
+    for (int j = 0; j < 16; j++) {
+        int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+        s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        const float d = dAll * s;
+        if (!d) continue;
+        __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(d)));
+        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-4)), _mm512_set1_epi32(3)), _mm512_set1_epi32(4));
+        _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(q));
+    }
+    memset(hmask, 0, 32);
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < 256; j++) {
+        if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }
+        if (++m == 32) { m = 0; hm <<= 1; }
+    }
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+QK_V512 static long q3_k_avx512(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 110 * b;
+        uint8_t *sc = y + 96;
+        int8_t L[256];
+        float scales[16], maxScale = 0, amax = 0;
+        q3_fit512(xb, L, scales);
+        for (int j = 0; j < 16; j++) {
+            float s = fabsf(scales[j]);
+            if (s > amax) { amax = s; maxScale = scales[j]; }
+        }
+        memset(sc, 0, 12);
+        uint16_t dh = 0;
+        if (maxScale) {
+            float iscale = -32.f / maxScale;
+            for (int j = 0; j < 16; j++) {
+                int8_t l = (int8_t)qk_nearest_int(iscale * scales[j]);
+                l = (int8_t)((l < -32 ? -32 : (l > 31 ? 31 : l)) + 32);
+                if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+                else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            dh = qk_f16_from_f32(1 / iscale);
+        }
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y + 108, dh);
+        q3_k_finish512(xb, y, L);
+    }
+    return bad;
+}
+
+// quantize_row_q2_K_ref's fits, make_qkx2_quants(16, 3, x, |x|, L, &min, Laux, -0.5, 0.1, 15,
+// true) (absolute errors), of the sixteen sub-blocks of each of G consecutive blocks, one sub-block
+// per lane, as qkx_lanes512 (codes from the kept inverse scale and min, float rounding when the
+// range allows). Codes of block g at L + 256 g, scales and -mins at 16 g.
+QK_V512 static inline __attribute__((always_inline)) void q2_k_lanes512(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
+    enum { N = 16, NMAX = 3, NSTEP = 15 };
+    const float rmin = -0.5f, rdelta = 0.1f;
+    __m512 xt[2][N], wt[2][N], Laux[2][N];
+    __m512 mn[2], mx[2], sumW[2], sumX[2], iscale[2], scale[2], best[2], codeIscale[2], codeMn[2], xmin[2];
+    __mmask16 live[2];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < N; i++) { xt[g][i] = qk512_column16(x + 256 * g, i); wt[g][i] = _mm512_abs_ps(xt[g][i]); }
+    const __m512i zero = _mm512_setzero_si512(), qmax = _mm512_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm512_mul_ps(wt[g][0], xt[g][0]);
+        for (int i = 1; i < N; i++) {
+            mn[g] = _mm512_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm512_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm512_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm512_add_ps(sumX[g], _mm512_mul_ps(wt[g][i], xt[g][i]));
+        }
+        xmin[g] = mn[g];
+        mn[g] = _mm512_mask_mov_ps(mn[g], _mm512_cmp_ps_mask(mn[g], _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_setzero_ps());
+        live[g] = _mm512_cmp_ps_mask(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm512_div_ps(_mm512_set1_ps((float)NMAX), _mm512_sub_ps(mx[g], mn[g]));
+        scale[g] = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm512_setzero_ps();
+        codeIscale[g] = iscale[g]; codeMn[g] = mn[g];
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], _mm512_cvtepi32_ps(l)), mn[g]), xt[g][i]);
+            best[g] = _mm512_add_ps(best[g], _mm512_mul_ps(wt[g][i], _mm512_abs_ps(diff)));
+        }
+    }
+    const __m512 magic = _mm512_set1_ps(12582912.0f), fmax = _mm512_set1_ps((float)NMAX);
+    for (int is = 0; is <= NSTEP; is++) {
+        __m512 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2];
+        __mmask16 ok[2];
+        int small = 1;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm512_div_ps(_mm512_set1_ps(rmin + rdelta * is + NMAX), _mm512_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm512_setzero_ps(); sumL2[g] = _mm512_setzero_ps(); sumXL[g] = _mm512_setzero_ps();
+            const __m512 span = _mm512_max_ps(_mm512_abs_ps(_mm512_sub_ps(mx[g], mn[g])), _mm512_abs_ps(_mm512_sub_ps(xmin[g], mn[g])));
+            const __m512 bound = _mm512_mul_ps(_mm512_abs_ps(iscale[g]), span);
+            small &= (_mm512_cmp_ps_mask(bound, _mm512_set1_ps(2097152.0f), _CMP_LT_OQ) & live[g]) == live[g];
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m512 lf;
+                if (small) {
+                    lf = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])), magic), magic);
+                    lf = _mm512_min_ps(_mm512_max_ps(lf, _mm512_setzero_ps()), fmax);
+                } else {
+                    __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+                    lf = _mm512_cvtepi32_ps(_mm512_min_epi32(_mm512_max_epi32(l, zero), qmax));
+                }
+                const __m512 wl = _mm512_mul_ps(wt[g][i], lf);
+                Laux[g][i] = lf;
+                sumL[g] = _mm512_add_ps(sumL[g], wl);
+                sumL2[g] = _mm512_add_ps(sumL2[g], _mm512_mul_ps(wl, lf));
+                sumXL[g] = _mm512_add_ps(sumXL[g], _mm512_mul_ps(wl, xt[g][i]));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sumW[g], sumL2[g]), _mm512_mul_ps(sumL[g], sumL[g]));
+            ok[g] = live[g] & _mm512_cmp_ps_mask(D, _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisScale[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumW[g], sumXL[g]), _mm512_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumL2[g], sumX[g]), _mm512_mul_ps(sumL[g], sumXL[g])), D);
+            const __mmask16 positive = _mm512_cmp_ps_mask(thisMin[g], _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm512_mask_mov_ps(thisMin[g], positive, _mm512_setzero_ps());
+            thisScale[g] = _mm512_mask_mov_ps(thisScale[g], positive, _mm512_div_ps(sumXL[g], sumL2[g]));
+            cur[g] = _mm512_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(wt[g][i], _mm512_abs_ps(diff)));
+            }
+        for (int g = 0; g < G; g++) {
+            const __mmask16 take = ok[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
+            codeIscale[g] = _mm512_mask_mov_ps(codeIscale[g], take, iscale[g]);
+            codeMn[g] = _mm512_mask_mov_ps(codeMn[g], take, mn[g]);
+            best[g] = _mm512_mask_mov_ps(best[g], take, cur[g]);
+            scale[g] = _mm512_mask_mov_ps(scale[g], take, thisScale[g]);
+            mn[g] = _mm512_mask_mov_ps(mn[g], take, thisMin[g]);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        uint8_t lt[N][16];
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(codeIscale[g], _mm512_sub_ps(xt[g][i], codeMn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            _mm_storeu_si128((__m128i *)lt[i], _mm512_cvtepi32_epi8(_mm512_maskz_mov_epi32(live[g], l)));
+        }
+        for (int j = 0; j < 16; j++)
+            for (int i = 0; i < N; i++) L[256 * g + 16 * j + i] = lt[i][j];
+        _mm512_storeu_ps(mins + 16 * g, _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(mn[g]), _mm512_set1_epi32((int)0x80000000u))));
+        _mm512_storeu_ps(scales + 16 * g, _mm512_maskz_mov_ps(live[g], scale[g]));
+    }
+}
+
+QK_V512 static void q2_k_fit512(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) q2_k_lanes512(x, L, scales, mins, 2); else q2_k_lanes512(x, L, scales, mins, 1);
+}
+
+// q2_k_finish with the codes (x + dm) / d (ggml's division) on sixteen lanes per sub-block.
+QK_V512 static void q2_k_finish512(const float *xb, uint8_t *y, uint8_t *L) {
+    const uint8_t *sc = y;
+    uint8_t *qs = y + 16;
+    const float dAll = qk_h2f(y + 80), mAll = qk_h2f(y + 82);
+    for (int j = 0; j < 16; j++) {
+        const float d = dAll * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = mAll * (sc[j] >> 4);
+        __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(dm)), _mm512_set1_ps(d)));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(3));
+        _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(q));
+    }
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+QK_V512 static long q2_k_avx512(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    uint8_t Lp[512];
+    float scp[32], mnp[32];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 84 * b;
+        uint8_t *sc = y;
+        if (b % 2 == 0) q2_k_fit512(xb, blocks - b >= 2 ? 2 : 1, Lp, scp, mnp);
+        uint8_t *L = Lp + 256 * (b % 2);
+        const float *scales = scp + 16 * (b % 2), *mins = mnp + 16 * (b % 2);
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 16; j++) {
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        uint16_t dh = 0, mh = 0;
+        if (maxScale > 0) {
+            float iscale = 15.f / maxScale;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)qk_nearest_int(iscale * scales[j]);
+            dh = qk_f16_from_f32(maxScale / 15.f);
+        } else {
+            memset(sc, 0, 16);
+        }
+        if (maxMin > 0) {
+            float iscale = 15.f / maxMin;
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(qk_nearest_int(iscale * mins[j]) << 4);
+            mh = qk_f16_from_f32(maxMin / 15.f);
+        }
+        if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
+        qk_wr16(y + 80, dh); qk_wr16(y + 82, mh);
+        q2_k_finish512(xb, y, L);
+    }
+    return bad;
+}
+
 // ql and qh of a Q6_K block from its 256 codes 0..63 (quantize_row_q6_K_ref's packing).
 QK_V static void q6_k_pack_avx2(const uint8_t *L, uint8_t *ql, uint8_t *qh) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
@@ -1850,8 +2150,19 @@ QK_KQUANT_ENTRIES(q6_k)
 #define QK_PORTABLE_ENTRIES(name) \
     long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); } \
     long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
+#if defined(__x86_64__)
+long qk_ggml_q2_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    return qk_isa_avx512() ? q2_k_avx512(x, out, blocks) : q2_k_scalar(x, out, blocks);
+}
+long qk_ggml_q2_k_portable(const float *x, uint8_t *out, size_t blocks) { return q2_k_scalar(x, out, blocks); }
+long qk_ggml_q3_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    return qk_isa_avx512() ? q3_k_avx512(x, out, blocks) : q3_k_scalar(x, out, blocks);
+}
+long qk_ggml_q3_k_portable(const float *x, uint8_t *out, size_t blocks) { return q3_k_scalar(x, out, blocks); }
+#else
 QK_PORTABLE_ENTRIES(q2_k)
 QK_PORTABLE_ENTRIES(q3_k)
+#endif
 QK_PORTABLE_ENTRIES(iq4_nl)
 QK_PORTABLE_ENTRIES(iq4_xs)
 
