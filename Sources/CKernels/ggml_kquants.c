@@ -1344,11 +1344,38 @@ QK_V512 static inline __m512i nearest_int_v512(__m512 f) {
     return _mm512_sub_epi32(_mm512_and_si512(i, _mm512_set1_epi32(0x007FFFFF)), _mm512_set1_epi32(0x00400000));
 }
 
-// Element i of the sixteen sub-blocks of 16 of a block (lane j: b[16 j + i]).
-QK_V512 static inline __m512 qk512_column16(const float *b, int i) {
-    const __m512i idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
-    return _mm512_i32gather_ps(idx, b + i, 4);
+// Sixteen rows of 16 floats (row j at b + stride j; rows j >= rows read as zeros) transposed:
+// c[i] lane j = b[stride j + i], with 64 shuffles (cheaper than sixteen gathers): 32-bit and
+// 64-bit interleaves within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+QK_V512 static inline void qk512_transpose16s(const float *b, int stride, int rows, __m512 *c) {
+    __m512 a[16], t[16];
+    for (int k = 0; k < 8; k++) {
+        const __m512 r0 = 2 * k < rows ? _mm512_loadu_ps(b + stride * 2 * k) : _mm512_setzero_ps();
+        const __m512 r1 = 2 * k + 1 < rows ? _mm512_loadu_ps(b + stride * (2 * k + 1)) : _mm512_setzero_ps();
+        a[2 * k] = _mm512_unpacklo_ps(r0, r1);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r0, r1);
+    }
+    for (int q = 0; q < 4; q++) {
+        const __m512d a0 = _mm512_castps_pd(a[4 * q]), a1 = _mm512_castps_pd(a[4 * q + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[4 * q + 2]), a3 = _mm512_castps_pd(a[4 * q + 3]);
+        t[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        t[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        t[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        t[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    // t[4 q + e], 128-bit lane L: rows 4q..4q+3 of element 4 L + e.
+    for (int e = 0; e < 4; e++) {
+        const __m512 d0 = _mm512_shuffle_f32x4(t[e], t[4 + e], 0x44), d1 = _mm512_shuffle_f32x4(t[e], t[4 + e], 0xEE);
+        const __m512 d2 = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0x44), d3 = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0xEE);
+        c[e] = _mm512_shuffle_f32x4(d0, d2, 0x88);
+        c[4 + e] = _mm512_shuffle_f32x4(d0, d2, 0xDD);
+        c[8 + e] = _mm512_shuffle_f32x4(d1, d3, 0x88);
+        c[12 + e] = _mm512_shuffle_f32x4(d1, d3, 0xDD);
+    }
 }
+
+// The sixteen sub-blocks of 16 of a block, transposed (c[i] lane j: b[16 j + i]).
+QK_V512 static inline void qk512_transpose16(const float *b, __m512 *c) { qk512_transpose16s(b, 16, 16, c); }
 
 // One pass of make_qx_quants over the G blocks' lanes: the codes l = clamp(nearest_int(iscale x)),
 // sumLX += (w x) l and sumL2 += (w l) l in element order. |iscale x| <= c (1 + 3 ulp) with c =
@@ -1403,18 +1430,19 @@ QK_V512 static inline __attribute__((always_inline)) void qx16_pass512x2(__m512 
 
 // make_qx_quants(16, NMAX, x, L, 1, weights) of the sixteen sub-blocks of each of G consecutive
 // blocks (block g at x + 256 g): weights x² (qw NULL, quantize_row_q6_K_ref) or the importance
-// itself (qw + 256 g, quantize_row_q6_K_impl). Scales of block g at scales + 16 g; codes + NMAX
-// transposed, element i of sub-block j of block g at Lt[256 g + 16 i + j].
-QK_V512 static inline __attribute__((always_inline)) void qx16_lanes512(const float *x, const float *qw, int8_t *Lt, float *scales,
-                                                                        const int G, const int NMAX) {
-    __m512 xt[2][16], wt[2][16], wxt[2][16], Laux[2][16];
+// itself (qw + 256 g, quantize_row_q6_K_impl). Scales and kept inverse scales of block g at
+// scales + 16 g and iscales + 16 g, its live sub-blocks (not all below GROUP_MAX_EPS) in liveOut[g].
+QK_V512 static inline __attribute__((always_inline)) void qx16_lanes512(const float *x, const float *qw, float *iscales, uint16_t *liveOut,
+                                                                        float *scales, const int G, const int NMAX) {
+    __m512 xt[2][16], wt[2][16], wxt[2][16];
     __m512 amax[2], max[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
     __mmask16 live[2];
     for (int g = 0; g < G; g++) {
         amax[g] = _mm512_setzero_ps(); max[g] = _mm512_setzero_ps();
+        qk512_transpose16(x + 256 * g, xt[g]);
+        if (qw) qk512_transpose16(qw + 256 * g, wt[g]);
         for (int i = 0; i < 16; i++) {
-            xt[g][i] = qk512_column16(x + 256 * g, i);
-            wt[g][i] = qw ? qk512_column16(qw + 256 * g, i) : _mm512_mul_ps(xt[g][i], xt[g][i]);
+            if (!qw) wt[g][i] = _mm512_mul_ps(xt[g][i], xt[g][i]);
             wxt[g][i] = _mm512_mul_ps(wt[g][i], xt[g][i]);
             const __m512 ax = _mm512_abs_ps(xt[g][i]);
             const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax[g], _CMP_GT_OQ);
@@ -1458,12 +1486,11 @@ QK_V512 static inline __attribute__((always_inline)) void qx16_lanes512(const fl
                 best[g] = _mm512_mask_mov_ps(best[g], take, _mm512_mul_ps(sc, lx));
             }
     }
-    qx16_pass512(xt, wt, wxt, bestIscale, Laux, 0, 0, G, NMAX, 1, 1);
-    const __m512i bias = _mm512_set1_epi32(NMAX);
+    // The codes are needed only for sub-blocks whose stored scale comes out 0 (rare): the finish
+    // computes those from the kept inverse scale.
     for (int g = 0; g < G; g++) {
-        for (int i = 0; i < 16; i++)
-            _mm_storeu_si128((__m128i *)(Lt + 256 * g + 16 * i),
-                             _mm512_cvtepi32_epi8(_mm512_maskz_add_epi32(live[g], _mm512_cvtps_epi32(Laux[g][i]), bias)));
+        _mm512_storeu_ps(iscales + 16 * g, bestIscale[g]);
+        liveOut[g] = live[g];
         _mm512_storeu_ps(scales + 16 * g, _mm512_maskz_mov_ps(live[g], scale[g]));
     }
 }
@@ -1481,15 +1508,18 @@ QK_V512 static inline __attribute__((always_inline)) void qkx_lanes512(const flo
     __m512 xt[2][N], wt[2][N], Laux[2][N];
     __m512 mn[2], mx[2], sumW[2], sumX[2], iscale[2], scale[2], best[2];
     __mmask16 live[2];
-    const __m512i idx = _mm512_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448, 480);
     for (int g = 0; g < G; g++) {
         const __mmask16 valid = g == G - 1 ? lastValid : 0xFFFF;
-        for (int i = 0; i < N; i++) xt[g][i] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, idx, x + 512 * g + i, 4);
+        const int rows = valid == 0xFFFF ? 16 : 8;
+        qk512_transpose16s(x + 512 * g, 32, rows, xt[g]);
+        qk512_transpose16s(x + 512 * g + 16, 32, rows, xt[g] + 16);
         if (qw) {
             const __m512 s2 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sigma2[2 * g]), _mm512_set1_ps(valid == 0xFFFF ? sigma2[2 * g + 1] : 0.f));
+            __m512 qt[N];
+            qk512_transpose16s(qw + 512 * g, 32, rows, qt);
+            qk512_transpose16s(qw + 512 * g + 16, 32, rows, qt + 16);
             for (int i = 0; i < N; i++)
-                wt[g][i] = _mm512_mul_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, idx, qw + 512 * g + i, 4),
-                                         _mm512_sqrt_ps(_mm512_add_ps(s2, _mm512_mul_ps(xt[g][i], xt[g][i]))));
+                wt[g][i] = _mm512_mul_ps(qt[i], _mm512_sqrt_ps(_mm512_add_ps(s2, _mm512_mul_ps(xt[g][i], xt[g][i]))));
         } else {
             __m512 sumX2 = _mm512_setzero_ps();
             for (int i = 0; i < N; i++) sumX2 = _mm512_add_ps(sumX2, _mm512_mul_ps(xt[g][i], xt[g][i]));
@@ -1748,8 +1778,8 @@ QK_V512 static void q3_fit512(const float *x, int8_t *L, float *scales) {
     enum { NMAX = 4 };
     __m512 xt[16], wt[16], wxt[16], Lf[16];
     __m512 amax = _mm512_setzero_ps(), max = _mm512_setzero_ps();
+    qk512_transpose16(x, xt);
     for (int i = 0; i < 16; i++) {
-        xt[i] = qk512_column16(x, i);
         wt[i] = _mm512_mul_ps(xt[i], xt[i]);
         wxt[i] = _mm512_mul_ps(wt[i], xt[i]);
         const __m512 ax = _mm512_abs_ps(xt[i]);
@@ -1868,8 +1898,10 @@ QK_V512 static inline __attribute__((always_inline)) void q2_k_lanes512(const fl
     __m512 xt[2][N], wt[2][N], Laux[2][N];
     __m512 mn[2], mx[2], sumW[2], sumX[2], iscale[2], scale[2], best[2], codeIscale[2], codeMn[2], xmin[2];
     __mmask16 live[2];
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < N; i++) { xt[g][i] = qk512_column16(x + 256 * g, i); wt[g][i] = _mm512_abs_ps(xt[g][i]); }
+    for (int g = 0; g < G; g++) {
+        qk512_transpose16(x + 256 * g, xt[g]);
+        for (int i = 0; i < N; i++) wt[g][i] = _mm512_abs_ps(xt[g][i]);
+    }
     const __m512i zero = _mm512_setzero_si512(), qmax = _mm512_set1_epi32(NMAX);
     for (int g = 0; g < G; g++) {
         mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm512_mul_ps(wt[g][0], xt[g][0]);
@@ -2033,9 +2065,9 @@ QK_V static void q6_k_pack_avx2(const uint8_t *L, uint8_t *ql, uint8_t *qh) {
     }
 }
 
-// q6_k_finish for the fits of qx16_lanes512 (codes transposed, Lt[16 i + j]): the same scales,
+// q6_k_finish for the fits of qx16_lanes512 (kept inverse scales, live sub-blocks): the same scales,
 // FP16 d and requantized codes (x / d, ggml's division), packed. Returns 1 when d overflowed.
-QK_V512 static int q6_k_finish512(const float *xb, uint8_t *y, const int8_t *Lt, const float *scales) {
+QK_V512 static int q6_k_finish512(const float *xb, uint8_t *y, const float *iscales, uint16_t live, const float *scales) {
     int8_t *sc = (int8_t *)(y + 192);
     float maxScale = 0, maxAbsScale = 0;
     for (int ib = 0; ib < 16; ib++) {
@@ -2060,7 +2092,11 @@ QK_V512 static int q6_k_finish512(const float *xb, uint8_t *y, const int8_t *Lt,
     for (int j = 0; j < 16; j++) {
         const float d = dj[j];
         if (!d) {
-            for (int ii = 0; ii < 16; ii++) L[16 * j + ii] = (uint8_t)Lt[16 * ii + j];
+            // make_qx_quants' codes: NMAX + clamp(nearest_int(iscale x)), 0 for an all-zero sub-block
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = qk_nearest_int(iscales[j] * xb[16 * j + ii]);
+                L[16 * j + ii] = (uint8_t)(live >> j & 1 ? 32 + (l < -32 ? -32 : (l > 31 ? 31 : l)) : 0);
+            }
             continue;
         }
         __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(d)));
@@ -2071,20 +2107,20 @@ QK_V512 static int q6_k_finish512(const float *xb, uint8_t *y, const int8_t *Lt,
     return qk_is_inf16(dh);
 }
 
-QK_V512 static void q6_k_fit512(const float *x, const float *qw, int count, int8_t *Lt, float *scales) {
-    if (count == 2) qx16_lanes512(x, qw, Lt, scales, 2, 32);
-    else qx16_lanes512(x, qw, Lt, scales, 1, 32);
+QK_V512 static void q6_k_fit512(const float *x, const float *qw, int count, float *iscales, uint16_t *live, float *scales) {
+    if (count == 2) qx16_lanes512(x, qw, iscales, live, scales, 2, 32);
+    else qx16_lanes512(x, qw, iscales, live, scales, 1, 32);
 }
 
 QK_V512 static long q6_k_avx512(const float *x, uint8_t *out, size_t blocks) {
     long bad = -1;
-    int8_t Lt[512];
-    float scales[32];
+    float iscales[32], scales[32];
+    uint16_t live[2];
     for (size_t b = 0; b < blocks; b += 2) {
         const int count = blocks - b >= 2 ? 2 : 1;
-        q6_k_fit512(x + 256 * b, 0, count, Lt, scales);
+        q6_k_fit512(x + 256 * b, 0, count, iscales, live, scales);
         for (int g = 0; g < count; g++)
-            if (q6_k_finish512(x + 256 * (b + g), out + 210 * (b + g), Lt + 256 * g, scales + 16 * g) && bad < 0) bad = (long)(b + g);
+            if (q6_k_finish512(x + 256 * (b + g), out + 210 * (b + g), iscales + 16 * g, live[g], scales + 16 * g) && bad < 0) bad = (long)(b + g);
     }
     return bad;
 }
@@ -2092,16 +2128,16 @@ QK_V512 static long q6_k_avx512(const float *x, uint8_t *out, size_t blocks) {
 QK_V512 static long q6_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
     long bad = -1;
     const size_t nb = columns / 256;
-    int8_t Lt[512];
-    float scales[32];
+    float iscales[32], scales[32];
+    uint16_t live[2];
     for (size_t r = 0; r < rows; r++)
         for (size_t i = 0; i < nb; i += 2) {
             const int count = nb - i >= 2 ? 2 : 1;
             const float *x0 = x + r * columns + 256 * i;
-            q6_k_fit512(x0, importance + 256 * i, count, Lt, scales);
+            q6_k_fit512(x0, importance + 256 * i, count, iscales, live, scales);
             for (int g = 0; g < count; g++) {
                 const size_t k = r * nb + i + (size_t)g;
-                if (q6_k_finish512(x0 + 256 * g, out + 210 * k, Lt + 256 * g, scales + 16 * g) && bad < 0) bad = (long)k;
+                if (q6_k_finish512(x0 + 256 * g, out + 210 * k, iscales + 16 * g, live[g], scales + 16 * g) && bad < 0) bad = (long)k;
             }
         }
     return bad;
