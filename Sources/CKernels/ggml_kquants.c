@@ -1661,19 +1661,6 @@ QK_V512 static void q45_k_fit512(const float *x, const float *qw, const float *s
 #undef QK_FIT512
 }
 
-// The fit's codes of block k (0..3) of a q45_k_fit512 call into L, for the sub-blocks whose stored
-// scale is 0 (q4_k_finish and q5_k_finish keep those; they requantize the others).
-static void q45_k_fit_codes(const uint8_t *y, const uint8_t *Lt, int k, uint8_t *L) {
-    const float dAll = qk_h2f(y);
-    for (int j = 0; j < 8; j++) {
-        uint8_t s, m;
-        qk_k4_scale_min(j, y + 4, &s, &m);
-        if (dAll * s) continue;
-        const uint8_t *t = Lt + 512 * (k / 2) + 8 * (k % 2) + j;
-        for (int i = 0; i < 32; i++) L[32 * j + i] = t[16 * i];
-    }
-}
-
 // q4_k_finish for the codes of a q45_k_fit512 call (block k): sub-blocks with a non-zero stored
 // scale requantized ((x + dm) / d, ggml's division) on sixteen lanes, the others keep the fit's
 // codes; packed two to a byte.
@@ -1705,10 +1692,47 @@ QK_V512 static void q4_k_finish512(const float *xb, uint8_t *y, const uint8_t *L
     }
 }
 
+// q5_k_finish for the codes of a q45_k_fit512 call (block k): the requantized codes (x + dm) / d
+// on sixteen lanes, the fifth bits into qh, the low four bits packed two to a byte.
+QK_V512 static void q5_k_finish512(const float *xb, uint8_t *y, const uint8_t *Lt, int k) {
+    const uint8_t *sc = y + 4;
+    uint8_t *qh = y + 16, *q = y + 48;
+    const float dAll = qk_h2f(y), mAll = qk_h2f(y + 2);
+    uint8_t L[256];
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        qk_k4_scale_min(j, sc, &s, &m);
+        const float d = dAll * s;
+        if (!d) {
+            const uint8_t *t = Lt + 512 * (k / 2) + 8 * (k % 2) + j;
+            for (int i = 0; i < 32; i++) L[32 * j + i] = t[16 * i];
+            continue;
+        }
+        const __m512 vd = _mm512_set1_ps(d), vdm = _mm512_set1_ps(mAll * m);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = nearest_int_v512(_mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 32 * j + 16 * h), vdm), vd));
+            v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(31));
+            _mm_storeu_si128((__m128i *)(L + 32 * j + 16 * h), _mm512_cvtepi32_epi8(v));
+        }
+    }
+    memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < 256; n += 64) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+            if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+            q[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 <<= 2; m2 <<= 2;
+        q += 32;
+    }
+}
+
 QK_V512 static long q45_k_avx512(const float *x, uint8_t *out, size_t blocks, int five) {
     long bad = -1;
     const size_t bytes = five ? 176 : 144;
-    uint8_t Lt[1024], L[256];
+    uint8_t Lt[1024];
     float scales[32], mins[32];
     for (size_t b = 0; b < blocks; b += 4) {
         const int count = blocks - b >= 4 ? 4 : (int)(blocks - b);
@@ -1725,8 +1749,7 @@ QK_V512 static long q45_k_avx512(const float *x, uint8_t *out, size_t blocks, in
             uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
             if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(b + k);
             qk_wr16(y, dh); qk_wr16(y + 2, mh);
-            if (five) { q45_k_fit_codes(y, Lt, k, L); q5_k_finish(xb, y, L); }
-            else q4_k_finish512(xb, y, Lt, k);
+            if (five) q5_k_finish512(xb, y, Lt, k); else q4_k_finish512(xb, y, Lt, k);
         }
     }
     return bad;
@@ -1737,7 +1760,7 @@ static long q5_k_avx512(const float *x, uint8_t *out, size_t blocks) { return q4
 QK_V512 static long q45_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int five) {
     long bad = -1;
     const size_t nb = columns / 256, bytes = five ? 176 : 144;
-    uint8_t Lt[1024], L[256], Ls[8], Lm[8];
+    uint8_t Lt[1024], Ls[8], Lm[8];
     float sw[32], mins[32], scales[32], sigma2[4];
     for (size_t r = 0; r < rows; r++)
         for (size_t i = 0; i < nb; i += 4) {
@@ -1756,8 +1779,7 @@ QK_V512 static long q45_k_weighted_avx512(const float *x, uint8_t *out, size_t r
                 const uint16_t dh = qk_f16_from_f32(dBlock), mh = qk_f16_from_f32(mBlock);
                 if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i + (size_t)g);
                 qk_wr16(y, dh); qk_wr16(y + 2, mh);
-                if (five) { q45_k_fit_codes(y, Lt, g, L); q5_k_finish(xb, y, L); }
-                else q4_k_finish512(xb, y, Lt, g);
+                if (five) q5_k_finish512(xb, y, Lt, g); else q4_k_finish512(xb, y, Lt, g);
             }
         }
     return bad;
