@@ -107,7 +107,12 @@ run() {
     echo "$(echo "$t1 - $t0" | bc -l) $(tail -n 1 "$SCRATCH/rss")" >> "$SCRATCH/$label"
 }
 
-ROWS=""
+size=$(stat -c %s "$IN")
+echo
+echo "\`quantize --to $MIXTURE\` vs \`llama-quantize … $LLAMA_TYPE $THREADS\`, $THREADS threads, warm $(echo "$size / 1000000000" | bc -l | xargs printf '%.2f') GB F16 GGUF ($(basename "$IN")), median of $RUNS interleaved runs, $(date -u +%Y-%m-%d)"
+echo
+echo "| importance | llama-quantize s (min–max) | + sync s | quantize s, incl. fsync (min–max) | of it, check s | speed-up | peak RSS llama / ours | same sha256 (llama / ours) |"
+echo "|---|---|---|---|---|---|---|---|"
 STATUS=0
 variants="plain"
 [ "$IMATRIX" = 1 ] && variants="plain imatrix"
@@ -125,7 +130,7 @@ for v in $variants; do
         run "ours-$v" "$BINARY" --to "$MIXTURE" "$IN" -o "$OUT_OURS" --threads "$THREADS" --force --quiet --json "${extra_q[@]}" || { STATUS=1; continue; }
         "$PY" -c "import json,sys; print(json.load(open(sys.argv[1])).get('checkSeconds', 'nan'))" "$SCRATCH/stdout" >> "$SCRATCH/check-$v" 2>/dev/null || echo nan >> "$SCRATCH/check-$v"
     done
-    [ -s "$SCRATCH/llama-$v" ] && [ -s "$SCRATCH/ours-$v" ] || { ROWS="$ROWS| $v | failed | | | | | | |\n"; continue; }
+    [ -s "$SCRATCH/llama-$v" ] && [ -s "$SCRATCH/ours-$v" ] || { echo "| $v | failed | | | | | | |"; continue; }
     h_ref=$(sha256sum "$OUT_REF" | cut -c1-16); h_ours=$(sha256sum "$OUT_OURS" | cut -c1-16)
     same="yes"; [ "$h_ref" = "$h_ours" ] || { same="**no**"; STATUS=1; }
     l_med=$(cut -d' ' -f1 "$SCRATCH/llama-$v" | median); o_med=$(cut -d' ' -f1 "$SCRATCH/ours-$v" | median)
@@ -133,14 +138,7 @@ for v in $variants; do
     l_rss=$(cut -d' ' -f2 "$SCRATCH/llama-$v" | sort -g | tail -n 1); o_rss=$(cut -d' ' -f2 "$SCRATCH/ours-$v" | sort -g | tail -n 1)
     s_med=$(median < "$SCRATCH/sync-$v"); c_med=$(median < "$SCRATCH/check-$v")
     ratio=$(echo "$l_med / $o_med" | bc -l)
-    ROWS="$ROWS$(printf '| %s | %.1f (%s) | %.1f | %.1f (%s) | %.1f | **%.2f×** | %d / %d MB | %s (%s / %s) |' \
-        "$v" "$l_med" "$l_rng" "$s_med" "$o_med" "$o_rng" "$c_med" "$ratio" $((l_rss / 1024)) $((o_rss / 1024)) "$same" "$h_ref" "$h_ours")\n"
+    printf '| %s | %.1f (%s) | %.1f | %.1f (%s) | %.1f | **%.2f×** | %d / %d MB | %s (%s / %s) |\n' \
+        "$v" "$l_med" "$l_rng" "$s_med" "$o_med" "$o_rng" "$c_med" "$ratio" $((l_rss / 1024)) $((o_rss / 1024)) "$same" "$h_ref" "$h_ours"
 done
-size=$(stat -c %s "$IN")
-echo
-echo "\`quantize --to $MIXTURE\` vs \`llama-quantize … $LLAMA_TYPE $THREADS\`, $THREADS threads, warm $(echo "$size / 1000000000" | bc -l | xargs printf '%.2f') GB F16 GGUF ($(basename "$IN")), median of $RUNS interleaved runs, $(date -u +%Y-%m-%d)"
-echo
-echo "| importance | llama-quantize s (min–max) | + sync s | quantize s, incl. fsync (min–max) | of it, check s | speed-up | peak RSS llama / ours | same sha256 (llama / ours) |"
-echo "|---|---|---|---|---|---|---|---|"
-printf "%b" "$ROWS"
 exit $STATUS

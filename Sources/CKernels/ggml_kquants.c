@@ -5,7 +5,9 @@
 // with `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml
 // src/ggml-quants.c), and with one (`quantize_row_q4_K_impl` … with quant_weights, the path of
 // llama-quantize --imatrix), re-implemented step by step, with AVX2 versions of the fits (Q4_K,
-// Q5_K, Q6_K, and the weighted Q3_K) that compute the very same floats. Every encoder returns -1,
+// Q5_K, Q6_K, and the weighted Q3_K) and AVX-512 versions (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; Q4_K,
+// Q5_K, Q6_K weighted) that compute the very same floats, one sub-block per lane, chosen at run
+// time (qk_isa_avx512, qk_isa_avx2; the scalar code is the portable path). Every encoder returns -1,
 // or the index of the first block whose FP16 scale overflowed to infinity. ggml_kernels.c
 // dispatches to them from its table.
 #include "ggml_kernels.h"
