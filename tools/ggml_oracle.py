@@ -31,8 +31,8 @@ Run: python3 tools/ggml_oracle.py            (LLAMA_CPP_DIR: default <repo>/.lla
                                                type, without and with importance, on 4096 × 1024 seeded
                                                Gaussian / Student-t rows at 4 scales, 8 experts, then
                                                512 × 1280 and 256 × 896 rows, 2 experts)
-     python3 tools/ggml_oracle.py --bench     (MB/s per core of ggml's quantizer and ours on the same
-                                               rows in one run, without and with importance; builds
+     python3 tools/ggml_oracle.py --bench     (MB/s per core (thread CPU time) of ggml's quantizer and ours
+                                               on the same rows in one run, without and with importance; builds
                                                tools/ggml_oracle/bench_harness.c, prints a Markdown table)
 """
 import hashlib
@@ -249,7 +249,8 @@ def bench():
     for r in rows:
         print(f"| {r['name']} | {r['ggml']:.1f} | {r['ours']:.1f} | {r['ours'] / r['ggml']:.2f}× | {r['ggml_imatrix']:.1f} | "
               f"{r['ours_imatrix']:.1f} | {r['ours_imatrix'] / r['ggml_imatrix']:.2f}× | {r['same_bytes']}, {r['same_bytes_imatrix']} |")
-    print(f"\n256 × 4096 float32 rows (4.2 MB), one thread, MB/s of float32 input (median of 5 interleaved runs); "
+    print(f"\n256 × 4096 float32 rows (4.2 MB), one thread, MB/s of float32 input per second of the thread's CPU time (median of 5 "
+          f"interleaved runs; CPU time, so that time the thread spends descheduled on a shared machine is not counted); "
           f"memcpy of the same bytes: {min(r['memcpy'] for r in rows):.0f}–{max(r['memcpy'] for r in rows):.0f} MB/s")
     sys.exit(0 if all(r["same_bytes"] and r["same_bytes_imatrix"] for r in rows) else 1)
 

@@ -8,3 +8,12 @@ int qk_cpu_has_f16c_avx2(void) {
     return 0;
 #endif
 }
+
+int qk_cpu_has_avx512(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}

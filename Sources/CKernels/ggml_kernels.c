@@ -126,3 +126,18 @@ int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t bl
     k->decode(in, out, blocks, blockSize, bytesPerBlock);
     return 0;
 }
+
+long qk_quant_ggml_encode_avx2(uint32_t type, const float *x, uint8_t *out, size_t blocks, size_t blockSize) {
+    const int was = qk_ggml_avx2_scope(1);
+    const long r = qk_quant_ggml_encode(type, x, out, blocks, blockSize, 0);
+    qk_ggml_avx2_scope(was);
+    return r;
+}
+
+long qk_quant_ggml_encode_weighted_avx2(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                        size_t blockSize, const float *importance) {
+    const int was = qk_ggml_avx2_scope(1);
+    const long r = qk_quant_ggml_encode_weighted(type, x, out, rows, columns, blockSize, importance);
+    qk_ggml_avx2_scope(was);
+    return r;
+}

@@ -5,7 +5,9 @@
 // with `make_qkx2_quants`, `quantize_row_q6_K_ref` with `make_qx_quants`, ggml
 // src/ggml-quants.c), and with one (`quantize_row_q4_K_impl` … with quant_weights, the path of
 // llama-quantize --imatrix), re-implemented step by step, with AVX2 versions of the fits (Q4_K,
-// Q5_K, Q6_K, and the weighted Q3_K) that compute the very same floats. Every encoder returns -1,
+// Q5_K, Q6_K, and the weighted Q3_K) and AVX-512 versions (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; Q4_K,
+// Q5_K, Q6_K weighted) that compute the very same floats, one sub-block per lane, chosen at run
+// time (qk_isa_avx512, qk_isa_avx2; the scalar code is the portable path). Every encoder returns -1,
 // or the index of the first block whose FP16 scale overflowed to infinity. ggml_kernels.c
 // dispatches to them from its table.
 #include "ggml_kernels.h"
@@ -354,7 +356,6 @@ QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x,
                                                                   const int nmax, const float rmin, const float rdelta, const int nstep) {
     enum { N = 32 };
     __m256 xt[2][N], wt[2][N], Laux[2][N];
-    __m256i Lt[2][N];
     __m256 mn[2], mx[2], sumW[2], sumX[2], live[2], iscale[2], scale[2], best[2];
     const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     for (int g = 0; g < G; g++) {
@@ -398,31 +399,59 @@ QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x,
         scale[g] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale[g]);
         best[g] = _mm256_setzero_ps();
     }
+    // ggml keeps the codes of the best pass; they are those of its inverse scale and min, so each
+    // lane keeps those two, and the codes are computed once at the end.
+    __m256 codeIscale[2], codeMn[2], xmin[2];
+    for (int g = 0; g < G; g++) {
+        codeIscale[g] = iscale[g]; codeMn[g] = mn[g];
+        xmin[g] = xt[g][0];
+        for (int i = 1; i < N; i++) xmin[g] = _mm256_min_ps(xt[g][i], xmin[g]);
+    }
     for (int i = 0; i < N; i++)
         for (int g = 0; g < G; g++) {
             __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
             l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
-            Lt[g][i] = l;
             __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale[g], _mm256_cvtepi32_ps(l)), mn[g]), xt[g][i]);
             diff = _mm256_mul_ps(diff, diff);
             best[g] = _mm256_add_ps(best[g], _mm256_mul_ps(wt[g][i], diff));
         }
+    const __m256 magic = _mm256_set1_ps(12582912.0f), fmax = _mm256_set1_ps((float)nmax);
     for (int is = 0; is <= nstep; is++) {
         __m256 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2], ok[2];
+        int small = 1;
         for (int g = 0; g < G; g++) {
             iscale[g] = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + nmax), _mm256_sub_ps(mx[g], mn[g]));
             sumL[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps(); sumXL[g] = _mm256_setzero_ps();
+            // |iscale (x - mn)| <= |iscale| max(|mx - mn|, |min x - mn|) (1 + 3 ulp): below 2^21 in every
+            // live lane, nearest_int equals rounding with the magic number in float (|f| < 2^22).
+            const __m256 span = _mm256_max_ps(_mm256_and_ps(_mm256_sub_ps(mx[g], mn[g]), absMask),
+                                              _mm256_and_ps(_mm256_sub_ps(xmin[g], mn[g]), absMask));
+            const __m256 bound = _mm256_mul_ps(_mm256_and_ps(iscale[g], absMask), span);
+            const __m256 bad = _mm256_andnot_ps(_mm256_cmp_ps(bound, _mm256_set1_ps(2097152.0f), _CMP_LT_OQ), live[g]);
+            small &= _mm256_testz_ps(bad, bad);
         }
-        for (int i = 0; i < N; i++)
-            for (int g = 0; g < G; g++) {
-                __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
-                l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
-                const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[g][i], lf);
-                Laux[g][i] = lf;
-                sumL[g] = _mm256_add_ps(sumL[g], wl);
-                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
-                sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
-            }
+        if (small)
+            for (int i = 0; i < N; i++)
+                for (int g = 0; g < G; g++) {
+                    __m256 lf = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])), magic), magic);
+                    lf = _mm256_min_ps(_mm256_max_ps(lf, _mm256_setzero_ps()), fmax);
+                    const __m256 wl = _mm256_mul_ps(wt[g][i], lf);
+                    Laux[g][i] = lf;
+                    sumL[g] = _mm256_add_ps(sumL[g], wl);
+                    sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
+                    sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
+                }
+        else
+            for (int i = 0; i < N; i++)
+                for (int g = 0; g < G; g++) {
+                    __m256i l = nearest_int_v(_mm256_mul_ps(iscale[g], _mm256_sub_ps(xt[g][i], mn[g])));
+                    l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+                    const __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(wt[g][i], lf);
+                    Laux[g][i] = lf;
+                    sumL[g] = _mm256_add_ps(sumL[g], wl);
+                    sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(wl, lf));
+                    sumXL[g] = _mm256_add_ps(sumXL[g], _mm256_mul_ps(wl, xt[g][i]));
+                }
         for (int g = 0; g < G; g++) {
             const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sumW[g], sumL2[g]), _mm256_mul_ps(sumL[g], sumL[g]));
             ok[g] = _mm256_and_ps(live[g], _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ));
@@ -441,9 +470,8 @@ QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x,
             }
         for (int g = 0; g < G; g++) {
             const __m256 take = _mm256_and_ps(ok[g], _mm256_cmp_ps(cur[g], best[g], _CMP_LT_OQ));
-            if (_mm256_testz_ps(take, take)) continue;
-            const __m256i takeI = _mm256_castps_si256(take);
-            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_epi8(Lt[g][i], _mm256_cvtps_epi32(Laux[g][i]), takeI);
+            codeIscale[g] = _mm256_blendv_ps(codeIscale[g], iscale[g], take);
+            codeMn[g] = _mm256_blendv_ps(codeMn[g], mn[g], take);
             best[g] = _mm256_blendv_ps(best[g], cur[g], take);
             scale[g] = _mm256_blendv_ps(scale[g], thisScale[g], take);
             mn[g] = _mm256_blendv_ps(mn[g], thisMin[g], take);
@@ -452,7 +480,11 @@ QK_V static inline __attribute__((always_inline)) void qkx_lanes(const float *x,
     for (int g = 0; g < G; g++) {
         const __m256i liveI = _mm256_castps_si256(live[g]);
         int32_t lt[N][8];
-        for (int i = 0; i < N; i++) _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(Lt[g][i], liveI));
+        for (int i = 0; i < N; i++) {
+            __m256i l = nearest_int_v(_mm256_mul_ps(codeIscale[g], _mm256_sub_ps(xt[g][i], codeMn[g])));
+            l = _mm256_min_epi32(_mm256_max_epi32(l, zero), qmax);
+            _mm256_storeu_si256((__m256i *)lt[i], _mm256_and_si256(l, liveI));
+        }
         for (int j = 0; j < 8; j++)
             for (int i = 0; i < N; i++) L[256 * g + 32 * j + i] = (uint8_t)lt[i][j];
         // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
@@ -499,7 +531,7 @@ QK_V static void q6_k_codes_avx2(const float *x, float d, int8_t *L) {
 // accumulated from 0, as the impls' sw.
 QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float *x, const float *qw, const float *sigma2, int8_t *L,
                                                                      float *scales, float *sumWOut, const int G, const int N, const int NMAX) {
-    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32], Laux[2][32];
+    __m256 xt[2][32], wt[2][32], wxt[2][32], Lt[2][32];
     __m256 amax[2], max[2], live[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
     for (int g = 0; g < G; g++) {
         float tx[32][8];
@@ -537,42 +569,65 @@ QK_V static inline __attribute__((always_inline)) void qx_fit_lanes(const float 
         iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps((float)-NMAX), max[g]), live[g]);
         sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
     }
+    // The codes of the kept scale are those of its inverse scale (ggml recomputes them so when it
+    // takes a scale): each lane keeps the inverse scale and the codes are computed once at the end.
+    // The passes run in pairs, and a clamp that cannot bind is skipped (see qx16_pass512: with |x|
+    // <= |max| the clamp at -NMAX binds only for is >= 5, the one at NMAX - 1 only for is >= -5).
+    __m256 bestIscale[2];
+#define QX_PASS2(LOWER, UPPER)                                                                                         \
+    for (int i = 0; i < N; i++)                                                                                        \
+        for (int g = 0; g < G; g++) {                                                                                  \
+            __m256 la = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);                \
+            __m256 lb = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscaleB[g], xt[g][i]), magic), magic);               \
+            if (LOWER) { la = _mm256_max_ps(la, lo); lb = _mm256_max_ps(lb, lo); }                                     \
+            if (UPPER) { la = _mm256_min_ps(la, hi); lb = _mm256_min_ps(lb, hi); }                                     \
+            sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], la));                                          \
+            sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], la), la));                        \
+            sumLXB[g] = _mm256_add_ps(sumLXB[g], _mm256_mul_ps(wxt[g][i], lb));                                        \
+            sumL2B[g] = _mm256_add_ps(sumL2B[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lb), lb));                      \
+        }
     for (int i = 0; i < N; i++)
         for (int g = 0; g < G; g++) {
             const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
-            const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
-            Lt[g][i] = lf;
+            const __m256 lf = _mm256_min_ps(r, hi);
             sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
             sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
         }
     for (int g = 0; g < G; g++) {
+        bestIscale[g] = iscale[g];
         scale[g] = _mm256_and_ps(_mm256_div_ps(sumLX[g], sumL2[g]), _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_NEQ_UQ));
         best[g] = _mm256_mul_ps(scale[g], sumLX[g]);
     }
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
+    static const int pairs[9][2] = {{-9, -8}, {-7, -6}, {-5, -4}, {-3, -2}, {-1, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}};
+    for (int p = 0; p < 9; p++) {
+        __m256 iscaleB[2], sumLXB[2], sumL2B[2];
+        const int isA = pairs[p][0], isB = pairs[p][1];
         for (int g = 0; g < G; g++) {
-            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * is)), max[g]), live[g]);
+            iscale[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * isA)), max[g]), live[g]);
+            iscaleB[g] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(-(NMAX + 0.1f * isB)), max[g]), live[g]);
             sumLX[g] = _mm256_setzero_ps(); sumL2[g] = _mm256_setzero_ps();
+            sumLXB[g] = _mm256_setzero_ps(); sumL2B[g] = _mm256_setzero_ps();
         }
-        for (int i = 0; i < N; i++)
+        if (isB >= 5) { QX_PASS2(1, 1) }
+        else if (isB >= -5) { QX_PASS2(0, 1) }
+        else { QX_PASS2(0, 0) }
+        for (int k = 0; k < 2; k++)
             for (int g = 0; g < G; g++) {
-                const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(iscale[g], xt[g][i]), magic), magic);
-                const __m256 lf = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
-                Laux[g][i] = lf;
-                sumLX[g] = _mm256_add_ps(sumLX[g], _mm256_mul_ps(wxt[g][i], lf));
-                sumL2[g] = _mm256_add_ps(sumL2[g], _mm256_mul_ps(_mm256_mul_ps(wt[g][i], lf), lf));
+                const __m256 lx = k ? sumLXB[g] : sumLX[g], l2 = k ? sumL2B[g] : sumL2[g], isc = k ? iscaleB[g] : iscale[g];
+                const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(l2, _mm256_setzero_ps(), _CMP_GT_OQ)),
+                                                  _mm256_cmp_ps(_mm256_mul_ps(lx, lx), _mm256_mul_ps(best[g], l2), _CMP_GT_OQ));
+                const __m256 sc = _mm256_div_ps(lx, l2);
+                bestIscale[g] = _mm256_blendv_ps(bestIscale[g], isc, take);
+                scale[g] = _mm256_blendv_ps(scale[g], sc, take);
+                best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, lx), take);
             }
-        for (int g = 0; g < G; g++) {
-            const __m256 take = _mm256_and_ps(_mm256_and_ps(live[g], _mm256_cmp_ps(sumL2[g], _mm256_setzero_ps(), _CMP_GT_OQ)),
-                                              _mm256_cmp_ps(_mm256_mul_ps(sumLX[g], sumLX[g]), _mm256_mul_ps(best[g], sumL2[g]), _CMP_GT_OQ));
-            if (_mm256_testz_ps(take, take)) continue;
-            for (int i = 0; i < N; i++) Lt[g][i] = _mm256_blendv_ps(Lt[g][i], Laux[g][i], take);
-            const __m256 sc = _mm256_div_ps(sumLX[g], sumL2[g]);
-            scale[g] = _mm256_blendv_ps(scale[g], sc, take);
-            best[g] = _mm256_blendv_ps(best[g], _mm256_mul_ps(sc, sumLX[g]), take);
-        }
     }
+#undef QX_PASS2
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(bestIscale[g], xt[g][i]), magic), magic);
+            Lt[g][i] = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+        }
     const __m256i bias = _mm256_set1_epi32(NMAX);
     for (int g = 0; g < G; g++) {
         const __m256i liveI = _mm256_castps_si256(live[g]);
@@ -1276,12 +1331,869 @@ static long iq4_xs_weighted(const float *x, uint8_t *out, size_t rows, size_t co
     return iq4_xs_blocks(x, out, rows * (columns / 256), importance, columns / 256);
 }
 
+// MARK: AVX-512 K-quant fits
+//
+// The Q6_K fits with sixteen sub-blocks per AVX-512 lane set, and the Q4_K / Q5_K fits with two
+// blocks' eight sub-blocks each: as the AVX2 fits, every lane performs its sub-block's scalar chain
+// (the same float32 operations in the same order, no FMA), so the bytes are ggml's. Chosen at run
+// time when the CPU has AVX-512F (qk_isa_avx512); the AVX2 and scalar paths stay for the others.
+#if defined(__x86_64__)
+#define QK_V512 __attribute__((target("avx512f,avx2,f16c")))
+
+// ggml's nearest_int on sixteen lanes (the same magic-number bits, exact for any input).
+QK_V512 static inline __m512i nearest_int_v512(__m512 f) {
+    __m512i i = _mm512_castps_si512(_mm512_add_ps(f, _mm512_set1_ps(12582912.0f)));
+    return _mm512_sub_epi32(_mm512_and_si512(i, _mm512_set1_epi32(0x007FFFFF)), _mm512_set1_epi32(0x00400000));
+}
+
+// Sixteen rows of 16 floats (row j at b + stride j; rows j >= rows read as zeros) transposed:
+// c[i] lane j = b[stride j + i], with 64 shuffles (cheaper than sixteen gathers): 32-bit and
+// 64-bit interleaves within 128-bit lanes, then two rounds of 128-bit lane shuffles.
+QK_V512 static inline void qk512_transpose16s(const float *b, int stride, int rows, __m512 *c) {
+    __m512 a[16], t[16];
+    for (int k = 0; k < 8; k++) {
+        const __m512 r0 = 2 * k < rows ? _mm512_loadu_ps(b + stride * 2 * k) : _mm512_setzero_ps();
+        const __m512 r1 = 2 * k + 1 < rows ? _mm512_loadu_ps(b + stride * (2 * k + 1)) : _mm512_setzero_ps();
+        a[2 * k] = _mm512_unpacklo_ps(r0, r1);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r0, r1);
+    }
+    for (int q = 0; q < 4; q++) {
+        const __m512d a0 = _mm512_castps_pd(a[4 * q]), a1 = _mm512_castps_pd(a[4 * q + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[4 * q + 2]), a3 = _mm512_castps_pd(a[4 * q + 3]);
+        t[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        t[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        t[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        t[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    // t[4 q + e], 128-bit lane L: rows 4q..4q+3 of element 4 L + e.
+    for (int e = 0; e < 4; e++) {
+        const __m512 d0 = _mm512_shuffle_f32x4(t[e], t[4 + e], 0x44), d1 = _mm512_shuffle_f32x4(t[e], t[4 + e], 0xEE);
+        const __m512 d2 = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0x44), d3 = _mm512_shuffle_f32x4(t[8 + e], t[12 + e], 0xEE);
+        c[e] = _mm512_shuffle_f32x4(d0, d2, 0x88);
+        c[4 + e] = _mm512_shuffle_f32x4(d0, d2, 0xDD);
+        c[8 + e] = _mm512_shuffle_f32x4(d1, d3, 0x88);
+        c[12 + e] = _mm512_shuffle_f32x4(d1, d3, 0xDD);
+    }
+}
+
+// The sixteen sub-blocks of 16 of a block, transposed (c[i] lane j: b[16 j + i]).
+QK_V512 static inline void qk512_transpose16(const float *b, __m512 *c) { qk512_transpose16s(b, 16, 16, c); }
+
+// One pass of make_qx_quants over the G blocks' lanes: the codes l = clamp(nearest_int(iscale x)),
+// sumLX += (w x) l and sumL2 += (w l) l in element order. |iscale x| <= c (1 + 3 ulp) with c =
+// NMAX + 0.1 is (|x| <= |max|), so rounding with the magic number in float equals nearest_int, the
+// clamp at -NMAX can bind only when c >= NMAX + 0.5 (is >= 5) and the one at NMAX - 1 only when
+// c >= NMAX - 0.5 (is >= -5): the other clamps are no-ops and are skipped. With Lout the codes
+// are stored (as floats), else only the sums are kept.
+QK_V512 static inline __attribute__((always_inline)) void qx16_pass512(__m512 (*xt)[16], __m512 (*wt)[16], __m512 (*wxt)[16],
+                                                                       const __m512 *iscale, __m512 (*Lout)[16], __m512 *sumLX,
+                                                                       __m512 *sumL2, const int G, const int NMAX, const int lower,
+                                                                       const int upper) {
+    const __m512 magic = _mm512_set1_ps(12582912.0f), lo = _mm512_set1_ps((float)-NMAX), hi = _mm512_set1_ps((float)(NMAX - 1));
+    if (sumLX)
+        for (int g = 0; g < G; g++) { sumLX[g] = _mm512_setzero_ps(); sumL2[g] = _mm512_setzero_ps(); }
+    for (int i = 0; i < 16; i++)
+        for (int g = 0; g < G; g++) {
+            __m512 lf = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscale[g], xt[g][i]), magic), magic);
+            if (lower) lf = _mm512_max_ps(lf, lo);
+            if (upper) lf = _mm512_min_ps(lf, hi);
+            if (Lout) Lout[g][i] = lf;
+            if (sumLX) {
+                sumLX[g] = _mm512_add_ps(sumLX[g], _mm512_mul_ps(wxt[g][i], lf));
+                sumL2[g] = _mm512_add_ps(sumL2[g], _mm512_mul_ps(_mm512_mul_ps(wt[g][i], lf), lf));
+            }
+        }
+}
+
+// Two passes at once (inverse scales iscaleA and iscaleB, sums into A and B): the same floats as
+// two qx16_pass512 calls, sharing the loads and interleaving twice as many chains.
+QK_V512 static inline __attribute__((always_inline)) void qx16_pass512x2(__m512 (*xt)[16], __m512 (*wt)[16], __m512 (*wxt)[16],
+                                                                         const __m512 *iscaleA, const __m512 *iscaleB,
+                                                                         __m512 *sumLXA, __m512 *sumL2A, __m512 *sumLXB, __m512 *sumL2B,
+                                                                         const int G, const int NMAX, const int lower, const int upper) {
+    const __m512 magic = _mm512_set1_ps(12582912.0f), lo = _mm512_set1_ps((float)-NMAX), hi = _mm512_set1_ps((float)(NMAX - 1));
+    for (int g = 0; g < G; g++) {
+        sumLXA[g] = _mm512_setzero_ps(); sumL2A[g] = _mm512_setzero_ps();
+        sumLXB[g] = _mm512_setzero_ps(); sumL2B[g] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < 16; i++)
+        for (int g = 0; g < G; g++) {
+            const __m512 xv = xt[g][i], wv = wt[g][i], wxv = wxt[g][i];
+            __m512 la = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscaleA[g], xv), magic), magic);
+            __m512 lb = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscaleB[g], xv), magic), magic);
+            if (lower) { la = _mm512_max_ps(la, lo); lb = _mm512_max_ps(lb, lo); }
+            if (upper) { la = _mm512_min_ps(la, hi); lb = _mm512_min_ps(lb, hi); }
+            sumLXA[g] = _mm512_add_ps(sumLXA[g], _mm512_mul_ps(wxv, la));
+            sumL2A[g] = _mm512_add_ps(sumL2A[g], _mm512_mul_ps(_mm512_mul_ps(wv, la), la));
+            sumLXB[g] = _mm512_add_ps(sumLXB[g], _mm512_mul_ps(wxv, lb));
+            sumL2B[g] = _mm512_add_ps(sumL2B[g], _mm512_mul_ps(_mm512_mul_ps(wv, lb), lb));
+        }
+}
+
+// make_qx_quants(16, NMAX, x, L, 1, weights) of the sixteen sub-blocks of each of G consecutive
+// blocks (block g at x + 256 g): weights x² (qw NULL, quantize_row_q6_K_ref) or the importance
+// itself (qw + 256 g, quantize_row_q6_K_impl). Scales and kept inverse scales of block g at
+// scales + 16 g and iscales + 16 g, its live sub-blocks (not all below GROUP_MAX_EPS) in liveOut[g].
+QK_V512 static inline __attribute__((always_inline)) void qx16_lanes512(const float *x, const float *qw, float *iscales, uint16_t *liveOut,
+                                                                        float *scales, const int G, const int NMAX) {
+    __m512 xt[2][16], wt[2][16], wxt[2][16];
+    __m512 amax[2], max[2], iscale[2], sumLX[2], sumL2[2], scale[2], best[2];
+    __mmask16 live[2];
+    for (int g = 0; g < G; g++) {
+        amax[g] = _mm512_setzero_ps(); max[g] = _mm512_setzero_ps();
+        qk512_transpose16(x + 256 * g, xt[g]);
+        if (qw) qk512_transpose16(qw + 256 * g, wt[g]);
+        for (int i = 0; i < 16; i++) {
+            if (!qw) wt[g][i] = _mm512_mul_ps(xt[g][i], xt[g][i]);
+            wxt[g][i] = _mm512_mul_ps(wt[g][i], xt[g][i]);
+            const __m512 ax = _mm512_abs_ps(xt[g][i]);
+            const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax[g], _CMP_GT_OQ);
+            amax[g] = _mm512_mask_mov_ps(amax[g], gt, ax);
+            max[g] = _mm512_mask_mov_ps(max[g], gt, xt[g][i]);
+        }
+        live[g] = _mm512_cmp_ps_mask(amax[g], _mm512_set1_ps(1e-15f), _CMP_NLT_UQ);
+        iscale[g] = _mm512_maskz_div_ps(live[g], _mm512_set1_ps((float)-NMAX), max[g]);
+    }
+    // The codes of the kept scale are those of its inverse scale (ggml recomputes them so when it
+    // takes a scale), so each lane keeps the inverse scale, and the codes are computed once at the end.
+    __m512 bestIscale[2];
+    qx16_pass512(xt, wt, wxt, iscale, 0, sumLX, sumL2, G, NMAX, 0, 1);
+    for (int g = 0; g < G; g++) {
+        bestIscale[g] = iscale[g];
+        scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sumL2[g], _mm512_setzero_ps(), _CMP_NEQ_UQ), sumLX[g], sumL2[g]);
+        best[g] = _mm512_mul_ps(scale[g], sumLX[g]);
+    }
+    // The eighteen inverse scales in pairs (-9, -8), …, (-1, 1), …, (8, 9); a pair takes the clamps
+    // either member needs (a clamp that cannot bind changes nothing).
+    static const int pairs[9][2] = {{-9, -8}, {-7, -6}, {-5, -4}, {-3, -2}, {-1, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}};
+    for (int p = 0; p < 9; p++) {
+        __m512 iscaleB[2], sumLXB[2], sumL2B[2];
+        const int isA = pairs[p][0], isB = pairs[p][1];
+        const float cA = -(NMAX + 0.1f * isA), cB = -(NMAX + 0.1f * isB);
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm512_maskz_div_ps(live[g], _mm512_set1_ps(cA), max[g]);
+            iscaleB[g] = _mm512_maskz_div_ps(live[g], _mm512_set1_ps(cB), max[g]);
+        }
+        if (isB >= 5) qx16_pass512x2(xt, wt, wxt, iscale, iscaleB, sumLX, sumL2, sumLXB, sumL2B, G, NMAX, 1, 1);
+        else if (isB >= -5) qx16_pass512x2(xt, wt, wxt, iscale, iscaleB, sumLX, sumL2, sumLXB, sumL2B, G, NMAX, 0, 1);
+        else qx16_pass512x2(xt, wt, wxt, iscale, iscaleB, sumLX, sumL2, sumLXB, sumL2B, G, NMAX, 0, 0);
+        for (int k = 0; k < 2; k++)
+            for (int g = 0; g < G; g++) {
+                const __m512 lx = k ? sumLXB[g] : sumLX[g], l2 = k ? sumL2B[g] : sumL2[g], isc = k ? iscaleB[g] : iscale[g];
+                const __mmask16 take = live[g] & _mm512_cmp_ps_mask(l2, _mm512_setzero_ps(), _CMP_GT_OQ) &
+                                       _mm512_cmp_ps_mask(_mm512_mul_ps(lx, lx), _mm512_mul_ps(best[g], l2), _CMP_GT_OQ);
+                const __m512 sc = _mm512_div_ps(lx, l2);
+                bestIscale[g] = _mm512_mask_mov_ps(bestIscale[g], take, isc);
+                scale[g] = _mm512_mask_mov_ps(scale[g], take, sc);
+                best[g] = _mm512_mask_mov_ps(best[g], take, _mm512_mul_ps(sc, lx));
+            }
+    }
+    // The codes are needed only for sub-blocks whose stored scale comes out 0 (rare): the finish
+    // computes those from the kept inverse scale.
+    for (int g = 0; g < G; g++) {
+        _mm512_storeu_ps(iscales + 16 * g, bestIscale[g]);
+        liveOut[g] = live[g];
+        _mm512_storeu_ps(scales + 16 * g, _mm512_maskz_mov_ps(live[g], scale[g]));
+    }
+}
+
+// qkx_lanes on sixteen lanes: G groups of two consecutive blocks (group g at x + 512 g, lane j its
+// sub-block of 32 at x + 512 g + 32 j), lanes whose bit in `valid` is clear read nothing (zeros:
+// a block past the end); weights avX + |x| (qw NULL) or qw · sqrt(σ² + x²) with the importance at
+// the same offsets from qw and block k's σ² in sigma2[k]. Scales, -mins and (sumWOut) Σw of block
+// k at 8 k; codes transposed, element i of lane j of group g at Lt[512 g + 16 i + j].
+QK_V512 static inline __attribute__((always_inline)) void qkx_lanes512(const float *x, const float *qw, const float *sigma2, uint8_t *Lt,
+                                                                       float *scales, float *mins, float *sumWOut, const int G,
+                                                                       const __mmask16 lastValid, const int nmax, const float rmin,
+                                                                       const float rdelta, const int nstep) {
+    enum { N = 32 };
+    __m512 xt[2][N], wt[2][N], Laux[2][N];
+    __m512 mn[2], mx[2], sumW[2], sumX[2], iscale[2], scale[2], best[2];
+    __mmask16 live[2];
+    for (int g = 0; g < G; g++) {
+        const __mmask16 valid = g == G - 1 ? lastValid : 0xFFFF;
+        const int rows = valid == 0xFFFF ? 16 : 8;
+        qk512_transpose16s(x + 512 * g, 32, rows, xt[g]);
+        qk512_transpose16s(x + 512 * g + 16, 32, rows, xt[g] + 16);
+        if (qw) {
+            const __m512 s2 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sigma2[2 * g]), _mm512_set1_ps(valid == 0xFFFF ? sigma2[2 * g + 1] : 0.f));
+            __m512 qt[N];
+            qk512_transpose16s(qw + 512 * g, 32, rows, qt);
+            qk512_transpose16s(qw + 512 * g + 16, 32, rows, qt + 16);
+            for (int i = 0; i < N; i++)
+                wt[g][i] = _mm512_mul_ps(qt[i], _mm512_sqrt_ps(_mm512_add_ps(s2, _mm512_mul_ps(xt[g][i], xt[g][i]))));
+        } else {
+            __m512 sumX2 = _mm512_setzero_ps();
+            for (int i = 0; i < N; i++) sumX2 = _mm512_add_ps(sumX2, _mm512_mul_ps(xt[g][i], xt[g][i]));
+            const __m512 avX = _mm512_sqrt_ps(_mm512_div_ps(sumX2, _mm512_set1_ps(32.0f)));
+            for (int i = 0; i < N; i++) wt[g][i] = _mm512_add_ps(avX, _mm512_abs_ps(xt[g][i]));
+        }
+    }
+    const __m512i zero = _mm512_setzero_si512(), qmax = _mm512_set1_epi32(nmax);
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm512_mul_ps(wt[g][0], xt[g][0]);
+    }
+    for (int i = 1; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            mn[g] = _mm512_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm512_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm512_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm512_add_ps(sumX[g], _mm512_mul_ps(wt[g][i], xt[g][i]));
+        }
+    for (int g = 0; g < G; g++) {
+        mn[g] = _mm512_mask_mov_ps(mn[g], _mm512_cmp_ps_mask(mn[g], _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_setzero_ps());
+        live[g] = _mm512_cmp_ps_mask(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm512_div_ps(_mm512_set1_ps((float)nmax), _mm512_sub_ps(mx[g], mn[g]));
+        // The impls' Σw starts from 0 (0 + w₀, which turns a -0 into +0); this chain starts from w₀.
+        if (sumWOut) _mm512_storeu_ps(sumWOut + 16 * g, _mm512_add_ps(sumW[g], _mm512_setzero_ps()));
+        scale[g] = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm512_setzero_ps();
+    }
+    // ggml keeps the codes of the best pass; they are those of its inverse scale and min, so each
+    // lane keeps those two, and the codes are computed once at the end.
+    __m512 codeIscale[2], codeMn[2], xmin[2];
+    for (int g = 0; g < G; g++) {
+        codeIscale[g] = iscale[g]; codeMn[g] = mn[g];
+        xmin[g] = xt[g][0];
+        for (int i = 1; i < N; i++) xmin[g] = _mm512_min_ps(xt[g][i], xmin[g]);
+    }
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < G; g++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], _mm512_cvtepi32_ps(l)), mn[g]), xt[g][i]);
+            diff = _mm512_mul_ps(diff, diff);
+            best[g] = _mm512_add_ps(best[g], _mm512_mul_ps(wt[g][i], diff));
+        }
+    const __m512 magic = _mm512_set1_ps(12582912.0f), fmax = _mm512_set1_ps((float)nmax);
+    for (int is = 0; is <= nstep; is++) {
+        __m512 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2];
+        __mmask16 ok[2];
+        int small = 1;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm512_div_ps(_mm512_set1_ps(rmin + rdelta * is + nmax), _mm512_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm512_setzero_ps(); sumL2[g] = _mm512_setzero_ps(); sumXL[g] = _mm512_setzero_ps();
+            // |iscale (x - mn)| <= |iscale| max(|mx - mn|, |min x - mn|) (1 + 3 ulp): below 2^21 in every
+            // live lane, nearest_int equals rounding with the magic number in float (|f| < 2^22).
+            const __m512 span = _mm512_max_ps(_mm512_abs_ps(_mm512_sub_ps(mx[g], mn[g])), _mm512_abs_ps(_mm512_sub_ps(xmin[g], mn[g])));
+            const __m512 bound = _mm512_mul_ps(_mm512_abs_ps(iscale[g]), span);
+            small &= (_mm512_cmp_ps_mask(bound, _mm512_set1_ps(2097152.0f), _CMP_LT_OQ) & live[g]) == live[g];
+        }
+        if (small)
+            for (int i = 0; i < N; i++)
+                for (int g = 0; g < G; g++) {
+                    __m512 lf = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])), magic), magic);
+                    lf = _mm512_min_ps(_mm512_max_ps(lf, _mm512_setzero_ps()), fmax);
+                    const __m512 wl = _mm512_mul_ps(wt[g][i], lf);
+                    Laux[g][i] = lf;
+                    sumL[g] = _mm512_add_ps(sumL[g], wl);
+                    sumL2[g] = _mm512_add_ps(sumL2[g], _mm512_mul_ps(wl, lf));
+                    sumXL[g] = _mm512_add_ps(sumXL[g], _mm512_mul_ps(wl, xt[g][i]));
+                }
+        else
+            for (int i = 0; i < N; i++)
+                for (int g = 0; g < G; g++) {
+                    __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+                    l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+                    const __m512 lf = _mm512_cvtepi32_ps(l), wl = _mm512_mul_ps(wt[g][i], lf);
+                    Laux[g][i] = lf;
+                    sumL[g] = _mm512_add_ps(sumL[g], wl);
+                    sumL2[g] = _mm512_add_ps(sumL2[g], _mm512_mul_ps(wl, lf));
+                    sumXL[g] = _mm512_add_ps(sumXL[g], _mm512_mul_ps(wl, xt[g][i]));
+                }
+        for (int g = 0; g < G; g++) {
+            const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sumW[g], sumL2[g]), _mm512_mul_ps(sumL[g], sumL[g]));
+            ok[g] = live[g] & _mm512_cmp_ps_mask(D, _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisScale[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumW[g], sumXL[g]), _mm512_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumL2[g], sumX[g]), _mm512_mul_ps(sumL[g], sumXL[g])), D);
+            const __mmask16 positive = _mm512_cmp_ps_mask(thisMin[g], _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm512_mask_mov_ps(thisMin[g], positive, _mm512_setzero_ps());
+            thisScale[g] = _mm512_mask_mov_ps(thisScale[g], positive, _mm512_div_ps(sumXL[g], sumL2[g]));
+            cur[g] = _mm512_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                diff = _mm512_mul_ps(diff, diff);
+                cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(wt[g][i], diff));
+            }
+        for (int g = 0; g < G; g++) {
+            const __mmask16 take = ok[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
+            codeIscale[g] = _mm512_mask_mov_ps(codeIscale[g], take, iscale[g]);
+            codeMn[g] = _mm512_mask_mov_ps(codeMn[g], take, mn[g]);
+            best[g] = _mm512_mask_mov_ps(best[g], take, cur[g]);
+            scale[g] = _mm512_mask_mov_ps(scale[g], take, thisScale[g]);
+            mn[g] = _mm512_mask_mov_ps(mn[g], take, thisMin[g]);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        const int halves = g == G - 1 && lastValid != 0xFFFF ? 1 : 2;
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(codeIscale[g], _mm512_sub_ps(xt[g][i], codeMn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            _mm_storeu_si128((__m128i *)(Lt + 512 * g + 16 * i), _mm512_cvtepi32_epi8(_mm512_maskz_mov_epi32(live[g], l)));
+        }
+        // -mn as the scalar code's unary minus: flip the sign bit (0 - mn would turn -0 into +0).
+        const __m512 negMn = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(mn[g]), _mm512_set1_epi32((int)0x80000000u)));
+        const __m512 sc = _mm512_maskz_mov_ps(live[g], scale[g]);
+        if (halves == 2) {
+            _mm512_storeu_ps(mins + 16 * g, negMn);
+            _mm512_storeu_ps(scales + 16 * g, sc);
+        } else {
+            _mm256_storeu_ps(mins + 16 * g, _mm512_castps512_ps256(negMn));
+            _mm256_storeu_ps(scales + 16 * g, _mm512_castps512_ps256(sc));
+        }
+    }
+}
+
+// The fits of `count` (1 to 4) consecutive Q4_K (nmax 15) or Q5_K (nmax 31) blocks, plain
+// (quantize_row_q4_K_ref / q5_K_ref's make_qkx2_quants arguments) or weighted (qw, sigma2:
+// make_qkx3_quants(32, nmax, …, -0.9, 0.05, 36) of the impls).
+QK_V512 static void q45_k_fit512(const float *x, const float *qw, const float *sigma2, int count, int five, uint8_t *Lt, float *scales,
+                                 float *mins, float *sumW) {
+    const __mmask16 last = count % 2 ? 0x00FF : 0xFFFF;
+#define QK_FIT512(G, NMAX, RMIN, RDELTA, NSTEP) qkx_lanes512(x, qw, sigma2, Lt, scales, mins, sumW, G, last, NMAX, RMIN, RDELTA, NSTEP)
+    if (qw) {
+        if (five) { if (count > 2) QK_FIT512(2, 31, -0.9f, 0.05f, 36); else QK_FIT512(1, 31, -0.9f, 0.05f, 36); }
+        else { if (count > 2) QK_FIT512(2, 15, -0.9f, 0.05f, 36); else QK_FIT512(1, 15, -0.9f, 0.05f, 36); }
+    } else {
+        if (five) { if (count > 2) QK_FIT512(2, 31, -0.5f, 0.1f, 15); else QK_FIT512(1, 31, -0.5f, 0.1f, 15); }
+        else { if (count > 2) QK_FIT512(2, 15, -1.f, 0.1f, 20); else QK_FIT512(1, 15, -1.f, 0.1f, 20); }
+    }
+#undef QK_FIT512
+}
+
+// q4_k_finish for the codes of a q45_k_fit512 call (block k): sub-blocks with a non-zero stored
+// scale requantized ((x + dm) / d, ggml's division) on sixteen lanes, the others keep the fit's
+// codes; packed two to a byte.
+QK_V512 static void q4_k_finish512(const float *xb, uint8_t *y, const uint8_t *Lt, int k) {
+    const uint8_t *sc = y + 4;
+    uint8_t *qs = y + 16;
+    const float dAll = qk_h2f(y), mAll = qk_h2f(y + 2);
+    uint8_t L[256];
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        qk_k4_scale_min(j, sc, &s, &m);
+        const float d = dAll * s;
+        if (!d) {
+            const uint8_t *t = Lt + 512 * (k / 2) + 8 * (k % 2) + j;
+            for (int i = 0; i < 32; i++) L[32 * j + i] = t[16 * i];
+            continue;
+        }
+        const __m512 vd = _mm512_set1_ps(d), vdm = _mm512_set1_ps(mAll * m);
+        for (int h = 0; h < 2; h++) {
+            __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 32 * j + 16 * h), vdm), vd));
+            q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(15));
+            _mm_storeu_si128((__m128i *)(L + 32 * j + 16 * h), _mm512_cvtepi32_epi8(q));
+        }
+    }
+    // (hi << 4) in 16-bit lanes: codes are <= 15, so nothing crosses into the neighbouring byte.
+    for (int p = 0; p < 4; p++) {
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)(L + 64 * p)), hi = _mm256_loadu_si256((const __m256i *)(L + 64 * p + 32));
+        _mm256_storeu_si256((__m256i *)(qs + 32 * p), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+    }
+}
+
+// q5_k_finish for the codes of a q45_k_fit512 call (block k): the requantized codes (x + dm) / d
+// on sixteen lanes, the fifth bits into qh, the low four bits packed two to a byte.
+QK_V512 static void q5_k_finish512(const float *xb, uint8_t *y, const uint8_t *Lt, int k) {
+    const uint8_t *sc = y + 4;
+    uint8_t *qh = y + 16, *q = y + 48;
+    const float dAll = qk_h2f(y), mAll = qk_h2f(y + 2);
+    uint8_t L[256];
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        qk_k4_scale_min(j, sc, &s, &m);
+        const float d = dAll * s;
+        if (!d) {
+            const uint8_t *t = Lt + 512 * (k / 2) + 8 * (k % 2) + j;
+            for (int i = 0; i < 32; i++) L[32 * j + i] = t[16 * i];
+            continue;
+        }
+        const __m512 vd = _mm512_set1_ps(d), vdm = _mm512_set1_ps(mAll * m);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = nearest_int_v512(_mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 32 * j + 16 * h), vdm), vd));
+            v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(31));
+            _mm_storeu_si128((__m128i *)(L + 32 * j + 16 * h), _mm512_cvtepi32_epi8(v));
+        }
+    }
+    memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < 256; n += 64) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[n + j], l2 = L[n + j + 32];
+            if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+            if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+            q[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 <<= 2; m2 <<= 2;
+        q += 32;
+    }
+}
+
+QK_V512 static long q45_k_avx512(const float *x, uint8_t *out, size_t blocks, int five) {
+    long bad = -1;
+    const size_t bytes = five ? 176 : 144;
+    uint8_t Lt[1024];
+    float scales[32], mins[32];
+    for (size_t b = 0; b < blocks; b += 4) {
+        const int count = blocks - b >= 4 ? 4 : (int)(blocks - b);
+        q45_k_fit512(x + 256 * b, 0, 0, count, five, Lt, scales, mins, 0);
+        for (int k = 0; k < count; k++) {
+            const float *xb = x + 256 * (b + k), *sc = scales + 8 * k, *mi = mins + 8 * k;
+            uint8_t *y = out + bytes * (b + k);
+            float maxScale = 0, maxMin = 0;
+            for (int j = 0; j < 8; j++) {
+                if (sc[j] > maxScale) maxScale = sc[j];
+                if (mi[j] > maxMin) maxMin = mi[j];
+            }
+            pack_scales_mins_k4(y + 4, sc, mi, maxScale, maxMin);
+            uint16_t dh = qk_f16_from_f32(maxScale / 63.f), mh = qk_f16_from_f32(maxMin / 63.f);
+            if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(b + k);
+            qk_wr16(y, dh); qk_wr16(y + 2, mh);
+            if (five) q5_k_finish512(xb, y, Lt, k); else q4_k_finish512(xb, y, Lt, k);
+        }
+    }
+    return bad;
+}
+static long q4_k_avx512(const float *x, uint8_t *out, size_t blocks) { return q45_k_avx512(x, out, blocks, 0); }
+static long q5_k_avx512(const float *x, uint8_t *out, size_t blocks) { return q45_k_avx512(x, out, blocks, 1); }
+
+QK_V512 static long q45_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance, int five) {
+    long bad = -1;
+    const size_t nb = columns / 256, bytes = five ? 176 : 144;
+    uint8_t Lt[1024], Ls[8], Lm[8];
+    float sw[32], mins[32], scales[32], sigma2[4];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i += 4) {
+            const int count = nb - i >= 4 ? 4 : (int)(nb - i);
+            const float *x0 = x + r * columns + 256 * i;
+            for (int g = 0; g < count; g++) sigma2[g] = 2 * sum_x2_256(x0 + 256 * g) / 256;
+            q45_k_fit512(x0, importance + 256 * i, sigma2, count, five, Lt, scales, mins, sw);
+            for (int g = 0; g < count; g++) {
+                const float *xb = x0 + 256 * g;
+                uint8_t *y = out + bytes * (r * nb + i + (size_t)g);
+                const float dBlock = make_qp_quants(8, 63, scales + 8 * g, Ls, sw + 8 * g);
+                const float mBlock = make_qp_quants(8, 63, mins + 8 * g, Lm, sw + 8 * g);
+                if (five)
+                    for (int j = 0; j < 8; j++) { Ls[j] = Ls[j] < 63 ? Ls[j] : 63; Lm[j] = Lm[j] < 63 ? Lm[j] : 63; }
+                pack_ls_lm_k4(y + 4, Ls, Lm);
+                const uint16_t dh = qk_f16_from_f32(dBlock), mh = qk_f16_from_f32(mBlock);
+                if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)(r * nb + i + (size_t)g);
+                qk_wr16(y, dh); qk_wr16(y + 2, mh);
+                if (five) q5_k_finish512(xb, y, Lt, g); else q4_k_finish512(xb, y, Lt, g);
+            }
+        }
+    return bad;
+}
+static long q4_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_avx512(x, out, rows, columns, importance, 0);
+}
+static long q5_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    return q45_k_weighted_avx512(x, out, rows, columns, importance, 1);
+}
+
+// make_q3_quants(16, 4, x, L, true) of the sixteen sub-blocks of a Q3_K block, one per lane: the
+// symmetric fit with weights x², then up to five passes over the elements that move single codes
+// while that raises (Σwxl)²/Σwl², each lane's floats those of the scalar chain (a lane whose pass
+// changed nothing would change nothing in a further pass, so running it on is exact). Codes + 4 in
+// L (0 for an all-zero sub-block), scales in scales.
+QK_V512 static void q3_fit512(const float *x, int8_t *L, float *scales) {
+    enum { NMAX = 4 };
+    __m512 xt[16], wt[16], wxt[16], Lf[16];
+    __m512 amax = _mm512_setzero_ps(), max = _mm512_setzero_ps();
+    qk512_transpose16(x, xt);
+    for (int i = 0; i < 16; i++) {
+        wt[i] = _mm512_mul_ps(xt[i], xt[i]);
+        wxt[i] = _mm512_mul_ps(wt[i], xt[i]);
+        const __m512 ax = _mm512_abs_ps(xt[i]);
+        const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+        amax = _mm512_mask_mov_ps(amax, gt, ax);
+        max = _mm512_mask_mov_ps(max, gt, xt[i]);
+    }
+    const __mmask16 live = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(1e-15f), _CMP_NLT_UQ);
+    const __m512 iscale = _mm512_maskz_div_ps(live, _mm512_set1_ps((float)-NMAX), max);
+    const __m512i lo = _mm512_set1_epi32(-NMAX), hi = _mm512_set1_epi32(NMAX - 1);
+    __m512 sumLX = _mm512_setzero_ps(), sumL2 = _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++) {
+        const __m512i l = _mm512_min_epi32(_mm512_max_epi32(nearest_int_v512(_mm512_mul_ps(iscale, xt[i])), lo), hi);
+        Lf[i] = _mm512_cvtepi32_ps(l);
+        sumLX = _mm512_add_ps(sumLX, _mm512_mul_ps(wxt[i], Lf[i]));
+        sumL2 = _mm512_add_ps(sumL2, _mm512_mul_ps(_mm512_mul_ps(wt[i], Lf[i]), Lf[i]));
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        __mmask16 changed = 0;
+        for (int i = 0; i < 16; i++) {
+            const __m512 slx = _mm512_sub_ps(sumLX, _mm512_mul_ps(wxt[i], Lf[i]));
+            const __mmask16 positive = _mm512_cmp_ps_mask(slx, _mm512_setzero_ps(), _CMP_GT_OQ);
+            if (!positive) continue;
+            const __m512 sl2 = _mm512_sub_ps(sumL2, _mm512_mul_ps(_mm512_mul_ps(wt[i], Lf[i]), Lf[i]));
+            const __m512i nl = _mm512_min_epi32(_mm512_max_epi32(nearest_int_v512(_mm512_div_ps(_mm512_mul_ps(xt[i], sl2), slx)), lo), hi);
+            const __m512 nlf = _mm512_cvtepi32_ps(nl);
+            const __mmask16 moved = positive & _mm512_cmp_ps_mask(nlf, Lf[i], _CMP_NEQ_UQ);
+            if (!moved) continue;
+            const __m512 slxN = _mm512_add_ps(slx, _mm512_mul_ps(wxt[i], nlf));
+            const __m512 sl2N = _mm512_add_ps(sl2, _mm512_mul_ps(_mm512_mul_ps(wt[i], nlf), nlf));
+            const __mmask16 better = moved & _mm512_cmp_ps_mask(sl2N, _mm512_setzero_ps(), _CMP_GT_OQ) &
+                                     _mm512_cmp_ps_mask(_mm512_mul_ps(_mm512_mul_ps(slxN, slxN), sumL2),
+                                                        _mm512_mul_ps(_mm512_mul_ps(sumLX, sumLX), sl2N), _CMP_GT_OQ);
+            Lf[i] = _mm512_mask_mov_ps(Lf[i], better, nlf);
+            sumLX = _mm512_mask_mov_ps(sumLX, better, slxN);
+            sumL2 = _mm512_mask_mov_ps(sumL2, better, sl2N);
+            changed |= better;
+        }
+        if (!changed) break;
+    }
+    int8_t lt[16][16];
+    for (int i = 0; i < 16; i++)
+        _mm_storeu_si128((__m128i *)lt[i], _mm512_cvtepi32_epi8(_mm512_maskz_add_epi32(live, _mm512_cvtps_epi32(Lf[i]), _mm512_set1_epi32(NMAX))));
+    for (int j = 0; j < 16; j++)
+        for (int i = 0; i < 16; i++) L[16 * j + i] = lt[i][j];
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(sumL2, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(scales, _mm512_maskz_mov_ps(live, _mm512_maskz_div_ps(nonzero, sumLX, sumL2)));
+}
+
+// q3_k_finish with the codes x / d (ggml's division) on sixteen lanes per sub-block.
+QK_V512 static void q3_k_finish512(const float *xb, uint8_t *y, int8_t *L) {
+    uint8_t *hmask = y, *qs = y + 32;
+    const uint8_t *sc = y + 96;
+    const float dAll = qk_h2f(y + 108);
+    for (int j = 0; j < 16; j++) {
+        int8_t s = (int8_t)(j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4);
+        s = (int8_t)((s | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        const float d = dAll * s;
+        if (!d) continue;
+        __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(d)));
+        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-4)), _mm512_set1_epi32(3)), _mm512_set1_epi32(4));
+        _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(q));
+    }
+    memset(hmask, 0, 32);
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < 256; j++) {
+        if (L[j] > 3) { hmask[m] |= hm; L[j] -= 4; }
+        if (++m == 32) { m = 0; hm <<= 1; }
+    }
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+QK_V512 static long q3_k_avx512(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 110 * b;
+        uint8_t *sc = y + 96;
+        int8_t L[256];
+        float scales[16], maxScale = 0, amax = 0;
+        q3_fit512(xb, L, scales);
+        for (int j = 0; j < 16; j++) {
+            float s = fabsf(scales[j]);
+            if (s > amax) { amax = s; maxScale = scales[j]; }
+        }
+        memset(sc, 0, 12);
+        uint16_t dh = 0;
+        if (maxScale) {
+            float iscale = -32.f / maxScale;
+            for (int j = 0; j < 16; j++) {
+                int8_t l = (int8_t)qk_nearest_int(iscale * scales[j]);
+                l = (int8_t)((l < -32 ? -32 : (l > 31 ? 31 : l)) + 32);
+                if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+                else sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                sc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            dh = qk_f16_from_f32(1 / iscale);
+        }
+        if (bad < 0 && qk_is_inf16(dh)) bad = (long)b;
+        qk_wr16(y + 108, dh);
+        q3_k_finish512(xb, y, L);
+    }
+    return bad;
+}
+
+// quantize_row_q2_K_ref's fits, make_qkx2_quants(16, 3, x, |x|, L, &min, Laux, -0.5, 0.1, 15,
+// true) (absolute errors), of the sixteen sub-blocks of each of G consecutive blocks, one sub-block
+// per lane, as qkx_lanes512 (codes from the kept inverse scale and min, float rounding when the
+// range allows). Codes of block g at L + 256 g, scales and -mins at 16 g.
+QK_V512 static inline __attribute__((always_inline)) void q2_k_lanes512(const float *x, uint8_t *L, float *scales, float *mins, const int G) {
+    enum { N = 16, NMAX = 3, NSTEP = 15 };
+    const float rmin = -0.5f, rdelta = 0.1f;
+    __m512 xt[2][N], wt[2][N], Laux[2][N];
+    __m512 mn[2], mx[2], sumW[2], sumX[2], iscale[2], scale[2], best[2], codeIscale[2], codeMn[2], xmin[2];
+    __mmask16 live[2];
+    for (int g = 0; g < G; g++) {
+        qk512_transpose16(x + 256 * g, xt[g]);
+        for (int i = 0; i < N; i++) wt[g][i] = _mm512_abs_ps(xt[g][i]);
+    }
+    const __m512i zero = _mm512_setzero_si512(), qmax = _mm512_set1_epi32(NMAX);
+    for (int g = 0; g < G; g++) {
+        mn[g] = xt[g][0]; mx[g] = xt[g][0]; sumW[g] = wt[g][0]; sumX[g] = _mm512_mul_ps(wt[g][0], xt[g][0]);
+        for (int i = 1; i < N; i++) {
+            mn[g] = _mm512_min_ps(xt[g][i], mn[g]);
+            mx[g] = _mm512_max_ps(xt[g][i], mx[g]);
+            sumW[g] = _mm512_add_ps(sumW[g], wt[g][i]);
+            sumX[g] = _mm512_add_ps(sumX[g], _mm512_mul_ps(wt[g][i], xt[g][i]));
+        }
+        xmin[g] = mn[g];
+        mn[g] = _mm512_mask_mov_ps(mn[g], _mm512_cmp_ps_mask(mn[g], _mm512_setzero_ps(), _CMP_GT_OQ), _mm512_setzero_ps());
+        live[g] = _mm512_cmp_ps_mask(mx[g], mn[g], _CMP_NEQ_UQ);
+        iscale[g] = _mm512_div_ps(_mm512_set1_ps((float)NMAX), _mm512_sub_ps(mx[g], mn[g]));
+        scale[g] = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale[g]);
+        best[g] = _mm512_setzero_ps();
+        codeIscale[g] = iscale[g]; codeMn[g] = mn[g];
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], _mm512_cvtepi32_ps(l)), mn[g]), xt[g][i]);
+            best[g] = _mm512_add_ps(best[g], _mm512_mul_ps(wt[g][i], _mm512_abs_ps(diff)));
+        }
+    }
+    const __m512 magic = _mm512_set1_ps(12582912.0f), fmax = _mm512_set1_ps((float)NMAX);
+    for (int is = 0; is <= NSTEP; is++) {
+        __m512 sumL[2], sumL2[2], sumXL[2], thisScale[2], thisMin[2], cur[2];
+        __mmask16 ok[2];
+        int small = 1;
+        for (int g = 0; g < G; g++) {
+            iscale[g] = _mm512_div_ps(_mm512_set1_ps(rmin + rdelta * is + NMAX), _mm512_sub_ps(mx[g], mn[g]));
+            sumL[g] = _mm512_setzero_ps(); sumL2[g] = _mm512_setzero_ps(); sumXL[g] = _mm512_setzero_ps();
+            const __m512 span = _mm512_max_ps(_mm512_abs_ps(_mm512_sub_ps(mx[g], mn[g])), _mm512_abs_ps(_mm512_sub_ps(xmin[g], mn[g])));
+            const __m512 bound = _mm512_mul_ps(_mm512_abs_ps(iscale[g]), span);
+            small &= (_mm512_cmp_ps_mask(bound, _mm512_set1_ps(2097152.0f), _CMP_LT_OQ) & live[g]) == live[g];
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                __m512 lf;
+                if (small) {
+                    lf = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])), magic), magic);
+                    lf = _mm512_min_ps(_mm512_max_ps(lf, _mm512_setzero_ps()), fmax);
+                } else {
+                    __m512i l = nearest_int_v512(_mm512_mul_ps(iscale[g], _mm512_sub_ps(xt[g][i], mn[g])));
+                    lf = _mm512_cvtepi32_ps(_mm512_min_epi32(_mm512_max_epi32(l, zero), qmax));
+                }
+                const __m512 wl = _mm512_mul_ps(wt[g][i], lf);
+                Laux[g][i] = lf;
+                sumL[g] = _mm512_add_ps(sumL[g], wl);
+                sumL2[g] = _mm512_add_ps(sumL2[g], _mm512_mul_ps(wl, lf));
+                sumXL[g] = _mm512_add_ps(sumXL[g], _mm512_mul_ps(wl, xt[g][i]));
+            }
+        for (int g = 0; g < G; g++) {
+            const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sumW[g], sumL2[g]), _mm512_mul_ps(sumL[g], sumL[g]));
+            ok[g] = live[g] & _mm512_cmp_ps_mask(D, _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisScale[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumW[g], sumXL[g]), _mm512_mul_ps(sumX[g], sumL[g])), D);
+            thisMin[g] = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sumL2[g], sumX[g]), _mm512_mul_ps(sumL[g], sumXL[g])), D);
+            const __mmask16 positive = _mm512_cmp_ps_mask(thisMin[g], _mm512_setzero_ps(), _CMP_GT_OQ);
+            thisMin[g] = _mm512_mask_mov_ps(thisMin[g], positive, _mm512_setzero_ps());
+            thisScale[g] = _mm512_mask_mov_ps(thisScale[g], positive, _mm512_div_ps(sumXL[g], sumL2[g]));
+            cur[g] = _mm512_setzero_ps();
+        }
+        for (int i = 0; i < N; i++)
+            for (int g = 0; g < G; g++) {
+                const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(thisScale[g], Laux[g][i]), thisMin[g]), xt[g][i]);
+                cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(wt[g][i], _mm512_abs_ps(diff)));
+            }
+        for (int g = 0; g < G; g++) {
+            const __mmask16 take = ok[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
+            codeIscale[g] = _mm512_mask_mov_ps(codeIscale[g], take, iscale[g]);
+            codeMn[g] = _mm512_mask_mov_ps(codeMn[g], take, mn[g]);
+            best[g] = _mm512_mask_mov_ps(best[g], take, cur[g]);
+            scale[g] = _mm512_mask_mov_ps(scale[g], take, thisScale[g]);
+            mn[g] = _mm512_mask_mov_ps(mn[g], take, thisMin[g]);
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        uint8_t lt[N][16];
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_v512(_mm512_mul_ps(codeIscale[g], _mm512_sub_ps(xt[g][i], codeMn[g])));
+            l = _mm512_min_epi32(_mm512_max_epi32(l, zero), qmax);
+            _mm_storeu_si128((__m128i *)lt[i], _mm512_cvtepi32_epi8(_mm512_maskz_mov_epi32(live[g], l)));
+        }
+        for (int j = 0; j < 16; j++)
+            for (int i = 0; i < N; i++) L[256 * g + 16 * j + i] = lt[i][j];
+        _mm512_storeu_ps(mins + 16 * g, _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(mn[g]), _mm512_set1_epi32((int)0x80000000u))));
+        _mm512_storeu_ps(scales + 16 * g, _mm512_maskz_mov_ps(live[g], scale[g]));
+    }
+}
+
+QK_V512 static void q2_k_fit512(const float *x, int count, uint8_t *L, float *scales, float *mins) {
+    if (count == 2) q2_k_lanes512(x, L, scales, mins, 2); else q2_k_lanes512(x, L, scales, mins, 1);
+}
+
+// q2_k_finish with the codes (x + dm) / d (ggml's division) on sixteen lanes per sub-block.
+QK_V512 static void q2_k_finish512(const float *xb, uint8_t *y, uint8_t *L) {
+    const uint8_t *sc = y;
+    uint8_t *qs = y + 16;
+    const float dAll = qk_h2f(y + 80), mAll = qk_h2f(y + 82);
+    for (int j = 0; j < 16; j++) {
+        const float d = dAll * (sc[j] & 0xF);
+        if (!d) continue;
+        const float dm = mAll * (sc[j] >> 4);
+        __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(dm)), _mm512_set1_ps(d)));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(3));
+        _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(q));
+    }
+    for (int j = 0; j < 256; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+QK_V512 static long q2_k_avx512(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    uint8_t Lp[512];
+    float scp[32], mnp[32];
+    for (size_t b = 0; b < blocks; b++) {
+        const float *xb = x + 256 * b; uint8_t *y = out + 84 * b;
+        uint8_t *sc = y;
+        if (b % 2 == 0) q2_k_fit512(xb, blocks - b >= 2 ? 2 : 1, Lp, scp, mnp);
+        uint8_t *L = Lp + 256 * (b % 2);
+        const float *scales = scp + 16 * (b % 2), *mins = mnp + 16 * (b % 2);
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 16; j++) {
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        uint16_t dh = 0, mh = 0;
+        if (maxScale > 0) {
+            float iscale = 15.f / maxScale;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)qk_nearest_int(iscale * scales[j]);
+            dh = qk_f16_from_f32(maxScale / 15.f);
+        } else {
+            memset(sc, 0, 16);
+        }
+        if (maxMin > 0) {
+            float iscale = 15.f / maxMin;
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(qk_nearest_int(iscale * mins[j]) << 4);
+            mh = qk_f16_from_f32(maxMin / 15.f);
+        }
+        if (bad < 0 && (qk_is_inf16(dh) || qk_is_inf16(mh))) bad = (long)b;
+        qk_wr16(y + 80, dh); qk_wr16(y + 82, mh);
+        q2_k_finish512(xb, y, L);
+    }
+    return bad;
+}
+
+// ql and qh of a Q6_K block from its 256 codes 0..63 (quantize_row_q6_K_ref's packing).
+QK_V static void q6_k_pack_avx2(const uint8_t *L, uint8_t *ql, uint8_t *qh) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    for (int j = 0; j < 256; j += 128) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(L + j)), b = _mm256_loadu_si256((const __m256i *)(L + j + 32));
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(L + j + 64)), e = _mm256_loadu_si256((const __m256i *)(L + j + 96));
+        _mm256_storeu_si256((__m256i *)ql, _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(c, m4), 4)));
+        _mm256_storeu_si256((__m256i *)(ql + 32), _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_slli_epi16(_mm256_and_si256(e, m4), 4)));
+        const __m256i ha = _mm256_and_si256(_mm256_srli_epi16(a, 4), m2), hb = _mm256_and_si256(_mm256_srli_epi16(b, 4), m2);
+        const __m256i hc = _mm256_and_si256(_mm256_srli_epi16(c, 4), m2), he = _mm256_and_si256(_mm256_srli_epi16(e, 4), m2);
+        _mm256_storeu_si256((__m256i *)qh, _mm256_or_si256(_mm256_or_si256(ha, _mm256_slli_epi16(hb, 2)),
+                                                          _mm256_or_si256(_mm256_slli_epi16(hc, 4), _mm256_slli_epi16(he, 6))));
+        ql += 64;
+        qh += 32;
+    }
+}
+
+// q6_k_finish for the fits of qx16_lanes512 (kept inverse scales, live sub-blocks): the same scales,
+// FP16 d and requantized codes (x / d, ggml's division), packed. Returns 1 when d overflowed.
+QK_V512 static int q6_k_finish512(const float *xb, uint8_t *y, const float *iscales, uint16_t live, const float *scales) {
+    int8_t *sc = (int8_t *)(y + 192);
+    float maxScale = 0, maxAbsScale = 0;
+    for (int ib = 0; ib < 16; ib++) {
+        float as = fabsf(scales[ib]);
+        if (as > maxAbsScale) { maxAbsScale = as; maxScale = scales[ib]; }
+    }
+    if (maxAbsScale < 1e-15f) {
+        memset(y, 0, 210);
+        return 0;
+    }
+    float iscale = -128.f / maxScale;
+    uint16_t dh = qk_f16_from_f32(1 / iscale);
+    qk_wr16(y + 208, dh);
+    // sc = MIN(127, nearest_int(iscale · scale)) (in -128..127: |scale| <= |maxScale|), d = dAll · sc.
+    const __m512i v = _mm512_min_epi32(nearest_int_v512(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(scales))),
+                                       _mm512_set1_epi32(127));
+    _mm_storeu_si128((__m128i *)sc, _mm512_cvtepi32_epi8(v));
+    float dj[16];
+    _mm512_storeu_ps(dj, _mm512_mul_ps(_mm512_set1_ps(qk_f32_from_f16(dh)), _mm512_cvtepi32_ps(v)));
+    uint8_t L[256];
+    const __m512i lo = _mm512_set1_epi32(-32), hi = _mm512_set1_epi32(31), bias = _mm512_set1_epi32(32);
+    for (int j = 0; j < 16; j++) {
+        const float d = dj[j];
+        if (!d) {
+            // make_qx_quants' codes: NMAX + clamp(nearest_int(iscale x)), 0 for an all-zero sub-block
+            for (int ii = 0; ii < 16; ii++) {
+                const int l = qk_nearest_int(iscales[j] * xb[16 * j + ii]);
+                L[16 * j + ii] = (uint8_t)(live >> j & 1 ? 32 + (l < -32 ? -32 : (l > 31 ? 31 : l)) : 0);
+            }
+            continue;
+        }
+        __m512i q = nearest_int_v512(_mm512_div_ps(_mm512_loadu_ps(xb + 16 * j), _mm512_set1_ps(d)));
+        q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), bias);
+        _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(q));
+    }
+    q6_k_pack_avx2(L, y, y + 128);
+    return qk_is_inf16(dh);
+}
+
+QK_V512 static void q6_k_fit512(const float *x, const float *qw, int count, float *iscales, uint16_t *live, float *scales) {
+    if (count == 2) qx16_lanes512(x, qw, iscales, live, scales, 2, 32);
+    else qx16_lanes512(x, qw, iscales, live, scales, 1, 32);
+}
+
+QK_V512 static long q6_k_avx512(const float *x, uint8_t *out, size_t blocks) {
+    long bad = -1;
+    float iscales[32], scales[32];
+    uint16_t live[2];
+    for (size_t b = 0; b < blocks; b += 2) {
+        const int count = blocks - b >= 2 ? 2 : 1;
+        q6_k_fit512(x + 256 * b, 0, count, iscales, live, scales);
+        for (int g = 0; g < count; g++)
+            if (q6_k_finish512(x + 256 * (b + g), out + 210 * (b + g), iscales + 16 * g, live[g], scales + 16 * g) && bad < 0) bad = (long)(b + g);
+    }
+    return bad;
+}
+
+QK_V512 static long q6_k_weighted_avx512(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) {
+    long bad = -1;
+    const size_t nb = columns / 256;
+    float iscales[32], scales[32];
+    uint16_t live[2];
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < nb; i += 2) {
+            const int count = nb - i >= 2 ? 2 : 1;
+            const float *x0 = x + r * columns + 256 * i;
+            q6_k_fit512(x0, importance + 256 * i, count, iscales, live, scales);
+            for (int g = 0; g < count; g++) {
+                const size_t k = r * nb + i + (size_t)g;
+                if (q6_k_finish512(x0 + 256 * g, out + 210 * k, iscales + 16 * g, live[g], scales + 16 * g) && bad < 0) bad = (long)k;
+            }
+        }
+    return bad;
+}
+#endif
+
 // MARK: Entry points (ggml_kernels.c's table)
 
 #if defined(__x86_64__)
+// Which encoders have an AVX-512 path (name##_avx512_or_avx2 is it; the others alias AVX2).
+#define QK_HAS_AVX512_q4_k 1
+#define QK_HAS_AVX512_q5_k 1
+#define QK_HAS_AVX512_q6_k 1
+#define QK_HAS_AVX512_q3_k_weighted 0
+#define QK_HAS_AVX512_q4_k_weighted 1
+#define QK_HAS_AVX512_q5_k_weighted 1
+#define QK_HAS_AVX512_q6_k_weighted 1
+#define q4_k_avx512_or_avx2 q4_k_avx512
+#define q5_k_avx512_or_avx2 q5_k_avx512
+#define q6_k_avx512_or_avx2 q6_k_avx512
+#define q3_k_weighted_avx512_or_avx2 q3_k_weighted_avx2
+#define q4_k_weighted_avx512_or_avx2 q4_k_weighted_avx512
+#define q5_k_weighted_avx512_or_avx2 q5_k_weighted_avx512
+#define q6_k_weighted_avx512_or_avx2 q6_k_weighted_avx512
+#endif
+
+#if defined(__x86_64__)
+// The widest path the CPU has: AVX-512 where a type has one (QK_HAS_AVX512_name), else AVX2.
+#define QK_AVX512_OR_AVX2(name, ...) (QK_HAS_AVX512_##name && qk_isa_avx512() ? name##_avx512_or_avx2(__VA_ARGS__) : name##_avx2(__VA_ARGS__))
 #define QK_KQUANT_ENTRIES(name) \
     long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { \
-        return qk_isa_avx2() ? name##_avx2(x, out, blocks) : name##_scalar(x, out, blocks); \
+        return qk_isa_avx2() ? QK_AVX512_OR_AVX2(name, x, out, blocks) : name##_scalar(x, out, blocks); \
     } \
     long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
 #else
@@ -1298,8 +2210,19 @@ QK_KQUANT_ENTRIES(q6_k)
 #define QK_PORTABLE_ENTRIES(name) \
     long qk_ggml_##name##_encode(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); } \
     long qk_ggml_##name##_portable(const float *x, uint8_t *out, size_t blocks) { return name##_scalar(x, out, blocks); }
+#if defined(__x86_64__)
+long qk_ggml_q2_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    return qk_isa_avx512() ? q2_k_avx512(x, out, blocks) : q2_k_scalar(x, out, blocks);
+}
+long qk_ggml_q2_k_portable(const float *x, uint8_t *out, size_t blocks) { return q2_k_scalar(x, out, blocks); }
+long qk_ggml_q3_k_encode(const float *x, uint8_t *out, size_t blocks) {
+    return qk_isa_avx512() ? q3_k_avx512(x, out, blocks) : q3_k_scalar(x, out, blocks);
+}
+long qk_ggml_q3_k_portable(const float *x, uint8_t *out, size_t blocks) { return q3_k_scalar(x, out, blocks); }
+#else
 QK_PORTABLE_ENTRIES(q2_k)
 QK_PORTABLE_ENTRIES(q3_k)
+#endif
 QK_PORTABLE_ENTRIES(iq4_nl)
 QK_PORTABLE_ENTRIES(iq4_xs)
 
@@ -1307,7 +2230,8 @@ QK_PORTABLE_ENTRIES(iq4_xs)
 #if defined(__x86_64__)
 #define QK_WEIGHTED_DISPATCH(name) \
     long qk_ggml_##name##_weighted(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
-        return qk_isa_avx2() ? name##_weighted_avx2(x, out, rows, columns, importance) : name##_weighted_scalar(x, out, rows, columns, importance); \
+        return qk_isa_avx2() ? QK_AVX512_OR_AVX2(name##_weighted, x, out, rows, columns, importance) \
+                             : name##_weighted_scalar(x, out, rows, columns, importance); \
     } \
     long qk_ggml_##name##_weighted_portable(const float *x, uint8_t *out, size_t rows, size_t columns, const float *importance) { \
         return name##_weighted_scalar(x, out, rows, columns, importance); \

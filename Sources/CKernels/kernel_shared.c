@@ -2,11 +2,29 @@
 // conversion with the ggml rules, rounding a scale to its stored dtype, the amax/min-max and
 // non-finite scans, and the CPU check. Nothing here knows a scheme or a block layout.
 #include "kernel_shared.h"
+#include <stdlib.h>
 
 int qk_isa_avx2(void) {
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) { v = qk_cpu_has_f16c_avx2(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return v;
+}
+
+// Set by qk_ggml_avx2_scope for the calls of the AVX2-only entry points (tests), on this thread only.
+static _Thread_local int avx512Off = 0;
+
+int qk_ggml_avx2_scope(int on) { int was = avx512Off; avx512Off = on; return was; }
+
+int qk_isa_avx512(void) {
+    if (avx512Off) return 0;
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *off = getenv("QUANTIZE_NO_AVX512");
+        v = qk_isa_avx2() && qk_cpu_has_avx512() && !(off && *off && strcmp(off, "0") != 0);
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
     return v;
 }
 

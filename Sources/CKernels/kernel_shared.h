@@ -102,6 +102,12 @@ static inline long qk_first_nonfinite_scalar(const float *x, size_t n) {
 
 /// 1 when the AVX2 paths may run on this CPU (qk_cpu_has_f16c_avx2, asked once), else 0.
 int qk_isa_avx2(void);
+/// 1 when the AVX-512 paths may run (qk_cpu_has_avx512 and qk_isa_avx2, asked once, and the
+/// environment variable QUANTIZE_NO_AVX512 unset: it lets the tests compare the AVX2 path on an
+/// AVX-512 machine), else 0.
+int qk_isa_avx512(void);
+/// Turns the AVX-512 paths off (on = 1) or back (0) for the calling thread; returns the previous value.
+int qk_ggml_avx2_scope(int on);
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -56,7 +56,9 @@ struct GGMLImatrixOracleTests {
         let bytesPerRow = cases.columns / type.blockSize * type.bytesPerBlock
         let weighted = qk_quant_ggml_kernels(type.id) & QK_GGML_WEIGHTS != 0
         #expect(weighted == (name != "Q8_0"), "ggml weights every type here but Q8_0")
-        for portable in weighted ? [false, true] : [false] {
+        // dispatched (AVX-512 where the CPU has it), AVX2 only, portable
+        for path in weighted ? ["dispatched", "AVX2", "portable"] : ["dispatched"] {
+            let portable = path == "portable"
             var out = [UInt8](repeating: 0xA5, count: cases.rows * bytesPerRow)
             #expect(out.count == entry.bytes)
             for e in 0..<cases.experts {
@@ -65,15 +67,18 @@ struct GGMLImatrixOracleTests {
                     out.withUnsafeMutableBufferPointer { o in
                         importance.withUnsafeBufferPointer { w in
                             let (src, dst, imp) = (x.baseAddress! + r0 * cases.columns, o.baseAddress! + r0 * bytesPerRow, w.baseAddress! + e * cases.columns)
-                            return portable ? qk_quant_ggml_encode_weighted_portable(type.id, src, dst, cases.rows_per_expert, cases.columns, imp)
-                                            : qk_quant_ggml_encode_weighted(type.id, src, dst, cases.rows_per_expert, cases.columns, type.blockSize, imp)
+                            if portable { return qk_quant_ggml_encode_weighted_portable(type.id, src, dst, cases.rows_per_expert, cases.columns, imp) }
+                            if path == "AVX2" {
+                                return qk_quant_ggml_encode_weighted_avx2(type.id, src, dst, cases.rows_per_expert, cases.columns, type.blockSize, imp)
+                            }
+                            return qk_quant_ggml_encode_weighted(type.id, src, dst, cases.rows_per_expert, cases.columns, type.blockSize, imp)
                         }
                     }
                 }
                 #expect(status == -1, "no fixture row overflows an FP16 scale")
             }
             let differing = cases.differingRows(out, entry, labels: labels)
-            #expect(differing.isEmpty, "\(name) with importance (\(portable ? "portable" : "dispatched")): rows differ from ggml: \(differing)")
+            #expect(differing.isEmpty, "\(name) with importance (\(path)): rows differ from ggml: \(differing)")
             #expect(SHA256.hex(out) == entry.sha256)
         }
     }

@@ -37,18 +37,22 @@ struct GGMLOracleTests {
         #expect(expected.count == blocks * type.bytesPerBlock && expected.count == entry.bytes)
         let scheme = try #require(SchemeDescriptor.writing(type), "no scheme writes \(name)")
         #expect(scheme.ggmlType == type)
-        for portable in [false, true] {
+        // dispatched (AVX-512 where the CPU has it), AVX2 only, portable
+        for path in ["dispatched", "AVX2", "portable"] {
             var out = [UInt8](repeating: 0xA5, count: expected.count)
             let status = input.withUnsafeBufferPointer { x in
                 out.withUnsafeMutableBufferPointer { o in
-                    portable ? qk_quant_ggml_encode_portable(type.id, x.baseAddress!, o.baseAddress!, blocks)
-                             : qk_quant_ggml_encode(type.id, x.baseAddress!, o.baseAddress!, blocks, type.blockSize, nil)
+                    switch path {
+                    case "portable": qk_quant_ggml_encode_portable(type.id, x.baseAddress!, o.baseAddress!, blocks)
+                    case "AVX2": qk_quant_ggml_encode_avx2(type.id, x.baseAddress!, o.baseAddress!, blocks, type.blockSize)
+                    default: qk_quant_ggml_encode(type.id, x.baseAddress!, o.baseAddress!, blocks, type.blockSize, nil)
+                    }
                 }
             }
             #expect(status == -1, "no fixture row overflows an FP16 scale")
             let bytesPerRow = cases.columns / type.blockSize * type.bytesPerBlock
             let differing = (0..<cases.rows.count).filter { r in out[(r * bytesPerRow)..<((r + 1) * bytesPerRow)] != expected[(r * bytesPerRow)..<((r + 1) * bytesPerRow)] }
-            #expect(differing.isEmpty, "\(name) \(portable ? "portable" : "dispatched"): rows differ from ggml: \(differing.map { cases.rows[$0] })")
+            #expect(differing.isEmpty, "\(name) \(path): rows differ from ggml: \(differing.map { cases.rows[$0] })")
         }
     }
 

@@ -6,6 +6,8 @@
 
 /// Returns 1 when the CPU supports F16C and AVX2 (checked once at run time), else 0.
 int qk_cpu_has_f16c_avx2(void);
+/// Returns 1 when the CPU and OS support AVX-512F (checked at run time), else 0.
+int qk_cpu_has_avx512(void);
 
 // MARK: Element conversion (conversion.c)
 //
@@ -133,6 +135,13 @@ long qk_quant_ggml_encode_weighted_portable(uint32_t type, const float *x, uint8
 /// The portable path of the encoder of ggml type id `type` (for tests); returns what the encoder
 /// returns, -1 for F16/BF16, or -2 for a type without an encoder.
 long qk_quant_ggml_encode_portable(uint32_t type, const float *x, uint8_t *out, size_t blocks);
+/// qk_quant_ggml_encode (no non-finite check) and qk_quant_ggml_encode_weighted without the
+/// AVX-512 paths: the AVX2 kernels where the CPU has AVX2, else the portable ones (for tests on
+/// AVX-512 machines: every path gives the same bytes). Only the calling thread's dispatch changes,
+/// and only for the duration of the call.
+long qk_quant_ggml_encode_avx2(uint32_t type, const float *x, uint8_t *out, size_t blocks, size_t blockSize);
+long qk_quant_ggml_encode_weighted_avx2(uint32_t type, const float *x, uint8_t *out, size_t rows, size_t columns,
+                                        size_t blockSize, const float *importance);
 /// Decodes `blocks` blocks of ggml type id `type`, laid out `bytesPerBlock` bytes apart with
 /// `blockSize` elements each (GGMLType's sizes; elements for F32/F16/BF16); -1 if unsupported.
 int qk_quant_ggml_decode(uint32_t type, const uint8_t *in, float *out, size_t blocks, size_t blockSize, size_t bytesPerBlock);
