@@ -84,6 +84,10 @@ public final class InputDigest {
         while position < end {
             let piece = min(bounce.count, end - position)
             try file.copyGuarded(position..<(position + piece), into: bounce.baseAddress!)
+            // Drop the pages just read from this process's resident set (they stay in the page
+            // cache for the job's later read), so hashing ahead of an out-of-order job keeps
+            // memory flat instead of holding the whole input mapped.
+            file.advise(position..<(position + piece), willNeed: false)
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bounce[0..<piece]))
             position += piece
             bytesHashedFromMapping += piece
