@@ -14,7 +14,7 @@
 # committed: each becomes a fix and a regression test). One line per run is appended to
 # fuzz/runs.tsv (executions, exec/s, CPU seconds, coverage, findings).
 # Environment: FUZZ_MAX_LEN (bytes, default per target), FUZZ_TIMEOUT (wall seconds per input, 60: the shared machine can stall a niced process for seconds),
-# FUZZ_RSS_MB (2048), FUZZ_NO_BUILD=1 (use the harness as built), QUANTIZE (a quantize binary, to make compressed seeds; default `swift run`).
+# FUZZ_RSS_MB (2048), FUZZ_NICE (niceness of the fuzzing run, 19), FUZZ_NO_BUILD=1 (use the harness as built), QUANTIZE (a quantize binary, to make compressed seeds; default `swift run`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -124,7 +124,7 @@ export QUANTIZE_FUZZ_TARGET="$TARGET"
 export SWIFT_BACKTRACE="enable=no"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:${ASAN_OPTIONS:-}"
 TIMEFORMAT="%U %S"
-{ time nice -n 19 "$BIN" "$WORK" "${DICT[@]}" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAX_LEN" \
+{ time nice -n "${FUZZ_NICE:-19}" "$BIN" "$WORK" "${DICT[@]}" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAX_LEN" \
       -timeout="${FUZZ_TIMEOUT:-60}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" -malloc_limit_mb="${FUZZ_RSS_MB:-2048}" \
       -print_final_stats=1 -artifact_prefix="$FINDINGS/" -reload=0 >"$LOG" 2>&1 || true; } 2>"$SCRATCH/time.txt"
 read -r user system <"$SCRATCH/time.txt"
