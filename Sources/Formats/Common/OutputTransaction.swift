@@ -141,16 +141,7 @@ public final class OutputTransaction {
         do {
             let out = try OutputFile(path: path(name))
             defer { out.discard() }
-            var offset = 0
-            let piece = 4 << 20
-            let bounce = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
-            defer { bounce.deallocate() }
-            while offset < file.count {
-                let end = min(file.count, offset + piece)
-                try file.copyGuarded(offset..<end, into: bounce)
-                try out.write(UnsafeRawBufferPointer(start: bounce, count: end - offset))
-                offset = end
-            }
+            try out.write(contentsOf: file)
             try out.commit()
             return IntegrityManifest.FileEntry(name: source, bytes: out.position, sha256: out.sha256 ?? "")
         } catch {

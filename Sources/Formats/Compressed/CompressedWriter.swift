@@ -426,16 +426,7 @@ public enum CompressedContainer {
         let file = try MappedFile(uncompressedPath: source)
         let out = try OutputFile(path: (directory as NSString).appendingPathComponent(name))
         defer { out.discard() }
-        let piece = 4 << 20
-        let bounce = UnsafeMutableRawPointer.allocate(byteCount: piece, alignment: 64)
-        defer { bounce.deallocate() }
-        var offset = 0
-        while offset < file.count {
-            let end = min(file.count, offset + piece)
-            try file.copyGuarded(offset..<end, into: bounce)
-            try out.write(UnsafeRawBufferPointer(start: bounce, count: end - offset))
-            offset = end
-        }
+        try out.write(contentsOf: file)
         try out.commit()
         // The copy's bytes are the source's: one read gives both checksums.
         inputEntry.pointee = IntegrityManifest.FileEntry(name: source, bytes: out.position, sha256: out.sha256 ?? "")
