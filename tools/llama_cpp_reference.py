@@ -243,11 +243,8 @@ def same_bytes(res, quantize, work, imatrix=None):
     import hashlib
 
     def digest(path):
-        h = hashlib.sha256()
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+            return hashlib.file_digest(f, "sha256").hexdigest()
 
     base = os.path.join(ROOT, res["original"]["path"])
     print("\nbytes: `quantize --to MIXTURE` of the F32 twin against llama-quantize's file of that mixture")
