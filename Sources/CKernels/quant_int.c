@@ -134,7 +134,7 @@ static void hqq_refine(const float *x, size_t n, int symmetric, int scaleType, f
     float beta = 10.0f;
     float *q = scratch, *y = scratch + n;
     float s = *scaleIO, z = *zpIO;
-    float bestS = s, bestZ = z, bestErr = INFINITY;
+    float bestS = s, bestZ = z, bestErr = INFINITY, startErr = INFINITY;
     for (int step = 0; step < 20; step++) {
         double err = 0;
         for (size_t i = 0; i < n; i++) {
@@ -144,6 +144,7 @@ static void hqq_refine(const float *x, size_t n, int symmetric, int scaleType, f
             y[i] = x[i] - hqq_shrink(d, beta, p);
         }
         float e = (float)(err / (double)n);
+        if (step == 0) startErr = e;   // round-to-nearest's mean |error|, the bar the result must pass
         if (e < bestErr) { bestErr = e; bestS = s; bestZ = z; } else break;
         if (symmetric) {
             double syq = 0, sqq = 0;
@@ -175,7 +176,7 @@ static void hqq_refine(const float *x, size_t n, int symmetric, int scaleType, f
     }
     float rounded = qk_round_scale(refit, scaleType);
     if (isinf(rounded)) return;
-    if (mean_abs_error(x, n, rounded, zp, qmin, qmax) < mean_abs_error(x, n, *scaleIO, *zpIO, qmin, qmax)) {
+    if (mean_abs_error(x, n, rounded, zp, qmin, qmax) < startErr) {
         *scaleIO = rounded; *zpIO = zp;
     }
 }

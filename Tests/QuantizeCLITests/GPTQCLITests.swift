@@ -42,8 +42,11 @@ struct GPTQCLITests {
         #expect(shardA.count == shardB.count && shardA != shardB, "GPTQ changes codes, not the layout")
     }
 
-    @Test("refuses, before any work, what --method gptq cannot do", arguments: [
+    @Test("refuses, before any work, what --method gptq or hqq cannot do", arguments: [
         (["--to", "int4", "fixtures/tiny-llama", "--method", "gptq"], "--calibration"),
+        (["--to", "fp8", "fixtures/tiny-llama", "--method", "hqq"], "int4 and int8"),
+        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--search"], "--search"),
+        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--calibration", "fixtures/trained-llama/eval.txt"], "no calibration data"),
         (["--to", "fp8", "fixtures/tiny-llama", "--method", "gptq", "--calibration", "fixtures/trained-llama/eval.txt"], "int4 and int8"),
         (["--to", "int4", "fixtures/tiny-llama", "--calibration", "fixtures/trained-llama/eval.txt"], "--method gptq"),
         (["--to", "int4", "fixtures/tiny-llama", "--method", "gptq", "--search", "--calibration", "fixtures/trained-llama/eval.txt"], "--search"),
@@ -87,16 +90,5 @@ struct HQQCLITests {
         #expect(a.count == b.count && a != b, "HQQ changes scales, zero points and codes, not the layout")
         let verify = try CLI.run(["verify", "fixtures/tiny-llama", hqq, "--json"])
         #expect(verify.status == 0 || verify.status == 1, "verify reads it; stderr: \(verify.stderr)")
-    }
-
-    @Test("refuses what --method hqq cannot do", arguments: [
-        (["--to", "fp8", "fixtures/tiny-llama", "--method", "hqq"], "int4 and int8"),
-        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--search"], "--search"),
-        (["--to", "int4", "fixtures/tiny-llama", "--method", "hqq", "--calibration", "fixtures/trained-llama/eval.txt"], "no calibration data"),
-    ])
-    func refusesBadCombinations(_ arguments: [String], _ mention: String) throws {
-        let result = try CLI.run(arguments + ["-o", "/tmp/quantize-hqq-refused-\(UUID().uuidString)"])
-        #expect(result.status == 2, "stderr: \(result.stderr)")
-        #expect(result.stderr.contains(mention), "the error names \(mention): \(result.stderr)")
     }
 }
