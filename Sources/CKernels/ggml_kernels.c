@@ -19,6 +19,7 @@ typedef struct {
 // imatrix for F16, BF16 and Q8_0, whose quantize_q8_0 never reads it). QK_ENCODED_TYPES have an
 // encoder and a decoder, QK_DECODED_TYPES a decoder only.
 #define QK_ENCODED_TYPES(X) \
+    X(0, f32, 0, 0) \
     X(1, f16, 0, 0) \
     X(2, q4_0, 1, 1) \
     X(3, q4_1, 1, 1) \
@@ -34,7 +35,6 @@ typedef struct {
     X(23, iq4_xs, 0, 1) \
     X(30, bf16, 0, 0)
 #define QK_DECODED_TYPES(X) \
-    X(0, f32) \
     X(9, q8_1) \
     X(34, tq1_0) \
     X(35, tq2_0) \

@@ -489,6 +489,9 @@ void qk_quant_bf16_encode(const float *x, uint8_t *out, size_t n) {
 long qk_ggml_f16_encode(const float *x, uint8_t *out, size_t n) { qk_quant_f16_encode(x, out, n); return -1; }
 long qk_ggml_bf16_encode(const float *x, uint8_t *out, size_t n) { qk_quant_bf16_encode(x, out, n); return -1; }
 long qk_ggml_f16_portable(const float *x, uint8_t *out, size_t n) { f16_scalar(x, out, n); return -1; }
+// F32 is stored as it is (little-endian IEEE binary32, as the float array already is on the hosts we build for).
+long qk_ggml_f32_encode(const float *x, uint8_t *out, size_t n) { memcpy(out, x, n * sizeof(float)); return -1; }
+long qk_ggml_f32_portable(const float *x, uint8_t *out, size_t n) { memcpy(out, x, n * sizeof(float)); return -1; }
 long qk_ggml_bf16_portable(const float *x, uint8_t *out, size_t n) { bf16_scalar(x, out, n); return -1; }
 
 // The dispatched encoder (AVX2 when the CPU has it: the same bytes for finite input), the one-pass

@@ -27,6 +27,8 @@ public enum SchemeName: String, CaseIterable, Sendable, Codable {
     case iq4_XS = "iq4_xs"
     /// GGUF plain 16-bit types.
     case f16, bf16
+    /// GGUF plain 32-bit floats (`general.file_type` 0, ALL_F32): a conversion's F32 twin as it is.
+    case f32
 
     /// This scheme's entry of ``SchemeDescriptor/all``.
     public var descriptor: SchemeDescriptor { SchemeDescriptor.byName[self] ?? SchemeDescriptor.missing(self) }
@@ -159,6 +161,8 @@ public struct SchemeDescriptor: Sendable {
         .gguf(.iq4_XS, .iq4_XS, fileType: 30, scaleOffsets: [0], accuracy: (0.14, gaussian: 0.07615, heavyTailed: 0.09101), output: .q6_K),
         .gguf(.f16, .f16, fileType: 1, overflowBits: 0x477F_F000, accuracy: (0.00032, gaussian: 0.00021, heavyTailed: 0.00021), precision: "fp16"),
         .gguf(.bf16, .bf16, fileType: 32, overflowBits: 0x7F7F_8000, accuracy: (0.0026, gaussian: 0.00165, heavyTailed: 0.00168), precision: "bf16"),
+        // F32 stores FP32 weights exactly: no error to measure, the limit only catches a broken kernel.
+        .gguf(.f32, .f32, fileType: 0, accuracy: (1e-7, gaussian: 0, heavyTailed: 0), precision: "fp32"),
     ]
 
     /// ``all`` by name.

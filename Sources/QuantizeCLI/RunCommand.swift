@@ -73,6 +73,12 @@ extension QuantizeCommand {
         @Option(help: ArgumentHelp("GGUF types and mixtures: weight the quantizers with this importance matrix (llama-quantize --imatrix; a GGUF imatrix or a legacy .dat, as `quantize imatrix` and llama-imatrix write them).", valueName: "file"))
         var imatrix: String?
 
+        @Option(help: ArgumentHelp("GGUF output: split into shards of at most this much tensor data, as llama.cpp's gguf-split --split-max-size (500M, 50G: 10^6 and 10^9 bytes); NAME.gguf becomes NAME-00001-of-0000N.gguf …. A Hugging Face export: the safetensors shard limit.", valueName: "size"))
+        var splitMaxSize: SplitSize?
+
+        @Option(help: ArgumentHelp("GGUF output: split into shards of at most this many tensors (gguf-split --split-max-tensors).", valueName: "n"))
+        var splitMaxTensors: Int?
+
         @Flag(help: "Print the plan (each tensor, its action, the rule that chose it, output bytes) and write nothing.")
         var dryRun = false
 
@@ -121,6 +127,8 @@ extension QuantizeCommand {
             if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
+            if let n = splitMaxTensors, n <= 0 { throw ValidationError("--split-max-tensors must be positive") }
+            if splitMaxSize != nil && splitMaxTensors != nil { throw ValidationError("--split-max-size and --split-max-tensors do not combine (gguf-split takes one of them)") }
             if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
                 throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")
             }
@@ -157,6 +165,11 @@ extension QuantizeCommand {
         }
 
         func run() throws {
+            // A GGUF input with a directory output is the Hugging Face export (ExportInput.swift).
+            if let export = try ExportInput.job(input: input, target: to, output: output, force: force, maxShardByteCount: splitMaxSize?.bytes, threads: threads) {
+                try ExportInput.run(export, json: json, quiet: quiet, dryRun: dryRun, input: input, target: to.name)
+                return
+            }
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
                                           search: search, packInt8: int8Layout == .packQuantized,
                                           halfQuadratic: calibration.method == .hqq)
@@ -173,6 +186,8 @@ extension QuantizeCommand {
                 settings.evaluateStaged = try evaluation(text: evalText)
             }
             settings.threads = threads
+            settings.splitMaxBytes = splitMaxSize?.bytes
+            settings.splitMaxTensors = splitMaxTensors
             settings.conversion = try ConversionInput.plan(input: input, target: to)
             settings.calibrated = calibration.halfQuadraticRecord()
             var job = try QuantizeJob(input: input, settings: settings)

@@ -124,6 +124,12 @@ public final class OutputTransaction {
         try write(bytes, named: stagedName)
     }
 
+    /// Registers a file already written into the staging directory (as `stagedName`) as a companion
+    /// that ``commit(_:)`` moves to `finalPath` before the output (the shards of a split GGUF).
+    public func addStagedCompanion(_ stagedName: String, finalPath: String) {
+        companions.append((path(stagedName), finalPath))
+    }
+
     /// Copies a file's contents into the staging directory under `name` (a symbolic link is
     /// followed: the copy is a regular file).
     /// - Throws: ``FormatError`` `.writeFailed` naming the source when the copy fails.

@@ -56,6 +56,11 @@ public final class QuantizeJob {
         /// safetensors input writes GGUF, the tensors and metadata are the plan's, and the output is
         /// what llama-quantize writes from llama.cpp's F32 conversion of the same directory.
         public var conversion: ConversionPlan? = nil
+        /// A GGUF output split as llama.cpp's `gguf-split --split` writes it (``GGUFSplitSink``): at most
+        /// this many bytes of tensor data per shard (`--split-max-size`), nil for one file.
+        public var splitMaxBytes: Int? = nil
+        /// A GGUF output split every this many tensors (`--split-max-tensors`), nil for no tensor limit.
+        public var splitMaxTensors: Int? = nil
 
         /// Creates settings.
         public init(scheme: Scheme, options: QuantizeOptions = QuantizeOptions(), selection: TensorSelection = TensorSelection(),
@@ -521,7 +526,7 @@ public final class QuantizeJob {
         sink.transaction.manifest = manifestTemplate(inputs: inputs)
         try sink.commit()
 
-        return Summary(output: outputPath, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
+        return Summary(output: sink.target, kind: outputKind, quantizedCount: tensors.filter(\.decision.quantize).count,
                        keptCount: tensors.filter { !$0.decision.quantize }.count, inputBytes: inputBytes, outputBytes: outputBytes,
                        seconds: Date().timeIntervalSince(start), checkSeconds: checkSeconds,
                        peakResidentBytes: ProcessMemory.peakResidentBytes(), report: report, reportPath: reportPath,
@@ -550,9 +555,13 @@ public final class QuantizeJob {
                     return GGUFWriter.Tensor(name: output.name, type: type, shape: output.shape)
                 }
             }
+            let trailing = settings.importance.map { $0.matrix.quantizeMetadata(imatrixPath: $0.path) } ?? []
+            if settings.splitMaxBytes != nil || settings.splitMaxTensors != nil {
+                return try GGUFSplitSink(target: outputPath, metadata: metadata, tensors: infos, fileType: fileType, quantizationVersion: 2,
+                                         trailing: trailing, maxBytes: settings.splitMaxBytes, maxTensors: settings.splitMaxTensors)
+            }
             return try GGUFFileSink(target: outputPath, metadata: metadata, tensors: infos,
-                                    fileType: fileType, quantizationVersion: 2,
-                                    trailing: settings.importance.map { $0.matrix.quantizeMetadata(imatrixPath: $0.path) } ?? [])
+                                    fileType: fileType, quantizationVersion: 2, trailing: trailing)
         case .safetensorsFile, .safetensorsDirectory:
             var shards: [SafetensorsShardedWriter.PlannedShard] = []
             for (shard, path) in checkpoint.files.enumerated() {
