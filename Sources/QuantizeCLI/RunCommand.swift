@@ -128,6 +128,9 @@ extension QuantizeCommand {
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
             if let n = splitMaxTensors, n <= 0 { throw ValidationError("--split-max-tensors must be positive") }
+            if (splitMaxSize != nil || splitMaxTensors != nil) && to.schemeName.descriptor.container != .gguf {
+                throw ValidationError("--split-max-size and --split-max-tensors split GGUF outputs (and --split-max-size the shards of a GGUF → Hugging Face export); \(to.name) writes safetensors shards of the input's layout")
+            }
             if splitMaxSize != nil && splitMaxTensors != nil { throw ValidationError("--split-max-size and --split-max-tensors do not combine (gguf-split takes one of them)") }
             if noCheck && (strict || check.maxError != nil || check.report != nil || check.activations != nil) {
                 throw ValidationError("--no-check cannot be combined with --strict, --max-error, --report or --activations")

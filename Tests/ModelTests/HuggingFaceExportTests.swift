@@ -76,10 +76,13 @@ struct HuggingFaceExportTests {
         #expect(FileManager.default.fileExists(atPath: output + "/generation_config.json"))
     }
 
+    /// Texts holding a user-defined token are left out for SentencePiece: llama.cpp puts a space
+    /// prefix on the text after such a token (sp-unigram-bytes' `<sep>`: `▁ <sep> ▁ ▁`), which the
+    /// sentencepiece library — and so transformers and the rebuilt tokenizer.model — does not.
     @Test("a rebuilt tokenizer.model tokenizes the texts as the GGUF vocabulary does", arguments: ["sp-bpe", "sp-unigram-bytes", "trained-llama"])
     func sentencePieceRebuilt(name: String) throws {
         let gguf = try GGUFFile(path: Fixtures.path("tokenizers/\(name).gguf"))
-        try Self.compareRebuilt(gguf, expectFile: "tokenizer.model")
+        try Self.compareRebuilt(gguf, expectFile: "tokenizer.model", skippingUserDefined: true)
     }
 
     @Test("a rebuilt tokenizer.json (byte-level BPE) tokenizes the texts as the GGUF vocabulary does", arguments: ["bpe-llama3", "bpe-qwen2"])
@@ -88,7 +91,7 @@ struct HuggingFaceExportTests {
         try Self.compareRebuilt(gguf, expectFile: "tokenizer.json")
     }
 
-    static func compareRebuilt(_ gguf: GGUFFile, expectFile: String) throws {
+    static func compareRebuilt(_ gguf: GGUFFile, expectFile: String, skippingUserDefined: Bool = false) throws {
         let export = try TokenizerExport(gguf: gguf)
         #expect(export.files.map(\.name) == [expectFile, "tokenizer_config.json"])
         let scratch = try Fixtures.temporaryDirectory("tokenizer-export")
@@ -100,10 +103,17 @@ struct HuggingFaceExportTests {
         #expect(rebuilt.bosTokenID == original.bosTokenID)
         #expect(rebuilt.addsBOS == original.addsBOS)
         #expect(TokenizerReferenceCase.texts.count >= 15)
+        let tokens = gguf["tokenizer.ggml.tokens"]?.array?.compactMap(\.string) ?? []
+        let types = gguf["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
+        let userDefined = zip(tokens, types).filter { $0.1 == 4 }.map(\.0)
+        var compared = 0
         for text in TokenizerReferenceCase.texts {
+            if skippingUserDefined && userDefined.contains(where: { text.contains($0) }) { continue }
+            compared += 1
             let ids = try rebuilt.encode(text), expected = try original.encode(text)
             #expect(ids == expected, "\(gguf.path) rebuilt as \(expectFile) tokenizes \(text.debugDescription.prefix(60)) differently")
         }
+        #expect(compared >= 12, "only \(compared) texts compared")
     }
 
     @Test("the rebuilt SentencePiece model reads back piece for piece: text, score and type")

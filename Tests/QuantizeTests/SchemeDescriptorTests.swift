@@ -38,9 +38,9 @@ struct SchemeDescriptorTests {
 
     @Test("the llama file types are llama.cpp's llama_ftype values, each used once")
     func llamaFileTypes() {
-        // llama.cpp include/llama.h: LLAMA_FTYPE_MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8,
+        // llama.cpp include/llama.h: LLAMA_FTYPE_ALL_F32 0, LLAMA_FTYPE_MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8,
         // Q5_1 9, Q2_K 10, Q3_K_S 11, Q4_K_S 14, Q5_K_S 16, Q6_K 18, IQ4_NL 25, IQ4_XS 30, BF16 32.
-        let expected: [SchemeName: UInt32] = [.f16: 1, .q4_0: 2, .q4_1: 3, .q8_0: 7, .q5_0: 8, .q5_1: 9, .q2_K: 10, .q3_K: 11, .q4_K: 14,
+        let expected: [SchemeName: UInt32] = [.f32: 0, .f16: 1, .q4_0: 2, .q4_1: 3, .q8_0: 7, .q5_0: 8, .q5_1: 9, .q2_K: 10, .q3_K: 11, .q4_K: 14,
                                               .q5_K: 16, .q6_K: 18, .iq4_NL: 25, .iq4_XS: 30, .bf16: 32]
         for d in Self.ggufSchemes { #expect(d.llamaFileType == expected[d.name], "\(d.name.rawValue)") }
         #expect(Set(Self.ggufSchemes.compactMap(\.llamaFileType)).count == Self.ggufSchemes.count)
@@ -52,13 +52,13 @@ struct SchemeDescriptorTests {
         let type = try #require(name.ggmlType)
         let kernels = qk_quant_ggml_kernels(type.id)
         #expect(kernels & (QK_GGML_ENCODES | QK_GGML_DECODES) == QK_GGML_ENCODES | QK_GGML_DECODES, "\(type.name)")
-        // ggml's quantizer weights with an importance matrix for every type here but Q8_0, F16 and BF16.
-        #expect((kernels & QK_GGML_WEIGHTS != 0) == ![SchemeName.q8_0, .f16, .bf16].contains(name), "\(type.name)")
+        // ggml's quantizer weights with an importance matrix for every type here but Q8_0, F16, BF16 and F32.
+        #expect((kernels & QK_GGML_WEIGHTS != 0) == ![SchemeName.q8_0, .f16, .bf16, .f32].contains(name), "\(type.name)")
     }
 
     @Test("decode-only types have a decoder and no encoder; types without kernels have neither")
     func decodeOnlyTypes() throws {
-        for name in ["F32", "Q8_1", "TQ1_0", "TQ2_0", "MXFP4"] {
+        for name in ["Q8_1", "TQ1_0", "TQ2_0", "MXFP4"] {
             let type = try #require(GGMLType.named(name))
             #expect(qk_quant_ggml_kernels(type.id) == QK_GGML_DECODES, "\(name)")
         }

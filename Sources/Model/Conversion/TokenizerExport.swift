@@ -29,6 +29,11 @@ struct TokenizerExport {
 
     init(gguf: GGUFFile) throws {
         let path = gguf.path
+        let tokenCount = gguf["tokenizer.ggml.tokens"]?.array?.count
+        for (type, key) in Self.specialKeys {
+            // Without a vocabulary the ids still say which embedding rows are BOS/EOS.
+            if let id = gguf["tokenizer.ggml." + key]?.int, id >= 0, id < (tokenCount ?? Int.max) { specialIDs.append((type, id)) }
+        }
         func refuse(_ what: String) -> QuantizeJobError {
             QuantizeJobError(.unsupportedConversion, "\(path): the vocabulary cannot be written as a Hugging Face tokenizer: \(what)")
         }
@@ -48,9 +53,6 @@ struct TokenizerExport {
             guard array.count == tokens.count else { throw refuse("tokenizer.ggml.token_type has \(array.count) entries for \(tokens.count) tokens") }
             types = array.map { $0.int ?? 1 }
         }
-        for (type, key) in Self.specialKeys {
-            if let id = gguf["tokenizer.ggml." + key]?.int, id >= 0, id < tokens.count { specialIDs.append((type, id)) }
-        }
         for key in ["eot_token_id", "eom_token_id", "fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id"] where gguf["tokenizer.ggml." + key] != nil {
             notes.append("tokenizer.ggml.\(key) has no place in a Hugging Face directory and is not carried")
         }
@@ -65,7 +67,7 @@ struct TokenizerExport {
         }
         if let prefix = gguf["tokenizer.ggml.add_space_prefix"]?.bool { config.append(JSONMember("add_prefix_space", .bool(prefix))) }
         for (type, id) in specialIDs {
-            config.append(JSONMember("\(type)_token", .string(model == "llama" ? tokens[id] : tokens[id])))
+            config.append(JSONMember("\(type)_token", .string(tokens[id])))
         }
         if let template = gguf["tokenizer.chat_template"]?.string { config.append(JSONMember("chat_template", .string(template))) }
         config.append(JSONMember("clean_up_tokenization_spaces", .bool(false)))
