@@ -29,16 +29,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAYOUTS = [
-    ("fp8", ["--to", "fp8"]),
-    ("fp8 block 128x128", ["--to", "fp8", "--granularity", "block"]),
-    ("int8 pack-quantized", ["--to", "int8"]),
-    ("int8 int-quantized", ["--to", "int8", "--int8-layout", "int-quantized"]),
-    ("int4 g128", ["--to", "int4"]),
-    ("int4 g32", ["--to", "int4", "--group-size", "32"]),
-    ("int4 g128 asymmetric", ["--to", "int4", "--asymmetric"]),
-    ("int4 g32 asymmetric", ["--to", "int4", "--group-size", "32", "--asymmetric"]),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_loads import LAYOUTS  # noqa: E402  (the layouts quantize writes, one list)
 
 
 def verdict(quantize: str, target: str, path: Path, env: dict, load: bool) -> dict:
