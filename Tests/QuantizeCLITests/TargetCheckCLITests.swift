@@ -95,6 +95,12 @@ struct TargetCheckCLITests {
         #expect(unquantized.status == 1)
         #expect(messages(unquantized.json).contains { $0.hasPrefix("lm_head:") && $0.contains("stored unquantized") })
 
+        // An architecture vLLM does not implement natively is a warning (its Transformers backend may run it).
+        try text.replacingOccurrences(of: "LlamaForCausalLM", with: "FooForCausalLM").write(to: configURL, atomically: true, encoding: .utf8)
+        let foreign = try check("vllm", out)
+        #expect(foreign.status == 0)
+        #expect(messages(foreign.json, "warning").contains { $0.contains("FooForCausalLM is not one vLLM implements natively") })
+
         // Plain checkpoints pass; a GGUF is refused for vLLM with what to do instead.
         #expect(try check("vllm", "fixtures/tiny-llama").status == 0)
         let gguf = try check("vllm", "fixtures/tiny-llama.gguf")

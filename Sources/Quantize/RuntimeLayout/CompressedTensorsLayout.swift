@@ -56,6 +56,37 @@ enum CompressedTensorsLayout {
 
     static let fusedShards = [["q_proj", "k_proj", "v_proj"], ["gate_proj", "up_proj"]]
 
+    /// The decoder-only text architectures vLLM implements natively (`_TEXT_GENERATION_MODELS` in
+    /// vllm/model_executor/models/registry.py); another one runs, if at all, on its Transformers
+    /// backend.
+    static let vllmTextArchitectures: Set<String> = [
+        "AfmoeForCausalLM", "ApertusForCausalLM", "AquilaModel", "AquilaForCausalLM", "ArceeForCausalLM", "ArcticForCausalLM",
+        "BaiChuanForCausalLM", "BaichuanForCausalLM", "BailingMoeForCausalLM", "BailingMoeV2ForCausalLM", "BambaForCausalLM",
+        "BloomForCausalLM", "ChatGLMModel", "ChatGLMForConditionalGeneration", "CohereForCausalLM", "Cohere2ForCausalLM",
+        "CwmForCausalLM", "DbrxForCausalLM", "DeciLMForCausalLM", "DeepseekForCausalLM", "DeepseekV2ForCausalLM",
+        "DeepseekV3ForCausalLM", "DeepseekV32ForCausalLM", "Dots1ForCausalLM", "Ernie4_5ForCausalLM",
+        "Ernie4_5_MoeForCausalLM", "ExaoneForCausalLM", "Exaone4ForCausalLM", "Fairseq2LlamaForCausalLM", "FalconForCausalLM",
+        "FalconMambaForCausalLM", "FalconH1ForCausalLM", "FlexOlmoForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM",
+        "Gemma3ForCausalLM", "Gemma3nForCausalLM", "Qwen3NextForCausalLM", "GlmForCausalLM", "Glm4ForCausalLM",
+        "Glm4MoeForCausalLM", "GptOssForCausalLM", "GPT2LMHeadModel", "GPTBigCodeForCausalLM", "GPTJForCausalLM",
+        "GPTNeoXForCausalLM", "GraniteForCausalLM", "GraniteMoeForCausalLM", "GraniteMoeHybridForCausalLM",
+        "GraniteMoeSharedForCausalLM", "GritLM", "Grok1ModelForCausalLM", "HunYuanMoEV1ForCausalLM",
+        "HunYuanDenseV1ForCausalLM", "HCXVisionForCausalLM", "InternLMForCausalLM", "InternLM2ForCausalLM",
+        "InternLM2VEForCausalLM", "InternLM3ForCausalLM", "JAISLMHeadModel", "Jais2ForCausalLM", "JambaForCausalLM",
+        "KimiLinearForCausalLM", "Lfm2ForCausalLM", "Lfm2MoeForCausalLM", "LlamaForCausalLM", "Llama4ForCausalLM",
+        "LLaMAForCausalLM", "LongcatFlashForCausalLM", "MambaForCausalLM", "Mamba2ForCausalLM", "MiniCPMForCausalLM",
+        "MiniCPM3ForCausalLM", "MiniMaxForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxM1ForCausalLM",
+        "MiniMaxM2ForCausalLM", "MistralForCausalLM", "MistralLarge3ForCausalLM", "MixtralForCausalLM", "MptForCausalLM",
+        "MPTForCausalLM", "MiMoForCausalLM", "MiMoV2FlashForCausalLM", "NemotronForCausalLM", "NemotronHForCausalLM",
+        "OlmoForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM", "OlmoeForCausalLM", "OPTForCausalLM", "OrionForCausalLM",
+        "OuroForCausalLM", "PanguEmbeddedForCausalLM", "PanguProMoEV2ForCausalLM", "PanguUltraMoEForCausalLM",
+        "PersimmonForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "PhiMoEForCausalLM", "Plamo2ForCausalLM",
+        "Plamo3ForCausalLM", "QWenLMHeadModel", "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3ForCausalLM",
+        "Qwen3MoeForCausalLM", "RWForCausalLM", "SeedOssForCausalLM", "Step3TextForCausalLM", "StableLMEpochForCausalLM",
+        "StableLmForCausalLM", "Starcoder2ForCausalLM", "SolarForCausalLM", "TeleChatForCausalLM", "TeleChat2ForCausalLM",
+        "TeleFLMForCausalLM", "XverseForCausalLM", "Zamba2ForCausalLM",
+    ]
+
     static func check(_ checkpoint: Checkpoint, target: RuntimeTarget) -> LayoutCheck {
         var findings: [LayoutFinding] = []
         func error(_ subject: String, _ message: String) { findings.append(LayoutFinding(.error, subject, message)) }
@@ -73,6 +104,9 @@ enum CompressedTensorsLayout {
         let architecture = config["architectures"]?.array?.first?.string
         if architecture == nil { warning("config.json", "has no architectures list; \(target.rawValue == "vllm" ? "vLLM picks the model class from it and refuses a checkpoint without one" : "AutoModelForCausalLM falls back to model_type")") }
         if target == .vllm, architecture == nil { findings[findings.count - 1].severity = .error }
+        if target == .vllm, let architecture, !vllmTextArchitectures.contains(architecture) {
+            warning("config.json", "architectures \(architecture) is not one vLLM implements natively (its model registry's text-generation list); vLLM would try its Transformers backend, which may be slower or refuse it")
+        }
 
         // Modules: group tensors by module name.
         var modules: [String: Module] = [:]
