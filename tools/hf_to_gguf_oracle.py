@@ -70,6 +70,8 @@ FAMILIES = {
     "llama3-bpe": ["fixtures/reference-models/llama3-rope/model.safetensors", "fixtures/hf-to-gguf/llama3-bpe/*"],
     "qwen2-bpe": ["fixtures/reference-models/qwen2-bias/model.safetensors", "fixtures/hf-to-gguf/qwen2-bpe/*"],
     "mistral-sliding": ["fixtures/reference-models/mistral-sliding/*", "fixtures/trained-llama/tokenizer.model"],
+    "qwen3-bpe": ["fixtures/reference-models/qwen3-qknorm/model.safetensors", "fixtures/hf-to-gguf/qwen2-bpe/*",
+                  "fixtures/hf-to-gguf/qwen3-bpe/config.json"],
 }
 FAMILY_EXCLUDE = {"expected-logits.json"}
 

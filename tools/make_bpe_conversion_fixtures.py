@@ -20,6 +20,9 @@ generation_config.json); the weights come from fixtures/reference-models/<weight
                 BOS template, <|eot_id|> and header tokens, a chat template.
   qwen2-bpe     Qwen2 style: reference-models/qwen2-bias (q/k/v biases), pre qwen2, NFC, no BOS,
                 <|im_start|>/<|im_end|>, a chat template.
+  qwen3-bpe     only config.json: reference-models/qwen3-qknorm's (q_norm/k_norm, head_dim 16) with
+                the Qwen2 vocabulary size and ids; the oracle pairs it with qwen2-bpe's tokenizer files.
+                (`--configs-only` rewrites just these derived configs.)
 Usage: .venv-ref/bin/python tools/make_bpe_conversion_fixtures.py   (deterministic; no randomness)
 """
 from __future__ import annotations
@@ -212,9 +215,30 @@ def make(name, family):
           f"{len(specials)} special; check-text hash {digest[:12]}… = llama.cpp's '{family['vocab']}'")
 
 
+# Families that reuse another's tokenizer: only their config.json is written.
+DERIVED_CONFIGS = {
+    "qwen3-bpe": ("qwen3-qknorm", {"vocab_size": 151936, "bos_token_id": 151643, "eos_token_id": 151645}),
+}
+
+
+def make_derived():
+    for name, (weights, changes) in DERIVED_CONFIGS.items():
+        with open(os.path.join(ROOT, "fixtures", "reference-models", weights, "config.json")) as f:
+            config = json.load(f)
+        config.update(changes)
+        out = os.path.join(ROOT, "fixtures", "hf-to-gguf", name)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+        print(f"{name}: config.json from reference-models/{weights}")
+
+
 def main():
-    for name, family in FAMILIES.items():
-        make(name, family)
+    if "--configs-only" not in sys.argv:
+        for name, family in FAMILIES.items():
+            make(name, family)
+    make_derived()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import Testing
 /// The conversion fixtures of `tools/hf_to_gguf_oracle.py families` (fixtures/hf-to-gguf/<family>.json).
 public enum ConversionFixtures {
     /// The families the oracle recorded.
-    public static let families = ["llama3-bpe", "qwen2-bpe", "mistral-sliding"]
+    public static let families = ["llama3-bpe", "qwen2-bpe", "mistral-sliding", "qwen3-bpe"]
 
     /// The oracle document of `family`.
     public static func oracle(_ family: String) throws -> [String: Any] {

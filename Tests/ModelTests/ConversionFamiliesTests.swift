@@ -39,7 +39,8 @@ struct ConversionFamiliesTests {
             #expect(tensor.shape.reversed() == (entry["shape"] as? [Int]) ?? [], "\(tensor.name): shape")
         }
         #expect(plan.tensors.contains { $0.name == "rope_freqs.weight" } == (family == "llama3-bpe"))
-        #expect(plan.tensors.contains { $0.permuteHeads != nil } == (family != "qwen2-bpe"))
+        #expect(plan.tensors.contains { $0.permuteHeads != nil } == !family.hasPrefix("qwen"))
+        #expect(plan.tensors.contains { $0.name.hasSuffix("attn_q_norm.weight") } == (family == "qwen3-bpe"))
     }
 
     @Test("llama3 rope_freqs: the converter's F32 bytes")

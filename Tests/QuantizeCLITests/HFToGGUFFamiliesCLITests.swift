@@ -5,7 +5,7 @@ import TestSupport
 /// `quantize --to TYPE DIR` for the other families against llama.cpp, as recorded by
 /// `tools/hf_to_gguf_oracle.py families` in fixtures/hf-to-gguf/<family>.json: llama3-bpe (Llama 3.1
 /// style: BPE tokenizer.json, llama3 RoPE scaling → rope_freqs), qwen2-bpe (Qwen2: biases, BPE) and
-/// mistral-sliding (MistralForCausalLM with a sliding window, SentencePiece).
+/// mistral-sliding (MistralForCausalLM with a sliding window, SentencePiece) and qwen3-bpe (Qwen3: Q/K norms, head_dim 16, BPE).
 @Suite("quantize --to TYPE from Llama 3 (BPE, rope_freqs), Qwen2 and Mistral directories")
 struct HFToGGUFFamiliesCLITests {
     static var cases: [(String, String)] {

@@ -14,6 +14,10 @@ struct BPEVocabulary {
     /// The converter's check text (`chktxt` of `get_vocab_base_pre`).
     static let checkText = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u{200D}🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL"
 
+    /// The tokenizer_config.json classes converted.
+    static let tokenizerClasses = ["PreTrainedTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast",
+                                   "LlamaTokenizer", "LlamaTokenizerFast"]
+
     /// The pre-tokenizer name llama.cpp's converter gives this tokenizer.
     let preTokenizer: String
     /// The sha256 of the check text's ids.
@@ -40,8 +44,10 @@ struct BPEVocabulary {
         if !isLlama3, model["byte_fallback"]?.bool == true, json["decoder"]?["type"]?.string == "Sequence" {
             throw refuse("there is no tokenizer.model, and tokenizer.json is a SentencePiece-style BPE (byte fallback), which the converter reads through transformers as a llama vocabulary (LlamaHfVocab, not converted yet)")
         }
-        if let type = tokenizerConfig?["tokenizer_class"]?.string, !["PreTrainedTokenizerFast", "GPT2Tokenizer", "GPT2TokenizerFast"].contains(type) {
-            throw refuse("tokenizer_config.json names tokenizer_class '\(type)', whose transformers class may rebuild the tokenizer; converted are PreTrainedTokenizerFast and GPT2Tokenizer(Fast)")
+        // transformers (5.23) loads these classes from tokenizer.json as it stands (checked on the
+        // fixtures: the same ids, vocabulary and added tokens); another class may rebuild it.
+        if let type = tokenizerConfig?["tokenizer_class"]?.string, !Self.tokenizerClasses.contains(type) {
+            throw refuse("tokenizer_config.json names tokenizer_class '\(type)', whose transformers class may rebuild the tokenizer; converted are \(Self.tokenizerClasses.joined(separator: ", "))")
         }
         let tokenizer: any TextTokenizer
         do {

@@ -16,6 +16,8 @@ struct ConversionFamily: Sendable {
     var computesLlama3RopeFrequencies: Bool
     /// Whether a SentencePiece tokenizer.model is converted for it.
     var readsSentencePiece: Bool
+    /// Whether the attention has per-head Q/K RMS norms (`self_attn.q_norm`/`k_norm`, Qwen3).
+    var hasQueryKeyNorm: Bool = false
 
     /// `LlamaForCausalLM`.
     static let llama = ConversionFamily(modelType: "llama", architecture: "LlamaForCausalLM", ggufArchitecture: "llama",
@@ -31,9 +33,15 @@ struct ConversionFamily: Sendable {
                                         permutesQueryKey: false, hasAttentionBiases: true, computesLlama3RopeFrequencies: false,
                                         readsSentencePiece: false)
 
+    /// `Qwen3ForCausalLM`: Qwen2's conversion plus the per-head Q/K norms (`attn_q_norm`,
+    /// `attn_k_norm`); biases only where the checkpoint has them (`attention_bias`).
+    static let qwen3 = ConversionFamily(modelType: "qwen3", architecture: "Qwen3ForCausalLM", ggufArchitecture: "qwen3",
+                                        permutesQueryKey: false, hasAttentionBiases: true, computesLlama3RopeFrequencies: false,
+                                        readsSentencePiece: false, hasQueryKeyNorm: true)
+
     /// Every family converted.
-    static let all: [ConversionFamily] = [.llama, .mistral, .qwen2]
+    static let all: [ConversionFamily] = [.llama, .mistral, .qwen2, .qwen3]
 
     /// The families for messages.
-    static let supportedSummary = "llama (LlamaForCausalLM, Llama 2/3.x incl. llama3 RoPE scaling), Mistral (MistralForCausalLM) and Qwen2 (Qwen2ForCausalLM), with a SentencePiece tokenizer.model or a byte-level BPE tokenizer.json that llama.cpp's converter recognizes"
+    static let supportedSummary = "llama (LlamaForCausalLM, Llama 2/3.x incl. llama3 RoPE scaling), Mistral (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM) and Qwen3 (Qwen3ForCausalLM), with a SentencePiece tokenizer.model or a byte-level BPE tokenizer.json that llama.cpp's converter recognizes"
 }

@@ -11,7 +11,8 @@ import Quantize
 ///
 /// Scope (``ConversionFamily``): `LlamaForCausalLM` and `MistralForCausalLM` (llama.cpp's `llama`
 /// architecture: no RoPE scaling, linear, or llama3 with its computed `rope_freqs`) and
-/// `Qwen2ForCausalLM` (`qwen2`, with its q/k/v biases), no experts; the tokenizer from
+/// `Qwen2ForCausalLM` (`qwen2`, with its q/k/v biases) and `Qwen3ForCausalLM` (`qwen3`, with its
+/// Q/K norms), no experts; the tokenizer from
 /// tokenizer.model (SentencePiece; llama and Mistral) or a byte-level BPE tokenizer.json whose
 /// pre-tokenizer llama.cpp knows by its check-text hash. Everything else is refused by
 /// ``check(directory:)`` from config.json and the tokenizer files alone, before any weight is read,
@@ -83,6 +84,14 @@ public enum LlamaConversion {
         }
         if let card = try? String(contentsOfFile: directory + "/README.md", encoding: .utf8), card.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).first == "---" {
             throw refuse("README.md has a model card header (license, tags, base models), whose metadata this conversion does not carry yet")
+        }
+        if family.modelType == "qwen3" {
+            // Qwen3Model turns a reranker (found by these names) into a classifier; that is not converted.
+            let hints = [URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent, config.string("_name_or_path") ?? ""].map { $0.lowercased() }
+            let card = ((try? String(contentsOfFile: directory + "/README.md", encoding: .utf8)) ?? "").lowercased()
+            if hints.contains(where: { $0.contains("qwen3-reranker") || $0.contains("qwen3-vl-reranker") }) || card.contains("# qwen3-reranker") || card.contains("# qwen3-vl-reranker") {
+                throw refuse("it looks like a Qwen3 reranker (its name or model card), which the converter writes as a classifier")
+            }
         }
         let tokenizerConfig = try? JSONValue.parse(contentsOf: directory + "/tokenizer_config.json")
         if let config = tokenizerConfig {
@@ -207,6 +216,8 @@ public enum LlamaConversion {
         case "self_attn.q_proj.bias" where family.hasAttentionBiases: return (blk + "attn_q.bias", nil)
         case "self_attn.k_proj.bias" where family.hasAttentionBiases: return (blk + "attn_k.bias", nil)
         case "self_attn.v_proj.bias" where family.hasAttentionBiases: return (blk + "attn_v.bias", nil)
+        case "self_attn.q_norm.weight" where family.hasQueryKeyNorm: return (blk + "attn_q_norm.weight", nil)
+        case "self_attn.k_norm.weight" where family.hasQueryKeyNorm: return (blk + "attn_k_norm.weight", nil)
         case "self_attn.v_proj.weight": return (blk + "attn_v.weight", nil)
         case "self_attn.o_proj.weight": return (blk + "attn_output.weight", nil)
         case "post_attention_layernorm.weight": return (blk + "ffn_norm.weight", nil)
