@@ -108,7 +108,7 @@ struct LlamaConversionTests {
 
     @Test("BPE tokenizers the converter would not take are refused up front", arguments: [
         // A byte-level BPE trained on our own text: its check-text hash is in no table.
-        ("llama", "tokenizers/bpe-llama3", nil, "does not recognize this BPE pre-tokenizer (check-text hash"),
+        ("llama", "tokenizers/bpe-llama3", nil, "does not recognize this BPE pre-tokenizer: the check-text hash"),
         ("llama", "hf-to-gguf/llama3-bpe", #"{"tokenizer_class":"CodeGenTokenizerFast"}"#, "tokenizer_class 'CodeGenTokenizerFast'"),
         ("qwen2", "tokenizers/bpe-qwen2", nil, "does not recognize this BPE pre-tokenizer"),
     ] as [(String, String, String?, String)])

@@ -66,7 +66,7 @@ struct BPEVocabulary {
         let text = "[" + ids.map(String.init).joined(separator: ", ") + "]"
         let hash = Array(text.utf8).withUnsafeBytes { IntegrityManifest.sha256($0) }
         guard let name = Self.preTokenizerNames[hash] else {
-            throw refuse("llama.cpp's converter does not recognize this BPE pre-tokenizer (check-text hash \(hash) is not in get_vocab_base_pre; it refuses it too)")
+            throw refuse("llama.cpp's converter does not recognize this BPE pre-tokenizer: the check-text hash \(hash) of its ids (as this tool tokenizes; a post-processor that adds more than BOS is not reproduced) is not in get_vocab_base_pre's table, and the converter refuses such a tokenizer too")
         }
         preTokenizer = name
         checkHash = hash
@@ -109,7 +109,10 @@ struct BPEVocabulary {
                 continue
             }
             if addedContents.contains(token) {
-                let info = added[id] ?? added.values.first { $0.content == token } ?? Added(content: token, special: false, normalized: true)
+                guard let info = added[id] else {
+                    // The converter looks the flags up by this id and fails (KeyError).
+                    throw refuse("'\(token)' is vocabulary entry \(id) and also an added token with another id; the converter fails on that")
+                }
                 if !info.normalized {
                     // The converter re-encodes and decodes such a token; one that comes back as itself stays.
                     let roundTrip = (try? tokenizer.encode(token)) ?? []
