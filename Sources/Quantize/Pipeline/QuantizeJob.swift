@@ -601,6 +601,10 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
+        if let values = planned.conversion?.values {  // computed by the conversion, nothing to read
+            try values.withUnsafeBytes { try write(planned.outputs[0], $0) }
+            return nil
+        }
         var source = try guardedData(for: planned.source)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
