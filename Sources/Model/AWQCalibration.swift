@@ -172,12 +172,19 @@ public enum AWQCalibration {
                 return sums.map { $0 / Double(max(1, tokens)) }
             }
             func name(_ role: WeightRole) -> String { tensorName(role) ?? role.moduleName + ".weight" }
+            // The grid search quantizes with FP32 scales, as llm-compressor's observer computes them in the
+            // weight's dtype: rounding each candidate's scales to BF16 first adds a noise to the loss that,
+            // on the trained fixture, picked other ratios than the FP32 objective's (layer 1 up_proj →
+            // down_proj: 0.333 instead of 0.222, llm-compressor's choice). The final encoding uses the
+            // output's scale dtype.
+            var searchOptions = settings.options
+            searchOptions.scaleType = .f32
             func search(balance roles: [WeightRole], input: [Float], width: Int, smooth: WeightRole,
                         parent: (_ candidates: [WeightRole: [Float]], _ rows: inout [Float], _ count: Int) throws -> [Float]) throws -> [Float] {
                 let reference = try batched(input, width: width) { rows, count in try parent([:], &rows, count) }
                 let balance = try roles.map { (name: name($0), weights: try values($0)) }
                 let found = try AWQ.search(activationMeans: means(input, width: width), balance: balance, columns: width,
-                                           scheme: settings.scheme, options: settings.options, settings: settings.awq) { candidates in
+                                           scheme: settings.scheme, options: searchOptions, settings: settings.awq) { candidates in
                     let replaced = Dictionary(uniqueKeysWithValues: zip(roles, candidates))
                     let output = try batched(input, width: width) { rows, count in try parent(replaced, &rows, count) }
                     return AWQ.squaredError(output, reference) / Double(max(1, reference.count))
