@@ -13,7 +13,7 @@
    chunks × 512, llama-perplexity's protocol): PPL and mean KLD.
 
 Prints a markdown table and writes the raw results to --json.
-Usage: .venv-ref/bin/python tools/bench_awq.py [--samples 64] [--length 512] [--work /tmp/bench-awq] [--reuse]
+Usage: .venv-ref/bin/python tools/bench_awq.py [--samples 32] [--length 512] [--work /tmp/bench-awq] [--reuse]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from bench_gptq import MODEL, REPO, measured, timed  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--work", default="/tmp/bench-awq")
     parser.add_argument("--reuse", action="store_true", help="keep outputs that already exist (llm-compressor's take minutes)")
