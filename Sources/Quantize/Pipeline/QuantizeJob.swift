@@ -621,6 +621,10 @@ public final class QuantizeJob {
                 try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
                 return nil
             }
+            if let values = settings.calibrated?.smoothed(planned.source.name) {
+                try writeSmoothed(values, planned: planned, write: write)
+                return nil
+            }
             // Kept: copied byte for byte, in pieces, releasing what was read.
             let piece = 16 << 20
             var offset = 0
@@ -658,6 +662,8 @@ public final class QuantizeJob {
             weights = scratch.floats(matrix.rows * matrix.columns)
             try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
         }
+        let smoothed = settings.calibrated?.smoothed(planned.source.name)
+        if let smoothed { try QuantizeJob.copy(smoothed, rows: selectedRows, columns: matrix.columns, into: weights, name: planned.source.name) }
         let encoded = zip(quantizer.layouts, buffers).map { layout, buffer in
             EncodedPart(suffix: layout.suffix, type: layout.type, shape: layout.shape, bytes: UnsafeRawBufferPointer(buffer))
         }
@@ -686,6 +692,7 @@ public final class QuantizeJob {
                 if selectedRows != nil {  // sampled rows were converted, but this layout decodes only whole
                     weights = scratch.floats(matrix.rows * matrix.columns)
                     try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
+                    if let smoothed { try QuantizeJob.copy(smoothed, rows: nil, columns: matrix.columns, into: weights, name: planned.source.name) }
                 }
                 let whole = QuantizedTensor(rows: matrix.rows, columns: matrix.columns, parts: encoded.map {
                     QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: Array($0.bytes))
