@@ -20,8 +20,9 @@
 #                   not fsync its output, so its time excludes the disk)
 #   cp + fsync      dd if=IN of=COPY bs=4M conv=fsync, file by file
 #   write floor     dd if=/dev/zero of=F bs=4M count=<output size / 4 MiB> conv=fsync
-# and the ratios of quantize (check on / off) to the write floor, and quantize's peak RSS
-# (/usr/bin/time %M). The load average before and after and the CPU count are printed with the
+# and the ratios of quantize (check on / off) to the write floor, the CPU seconds (user + system)
+# of the --no-check runs (on a loaded machine the wall time follows the CPU share the job gets;
+# on an idle one it cannot go below CPU seconds / cores), and quantize's peak RSS (/usr/bin/time %M). The load average before and after and the CPU count are printed with the
 # table. The quantize binary is .build/release/quantize unless --binary is given (build it first:
 # swift build -c release --product quantize). Not run by CI: it is a benchmark.
 set -uo pipefail
@@ -77,11 +78,11 @@ done
 
 bytes_of() { du -sb --apparent-size "$1" | cut -f1; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
-# Runs a command, appends "seconds peak_kb" to the file $1.
+# Runs a command, appends "seconds peak_kb user_s system_s" to the file $1.
 timed() {
     local record=$1; shift
     local t; t=$(mktemp)
-    if /usr/bin/time -f '%e %M' -o "$t" "$@" >"$OUT/last.stdout" 2>"$OUT/last.stderr"; then
+    if /usr/bin/time -f '%e %M %U %S' -o "$t" "$@" >"$OUT/last.stdout" 2>"$OUT/last.stderr"; then
         cat "$t" >> "$record"
     else
         log "failed: $* ($(tail -n 1 "$OUT/last.stderr"))"
@@ -97,6 +98,8 @@ copy_fsync() {   # input (file or directory) → $OUT/copy, every file synced
     fi
 }
 write_floor() { dd if=/dev/zero of="$OUT/floor" bs=4M count="$1" conv=fsync status=none; }
+export OUT
+export -f copy_fsync write_floor   # run by /usr/bin/time through bash -c
 llama_type() { printf '%s' "$1" | tr 'a-z' 'A-Z'; }
 
 IFS=',' read -r -a CASE_LIST <<<"$CASES"
@@ -125,19 +128,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
             timed "$REC/$c.llama" "$LLAMA_QUANTIZE" --pure "$in" "$OUT/llama.gguf" "$(llama_type "$c")"
             rm -f "$OUT/llama.gguf"
         fi
-        timed "$REC/$c.cp" copy_fsync "$in"; rm -rf "$OUT/copy"
-        timed "$REC/$c.floor" write_floor $(( (outbytes + 4194303) / 4194304 )); rm -f "$OUT/floor"
+        timed "$REC/$c.cp" bash -c 'copy_fsync "$1"' _ "$in"; rm -rf "$OUT/copy"
+        timed "$REC/$c.floor" bash -c 'write_floor "$1"' _ $(( (outbytes + 4194303) / 4194304 )); rm -f "$OUT/floor"
     done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 col() { [ -s "$REC/$1.$2" ] && cut -d' ' -f1 "$REC/$1.$2" | median; }
+cpu() { [ -s "$REC/$1.$2" ] && awk '{print $3 + $4}' "$REC/$1.$2" | median; }
 rss() { [ -s "$REC/$1.$2" ] && cut -d' ' -f2 "$REC/$1.$2" | median | awk '{printf "%.0f MiB", $1 / 1024}'; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
 printf '\n`tools/bench_pipeline.sh --rounds %s --gigabytes %s`, %s, %s CPUs, load average %s before and %s after (medians of %s interleaved rounds, page cache warm):\n\n' \
     "$ROUNDS" "$GIGABYTES" "$STARTED" "$(nproc)" "$LOAD_BEFORE" "$LOAD_AFTER" "$ROUNDS"
-header='| type | input | output | quantize s | --no-check s |'
-[ -n "$BASELINE" ] && header+=' baseline --no-check s |'
+header='| type | input | output | quantize s | --no-check s | --no-check CPU s |'
+[ -n "$BASELINE" ] && header+=' baseline --no-check s | baseline CPU s |'
 header+=' llama-quantize s | cp + fsync s | write floor s | × floor | × floor (no check) | check share | peak RSS |'
 printf '%s\n' "$header"
 printf '%s' "$header" | awk -F'|' '{s="|"; for (i = 2; i < NF; i++) s = s (i <= 4 ? "---|" : "---:|"); print s}'
@@ -145,8 +149,8 @@ for c in "${CASE_LIST[@]}"; do
     in=$(input_of "$c")
     q=$(col "$c" check); n=$(col "$c" nocheck); f=$(col "$c" floor)
     share=$([ -s "$REC/$c.share" ] && median < "$REC/$c.share" | awk '{printf "%.0f %%", $1 * 100}')
-    row="| $c | $(basename "$in") $(awk -v b="$(bytes_of "$in")" 'BEGIN{printf "%.2f GB", b / 1e9}') | $(awk -v b="$(cat "$REC/$c.outbytes" 2>/dev/null || echo 0)" 'BEGIN{printf "%.2f GB", b / 1e9}') | $q | $n |"
-    [ -n "$BASELINE" ] && row+=" $(col "$c" baseline) |"
+    row="| $c | $(basename "$in") $(awk -v b="$(bytes_of "$in")" 'BEGIN{printf "%.2f GB", b / 1e9}') | $(awk -v b="$(cat "$REC/$c.outbytes" 2>/dev/null || echo 0)" 'BEGIN{printf "%.2f GB", b / 1e9}') | $q | $n | $(cpu "$c" nocheck) |"
+    [ -n "$BASELINE" ] && row+=" $(col "$c" baseline) | $(cpu "$c" baseline) |"
     row+=" $(col "$c" llama) | $(col "$c" cp) | $f | $(ratio "$q" "$f") | $(ratio "$n" "$f") | $share | $(rss "$c" check) |"
     printf '%s\n' "$row"
 done

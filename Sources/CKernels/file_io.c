@@ -1,6 +1,7 @@
 // Write-behind for streamed outputs (include/file_io.h).
 #define _GNU_SOURCE
 #include "file_io.h"
+#include <errno.h>
 #include <fcntl.h>
 
 int qk_writeback_start(int descriptor, int64_t offset, int64_t count) {
@@ -19,5 +20,18 @@ int qk_writeback_wait(int descriptor, int64_t offset, int64_t count) {
 #else
     (void)descriptor; (void)offset; (void)count;
     return 0;
+#endif
+}
+
+int qk_set_direct_io(int descriptor, int on) {
+#if defined(O_DIRECT)
+    int flags = fcntl(descriptor, F_GETFL);
+    if (flags < 0) return -1;
+    flags = on ? (flags | O_DIRECT) : (flags & ~O_DIRECT);
+    return fcntl(descriptor, F_SETFL, flags);
+#else
+    (void)descriptor; (void)on;
+    errno = EINVAL;
+    return -1;
 #endif
 }

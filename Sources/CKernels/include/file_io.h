@@ -13,4 +13,10 @@
 int qk_writeback_start(int descriptor, int64_t offset, int64_t count);
 int qk_writeback_wait(int descriptor, int64_t offset, int64_t count);
 
+// Turns O_DIRECT on (`on` = 1) or off (0) for `descriptor`: writes then go from the caller's
+// buffer to the disk without a copy into the page cache, and must be aligned (offset, length and
+// buffer address multiples of the device's logical block; 4096 always does). Returns 0, or -1
+// with errno set where the file system refuses it (tmpfs) or the system has no O_DIRECT.
+int qk_set_direct_io(int descriptor, int on);
+
 #endif
