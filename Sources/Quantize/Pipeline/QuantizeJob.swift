@@ -601,6 +601,10 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
+        if let values = planned.conversion?.values {  // computed by the conversion, nothing to read
+            try values.withUnsafeBytes { try write(planned.outputs[0], $0) }
+            return nil
+        }
         if planned.conversion == nil, !planned.decision.quantize || planned.matrix == nil {
             // Kept: copied byte for byte, piece by piece, so the tensor is never held whole.
             try copyGuardedPieces(of: planned.source) { piece in try write(planned.outputs[0], piece) }
