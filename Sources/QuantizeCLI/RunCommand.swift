@@ -316,6 +316,7 @@ extension QuantizeCommand {
                 JSONMember("outputBytes", number(summary.outputBytes)),
                 JSONMember("seconds", real(summary.seconds)),
                 JSONMember("checkSeconds", real(summary.checkSeconds)),
+                JSONMember("checkShare", real(summary.seconds > 0 ? summary.checkSeconds / summary.seconds : 0)),
                 JSONMember("peakResidentBytes", summary.peakResidentBytes.map(number) ?? .null),
                 JSONMember("reportPath", summary.reportPath.map(JSONValue.string) ?? .null),
             ]

@@ -605,6 +605,17 @@ public final class QuantizeJob {
             try values.withUnsafeBytes { try write(planned.outputs[0], $0) }
             return nil
         }
+        if planned.conversion == nil, !planned.decision.quantize || planned.matrix == nil,
+           let values = settings.calibrated?.smoothed(planned.source.name) {
+            // Kept, but changed by a calibrated method (AWQ's norms): the new values in its dtype.
+            try writeSmoothed(values, planned: planned, write: write)
+            return nil
+        }
+        if planned.conversion == nil, !planned.decision.quantize || planned.matrix == nil {
+            // Kept: copied byte for byte, piece by piece, so the tensor is never held whole.
+            try copyGuardedPieces(of: planned.source) { piece in try write(planned.outputs[0], piece) }
+            return nil
+        }
         var source = try guardedData(for: planned.source)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
@@ -617,22 +628,8 @@ public final class QuantizeJob {
             source = UnsafeRawBufferPointer(copy)
         }
         guard planned.decision.quantize, let matrix = planned.matrix else {
-            if conversion != nil {
-                try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
-                return nil
-            }
-            if let values = settings.calibrated?.smoothed(planned.source.name) {
-                try writeSmoothed(values, planned: planned, write: write)
-                return nil
-            }
-            // Kept: copied byte for byte, in pieces, releasing what was read.
-            let piece = 16 << 20
-            var offset = 0
-            repeat {
-                let end = min(source.count, offset + piece)
-                try write(planned.outputs[0], UnsafeRawBufferPointer(rebasing: source[offset..<end]))
-                offset = end
-            } while offset < source.count
+            // A conversion's kept tensor (other kept tensors were written above).
+            try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
             return nil
         }
         let quantizer = try TensorQuantizer(scheme: planned.scheme, rows: matrix.rows, columns: matrix.columns,
