@@ -12,6 +12,12 @@ single type, TYPE being the llama.cpp file type our scheme writes: q4_k → Q4_K
       size of llama-quantize's file, and per metadata key of the twin its type and a digest of its
       value (canonical form below); the same for the variant directory (VARIANT_NAME) and the
       other shapes (OTHERS) at a few types.
+  hf_to_gguf_oracle.py families [--only NAME]
+      the other families (FAMILIES below): assembles each directory, converts it, and writes
+      fixtures/hf-to-gguf/<name>.json: the twin's metadata and per-tensor (type, shape, sha256),
+      llama-quantize's file of every type (sha256, size), and per one-step --outtype f16/bf16/q8_0 of
+      the converter its metadata and per-tensor digests (which a --to f16/bf16/q8_0 run matches
+      tensor by tensor).
   hf_to_gguf_oracle.py compare [--quantize PATH] [--model …]
       also runs our quantize for every type and says per type whether the file is identical; then
       compares our f16/bf16/q8_0 files with convert_hf_to_gguf.py --outtype f16/bf16/q8_0 (a
@@ -55,6 +61,19 @@ VARIANT_TYPES = {"q4_k_m": ("Q4_K_M", False), "f16": ("F16", True)}
 # (two shards with an index, 8/4 heads, vocab_size 1024 < the 3072 pieces) and reference-models/
 # llama-tied (tied embeddings: no output.weight; hidden 32, so every k-quant falls back by row length).
 OTHERS = {"tiny-llama": "fixtures/tiny-llama", "llama-tied": "fixtures/reference-models/llama-tied"}
+
+
+# The other families: the directory name (general.name comes from it), then what it is made of:
+# files copied from the repository, in order (a later one replaces an earlier one of the same name).
+# fixtures/hf-to-gguf/llama3-bpe and qwen2-bpe are made by tools/make_bpe_conversion_fixtures.py.
+FAMILIES = {
+    "llama3-bpe": ["fixtures/reference-models/llama3-rope/model.safetensors", "fixtures/hf-to-gguf/llama3-bpe/*"],
+    "qwen2-bpe": ["fixtures/reference-models/qwen2-bias/model.safetensors", "fixtures/hf-to-gguf/qwen2-bpe/*"],
+    "mistral-sliding": ["fixtures/reference-models/mistral-sliding/*", "fixtures/trained-llama/tokenizer.model"],
+    "qwen3-bpe": ["fixtures/reference-models/qwen3-qknorm/model.safetensors", "fixtures/hf-to-gguf/qwen2-bpe/*",
+                  "fixtures/hf-to-gguf/qwen3-bpe/config.json"],
+}
+FAMILY_EXCLUDE = {"expected-logits.json"}
 
 
 def fail(msg):
@@ -239,6 +258,52 @@ def compare_direct(ours, theirs):
     return lines
 
 
+def assemble(name, parent):
+    """The directory of family `name` under parent, from FAMILIES."""
+    import glob
+    target = os.path.join(parent, name)
+    os.makedirs(target)
+    for pattern in FAMILIES[name]:
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
+            if os.path.basename(path) not in FAMILY_EXCLUDE:
+                shutil.copy(path, os.path.join(target, os.path.basename(path)))
+    return target
+
+
+def tensor_list(path):
+    return [{"name": n, "type": t, "shape": s, "sha256": h} for n, (t, s, h) in tensors(path).items()]
+
+
+def command_families(args):
+    for name in FAMILIES:
+        if args.only and name != args.only:
+            continue
+        with tempfile.TemporaryDirectory(prefix="hf-to-gguf-") as work:
+            model = assemble(name, work)
+            twin, outputs, _ = make_outputs(model, work)
+            meta = metadata(twin)
+            for entry in meta:
+                entry["value"] = str(entry["value"])
+            doc = {"directory_name": name, "made_of": FAMILIES[name],
+                   "made_by": "tools/hf_to_gguf_oracle.py families (convert_hf_to_gguf.py --outtype f32, then llama-quantize; llama.cpp vendored by llama-cpp-python 0.3.36)",
+                   "twin": {"sha256": sha256(twin), "bytes": os.path.getsize(twin), "metadata": meta, "tensors": tensor_list(twin)},
+                   "outputs": [{"to": ours, "llama_quantize": ("--pure " if pure else "") + llama, "sha256": sha256(path),
+                                "bytes": os.path.getsize(path)} for ours, (path, llama, pure) in outputs.items()],
+                   "direct": []}
+            for outtype in DIRECT:
+                direct = os.path.join(work, f"convert-{outtype}.gguf")
+                run([llama_tool("convert_hf_to_gguf"), model, "--outtype", outtype, "--outfile", direct])
+                dmeta = metadata(direct)
+                for entry in dmeta:
+                    entry["value"] = str(entry["value"])
+                doc["direct"].append({"outtype": outtype, "metadata": dmeta, "tensors": tensor_list(direct)})
+        out = os.path.join(ROOT, "fixtures", "hf-to-gguf", f"{name}.json")
+        with open(out, "w") as f:
+            json.dump(doc, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        print(f"wrote {out}: {len(doc['outputs'])} types, {len(meta)} metadata keys, {len(doc['twin']['tensors'])} tensors")
+
+
 def command_compare(args):
     model = os.path.abspath(args.model)
     quantize = args.quantize or os.path.join(ROOT, ".build", "release", "quantize")
@@ -272,11 +337,13 @@ def main():
     f = sub.add_parser("fixture")
     f.add_argument("--model", default=os.path.join(ROOT, "fixtures", "trained-llama"))
     f.add_argument("--out", default=os.path.join(ROOT, "fixtures", "hf-to-gguf", "trained-llama.json"))
+    fam = sub.add_parser("families")
+    fam.add_argument("--only")
     c = sub.add_parser("compare")
     c.add_argument("--model", default=os.path.join(ROOT, "fixtures", "trained-llama"))
     c.add_argument("--quantize")
     args = p.parse_args()
-    {"fixture": command_fixture, "compare": command_compare}[args.command](args)
+    {"fixture": command_fixture, "families": command_families, "compare": command_compare}[args.command](args)
 
 
 if __name__ == "__main__":

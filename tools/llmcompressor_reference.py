@@ -14,6 +14,9 @@
         of equal-length arrays of token ids, as tools/make_calibration.py writes them), so that our
         `--method gptq --calibration TOKENS.json` sees exactly the same tokens. Prints one JSON line
         with the wall time (seconds) and the peak resident memory (bytes) of the run.
+  awq   MODEL OUT --calibration TOKENS.json [--scheme W4A16|W4A16_ASYM] [--group-size N]
+        AWQModifier (its default mappings, duo_scaling, n_grid 20) then QuantizationModifier,
+        sequential pipeline, on the same windows; the same JSON line.
 
 Needs llmcompressor in $ROOT/.venv-ref (VENV_REF overrides): `pip install --no-deps llmcompressor`
 plus `datasets`, so that pip does not replace torch/transformers/compressed-tensors with the older
@@ -45,7 +48,7 @@ def scheme_config(name: str, group_size: int | None, actorder: str | None):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["rtn", "gptq", "configs"])
+    parser.add_argument("mode", choices=["rtn", "gptq", "awq", "configs"])
     parser.add_argument("model")
     parser.add_argument("out")
     parser.add_argument("--scheme", default="W4A16")
@@ -93,16 +96,25 @@ def main() -> int:
         oneshot(model=model, recipe=recipe)
     else:
         if not args.calibration:
-            parser.error("gptq needs --calibration TOKENS.json")
+            parser.error(f"{args.mode} needs --calibration TOKENS.json")
         from datasets import Dataset
         windows = json.load(open(args.calibration))
         if not windows or len({len(w) for w in windows}) != 1:
             parser.error(f"{args.calibration}: expected a JSON array of equal-length token-id arrays")
         dataset = Dataset.from_dict({"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]})
-        kwargs = dict(config_groups=groups, ignore=["lm_head"], dampening_frac=args.dampening, block_size=args.block_size)
-        if args.actorder is not None:
-            kwargs["actorder"] = None if args.actorder == "none" else args.actorder
-        recipe = GPTQModifier(**kwargs)
+        if args.mode == "awq":
+            from llmcompressor.modifiers.transform.awq import AWQModifier
+            from llmcompressor.pipelines.cache import IntermediatesCache
+            # AWQ pins its cached parent inputs before the grid search (a transfer speed-up), and
+            # pinning needs a CUDA driver: on a CPU-only machine it raises "Found no NVIDIA driver".
+            # Pinning changes no value, so it is skipped here.
+            IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+            recipe = [AWQModifier(), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
+        else:
+            kwargs = dict(config_groups=groups, ignore=["lm_head"], dampening_frac=args.dampening, block_size=args.block_size)
+            if args.actorder is not None:
+                kwargs["actorder"] = None if args.actorder == "none" else args.actorder
+            recipe = GPTQModifier(**kwargs)
         oneshot(model=model, dataset=dataset, recipe=recipe, max_seq_length=len(windows[0]),
                 num_calibration_samples=len(windows), pipeline="sequential")
     seconds = time.time() - started

@@ -15,10 +15,21 @@ static _Thread_local volatile sig_atomic_t guard_active = 0;
 static _Thread_local sigjmp_buf guard_jump;
 static _Thread_local volatile size_t guard_done = 0;
 
+// qk_sigbus_notify's signal (0: none) and the faulting address it hands on.
+static volatile sig_atomic_t notify_signal = 0;
+static const void *volatile fault_address = NULL;
+
 static void on_sigbus(int number, siginfo_t *info, void *context) {
     if (guard_active) {
         guard_active = 0;
         siglongjmp(guard_jump, 1);
+    }
+    // A read of a mapping past its file's end (BUS_ADRERR) outside a guard: hand it to an
+    // ordinary thread and never return into the faulting read.
+    if (notify_signal && info && info->si_code == BUS_ADRERR) {
+        fault_address = info->si_addr;
+        kill(getpid(), notify_signal);
+        for (;;) pause();
     }
     // Not ours: hand it to whoever was there before.
     if (previous_action.sa_flags & SA_SIGINFO) {
@@ -39,6 +50,13 @@ static void install(void) {
     sigemptyset(&action.sa_mask);
     sigaction(SIGBUS, &action, &previous_action);
 }
+
+void qk_sigbus_notify(int signal_number) {
+    pthread_once(&install_once, install);
+    notify_signal = signal_number;
+}
+
+const void *qk_sigbus_fault_address(void) { return fault_address; }
 
 size_t qk_guarded_copy(void *destination, const void *source, size_t count) {
     pthread_once(&install_once, install);

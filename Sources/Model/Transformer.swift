@@ -272,8 +272,6 @@ public final class Transformer: @unchecked Sendable {
     func runLayer(_ layer: Int, state: inout [Float], sequences: Int, length: Int, observer: LinearObserver?, cache: LayerCache) throws {
         let config = configuration
         let hidden = config.hiddenSize, tokens = sequences * length
-        let heads = config.headCount, kvHeads = config.keyValueHeadCount, d = config.headDimension
-        let qWidth = heads * d, kvWidth = kvHeads * d
 
         // Attention block.
         var normed = [Float](repeating: 0, count: tokens * hidden)
@@ -284,6 +282,34 @@ public final class Transformer: @unchecked Sendable {
                                 into: n.baseAddress!, threads: threads)
             }
         }
+        var projected = try attentionBlock(&normed, layer: layer, sequences: sequences, length: length, observer: observer, cache: cache)
+        add(&state, projected)
+
+        // Feed-forward block.
+        let ffnNorm = try fetchRequired(cache, .feedForwardNorm(layer), shape: [hidden]).values
+        state.withUnsafeBufferPointer { s in
+            normed.withUnsafeMutableBufferPointer { n in
+                Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: ffnNorm, epsilon: config.rmsNormEpsilon,
+                                into: n.baseAddress!, threads: threads)
+            }
+        }
+        if config.isMixtureOfExpertsLayer(layer) {
+            projected = try mixtureOfExperts(&normed, rows: tokens, layer: layer, observer: observer, cache: cache)
+        } else {
+            projected = try swiGLU(&normed, rows: tokens, gate: .gate(layer), up: .up(layer), down: .down(layer),
+                                   inner: config.intermediateSize, layer: layer, observer: observer, cache: cache)
+        }
+        add(&state, projected)
+    }
+
+    /// The attention block of decoder layer `layer` on its normed input (`sequences × length ×
+    /// hiddenSize` floats): q/k/v projections (with biases and q/k norms), RoPE, causal attention,
+    /// and the output projection; the residual is not added. AWQ reruns it to score candidate scales.
+    func attentionBlock(_ normed: inout [Float], layer: Int, sequences: Int, length: Int, observer: LinearObserver?, cache: LayerCache) throws -> [Float] {
+        let config = configuration
+        let hidden = config.hiddenSize, tokens = sequences * length
+        let heads = config.headCount, kvHeads = config.keyValueHeadCount, d = config.headDimension
+        let qWidth = heads * d, kvWidth = kvHeads * d
         var q = [Float](repeating: 0, count: tokens * qWidth)
         var k = [Float](repeating: 0, count: tokens * kvWidth)
         var v = [Float](repeating: 0, count: tokens * kvWidth)
@@ -330,23 +356,7 @@ public final class Transformer: @unchecked Sendable {
             try linear(&attended, rows: tokens, weight: wo, role: .attentionOutput(layer), layer: layer, into: &projected, observer: observer)
         }
         attended = []
-        add(&state, projected)
-
-        // Feed-forward block.
-        let ffnNorm = try fetchRequired(cache, .feedForwardNorm(layer), shape: [hidden]).values
-        state.withUnsafeBufferPointer { s in
-            normed.withUnsafeMutableBufferPointer { n in
-                Kernels.rmsNorm(s.baseAddress!, rows: tokens, width: hidden, weight: ffnNorm, epsilon: config.rmsNormEpsilon,
-                                into: n.baseAddress!, threads: threads)
-            }
-        }
-        if config.isMixtureOfExpertsLayer(layer) {
-            projected = try mixtureOfExperts(&normed, rows: tokens, layer: layer, observer: observer, cache: cache)
-        } else {
-            projected = try swiGLU(&normed, rows: tokens, gate: .gate(layer), up: .up(layer), down: .down(layer),
-                                   inner: config.intermediateSize, layer: layer, observer: observer, cache: cache)
-        }
-        add(&state, projected)
+        return projected
     }
 
     private func add(_ state: inout [Float], _ delta: [Float]) {
@@ -427,7 +437,7 @@ public final class Transformer: @unchecked Sendable {
 
     // MARK: Feed-forward
 
-    private func swiGLU(_ x: inout [Float], rows: Int, gate: WeightRole, up: WeightRole, down: WeightRole, inner: Int,
+    func swiGLU(_ x: inout [Float], rows: Int, gate: WeightRole, up: WeightRole, down: WeightRole, inner: Int,
                         layer: Int, observer: LinearObserver?, cache: LayerCache) throws -> [Float] {
         let hidden = configuration.hiddenSize
         var g = [Float](repeating: 0, count: rows * inner)

@@ -13,20 +13,23 @@ enum WeightMethod: String, ExpressibleByArgument, CaseIterable {
     /// Half-quadratic quantization (HQQ): each group's scale and zero point refined against the
     /// ℓ0.7 error of its weights; calibration-free.
     case hqq
+    /// Activation-aware scales searched per mapping and folded into the preceding norm or linear
+    /// layer, then round-to-nearest (llm-compressor's AWQModifier); needs a calibration text.
+    case awq
 }
 
 /// The calibrated-quantization options of `quantize --to int4|int8` (`--method gptq` and its data).
 struct CalibrationOptions: ParsableArguments {
-    @Option(help: "int4/int8: rtn (round to nearest, default), gptq (calibrated with --calibration; llm-compressor's GPTQ) or hqq (half-quadratic refinement of each group's scale and zero point; no calibration data).")
+    @Option(help: "int4/int8: rtn (round to nearest, default), gptq (calibrated with --calibration; llm-compressor's GPTQ), awq (activation-aware scales from --calibration folded into the norms; llm-compressor's AWQ) or hqq (half-quadratic refinement of each group's scale and zero point; no calibration data).")
     var method: WeightMethod = .rtn
 
-    @Option(help: ArgumentHelp("With --method gptq: the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
+    @Option(help: ArgumentHelp("With --method gptq or awq: the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
     var calibration: String?
 
-    @Option(help: "With --method gptq: windows of calibration tokens.")
+    @Option(help: "With --method gptq or awq: windows of calibration tokens.")
     var calibrationSamples: Int = 128
 
-    @Option(help: "With --method gptq: tokens per window.")
+    @Option(help: "With --method gptq or awq: tokens per window.")
     var calibrationLength: Int = 512
 
     @Option(help: "With --method gptq: fraction of the mean Hessian diagonal added to it.")
@@ -45,8 +48,9 @@ struct CalibrationOptions: ParsableArguments {
             if search { throw ValidationError("--search and --method hqq both choose the scales; pick one") }
             return
         }
+        if method == .awq { return try validateAWQ(scheme: scheme, search: search) }
         guard method == .gptq else {
-            if calibration != nil || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq") }
+            if calibration != nil || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq)") }
             return
         }
         guard scheme == .int4 || scheme == .int8 else {
@@ -80,6 +84,7 @@ struct CalibrationOptions: ParsableArguments {
 
     /// Runs GPTQ over the tensors `job` quantizes and returns them for the job to write; nil for `--method rtn`.
     func calibrate(job: QuantizeJob, input: String, threads: Int?, verbose: Bool) throws -> CalibratedWeights? {
+        if method == .awq { return try calibrateAWQ(job: job, input: input, threads: threads, verbose: verbose) }
         guard method == .gptq, let path = calibration else { return nil }
         // The calibration is forward passes: on CPUs OpenBLAS 0.3.21 does not recognise it would run
         // its slowest kernels (BLASCore), so restart with a matching core type first, as eval does.

@@ -19,6 +19,7 @@ struct QuantizeCommand: ParsableCommand {
         do {
             var command = try parseAsRoot()
             if command is RunCommand || command is ImatrixCommand { Interrupts.install() }
+            Interrupts.installBusErrorHandler()
             try command.run()
         } catch {
             let outcome = ExitStatus.outcome(of: error, command: self)
@@ -51,5 +52,27 @@ enum Interrupts {
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// A bus error from reading a mapped input that another program truncated (outside the guarded
+    /// copies of the quantize job: eval, imatrix, verify, compress, inspect): the staging folders
+    /// are removed and one line names the file; exit status 2. Every command installs it.
+    static func installBusErrorHandler() {
+        let number = SIGUSR2
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global(qos: .userInitiated))
+        source.setEventHandler {
+            guard let address = MappedFile.lastBusErrorAddress else { return }  // a SIGUSR2 from elsewhere
+            OutputTransaction.discardAll()
+            let place = MappedFile.file(containing: address).map { "\($0.path) (at byte \($0.offset))" } ?? "an input file"
+            let line = "error: \(place) became shorter while quantize was reading it: another program truncated or rewrote it. "
+                + (OutputTransaction.hasCommitted ? "The output had already been moved into place." : "Nothing was written.")
+                + " Let the download or copy finish, then run again"
+            FileHandle.standardError.write(Data((DisplayText.sentence(line) + "\n").utf8))
+            _exit(2)
+        }
+        source.resume()
+        sources.append(source)
+        MappedFile.handOnBusErrors(as: number)
     }
 }

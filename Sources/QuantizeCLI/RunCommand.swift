@@ -210,11 +210,17 @@ extension QuantizeCommand {
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
             if !quiet { for note in summary.notes { Format.note("note: " + note) } }
+            let layouts = quiet || json ? ((try? TargetCheck.checks(path: summary.output, targets: [])) ?? []) : TargetCheck.afterWrite(path: summary.output)
             if let accuracy = summary.report {
                 try check.writeHTML([accuracy], title: "quantize --to \(to.name) \(input)", original: input, checkpoints: [summary.output])
             }
             if json {
-                print(summaryJSON(summary, job: job).serializedString(.document))
+                var document = summaryJSON(summary, job: job)
+                if case .object(var members) = document {
+                    members.append(JSONMember("runtimeLayout", .array(layouts.map { $0.json() })))
+                    document = .object(members)
+                }
+                print(document.serializedString(.document))
             } else if !quiet {
                 printSummary(summary, job: job)
             }
@@ -328,6 +334,7 @@ extension QuantizeCommand {
                 JSONMember("outputBytes", number(summary.outputBytes)),
                 JSONMember("seconds", real(summary.seconds)),
                 JSONMember("checkSeconds", real(summary.checkSeconds)),
+                JSONMember("checkShare", real(summary.seconds > 0 ? summary.checkSeconds / summary.seconds : 0)),
                 JSONMember("peakResidentBytes", summary.peakResidentBytes.map(number) ?? .null),
                 JSONMember("reportPath", summary.reportPath.map(JSONValue.string) ?? .null),
             ]

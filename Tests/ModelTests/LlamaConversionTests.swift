@@ -88,11 +88,12 @@ struct LlamaConversionTests {
 
     @Test("unsupported models are refused from config.json and tokenizer files alone, naming what is missing", arguments: [
         ("", "there is no config.json"),
-        (#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2"}"#, "model_type is 'qwen2'"),
-        (llamaConfig + #","rope_scaling":{"rope_type":"llama3","factor":8.0}}"#, "RoPE scaling 'llama3'"),
+        (#"{"architectures":["Gemma2ForCausalLM"],"model_type":"gemma2"}"#, "model_type is 'gemma2'"),
+        (#"{"architectures":["Qwen2Model"],"model_type":"qwen2"}"#, "not Qwen2ForCausalLM"),
+        (llamaConfig + #","rope_scaling":{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":4096}}"#, "RoPE scaling 'yarn'"),
         (llamaConfig + #","attention_bias":true}"#, "attention_bias"),
         (llamaConfig + #","num_local_experts":8}"#, "num_local_experts"),
-        (llamaConfig + "}", "there is no tokenizer.model"),
+        (llamaConfig + "}", "there is no tokenizer.model (SentencePiece) and no tokenizer.json"),
     ])
     func refusals(config: String, message: String) throws {
         let dir = try Self.directory(config.isEmpty ? [:] : ["config.json": config])
@@ -101,6 +102,33 @@ struct LlamaConversionTests {
         #expect(error?.code == .unsupportedConversion)
         #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("convert_hf_to_gguf.py") == true)
+    }
+
+    static let qwen2Config = #"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","num_hidden_layers":2,"hidden_size":64,"num_attention_heads":2,"intermediate_size":128,"vocab_size":3072"#
+
+    @Test("BPE tokenizers the converter would not take are refused up front", arguments: [
+        // A byte-level BPE trained on our own text: its check-text hash is in no table.
+        ("llama", "tokenizers/bpe-llama3", nil, "does not recognize this BPE pre-tokenizer: the check-text hash"),
+        ("llama", "hf-to-gguf/llama3-bpe", #"{"tokenizer_class":"CodeGenTokenizerFast"}"#, "tokenizer_class 'CodeGenTokenizerFast'"),
+        ("qwen2", "tokenizers/bpe-qwen2", nil, "does not recognize this BPE pre-tokenizer"),
+    ] as [(String, String, String?, String)])
+    func bpeRefusals(family: String, tokenizer: String, tokenizerConfig: String?, message: String) throws {
+        let config = (family == "llama" ? Self.llamaConfig.replacingOccurrences(of: "3072", with: "200000") : Self.qwen2Config.replacingOccurrences(of: "3072", with: "200000")) + "}"
+        var files = ["config.json": config, "tokenizer.json": try String(contentsOfFile: Fixtures.path(tokenizer + "/tokenizer.json"), encoding: .utf8)]
+        if let tokenizerConfig { files["tokenizer_config.json"] = tokenizerConfig }
+        let dir = try Self.directory(files)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: QuantizeJobError.self) { try LlamaConversion.check(directory: dir.path) }
+        #expect(error?.code == .unsupportedConversion)
+        #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
+    }
+
+    @Test("Qwen2 with a SentencePiece tokenizer.model is refused (converted for llama and Mistral)")
+    func qwen2SentencePiece() throws {
+        let dir = try Self.directory(["config.json": Self.qwen2Config + "}"], copying: ["tokenizer.model"])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let error = #expect(throws: QuantizeJobError.self) { try LlamaConversion.check(directory: dir.path) }
+        #expect(error?.message.contains("SentencePiece tokenizer.model, which is converted for llama and Mistral only") == true, "\(error?.message ?? "")")
     }
 
     @Test("a plain llama config with tokenizer.model passes the up-front check")

@@ -58,6 +58,11 @@ struct QuantizeCLITests {
         #expect((summary["quantizedTensors"] as? NSNumber)?.intValue == 14)
         #expect((summary["keptTensors"] as? NSNumber)?.intValue == 7)
         #expect(((summary["accuracy"] as? [String: Any])?["passed"] as? Bool) == true)
+        // The check's share of the run: its seconds over the run's, so within (0, 1].
+        let seconds = try #require((summary["seconds"] as? NSNumber)?.doubleValue)
+        let checkSeconds = try #require((summary["checkSeconds"] as? NSNumber)?.doubleValue)
+        let share = try #require((summary["checkShare"] as? NSNumber)?.doubleValue)
+        #expect(share > 0 && share <= 1 && abs(share - checkSeconds / seconds) <= 1e-6 * share, "checkShare \(share), check \(checkSeconds) s of \(seconds) s")
         #expect(FileManager.default.fileExists(atPath: output + "/config.json"))
         #expect(try CLI.listing(scratch) == ["out", "tiny-llama"])
     }

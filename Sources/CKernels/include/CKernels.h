@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "guarded_read.h"
+#include "file_io.h"
 
 /// Returns 1 when the CPU supports F16C and AVX2 (checked once at run time), else 0.
 int qk_cpu_has_f16c_avx2(void);

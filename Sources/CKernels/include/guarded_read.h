@@ -17,4 +17,16 @@
 // Safe to call concurrently from any number of threads (the guard is per thread).
 size_t qk_guarded_copy(void *destination, const void *source, size_t count);
 
+// Outside a guarded copy, a SIGBUS from reading a mapping would kill the process with a bare
+// "Bus error" and leave a staging folder behind. After `qk_sigbus_notify(signal_number)`, such a
+// SIGBUS instead records the faulting address (`qk_sigbus_fault_address`), sends
+// `signal_number` to the process — whose handler, on an ordinary thread, removes the staging
+// folders, names the file and exits — and parks the faulting thread for good (it never returns
+// into the read that faulted). A fault that is not a read of a mapping (si_code BUS_ADRALN …)
+// still goes to the previous handler.
+void qk_sigbus_notify(int signal_number);
+
+// The address of the last SIGBUS handed on by `qk_sigbus_notify`'s rule, NULL when none.
+const void *qk_sigbus_fault_address(void);
+
 #endif

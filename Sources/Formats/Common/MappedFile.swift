@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 #if canImport(Glibc)
@@ -143,6 +144,36 @@ public final class MappedFile: @unchecked Sendable {
         }
         base = mapped
         bytes = UnsafeRawBufferPointer(start: mapped, count: size)
+        MappedFile.register(self)
+    }
+
+    /// The live mappings by address, so that a bus error outside a guarded copy can be traced back
+    /// to the file whose mapping it touched (``file(containing:)``).
+    private static let mappingsLock = NSLock()
+    nonisolated(unsafe) private static var mappings: [ObjectIdentifier: (start: UInt, end: UInt, path: String)] = [:]
+
+    private static func register(_ file: MappedFile) {
+        guard let start = file.bytes.baseAddress else { return }
+        let begin = UInt(bitPattern: start)
+        mappingsLock.withLock { mappings[ObjectIdentifier(file)] = (begin, begin + UInt(file.bytes.count), file.path) }
+    }
+
+    /// Hands a bus error outside a guarded copy (a mapped input truncated while it is read) on as
+    /// `signal` to the process, whose handler can then clean up and name the file
+    /// (``lastBusErrorAddress``, ``file(containing:)``); the faulting thread never resumes.
+    public static func handOnBusErrors(as signal: Int32) { qk_sigbus_notify(signal) }
+
+    /// The address of the last bus error handed on by ``handOnBusErrors(as:)``, nil when none.
+    public static var lastBusErrorAddress: UnsafeRawPointer? { qk_sigbus_fault_address() }
+
+    /// The mapped file whose pages hold `address`, and the byte offset in it; nil when no mapping
+    /// of this process's ``MappedFile``s does.
+    public static func file(containing address: UnsafeRawPointer?) -> (path: String, offset: Int)? {
+        guard let address else { return nil }
+        let value = UInt(bitPattern: address)
+        return mappingsLock.withLock {
+            mappings.values.first { value >= $0.start && value < $0.end }.map { ($0.path, Int(value - $0.start)) }
+        }
     }
 
     /// Tells the kernel the given byte range will be read sequentially soon (read-ahead), or is
@@ -182,6 +213,7 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base {
+            if !ownsCopy { _ = MappedFile.mappingsLock.withLock { MappedFile.mappings.removeValue(forKey: ObjectIdentifier(self)) } }
             if ownsCopy { base.deallocate() } else { munmap(base, bytes.count) }
         }
         if descriptor >= 0 { close(descriptor) }

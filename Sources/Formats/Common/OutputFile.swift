@@ -9,9 +9,12 @@ import Darwin
 /// A file written atomically: bytes go to a temporary file in the destination's directory, and
 /// only ``commit()`` renames it into place, so an interrupted run leaves nothing half-written.
 ///
-/// Writes are buffered (4 MiB) and large writes go straight to the kernel, so streaming a model
-/// through it costs one copy. If the object is released without ``commit()``, the temporary file
-/// is removed.
+/// Writes are gathered into chunks of ``chunkBytes``. A file that fills more than one chunk is
+/// written behind the producer: each full chunk is written to the kernel on one thread and hashed
+/// on another while the caller fills the next (``WriteBehind``: at most 8 chunks in flight, the
+/// disk's writeback started as the file grows so the final fsync is short). A smaller file is
+/// written and hashed at ``commit()``. If the object is released without ``commit()``, the
+/// temporary file is removed.
 public final class OutputFile {
     /// The final path.
     public let path: String
@@ -24,11 +27,19 @@ public final class OutputFile {
     /// an integrity manifest needs no second read.
     public private(set) var sha256: String?
 
+    /// The size of the chunks bytes are gathered into before they are written (4 MiB).
+    public static let chunkBytes = 4 << 20
+
+    /// The digest of the bytes written inline (before a ``WriteBehind`` stage takes over).
     private var hasher = Crypto.SHA256()
+    /// The background writer and digest, made when the first chunk fills.
+    private var stage: WriteBehind?
 
     private var descriptor: Int32
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
+    /// Bytes handed to the kernel or to ``stage`` (the file offset of ``buffer``'s first byte).
+    private var handedOver = 0
     private var finished = false
 
     /// Creates the temporary file next to `path`.
@@ -50,27 +61,36 @@ public final class OutputFile {
             throw FormatError(.writeFailed, path: path, message: "cannot create a temporary file in \(directory) (\(reason))",
                               remedy: "check that the directory exists and is writable")
         }
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 64)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: OutputFile.chunkBytes, alignment: 4096)
     }
 
     /// Appends raw bytes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
-        hasher.update(bufferPointer: bytes)
-        if buffered + bytes.count <= buffer.count {
-            if bytes.count > 0 {
-                (buffer.baseAddress! + buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-            }
-            buffered += bytes.count
-        } else {
-            try flush()
-            if bytes.count >= buffer.count {
-                try writeFully(bytes)
-            } else {
-                buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                buffered = bytes.count
-            }
+        var done = 0
+        while done < bytes.count {
+            let piece = min(buffer.count - buffered, bytes.count - done)
+            (buffer.baseAddress! + buffered).copyMemory(from: bytes.baseAddress! + done, byteCount: piece)
+            buffered += piece
+            done += piece
+            if buffered == buffer.count { try handOverChunk() }
         }
         position += bytes.count
+    }
+
+    /// Hands the full buffer to the write-behind stage (made on the first call) and takes a free one.
+    private func handOverChunk() throws(FormatError) {
+        let stage: WriteBehind
+        if let existing = self.stage {
+            stage = existing
+        } else {
+            stage = WriteBehind(descriptor: descriptor, path: path, hasher: hasher, firstBuffer: buffer)
+            self.stage = stage
+        }
+        try stage.checkFailure()
+        stage.submit(buffer, count: buffered, at: handedOver)
+        handedOver += buffered
+        buffered = 0
+        buffer = stage.takeBuffer()
     }
 
     /// Appends the bytes of an array.
@@ -92,7 +112,6 @@ public final class OutputFile {
         if let failure { throw failure }
     }
 
-    /// Appends `count` zero bytes (padding).
     /// Appends every byte of `file`, read through the SIGBUS guard in 4 MiB pieces (a file cut
     /// short while it is copied is an error, not a crash).
     /// - Throws: ``FormatError`` `.truncated` naming `file` when it shrank, or a write error.
@@ -109,6 +128,7 @@ public final class OutputFile {
         }
     }
 
+    /// Appends `count` zero bytes (padding).
     public func writeZeros(_ count: Int) throws(FormatError) {
         precondition(count >= 0)
         var left = count
@@ -125,10 +145,24 @@ public final class OutputFile {
         return UnsafeRawPointer(page)
     }()
 
-    /// Writes buffered bytes to the kernel.
+    /// Writes buffered bytes to the kernel (waiting for the chunks still being written behind).
     public func flush() throws(FormatError) {
+        if let stage {
+            if buffered > 0 {
+                try stage.checkFailure()
+                stage.submit(buffer, count: buffered, at: handedOver)
+                handedOver += buffered
+                buffered = 0
+                buffer = stage.takeBuffer()
+            }
+            try stage.drain()
+            return
+        }
         guard buffered > 0 else { return }
-        try writeFully(UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+        let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<buffered])
+        try OutputFile.writeFully(bytes, descriptor: descriptor, at: handedOver, path: path)
+        hasher.update(bufferPointer: bytes)
+        handedOver += buffered
         buffered = 0
     }
 
@@ -147,7 +181,7 @@ public final class OutputFile {
             unlink(temporaryPath)
             throw FormatError(.writeFailed, path: path, message: "cannot move the finished output into place (\(reason))")
         }
-        let digest = IntegrityManifest.hex(hasher.finalize())
+        let digest = stage?.digest() ?? IntegrityManifest.hex(hasher.finalize())
         sha256 = digest
         // For the manifest of the transaction this file is staged in (no second read).
         if let identity { IntegrityLedger.record(identity, sha256: digest) }
@@ -157,20 +191,23 @@ public final class OutputFile {
     public func discard() {
         guard !finished else { return }
         finished = true
+        try? stage?.drain()  // nothing may still write to the descriptor
         close(descriptor)
         unlink(temporaryPath)
     }
 
-    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+    /// Writes all of `bytes` at `offset` of `descriptor` (`pwrite`, retried on EINTR and short writes).
+    static func writeFully(_ bytes: UnsafeRawBufferPointer, descriptor: Int32, at offset: Int, path: String) throws(FormatError) {
         var done = 0
         while done < bytes.count {
-            let n = FaultInjection.beforeWrite() ? -1 : Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            let n = FaultInjection.beforeWrite() ? -1 : pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                throw FormatError(.writeFailed, path: path, offset: position,
+                let code = errno
+                if code == EINTR { continue }
+                let reason = String(cString: strerror(code))
+                throw FormatError(.writeFailed, path: path, offset: offset + done,
                                   message: "cannot write the output (\(reason))",
-                                  remedy: errno == ENOSPC ? "free disk space and run again" : nil)
+                                  remedy: code == ENOSPC ? "free disk space and run again" : nil)
             }
             done += n
         }
@@ -178,7 +215,8 @@ public final class OutputFile {
 
     deinit {
         discard()
-        buffer.deallocate()
+        // After the first chunk the stage owns every buffer (this one included) and frees them.
+        if stage == nil { buffer.deallocate() }
     }
 }
 

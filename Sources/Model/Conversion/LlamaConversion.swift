@@ -2,25 +2,44 @@ import Formats
 import Foundation
 import Quantize
 
-/// Builds the ``ConversionPlan`` of a Hugging Face llama directory: what llama.cpp's
+/// Builds the ``ConversionPlan`` of a Hugging Face llama-family directory: what llama.cpp's
 /// `convert_hf_to_gguf.py --outtype f32` writes from it (the "F32 twin"), key by key and tensor by
-/// tensor — `LlamaModel.set_gguf_parameters`, gguf-py's `Metadata` heuristics and `size_label`,
-/// `_create_vocab_sentencepiece` and `SpecialVocab` (the llama.cpp under .llama.cpp/llama.cpp:
-/// conversion/base.py, conversion/llama.py, gguf-py/gguf/{metadata,vocab,utility}.py).
+/// tensor — `LlamaModel` / `Qwen2Model` `set_gguf_parameters`, `generate_extra_tensors` (llama3's
+/// `rope_freqs`), gguf-py's `Metadata` heuristics and `size_label`, `_create_vocab_sentencepiece`
+/// or `get_vocab_base` (byte-level BPE tokenizer.json) and `SpecialVocab` (the llama.cpp under
+/// .llama.cpp/llama.cpp: conversion/{base,llama,qwen}.py, gguf-py/gguf/{metadata,vocab,utility}.py).
 ///
-/// Scope: `model_type` llama (`LlamaForCausalLM`) without rope scaling or with linear scaling,
-/// no attention/MLP biases, no experts, tokenizer.model (SentencePiece). Everything else is
-/// refused by ``check(directory:)`` from config.json and the tokenizer files alone, before any
-/// weight is read, with what is missing named.
+/// Scope (``ConversionFamily``): `LlamaForCausalLM` and `MistralForCausalLM` (llama.cpp's `llama`
+/// architecture: no RoPE scaling, linear, or llama3 with its computed `rope_freqs`) and
+/// `Qwen2ForCausalLM` (`qwen2`, with its q/k/v biases) and `Qwen3ForCausalLM` (`qwen3`, with its
+/// Q/K norms), no experts; the tokenizer from
+/// tokenizer.model (SentencePiece; llama and Mistral) or a byte-level BPE tokenizer.json whose
+/// pre-tokenizer llama.cpp knows by its check-text hash. Everything else is refused by
+/// ``check(directory:)`` from config.json and the tokenizer files alone, before any weight is read,
+/// with what is missing named.
 public enum LlamaConversion {
     /// Refuses, from config.json and the tokenizer files alone, a directory this conversion does not
     /// reproduce exactly; returns the parsed config.
     /// - Throws: ``QuantizeJobError`` `.unsupportedConversion` naming what is missing or unsupported.
     @discardableResult
     public static func check(directory: String) throws -> ModelConfig {
-        func refuse(_ what: String) -> QuantizeJobError {
-            QuantizeJobError(.unsupportedConversion, "\(directory) is a Hugging Face safetensors checkpoint that the GGUF conversion does not handle: \(what). Writing GGUF from a Hugging Face directory supports llama (LlamaForCausalLM, Llama 2/3 without llama3 RoPE scaling) with a SentencePiece tokenizer.model so far. Convert it with llama.cpp's convert_hf_to_gguf.py and run quantize on the .gguf")
-        }
+        try inspect(directory: directory).config
+    }
+
+    /// What ``check(directory:)`` finds: the config, its family and how its vocabulary is converted.
+    struct Inspection {
+        var config: ModelConfig
+        var family: ConversionFamily
+        /// The BPE vocabulary (tokenizer.json) when there is no tokenizer.model.
+        var bpe: BPEVocabulary?
+    }
+
+    static func refusal(_ directory: String, _ what: String) -> QuantizeJobError {
+        QuantizeJobError(.unsupportedConversion, "\(directory) is a Hugging Face safetensors checkpoint that the GGUF conversion does not handle: \(what). Writing GGUF from a Hugging Face directory supports \(ConversionFamily.supportedSummary) so far. Convert it with llama.cpp's convert_hf_to_gguf.py and run quantize on the .gguf")
+    }
+
+    static func inspect(directory: String) throws -> Inspection {
+        func refuse(_ what: String) -> QuantizeJobError { refusal(directory, what) }
         let fm = FileManager.default
         let configPath = directory + "/config.json"
         guard fm.fileExists(atPath: configPath) else { throw refuse("there is no config.json (the model's architecture and sizes)") }
@@ -28,49 +47,69 @@ public enum LlamaConversion {
         do { raw = try JSONValue.parse(contentsOf: configPath) } catch { throw refuse("config.json does not parse (\(error))") }
         let config = ModelConfig(raw)
         let modelType = config.string("model_type") ?? "(none)"
-        guard modelType == "llama" else { throw refuse("config.json model_type is '\(modelType)', not 'llama'") }
+        guard let family = ConversionFamily.all.first(where: { $0.modelType == modelType }) else {
+            throw refuse("config.json model_type is '\(modelType)', not one of \(ConversionFamily.all.map { "'\($0.modelType)'" }.joined(separator: ", "))")
+        }
         let architectures = config["architectures"]?.array?.compactMap(\.string) ?? []
-        guard architectures.first == "LlamaForCausalLM" else {
-            throw refuse("config.json architectures is \(architectures.isEmpty ? "missing" : architectures.joined(separator: ", ")), not LlamaForCausalLM")
+        guard let architecture = architectures.first, architecture == family.architecture else {
+            throw refuse("config.json architectures is \(architectures.isEmpty ? "missing" : architectures.joined(separator: ", ")), not \(family.architecture) (model_type '\(modelType)')")
         }
         for key in ["num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"] where config.int(key) == nil {
             throw refuse("config.json has no integer \(key)")
         }
-        if config.bool("attention_bias") == true || config.bool("mlp_bias") == true {
-            throw refuse("config.json sets attention_bias or mlp_bias (bias tensors are not converted yet)")
+        if !family.hasAttentionBiases, config.bool("attention_bias") == true || config.bool("mlp_bias") == true {
+            throw refuse("config.json sets attention_bias or mlp_bias (\(family.architecture) bias tensors are not converted yet)")
         }
+        if family.hasAttentionBiases, config.bool("mlp_bias") == true { throw refuse("config.json sets mlp_bias") }
         for key in ["num_local_experts", "num_experts", "n_routed_experts", "local_rope_theta", "rope_local_theta", "rope_theta_local",
                     "swa_rope_theta", "rope_local_base_freq", "partial_rotary_factor", "rope_pct", "rope_percent", "transformer_layer_config",
-                    "draft_vocab_size"] where config[key] != nil && config[key]?.isNull == false {
+                    "draft_vocab_size", "text_config", "mrope_section", "classifier_pooling", "num_experts_per_tok", "n_group", "topk_group",
+                    "score_function", "scoring_func"] where config[key] != nil && config[key]?.isNull == false {
             throw refuse("config.json has \(key), which this conversion does not handle")
         }
         let rope = ropeParameters(config)
         let ropeType = rope["rope_type"]?.string ?? rope["type"]?.string
-        switch ropeType {
+        switch ropeType?.lowercased() {
         case nil, "default": break
         case "linear" where rope["factor"]?.double != nil: break
-        default: throw refuse("config.json asks for RoPE scaling '\(ropeType ?? "")' (llama3 scaling needs the rope_freqs tensor, not built yet)")
+        case "llama3" where family.computesLlama3RopeFrequencies: break
+        default: throw refuse("config.json asks for RoPE scaling '\(ropeType ?? "")'\(ropeType?.lowercased() == "llama3" ? " on \(family.architecture) (llama3 scaling is converted for llama and Mistral)" : ""), which this conversion does not write")
         }
-        if let vocab = config.int("vocab_size"), vocab == 32016 || vocab == 49152 {
+        if rope["mrope_section"] != nil || rope["sliding_attention"] != nil { throw refuse("config.json's RoPE parameters have mrope_section or sliding_attention") }
+        if let vocab = config.int("vocab_size"), family.ggufArchitecture == "llama", vocab == 32016 || vocab == 49152 {
             throw refuse("vocab_size \(vocab) is a CodeLlama/Granite special case of the converter")
         }
-        guard fm.fileExists(atPath: directory + "/tokenizer.model") else {
-            throw refuse("there is no tokenizer.model (a SentencePiece model); BPE tokenizer.json conversion is not built yet")
-        }
-        for name in ["tekken.json", "additional_chat_templates"] where fm.fileExists(atPath: directory + "/" + name) {
+        for name in ["tekken.json", "additional_chat_templates", "modules.json"] where fm.fileExists(atPath: directory + "/" + name) {
             throw refuse("it has \(name), which this conversion does not handle")
         }
         if let card = try? String(contentsOfFile: directory + "/README.md", encoding: .utf8), card.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).first == "---" {
             throw refuse("README.md has a model card header (license, tags, base models), whose metadata this conversion does not carry yet")
         }
-        if let config = try? JSONValue.parse(contentsOf: directory + "/tokenizer_config.json") {
+        if family.modelType == "qwen3" {
+            // Qwen3Model turns a reranker (found by these names) into a classifier; that is not converted.
+            let hints = [URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent, config.string("_name_or_path") ?? ""].map { $0.lowercased() }
+            let card = ((try? String(contentsOfFile: directory + "/README.md", encoding: .utf8)) ?? "").lowercased()
+            if hints.contains(where: { $0.contains("qwen3-reranker") || $0.contains("qwen3-vl-reranker") }) || card.contains("# qwen3-reranker") || card.contains("# qwen3-vl-reranker") {
+                throw refuse("it looks like a Qwen3 reranker (its name or model card), which the converter writes as a classifier")
+            }
+        }
+        let tokenizerConfig = try? JSONValue.parse(contentsOf: directory + "/tokenizer_config.json")
+        if let config = tokenizerConfig {
             if config["tokenizer_class"]?.string == "HybridDNATokenizer" { throw refuse("tokenizer_config.json names HybridDNATokenizer") }
             if let prefix = config["add_prefix_space"], !prefix.isNull, prefix.bool == nil { throw refuse("tokenizer_config.json add_prefix_space is not a Boolean") }
             if let template = config["chat_template"], !template.isNull, template.string == nil {
                 throw refuse("tokenizer_config.json has a list of chat templates (only one template string is converted)")
             }
         }
-        return config
+        if fm.fileExists(atPath: directory + "/tokenizer.model") {
+            guard family.readsSentencePiece else { throw refuse("it has a SentencePiece tokenizer.model, which is converted for llama and Mistral only") }
+            return Inspection(config: config, family: family, bpe: nil)
+        }
+        guard fm.fileExists(atPath: directory + "/tokenizer.json") else {
+            throw refuse("there is no tokenizer.model (SentencePiece) and no tokenizer.json (byte-level BPE)")
+        }
+        let bpe = try BPEVocabulary(directory: directory, config: config, tokenizerConfig: tokenizerConfig, refuse: refuse)
+        return Inspection(config: config, family: family, bpe: bpe)
     }
 
     /// The plan for `checkpoint` (a safetensors model directory that passes ``check(directory:)``).
@@ -78,7 +117,8 @@ public enum LlamaConversion {
     ///   a Q/K shape the permutation cannot split), ``ModelError`` for an unreadable tokenizer.model.
     public static func plan(for checkpoint: Checkpoint) throws -> ConversionPlan {
         let directory = checkpoint.directory
-        let config = try check(directory: directory)
+        let inspection = try inspect(directory: directory)
+        let config = inspection.config, family = inspection.family
         func int(_ keys: [String]) -> Int? {
             guard let key = keys.first(where: { config[$0] != nil }) else { return nil }
             return config.int(key)
@@ -87,17 +127,21 @@ public enum LlamaConversion {
         let heads = int(["n_heads", "num_attention_heads"]) ?? 0
         let kvHeads = int(["n_kv_heads", "num_key_value_heads"]) ?? heads
 
-        // Tensors, in the converter's order: part files sorted by name, each file's names sorted.
+        // Tensors, in the converter's order: the computed ones first, then part files sorted by
+        // name, each file's names sorted.
+        var tensors: [ConversionPlan.Tensor] = []
+        if let factors = try llama3RopeFactors(config, family: family, directory: directory) {
+            tensors.append(ConversionPlan.Tensor(generated: "rope_freqs.weight", values: factors, shape: [factors.count]))
+        }
         let files = checkpoint.files
         let records = checkpoint.tensors.sorted { a, b in
             let fa = URL(fileURLWithPath: files[a.fileIndex]).lastPathComponent, fb = URL(fileURLWithPath: files[b.fileIndex]).lastPathComponent
             return fa != fb ? fa < fb : a.name < b.name
         }
-        var tensors: [ConversionPlan.Tensor] = []
         for record in records {
             if record.name.hasSuffix(".rotary_emb.inv_freq") || record.name.hasSuffix(".attention.masked_bias") || record.name.hasSuffix(".attention.bias") { continue }
-            guard let (name, permute) = ggufName(record.name, heads: heads, kvHeads: kvHeads, layers: layers) else {
-                throw QuantizeJobError(.unsupportedConversion, "\(directory): tensor '\(record.name)' has no llama.cpp name in this conversion (llama: embeddings, norms, q/k/v/o, gate/up/down, lm_head)")
+            guard let (name, permute) = ggufName(record.name, heads: heads, kvHeads: kvHeads, layers: layers, family: family) else {
+                throw QuantizeJobError(.unsupportedConversion, "\(directory): tensor '\(record.name)' has no llama.cpp name in this conversion (\(family.architecture): embeddings, norms, q/k/v/o\(family.hasAttentionBiases ? " with q/k/v biases" : ""), gate/up/down, lm_head)")
             }
             if let permute {
                 let rows = record.shape.first ?? 0
@@ -108,16 +152,52 @@ public enum LlamaConversion {
             tensors.append(ConversionPlan.Tensor(source: record.name, name: name, shape: record.shape, permuteHeads: permute, type: .f32))
         }
 
-        var metadata: [(key: String, value: GGUFValue)] = [("general.architecture", .string("llama")), ("general.type", .string("model"))]
+        var metadata: [(key: String, value: GGUFValue)] = [("general.architecture", .string(family.ggufArchitecture)), ("general.type", .string("model"))]
         let totalParameters = tensors.reduce(0) { $0 + $1.shape.reduce(1, *) }
         metadata += generalMetadata(config: config, directory: directory, totalParameters: totalParameters)
-        metadata += hyperparameters(config)
-        metadata += try tokenizerMetadata(directory: directory, config: config)
+        metadata += hyperparameters(config, family: family)
+        if let bpe = inspection.bpe {
+            // LlamaModel.set_vocab writes add_space_prefix before any vocabulary; Qwen2Model does not.
+            if family.ggufArchitecture == "llama", let prefix = (try? JSONValue.parse(contentsOf: directory + "/tokenizer_config.json"))?["add_prefix_space"]?.bool {
+                metadata.append(("tokenizer.ggml.add_space_prefix", .bool(prefix)))
+            }
+            metadata += try bpe.metadata(directory: directory)
+        } else {
+            metadata += try tokenizerMetadata(directory: directory, config: config)
+        }
         return ConversionPlan(metadata: metadata, tensors: tensors)
     }
 
+    /// `LlamaModel.generate_extra_tensors`: llama3 RoPE scaling's per-frequency factors, computed in
+    /// float32 in the converter's order of operations (torch: `1 / base ** (arange(0, dim, 2) / dim)`,
+    /// `2π / f` as a reciprocal times 2π, the smooth blend likewise), so the F32 bytes are the converter's.
+    static func llama3RopeFactors(_ config: ModelConfig, family: ConversionFamily, directory: String) throws -> [Float]? {
+        guard family.computesLlama3RopeFrequencies else { return nil }
+        let rope = ropeParameters(config)
+        guard (rope["rope_type"]?.string ?? "").lowercased() == "llama3" else { return nil }
+        let base = rope["rope_theta"]?.double ?? 10000
+        let dim = config["head_dim"]?.int ?? ((config.int("hidden_size") ?? 0) / max(1, config.int("num_attention_heads") ?? 1))
+        let factor = rope["factor"]?.double ?? 8, low = rope["low_freq_factor"]?.double ?? 1, high = rope["high_freq_factor"]?.double ?? 4
+        let old = rope["original_max_position_embeddings"]?.double ?? 8192
+        guard dim > 0, dim % 2 == 0, high != low else {
+            throw refusal(directory, "llama3 RoPE scaling with head dimension \(dim), low_freq_factor \(low) and high_freq_factor \(high) has no rope_freqs the converter can compute")
+        }
+        let lowWavelength = Float(old / low), highWavelength = Float(old / high)
+        let twoPi = Float(2 * Double.pi), base32 = Float(base)
+        return stride(from: 0, to: dim, by: 2).map { i -> Float in
+            let exponent = Float(i) / Float(dim)
+            let frequency = 1 / Float(pow(Double(base32), Double(exponent)))
+            let wavelength = (1 / frequency) * twoPi
+            if wavelength < highWavelength { return 1 }
+            if wavelength > lowWavelength { return Float(factor) }
+            let smooth = ((1 / wavelength) * Float(old) - Float(low)) / Float(high - low)
+            return 1 / ((1 - smooth) / Float(factor) + smooth)
+        }
+    }
+
     /// The llama.cpp name of a Hugging Face llama tensor, and the head count of its Q/K permutation.
-    static func ggufName(_ name: String, heads: Int, kvHeads: Int, layers: Int) -> (String, Int?)? {
+    static func ggufName(_ name: String, heads: Int, kvHeads: Int, layers: Int, family: ConversionFamily = .llama) -> (String, Int?)? {
+        let permutes = family.permutesQueryKey
         switch name {
         case "model.embed_tokens.weight": return ("token_embd.weight", nil)
         case "model.norm.weight": return ("output_norm.weight", nil)
@@ -131,8 +211,13 @@ public enum LlamaConversion {
         let blk = "blk.\(layer)."
         switch rest[rest.index(after: dot)...] {
         case "input_layernorm.weight": return (blk + "attn_norm.weight", nil)
-        case "self_attn.q_proj.weight": return (blk + "attn_q.weight", heads)
-        case "self_attn.k_proj.weight": return (blk + "attn_k.weight", heads != kvHeads ? kvHeads : heads)
+        case "self_attn.q_proj.weight": return (blk + "attn_q.weight", permutes ? heads : nil)
+        case "self_attn.k_proj.weight": return (blk + "attn_k.weight", permutes ? (heads != kvHeads ? kvHeads : heads) : nil)
+        case "self_attn.q_proj.bias" where family.hasAttentionBiases: return (blk + "attn_q.bias", nil)
+        case "self_attn.k_proj.bias" where family.hasAttentionBiases: return (blk + "attn_k.bias", nil)
+        case "self_attn.v_proj.bias" where family.hasAttentionBiases: return (blk + "attn_v.bias", nil)
+        case "self_attn.q_norm.weight" where family.hasQueryKeyNorm: return (blk + "attn_q_norm.weight", nil)
+        case "self_attn.k_norm.weight" where family.hasQueryKeyNorm: return (blk + "attn_k_norm.weight", nil)
         case "self_attn.v_proj.weight": return (blk + "attn_v.weight", nil)
         case "self_attn.o_proj.weight": return (blk + "attn_output.weight", nil)
         case "post_attention_layernorm.weight": return (blk + "ffn_norm.weight", nil)
@@ -158,6 +243,9 @@ public enum LlamaConversion {
             rope["rope_theta"] = theta
         }
         if rope["rope_type"] == nil, let type = rope["type"] { rope["rope_type"] = type }
+        if rope["original_max_position_embeddings"] == nil, let value = config["original_max_position_embeddings"], !value.isNull {
+            rope["original_max_position_embeddings"] = value
+        }
         return rope
     }
 
@@ -209,14 +297,15 @@ public enum LlamaConversion {
 
     /// `TextModel.set_gguf_parameters` + `LlamaModel.set_gguf_parameters` for the keys a plain
     /// llama config has (general.file_type is the sink's).
-    static func hyperparameters(_ config: ModelConfig) -> [(key: String, value: GGUFValue)] {
+    static func hyperparameters(_ config: ModelConfig, family: ConversionFamily = .llama) -> [(key: String, value: GGUFValue)] {
+        let prefix = family.ggufArchitecture + "."
         var out: [(key: String, value: GGUFValue)] = []
         func first(_ keys: [String]) -> JSONValue? {
             guard let key = keys.first(where: { config[$0] != nil }), let value = config[key], !value.isNull else { return nil }
             return value
         }
         func u32(_ key: String, _ keys: [String]) {
-            if let v = first(keys)?.int, let u = UInt32(exactly: v) { out.append(("llama." + key, .uint32(u))) }
+            if let v = first(keys)?.int, let u = UInt32(exactly: v) { out.append((prefix + key, .uint32(u))) }
         }
         u32("block_count", ["n_layers", "num_hidden_layers", "n_layer", "num_layers"])
         u32("context_length", ["max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"])
@@ -224,19 +313,20 @@ public enum LlamaConversion {
         u32("feed_forward_length", ["prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner", "hidden_dim"])
         u32("attention.head_count", ["num_attention_heads", "n_head", "n_heads"])
         u32("attention.head_count_kv", ["num_key_value_heads", "n_kv_heads"])
-        if config.bool("is_causal") == false { out.append(("llama.attention.causal", .bool(false))) }
+        if config.bool("is_causal") == false { out.append((prefix + "attention.causal", .bool(false))) }
         let rope = ropeParameters(config)
         if (rope["rope_type"]?.string ?? "") == "linear", let factor = rope["factor"]?.double {
-            out.append(("llama.rope.scaling.type", .string("linear")))
-            out.append(("llama.rope.scaling.factor", .float32(Float(factor))))
+            out.append((prefix + "rope.scaling.type", .string("linear")))
+            out.append((prefix + "rope.scaling.factor", .float32(Float(factor))))
         }
-        if let theta = rope["rope_theta"]?.double { out.append(("llama.rope.freq_base", .float32(Float(theta)))) }
-        if let eps = first(["rms_norm_eps", "norm_eps"])?.double { out.append(("llama.attention.layer_norm_rms_epsilon", .float32(Float(eps)))) }
-        if let eps = first(["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"])?.double { out.append(("llama.attention.layer_norm_epsilon", .float32(Float(eps)))) }
+        if let theta = rope["rope_theta"]?.double { out.append((prefix + "rope.freq_base", .float32(Float(theta)))) }
+        if let eps = first(["rms_norm_eps", "norm_eps"])?.double { out.append((prefix + "attention.layer_norm_rms_epsilon", .float32(Float(eps)))) }
+        if let eps = first(["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"])?.double { out.append((prefix + "attention.layer_norm_epsilon", .float32(Float(eps)))) }
         if let headDim = config["head_dim"]?.int, let u = UInt32(exactly: headDim) {
-            out.append(("llama.attention.key_length", .uint32(u)))
-            out.append(("llama.attention.value_length", .uint32(u)))
+            out.append((prefix + "attention.key_length", .uint32(u)))
+            out.append((prefix + "attention.value_length", .uint32(u)))
         }
+        guard family.ggufArchitecture == "llama" else { return out }  // LlamaModel's own keys
         if let vocab = config.int("vocab_size"), let u = UInt32(exactly: vocab) { out.append(("llama.vocab_size", .uint32(u))) }
         let ropeDimension = config["head_dim"]?.int ?? ((config.int("hidden_size") ?? 0) / max(1, config.int("num_attention_heads") ?? 1))
         if let u = UInt32(exactly: ropeDimension) { out.append(("llama.rope.dimension_count", .uint32(u))) }

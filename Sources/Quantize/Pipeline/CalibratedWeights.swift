@@ -18,13 +18,20 @@ public struct CalibratedWeights: Sendable {
     /// The encoded tensor for an input tensor name, nil for a tensor the method did not produce
     /// (it is then encoded round-to-nearest).
     public var tensor: @Sendable (_ name: String) -> QuantizedTensor?
+    /// The FP32 values a method changed a tensor to before encoding it (AWQ's smoothed weights and
+    /// the norms its scales were folded into), nil for a tensor it left as it was. A quantized
+    /// tensor's accuracy check compares against them instead of the input's values; a kept tensor
+    /// is written with them, in its own float type.
+    public var smoothed: @Sendable (_ name: String) -> [Float]?
 
     /// Creates the hand-over.
-    public init(method: String, activationOrder: String?, record: JSONValue, tensor: @escaping @Sendable (_ name: String) -> QuantizedTensor?) {
+    public init(method: String, activationOrder: String?, record: JSONValue, tensor: @escaping @Sendable (_ name: String) -> QuantizedTensor?,
+                smoothed: @escaping @Sendable (_ name: String) -> [Float]? = { _ in nil }) {
         self.method = method
         self.activationOrder = activationOrder
         self.record = record
         self.tensor = tensor
+        self.smoothed = smoothed
     }
 
     /// The config.json key holding ``record`` (beside `quantization_config`, which compressed-tensors

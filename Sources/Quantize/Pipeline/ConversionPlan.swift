@@ -19,6 +19,9 @@ public struct ConversionPlan: Sendable {
         public var permuteHeads: Int?
         /// The twin's storage type (F32 for `--outtype f32`).
         public var type: GGMLType
+        /// The values of a tensor the converter computes instead of reading one (llama3's
+        /// `rope_freqs`), in row-major order; nil for a tensor read from `source`. Always kept F32.
+        public var values: [Float]? = nil
 
         /// Creates a tensor entry.
         public init(source: String, name: String, shape: [Int], permuteHeads: Int? = nil, type: GGMLType = .f32) {
@@ -27,6 +30,12 @@ public struct ConversionPlan: Sendable {
             self.shape = shape
             self.permuteHeads = permuteHeads
             self.type = type
+        }
+
+        /// Creates the entry of a computed F32 tensor (`source` is only a label for reports).
+        public init(generated name: String, values: [Float], shape: [Int]) {
+            self.init(source: name + " (computed by the conversion)", name: name, shape: shape, type: .f32)
+            self.values = values
         }
     }
 

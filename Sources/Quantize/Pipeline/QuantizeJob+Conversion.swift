@@ -28,6 +28,19 @@ extension QuantizeJob {
         var planned: [PlannedTensor] = []
         for choice in decisions {
             guard let entry = entries[choice.name] else { continue }
+            if let values = entry.values {
+                // Computed by the converter (llama3's rope_freqs): no input bytes, kept F32 as
+                // llama-quantize keeps every 1-D tensor.
+                guard values.count == entry.shape.reduce(1, *), entry.type == .f32 else {
+                    throw QuantizeJobError(.unsupportedConversion, "\(input): the computed tensor \(entry.name) has \(values.count) values for shape \(entry.shape)")
+                }
+                let record = TensorRecord(name: entry.source, type: .dtype(.f32), shape: entry.shape, elementCount: values.count,
+                                          byteCount: 0, fileOffset: 0, fileIndex: 0)
+                let output = OutputTensor(name: entry.name, type: .ggml(.f32), shape: entry.shape, byteCount: values.count * 4)
+                planned.append(PlannedTensor(source: record, decision: TensorSelection.Decision(quantize: false, rule: "computed by the conversion (F32)"),
+                                             outputs: [output], matrix: nil, scheme: settings.scheme, conversion: entry))
+                continue
+            }
             guard let source = records[entry.source] else {
                 throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(entry.source)' (planned as \(entry.name)); the checkpoint is incomplete")
             }

@@ -3,24 +3,19 @@ import Formats
 import Foundation
 
 /// A run's integrity state (formats/integrity.md, formats/reliability.md): the owned copy each
-/// tensor's input bytes are read into under the SIGBUS guard, and the SHA-256 of every input file
-/// computed from those copies as the run goes.
+/// tensor's input bytes are read into under the SIGBUS guard, and the SHA-256 of every input file,
+/// each computed on its own thread reading the file in order ahead of the job (``ReadAheadDigest``).
 final class JobIntegrity {
     /// One digest per input file (``Checkpoint/files``), nil for a compressed container (its
     /// chunks carry their own checksums, checked as they are decoded).
-    var digests: [InputDigest?] = []
+    var digests: [ReadAheadDigest?] = []
     /// What each input file's sidecar, manifest or cache blob name records, if anything.
     var expected: [IntegrityManifest.ExpectedChecksum?] = []
     private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    /// The digest of a tensor's copy runs on its own thread while the encoders read the same copy
-    /// (both only read it); the next tensor's copy waits for it.
-    private let hashQueue = DispatchQueue(label: "quantize.input-digest")
-    private let pending = DispatchGroup()
-    private let errorLock = NSLock()
-    private var hashError: FormatError?
+    private var pieces = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var finished = false
 
-    /// A buffer of `count` bytes (contents undefined), reused from tensor to tensor; call
-    /// ``waitForDigest()`` first.
+    /// A buffer of `count` bytes (contents undefined), reused from tensor to tensor.
     func buffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
         if storage.count < count {
             storage.deallocate()
@@ -29,55 +24,52 @@ final class JobIntegrity {
         return UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
     }
 
-    /// Hands `bytes` (in ``buffer(_:)``, read from `offset` of the file) to `digest` on the digest thread.
-    func digestAsync(_ digest: InputDigest, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
-        let work = UncheckedSendable(value: (self, digest, bytes))
-        hashQueue.async(group: pending) {
-            let (owner, digest, bytes) = work.value
-            do throws(FormatError) { try digest.consume(bytes, at: offset) } catch {
-                owner.errorLock.lock()
-                if owner.hashError == nil { owner.hashError = error }
-                owner.errorLock.unlock()
-            }
+    /// A buffer of at least `count` bytes for piecewise copies, kept for the job's life.
+    func pieceBuffer(_ count: Int) -> UnsafeMutableRawPointer {
+        if pieces.count < count {
+            pieces.deallocate()
+            pieces = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
         }
+        return pieces.baseAddress!
     }
 
-    /// Waits for the digest of the last copy; throws what it met (a truncated file).
-    func waitForDigest() throws(FormatError) {
-        pending.wait()
-        errorLock.lock()
-        defer { errorLock.unlock() }
-        if let error = hashError { hashError = nil; throw error }
-    }
+    /// Marks the digests as collected (they are not stopped when the job ends).
+    func markFinished() { finished = true }
 
     deinit {
-        pending.wait()
+        // A job that failed: stop the digest threads still reading.
+        if !finished { digests.forEach { $0?.cancel() } }
         storage.deallocate()
+        pieces.deallocate()
     }
 }
 
 extension QuantizeJob {
-    /// Starts the input digests and looks up the checksums the inputs carry (a `.sha256` sidecar,
-    /// the manifest of an earlier quantize output, a Hugging Face cache blob name).
-    /// - Throws: ``FormatError`` `.invalidManifest` for a sidecar or manifest that cannot be read.
+    /// Starts the input digests (one thread per input file, formats/integrity.md) and looks up
+    /// the checksums the inputs carry (a `.sha256` sidecar, the manifest of an earlier quantize
+    /// output, a Hugging Face cache blob name).
+    /// - Throws: ``FormatError`` `.invalidManifest` for a sidecar or manifest that cannot be read,
+    ///   `.io` for an input that cannot be opened.
     func startInputDigests() throws {
-        integrity.digests = checkpoint.files.indices.map { index in
-            let file = checkpoint.mappedFile(index)
-            return file.compressed == nil ? InputDigest(file: file) : nil
-        }
         integrity.expected = try checkpoint.files.indices.map { index in
-            integrity.digests[index] == nil ? nil : try IntegrityManifest.expectedChecksum(forInput: checkpoint.files[index])
+            checkpoint.mappedFile(index).compressed != nil ? nil : try IntegrityManifest.expectedChecksum(forInput: checkpoint.files[index])
+        }
+        integrity.digests = try checkpoint.files.indices.map { index throws(FormatError) in
+            let file = checkpoint.mappedFile(index)
+            return file.compressed == nil ? try ReadAheadDigest(path: file.path, byteCount: file.count) : nil
         }
     }
 
     /// The bytes of `tensor`, copied out of the mapped input under the SIGBUS guard into memory
-    /// the job owns (valid until the next call), and handed to the file's digest.
+    /// the job owns (valid until the next call); the file's digest may read ahead past them.
     /// - Throws: ``FormatError`` `.truncated` when the input shrank while it was read.
     func guardedData(for tensor: TensorRecord) throws -> UnsafeRawBufferPointer {
         let file = checkpoint.mappedFile(tensor.fileIndex)
-        guard file.isMapping else { return try checkpoint.readData(for: tensor) }
         let range = tensor.fileOffset..<(tensor.fileOffset + tensor.byteCount)
-        try integrity.waitForDigest()  // the previous tensor's digest reads the buffer
+        if tensor.fileIndex < integrity.digests.count, let digest = integrity.digests[tensor.fileIndex] {
+            digest.allow(through: range.upperBound)
+        }
+        guard file.isMapping else { return try checkpoint.readData(for: tensor) }
         let copy = integrity.buffer(tensor.byteCount)
         // Copied in 16 MiB pieces, each piece's mapped pages dropped once copied: the job works on
         // the copy, and the tensor is then never resident twice (the mapping's pages of a 262 MB
@@ -92,11 +84,33 @@ extension QuantizeJob {
                 offset = end
             }
         }
-        let bytes = UnsafeRawBufferPointer(copy)
-        if tensor.fileIndex < integrity.digests.count, let digest = integrity.digests[tensor.fileIndex] {
-            integrity.digestAsync(digest, bytes, at: tensor.fileOffset)
-        }
-        return bytes
+        return UnsafeRawBufferPointer(copy)
+    }
+
+    /// Hands the bytes of `tensor` to `body` in pieces of at most 16 MiB, each copied out of the
+    /// mapped input under the SIGBUS guard (valid during the call) and released from memory after.
+    /// - Throws: ``FormatError`` `.truncated` when the input shrank while it was read, or what `body` throws.
+    func copyGuardedPieces(of tensor: TensorRecord, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let file = checkpoint.mappedFile(tensor.fileIndex)
+        let digest = tensor.fileIndex < integrity.digests.count ? integrity.digests[tensor.fileIndex] : nil
+        let pieceBytes = 16 << 20
+        var bytes: UnsafeRawBufferPointer? = nil
+        if !file.isMapping { bytes = try checkpoint.readData(for: tensor) }
+        let buffer = integrity.pieceBuffer(pieceBytes)
+        var offset = 0
+        repeat {
+            let end = min(tensor.byteCount, offset + pieceBytes)
+            let range = (tensor.fileOffset + offset)..<(tensor.fileOffset + end)
+            if let bytes {
+                try body(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            } else {
+                digest?.allow(through: range.upperBound)
+                try file.copyGuarded(range, into: buffer)
+                try body(UnsafeRawBufferPointer(start: buffer, count: end - offset))
+                file.advise(range, willNeed: false)
+            }
+            offset = end
+        } while offset < tensor.byteCount
     }
 
     /// Completes every input digest and checks it against what the input carries.
@@ -104,7 +118,6 @@ extension QuantizeJob {
     /// - Throws: ``FormatError`` `.checksumDiffers` naming the input that differs (before anything
     ///   is committed), `.truncated` when an input shrank.
     func finishInputDigests() throws -> [IntegrityManifest.FileEntry] {
-        try integrity.waitForDigest()
         var entries: [IntegrityManifest.FileEntry] = []
         for (index, digest) in integrity.digests.enumerated() {
             guard let digest else { continue }
@@ -112,13 +125,14 @@ extension QuantizeJob {
             if let expected = integrity.expected[index] { try IntegrityManifest.check(input: entry, against: expected) }
             entries.append(entry)
         }
+        integrity.markFinished()
         return entries
     }
 
-    /// Bytes of the inputs hashed from the job's own reads and from the mapping (header, padding,
-    /// tensors read out of file order), over every digest.
-    var inputHashCounts: (fromJob: Int, fromMapping: Int) {
-        integrity.digests.reduce((0, 0)) { ($0.0 + ($1?.bytesHashedFromJob ?? 0), $0.1 + ($1?.bytesHashedFromMapping ?? 0)) }
+    /// Bytes of the input files hashed so far, over every digest (each file's whole size once
+    /// ``finishInputDigests()`` has returned).
+    var inputBytesHashed: Int {
+        integrity.digests.reduce(0) { $0 + ($1?.bytesHashed ?? 0) }
     }
 
     /// The manifest of this run's output (formats/integrity.md): the scheme (a mixture's name for

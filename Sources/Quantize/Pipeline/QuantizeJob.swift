@@ -610,6 +610,21 @@ public final class QuantizeJob {
 
     /// Copies or quantizes one tensor and hands its output bytes to `write`.
     private func process(_ planned: PlannedTensor, write: (OutputTensor, UnsafeRawBufferPointer) throws -> Void) throws -> TensorResult? {
+        if let values = planned.conversion?.values {  // computed by the conversion, nothing to read
+            try values.withUnsafeBytes { try write(planned.outputs[0], $0) }
+            return nil
+        }
+        if planned.conversion == nil, !planned.decision.quantize || planned.matrix == nil,
+           let values = settings.calibrated?.smoothed(planned.source.name) {
+            // Kept, but changed by a calibrated method (AWQ's norms): the new values in its dtype.
+            try writeSmoothed(values, planned: planned, write: write)
+            return nil
+        }
+        if planned.conversion == nil, !planned.decision.quantize || planned.matrix == nil {
+            // Kept: copied byte for byte, piece by piece, so the tensor is never held whole.
+            try copyGuardedPieces(of: planned.source) { piece in try write(planned.outputs[0], piece) }
+            return nil
+        }
         var source = try guardedData(for: planned.source)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
@@ -622,18 +637,8 @@ public final class QuantizeJob {
             source = UnsafeRawBufferPointer(copy)
         }
         guard planned.decision.quantize, let matrix = planned.matrix else {
-            if conversion != nil {
-                try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
-                return nil
-            }
-            // Kept: copied byte for byte, in pieces, releasing what was read.
-            let piece = 16 << 20
-            var offset = 0
-            repeat {
-                let end = min(source.count, offset + piece)
-                try write(planned.outputs[0], UnsafeRawBufferPointer(rebasing: source[offset..<end]))
-                offset = end
-            } while offset < source.count
+            // A conversion's kept tensor (other kept tensors were written above).
+            try writeConverted(source, planned: planned, scratch: scratch.floats(planned.source.elementCount), write: write)
             return nil
         }
         let quantizer = try TensorQuantizer(scheme: planned.scheme, rows: matrix.rows, columns: matrix.columns,
@@ -663,6 +668,8 @@ public final class QuantizeJob {
             weights = scratch.floats(matrix.rows * matrix.columns)
             try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
         }
+        let smoothed = settings.calibrated?.smoothed(planned.source.name)
+        if let smoothed { try QuantizeJob.copy(smoothed, rows: selectedRows, columns: matrix.columns, into: weights, name: planned.source.name) }
         let encoded = zip(quantizer.layouts, buffers).map { layout, buffer in
             EncodedPart(suffix: layout.suffix, type: layout.type, shape: layout.shape, bytes: UnsafeRawBufferPointer(buffer))
         }
@@ -691,6 +698,7 @@ public final class QuantizeJob {
                 if selectedRows != nil {  // sampled rows were converted, but this layout decodes only whole
                     weights = scratch.floats(matrix.rows * matrix.columns)
                     try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
+                    if let smoothed { try QuantizeJob.copy(smoothed, rows: nil, columns: matrix.columns, into: weights, name: planned.source.name) }
                 }
                 let whole = QuantizedTensor(rows: matrix.rows, columns: matrix.columns, parts: encoded.map {
                     QuantizedTensor.Part(suffix: $0.suffix, type: $0.type, shape: $0.shape, data: Array($0.bytes))
