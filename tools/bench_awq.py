@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gptq import MODEL, REPO, measured, timed  # noqa: E402
+from bench_gptq import MODEL, REPO, measured, score_and_print, timed  # noqa: E402
 
 
 def main() -> int:
@@ -70,23 +70,7 @@ def main() -> int:
                    "--calibration", str(calibration), "--group-size", str(group), "--threads", str(args.threads)], log)
         runs.append({"tool": "llm-compressor", "method": "AWQ", "group": group, "path": str(out), **measured(log)})
 
-    evaluation = subprocess.run([args.quantize, "eval", str(MODEL), *[r["path"] for r in runs], "--text", str(MODEL / "eval.txt"), "--json"],
-                                capture_output=True, text=True)
-    if evaluation.returncode != 0:
-        sys.exit(f"bench_awq: quantize eval failed: {evaluation.stderr[-500:]}")
-    report = json.loads(evaluation.stdout)
-    for run, result in zip(runs, report["results"]):
-        run["ppl"] = result["perplexity"]
-        run["kld"] = result["kld"]["mean"]
-        run["kld_uncertainty"] = result["kld"]["uncertainty"]
-    print(f"original PPL {report['original']['perplexity']:.4f}; calibration {args.samples} × {args.length} tokens")
-    print("| group | tool | method | PPL | mean KLD | KLD / RTN | wall s | CPU s | peak RSS MB |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for group in groups:
-        rtn = next(r["kld"] for r in runs if r["group"] == group and r["method"] == "RTN")
-        for r in (r for r in runs if r["group"] == group):
-            print(f"| g{group} | {r['tool']} | {r['method']} | {r['ppl']:.3f} | {r['kld']:.6f} ± {r['kld_uncertainty']:.6f} | {r['kld'] / rtn:.2f} | "
-                  f"{r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} |")
+    report = score_and_print(args.quantize, runs, groups, "bench_awq", note=f"; calibration {args.samples} × {args.length} tokens")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "eval": report}, indent=1) + "\n")
     return 0

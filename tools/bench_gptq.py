@@ -84,26 +84,35 @@ def main() -> int:
                    "--calibration", str(calibration), "--group-size", str(group), "--threads", str(args.threads)], log)
         runs.append({"tool": "llm-compressor", "method": "GPTQ (actorder static)", "group": group, "path": str(out), **measured(log)})
 
-    evaluation = subprocess.run([args.quantize, "eval", str(MODEL), *[r["path"] for r in runs], "--text", str(MODEL / "eval.txt"), "--json"],
+    report = score_and_print(args.quantize, runs, (128, 32), "bench_gptq", uncertainty=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "eval": report}, indent=1) + "\n")
+    return 0
+
+
+def score_and_print(quantize: str, runs: list[dict], groups, label: str, note: str = "", uncertainty: bool = True) -> dict:
+    """Scores every run's output with one `quantize eval` against the fixture (PPL, mean KLD and its
+    uncertainty written into each run) and prints the markdown table, KLD relative to the RTN row of
+    each group; returns the eval report."""
+    evaluation = subprocess.run([quantize, "eval", str(MODEL), *[r["path"] for r in runs], "--text", str(MODEL / "eval.txt"), "--json"],
                                 capture_output=True, text=True)
     if evaluation.returncode != 0:
-        sys.exit(f"bench_gptq: quantize eval failed: {evaluation.stderr[-500:]}")
+        sys.exit(f"{label}: quantize eval failed: {evaluation.stderr[-500:]}")
     report = json.loads(evaluation.stdout)
     for run, result in zip(runs, report["results"]):
         run["ppl"] = result["perplexity"]
         run["kld"] = result["kld"]["mean"]
         run["kld_uncertainty"] = result["kld"]["uncertainty"]
-    print(f"original PPL {report['original']['perplexity']:.4f}")
+    print(f"original PPL {report['original']['perplexity']:.4f}{note}")
     print("| group | tool | method | PPL | mean KLD | KLD / RTN | wall s | CPU s | peak RSS MB |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for group in (128, 32):
+    for group in groups:
         rtn = next(r["kld"] for r in runs if r["group"] == group and r["method"] == "RTN")
         for r in (r for r in runs if r["group"] == group):
-            print(f"| g{group} | {r['tool']} | {r['method']} | {r['ppl']:.3f} | {r['kld']:.6f} | {r['kld'] / rtn:.2f} | "
+            kld = f"{r['kld']:.6f} ± {r['kld_uncertainty']:.6f}" if uncertainty else f"{r['kld']:.6f}"
+            print(f"| g{group} | {r['tool']} | {r['method']} | {r['ppl']:.3f} | {kld} | {r['kld'] / rtn:.2f} | "
                   f"{r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"runs": runs, "eval": report}, indent=1) + "\n")
-    return 0
+    return report
 
 
 if __name__ == "__main__":
