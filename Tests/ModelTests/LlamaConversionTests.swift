@@ -93,6 +93,7 @@ struct LlamaConversionTests {
         (llamaConfig + #","rope_scaling":{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":4096}}"#, "RoPE scaling 'yarn'"),
         (llamaConfig + #","attention_bias":true}"#, "attention_bias"),
         (llamaConfig + #","num_local_experts":8}"#, "num_local_experts"),
+        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"float-quantized"}}"#, "already quantized (config.json quantization_config, quant_method 'compressed-tensors')"),
         (llamaConfig + "}", "there is no tokenizer.model (SentencePiece) and no tokenizer.json"),
     ])
     func refusals(config: String, message: String) throws {

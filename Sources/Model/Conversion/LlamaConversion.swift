@@ -57,6 +57,10 @@ public enum LlamaConversion {
         for key in ["num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"] where config.int(key) == nil {
             throw refuse("config.json has no integer \(key)")
         }
+        if let quantization = config["quantization_config"], !quantization.isNull {
+            let method = quantization["quant_method"]?.string ?? "?"
+            throw refuse("it is already quantized (config.json quantization_config, quant_method '\(method)'); decoding quantized weights during a conversion is not built — convert the original BF16/F16 directory, or write it back to BF16 first")
+        }
         if !family.hasAttentionBiases, config.bool("attention_bias") == true || config.bool("mlp_bias") == true {
             throw refuse("config.json sets attention_bias or mlp_bias (\(family.architecture) bias tensors are not converted yet)")
         }

@@ -98,8 +98,9 @@ enum LlamaCppLayout {
             error("general.architecture", "'\(DisplayText.shortened(architecture))' is not an architecture llama.cpp knows (LLM_ARCH_NAMES)")
             return done("unknown architecture \(DisplayText.shortened(architecture))", 0)
         }
-        if let count = gguf["split.count"]?.int, count > 1 {
-            warning("split.count", "this is shard \((gguf["split.no"]?.int ?? 0) + 1) of \(count); llama.cpp loads the set from the first shard and the tensors are checked per shard only")
+        let shards = gguf["split.count"]?.int ?? 1
+        if shards > 1 {
+            warning("split.count", "this is shard \((gguf["split.no"]?.int ?? 0) + 1) of \(shards); llama.cpp loads the set from the first shard — its keys and vocabulary are checked here, the tensors (spread over the shards) are not")
         }
 
         // Hyperparameters (load_hparams + the architecture's load_arch_hparams).
@@ -160,6 +161,9 @@ enum LlamaCppLayout {
             }
         }
 
+        if shards > 1 {
+            return done("\(architecture), split into \(shards) shards — keys and vocabulary of this shard checked", gguf.tensors.count)
+        }
         guard let expected = layerTensors(architecture) else {
             return done("\(architecture) — keys and vocabulary checked; tensor shapes are checked for llama, qwen2 and qwen3 only", gguf.tensors.count)
         }
