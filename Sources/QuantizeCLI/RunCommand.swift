@@ -210,7 +210,7 @@ extension QuantizeCommand {
             let summary = try job.run { index, count, done, _, name in progress.update(item: index, bytes: done, label: name) }
             progress.finish()
             if !quiet { for note in summary.notes { Format.note("note: " + note) } }
-            let layouts = quiet || json ? ((try? TargetCheck.checks(path: summary.output, targets: [])) ?? []) : TargetCheck.afterWrite(path: summary.output)
+            let layouts = json ? ((try? TargetCheck.checks(path: summary.output, targets: [])) ?? []) : (quiet ? [] : TargetCheck.afterWrite(path: summary.output))
             if let accuracy = summary.report {
                 try check.writeHTML([accuracy], title: "quantize --to \(to.name) \(input)", original: input, checkpoints: [summary.output])
             }
