@@ -1,4 +1,5 @@
 import Foundation
+import Formats
 import Testing
 import TestSupport
 
@@ -43,6 +44,12 @@ struct AWQCLITests {
         let a = try Data(contentsOf: URL(fileURLWithPath: awq + "/model-00001-of-00002.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: rtn + "/model-00001-of-00002.safetensors"))
         #expect(a.count == b.count && a != b, "AWQ changes codes, scales and norms, not the layout")
+        // The norms the scales were folded into are written with their new values (kept tensors).
+        let smoothed = try Checkpoint(path: awq), plain = try Checkpoint(path: rtn)
+        for name in ["model.layers.0.input_layernorm.weight", "model.layers.1.post_attention_layernorm.weight"] {
+            let s = try #require(smoothed.tensors.first { $0.name == name }), p = try #require(plain.tensors.first { $0.name == name })
+            #expect(Array(smoothed.data(for: s)) != Array(plain.data(for: p)), "\(name) carries AWQ's scales")
+        }
         let report = try json(awq + "/quantize-report.json")
         #expect(report["passed"] as? Bool == true, "the check against the smoothed weights passes: \(report["summary"] ?? "")")
     }
