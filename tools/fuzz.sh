@@ -126,8 +126,8 @@ export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:${ASAN_OPTIONS:-
 TIMEFORMAT="%U %S"
 { time nice -n "${FUZZ_NICE:-19}" "$BIN" "$WORK" "${DICT[@]}" -max_total_time="$SECONDS_TO_RUN" -max_len="$MAX_LEN" \
       -timeout="${FUZZ_TIMEOUT:-60}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" -malloc_limit_mb="${FUZZ_RSS_MB:-2048}" \
-      -print_final_stats=1 -artifact_prefix="$FINDINGS/" -reload=0 >"$LOG" 2>&1 || true; } 2>"$SCRATCH/time.txt"
-read -r user system <"$SCRATCH/time.txt"
+      -print_final_stats=1 -artifact_prefix="$FINDINGS/" -reload=0 >"$LOG" 2>&1 || true; } 2>"$SCRATCH/time-$TARGET.txt"
+read -r user system <"$SCRATCH/time-$TARGET.txt"
 
 # Minimise into a fresh directory, then replace the committed corpus with it.
 MERGED="$SCRATCH/merged/$TARGET"
@@ -137,6 +137,9 @@ nice -n 19 "$BIN" -merge=1 -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-60}" -r
 if [ "$(ls "$MERGED" | wc -l)" -gt 0 ]; then
     rm -rf "$CORPUS"; mkdir -p "$CORPUS"
     for f in "$MERGED"/*; do cp "$f" "$CORPUS/$(sha1sum "$f" | cut -c1-16)"; done
+    # Inputs that were findings stay in the corpus under their names (CI replays them), even when
+    # the minimisation finds their coverage elsewhere.
+    for f in "$WORK"/finding-*; do [ -f "$f" ] && cp "$f" "$CORPUS/"; done
 fi
 
 final=$(grep -E '^#[0-9]+' "$LOG" | tail -1)

@@ -18,6 +18,12 @@ single type, TYPE being the llama.cpp file type our scheme writes: q4_k → Q4_K
       llama-quantize's file of every type (sha256, size), and per one-step --outtype f16/bf16/q8_0 of
       the converter its metadata and per-tensor digests (which a --to f16/bf16/q8_0 run matches
       tensor by tensor).
+  hf_to_gguf_oracle.py quantized [--quantize PATH]
+      already-quantized inputs (QUANTIZED_INPUTS: trained-llama as compressed-tensors fp8, int8
+      int-quantized, int4 g128 and asymmetric g32 made by our quantize, and block FP8 made by
+      tools/make_fp8_block_checkpoint.py): converts each, runs llama-quantize for q8_0 and q4_k_m,
+      compares our files (identical bytes; --to f32 tensor by tensor) and writes
+      fixtures/hf-to-gguf/quantized-inputs.json (input sha256, the twin's tensors, the outputs).
   hf_to_gguf_oracle.py compare [--quantize PATH] [--model …]
       also runs our quantize for every type and says per type whether the file is identical; then
       compares our f16/bf16/q8_0 files with convert_hf_to_gguf.py --outtype f16/bf16/q8_0 (a
@@ -331,6 +337,76 @@ def command_compare(args):
     sys.exit(1 if bad else 0)
 
 
+# Already-quantized inputs: trained-llama written by our quantize in the compressed-tensors layouts
+# llama.cpp's converter decodes (dequant_model), and by tools/make_fp8_block_checkpoint.py as
+# DeepSeek-style block FP8. The test makes the same directories and checks their sha256 first.
+QUANTIZED_INPUTS = {
+    "fp8": ["quantize", "--to", "fp8"],
+    "int8-int-quantized": ["quantize", "--to", "int8", "--int8-layout", "int-quantized"],
+    "int4": ["quantize", "--to", "int4"],
+    "int4-asym-g32": ["quantize", "--to", "int4", "--asymmetric", "--group-size", "32"],
+    "fp8-block-128x128": ["make_fp8_block_checkpoint.py", "--block", "128", "128"],
+    "fp8-block-96x80": ["make_fp8_block_checkpoint.py", "--block", "96", "80"],
+}
+QUANTIZED_TYPES = {"q8_0": ("Q8_0", True), "q4_k_m": ("Q4_K_M", False)}
+
+
+def make_quantized_input(name, source, target, quantize):
+    how = QUANTIZED_INPUTS[name]
+    if how[0] == "quantize":
+        run([quantize] + how[1:] + [source, "-o", target, "--no-check", "--quiet"])
+    else:
+        run([sys.executable, os.path.join(ROOT, "tools", how[0]), source, target] + how[1:])
+
+
+def command_quantized(args):
+    quantize = args.quantize or os.path.join(ROOT, ".build", "debug", "quantize")
+    if not os.access(quantize, os.X_OK):
+        fail(f"{quantize} not found: swift build --product quantize, or pass --quantize")
+    source = os.path.join(ROOT, "fixtures", "trained-llama")
+    doc = {"made_by": "tools/hf_to_gguf_oracle.py quantized (convert_hf_to_gguf.py --outtype f32 of each directory, then "
+                      "llama-quantize; llama.cpp vendored by llama-cpp-python 0.3.36)",
+           "source": "fixtures/trained-llama", "cases": []}
+    bad = 0
+    for name in QUANTIZED_INPUTS:
+        with tempfile.TemporaryDirectory(prefix="hf-to-gguf-q-") as work:
+            model = os.path.join(work, name)
+            make_quantized_input(name, source, model, quantize)
+            twin = os.path.join(work, "twin-f32.gguf")
+            run([llama_tool("convert_hf_to_gguf"), model, "--outtype", "f32", "--outfile", twin])
+            case = {"name": name, "made_with": QUANTIZED_INPUTS[name], "input_sha256": sha256(os.path.join(model, "model.safetensors")),
+                    "twin_tensors": tensor_list(twin), "outputs": []}
+            line = [name]
+            for ours, (llama, pure) in QUANTIZED_TYPES.items():
+                path = os.path.join(work, f"{ours}.gguf")
+                run([llama_tool("llama-quantize")] + (["--pure"] if pure else []) + [twin, path, llama])
+                case["outputs"].append({"to": ours, "llama_quantize": ("--pure " if pure else "") + llama, "sha256": sha256(path),
+                                        "bytes": os.path.getsize(path)})
+                mine = os.path.join(work, f"ours-{ours}.gguf")
+                run([quantize, "--to", ours, model, "-o", mine, "--no-check", "--quiet"])
+                same = sha256(mine) == sha256(path)
+                bad += 0 if same else 1
+                line.append(f"{ours} {'identical' if same else 'DIFFERS'}")
+            mine = os.path.join(work, "ours-f32.gguf")
+            run([quantize, "--to", "f32", model, "-o", mine, "--no-check", "--quiet"])
+            ours_tensors = sorted(tensor_list(mine), key=lambda t: t["name"])
+            # Metadata: every key of the twin with the same value (ours adds general.file_type and
+            # general.quantization_version as llama-quantize does).
+            keys = lambda path: {m["key"]: m["sha256"] for m in metadata(path)
+                                 if m["key"] not in ("general.file_type", "general.quantization_version")}
+            same = ours_tensors == sorted(case["twin_tensors"], key=lambda t: t["name"]) and keys(mine) == keys(twin)
+            bad += 0 if same else 1
+            line.append(f"f32 tensors {'identical' if same else 'DIFFER'}")
+            doc["cases"].append(case)
+            print("  ".join(line))
+    out = os.path.join(ROOT, "fixtures", "hf-to-gguf", "quantized-inputs.json")
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {out}")
+    sys.exit(1 if bad else 0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -342,8 +418,11 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("--model", default=os.path.join(ROOT, "fixtures", "trained-llama"))
     c.add_argument("--quantize")
+    q = sub.add_parser("quantized")
+    q.add_argument("--quantize")
     args = p.parse_args()
-    {"fixture": command_fixture, "families": command_families, "compare": command_compare}[args.command](args)
+    {"fixture": command_fixture, "families": command_families, "compare": command_compare,
+     "quantized": command_quantized}[args.command](args)
 
 
 if __name__ == "__main__":

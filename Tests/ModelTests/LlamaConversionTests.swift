@@ -93,7 +93,12 @@ struct LlamaConversionTests {
         (llamaConfig + #","rope_scaling":{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":4096}}"#, "RoPE scaling 'yarn'"),
         (llamaConfig + #","attention_bias":true}"#, "attention_bias"),
         (llamaConfig + #","num_local_experts":8}"#, "num_local_experts"),
-        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"float-quantized"}}"#, "already quantized (config.json quantization_config, quant_method 'compressed-tensors')"),
+        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"float-quantized"}}"#, "quantization_config has no config_groups"),
+        (llamaConfig + #","quantization_config":{"quant_method":"gptq","bits":4}}"#, "quant_method 'gptq'"),
+        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"nvfp4-pack-quantized","config_groups":{"group_0":{"weights":{"num_bits":4,"type":"float"}}}}}"#, "'nvfp4-pack-quantized', which is not decoded"),
+        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"pack-quantized","config_groups":{"group_0":{"weights":{"num_bits":4,"type":"int","actorder":"group"}}}}}"#, "actorder 'group'"),
+        (llamaConfig + #","quantization_config":{"quant_method":"compressed-tensors","format":"pack-quantized","sparsity_config":{"format":"sparse-24-bitmask"},"config_groups":{"group_0":{"weights":{"num_bits":4,"type":"int"}}}}}"#, "sparse-compressed"),
+        (llamaConfig + #","quantization_config":{"quant_method":"fp8","weight_block_size":[128]}}"#, "weight_block_size is not two positive integers"),
         (llamaConfig + "}", "there is no tokenizer.model (SentencePiece) and no tokenizer.json"),
     ])
     func refusals(config: String, message: String) throws {

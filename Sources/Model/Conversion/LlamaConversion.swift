@@ -58,8 +58,7 @@ public enum LlamaConversion {
             throw refuse("config.json has no integer \(key)")
         }
         if let quantization = config["quantization_config"], !quantization.isNull {
-            let method = quantization["quant_method"]?.string ?? "?"
-            throw refuse("it is already quantized (config.json quantization_config, quant_method '\(method)'); decoding quantized weights during a conversion is not built — convert the original BF16/F16 directory, or write it back to BF16 first")
+            try checkStoredQuantization(quantization, refuse: refuse)
         }
         if !family.hasAttentionBiases, config.bool("attention_bias") == true || config.bool("mlp_bias") == true {
             throw refuse("config.json sets attention_bias or mlp_bias (\(family.architecture) bias tensors are not converted yet)")
@@ -116,6 +115,47 @@ public enum LlamaConversion {
         return Inspection(config: config, family: family, bpe: bpe)
     }
 
+    /// Refuses a `quantization_config` whose weights the conversion does not decode. Decoded (to the
+    /// FP32 the converter's `dequant_model` computes, `weight.float() * scale`): vLLM/DeepSeek `fp8`
+    /// (`weight_scale_inv` blocks or `weight_scale`) and compressed-tensors `float-quantized`,
+    /// `int-quantized`, `naive-quantized` and `pack-quantized` (4/8-bit, channel, group, block or
+    /// tensor scales, with or without zero points).
+    static func checkStoredQuantization(_ quantization: JSONValue, refuse: (String) -> QuantizeJobError) throws {
+        let method = quantization["quant_method"]?.string ?? "(none)"
+        let decoded = "fp8 and compressed-tensors float-quantized, int-quantized and pack-quantized weights are decoded"
+        switch method {
+        case "fp8":
+            if let block = quantization["weight_block_size"], !block.isNull,
+               !(block.array.map { $0.count == 2 && $0.allSatisfy { ($0.int ?? 0) > 0 } } ?? false) {
+                throw refuse("config.json quantization_config.weight_block_size is not two positive integers")
+            }
+        case "compressed-tensors":
+            let formats = ["float-quantized", "int-quantized", "naive-quantized", "pack-quantized"]
+            let global = quantization["format"]?.string
+            if let sparsity = quantization["sparsity_config"], !sparsity.isNull, let format = sparsity["format"]?.string, format != "dense" {
+                throw refuse("its weights are sparse-compressed (quantization_config.sparsity_config format '\(format)'), which is not decoded; \(decoded)")
+            }
+            let groups = quantization["config_groups"]?.object ?? []
+            if groups.isEmpty { throw refuse("config.json quantization_config has no config_groups, so nothing says how its weights are stored") }
+            for group in groups {
+                let format = group.value["format"]?.string ?? global ?? "(none)"
+                guard formats.contains(format) else {
+                    throw refuse("config group \(group.key) stores its weights as compressed-tensors '\(format)', which is not decoded; \(decoded)")
+                }
+                let weights = group.value["weights"]
+                let bits = weights?["num_bits"]?.int ?? 0, type = weights?["type"]?.string ?? "int"
+                guard (type == "float" && bits == 8) || (type == "int" && (bits == 8 || (bits == 4 && format == "pack-quantized"))) else {
+                    throw refuse("config group \(group.key) has \(bits)-bit \(type) weights in '\(format)', which is not decoded; \(decoded)")
+                }
+                if let order = weights?["actorder"]?.string, order == "group" {
+                    throw refuse("config group \(group.key) orders its groups by activation (actorder 'group', a weight_g_idx per column), which is not decoded")
+                }
+            }
+        default:
+            throw refuse("it is quantized with quant_method '\(method)' (config.json quantization_config), which is not decoded; \(decoded). Convert the original BF16/F16 directory instead")
+        }
+    }
+
     /// The plan for `checkpoint` (a safetensors model directory that passes ``check(directory:)``).
     /// - Throws: ``QuantizeJobError`` for what the converter would not map (an unknown tensor name,
     ///   a Q/K shape the permutation cannot split), ``ModelError`` for an unreadable tokenizer.model.
@@ -137,23 +177,22 @@ public enum LlamaConversion {
         if let factors = try llama3RopeFactors(config, family: family, directory: directory) {
             tensors.append(ConversionPlan.Tensor(generated: "rope_freqs.weight", values: factors, shape: [factors.count]))
         }
-        let files = checkpoint.files
-        let records = checkpoint.tensors.sorted { a, b in
-            let fa = URL(fileURLWithPath: files[a.fileIndex]).lastPathComponent, fb = URL(fileURLWithPath: files[b.fileIndex]).lastPathComponent
-            return fa != fb ? fa < fb : a.name < b.name
-        }
-        for record in records {
-            if record.name.hasSuffix(".rotary_emb.inv_freq") || record.name.hasSuffix(".attention.masked_bias") || record.name.hasSuffix(".attention.bias") { continue }
-            guard let (name, permute) = ggufName(record.name, heads: heads, kvHeads: kvHeads, layers: layers, family: family) else {
-                throw QuantizeJobError(.unsupportedConversion, "\(directory): tensor '\(record.name)' has no llama.cpp name in this conversion (\(family.architecture): embeddings, norms, q/k/v/o\(family.hasAttentionBiases ? " with q/k/v biases" : ""), gate/up/down, lm_head)")
+        for weight in try sourceWeights(checkpoint) {
+            let logical = weight.name
+            guard let (name, permute) = ggufName(logical, heads: heads, kvHeads: kvHeads, layers: layers, family: family) else {
+                throw QuantizeJobError(.unsupportedConversion, "\(directory): tensor '\(logical)' has no llama.cpp name in this conversion (\(family.architecture): embeddings, norms, q/k/v/o\(family.hasAttentionBiases ? " with q/k/v biases" : ""), gate/up/down, lm_head)")
             }
             if let permute {
-                let rows = record.shape.first ?? 0
-                guard record.shape.count == 2, permute > 0, rows % (2 * permute) == 0 else {
-                    throw QuantizeJobError(.unsupportedConversion, "\(directory): '\(record.name)' has shape \(record.shape), whose rows do not split into \(permute) heads of two halves for llama.cpp's Q/K permutation")
+                let rows = weight.shape.first ?? 0
+                guard weight.shape.count == 2, permute > 0, rows % (2 * permute) == 0 else {
+                    throw QuantizeJobError(.unsupportedConversion, "\(directory): '\(logical)' has shape \(weight.shape), whose rows do not split into \(permute) heads of two halves for llama.cpp's Q/K permutation")
                 }
             }
-            tensors.append(ConversionPlan.Tensor(source: record.name, name: name, shape: record.shape, permuteHeads: permute, type: .f32))
+            var tensor = ConversionPlan.Tensor(source: weight.parts[0].name, name: name, shape: weight.shape, permuteHeads: permute, type: .f32)
+            if weight.parts.count > 1 || weight.isQuantizedValues {
+                tensor.decoding = ConversionPlan.Decoding(parts: weight.parts.map(\.name), groupSize: weight.groupSize, blockSize: weight.blockSize)
+            }
+            tensors.append(tensor)
         }
 
         var metadata: [(key: String, value: GGUFValue)] = [("general.architecture", .string(family.ggufArchitecture)), ("general.type", .string("model"))]
@@ -170,6 +209,71 @@ public enum LlamaConversion {
             metadata += try tokenizerMetadata(directory: directory, config: config)
         }
         return ConversionPlan(metadata: metadata, tensors: tensors)
+    }
+
+    /// One weight the converter reads, with its stored parts when it is quantized.
+    struct SourceWeight {
+        /// The Hugging Face name of the (logical) weight: `X.weight` also for `X.weight_packed`.
+        var name: String
+        /// The logical shape.
+        var shape: [Int]
+        /// The stored tensors, values first.
+        var parts: [TensorRecord]
+        /// Whether the values part is stored quantized (FP8, I8, packed I32).
+        var isQuantizedValues: Bool
+        var groupSize: Int?
+        var blockSize: [Int]?
+    }
+
+    /// The weights in the converter's order (`index_tensors`, then `dequant_model`): part files
+    /// sorted by name, each file's names sorted; a quantized weight decoded in place of its values
+    /// tensor (fp8, float-/int-quantized: `weight` keeps its key), except `pack-quantized` ones,
+    /// which the converter adds as new tensors after every other (in the order of their
+    /// `weight_packed` names). Scales, zero points and shapes are parts of their weight; the
+    /// activation and KV-cache scales llama.cpp has no use for (`input_scale`, `k_scale`, `v_scale`)
+    /// are dropped.
+    static func sourceWeights(_ checkpoint: Checkpoint) throws -> [SourceWeight] {
+        let files = checkpoint.files
+        func fileName(_ record: TensorRecord) -> String { URL(fileURLWithPath: files[record.fileIndex]).lastPathComponent }
+        let quantization = checkpoint.quantization
+        let declared = checkpoint.config?["quantization_config"]
+        var groupSize: Int? = nil
+        var blockSize: [Int]? = nil
+        if let declared, !declared.isNull {
+            if let block = declared["weight_block_size"]?.array?.compactMap(\.int), block.count == 2 { blockSize = block }
+            for group in declared["config_groups"]?.object ?? [] {
+                if let g = group.value["weights"]?["group_size"]?.int { groupSize = g }
+                if let b = group.value["weights"]?["block_structure"]?.array?.compactMap(\.int), b.count == 2 { blockSize = b }
+            }
+        }
+        let order = Dictionary(checkpoint.tensors.sorted { a, b in
+            let fa = fileName(a), fb = fileName(b)
+            return fa != fb ? fa < fb : a.name < b.name
+        }.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        var inPlace: [(Int, SourceWeight)] = [], appended: [(Int, SourceWeight)] = []
+        let dropped = [".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias"]
+        let unused = [".input_scale", ".k_scale", ".v_scale"]
+        for logical in quantization == nil ? checkpoint.tensors.map({ LogicalTensor(name: $0.name, shape: $0.shape, elementCount: $0.elementCount, parts: [$0]) })
+                                           : checkpoint.logicalTensors {
+            let values = logical.parts[0]
+            if dropped.contains(where: { logical.name.hasSuffix($0) }) { continue }
+            if quantization != nil, unused.contains(where: { logical.name.hasSuffix($0) }) { continue }
+            var parts = logical.parts.filter { !$0.name.hasSuffix(".input_scale") }
+            if let gIndex = parts.first(where: { $0.name.hasSuffix(".weight_g_idx") }) {
+                throw QuantizeJobError(.unsupportedConversion, "\(checkpoint.directory): '\(gIndex.name)' orders \(logical.name)'s groups by activation, which the conversion does not decode")
+            }
+            parts = parts.filter { !$0.name.hasSuffix(".weight_g_idx") }
+            var quantizedValues = false
+            if case .dtype(let dtype) = values.type { quantizedValues = ![.f32, .f16, .bf16].contains(dtype) }
+            if quantizedValues, !parts.contains(where: { $0.name.hasSuffix(".weight_scale") || $0.name.hasSuffix(".weight_scale_inv") }) {
+                throw QuantizeJobError(.unsupportedConversion, "\(checkpoint.directory): '\(values.name)' is stored as \(values.type), but there is no \(logical.name)_scale (or _scale_inv) to decode it with; the checkpoint is incomplete")
+            }
+            let weight = SourceWeight(name: logical.name, shape: logical.shape, parts: parts, isQuantizedValues: quantizedValues,
+                                      groupSize: groupSize, blockSize: blockSize)
+            let position = order[values.name] ?? 0
+            if values.name.hasSuffix(".weight_packed") { appended.append((position, weight)) } else { inPlace.append((position, weight)) }
+        }
+        return (inPlace.sorted { $0.0 < $1.0 } + appended.sorted { $0.0 < $1.0 }).map(\.1)
     }
 
     /// `LlamaModel.generate_extra_tensors`: llama3 RoPE scaling's per-frequency factors, computed in

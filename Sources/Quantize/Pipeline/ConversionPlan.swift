@@ -19,6 +19,8 @@ public struct ConversionPlan: Sendable {
         public var permuteHeads: Int?
         /// The twin's storage type (F32 for `--outtype f32`).
         public var type: GGMLType
+        /// How a quantized source weight is decoded to FP32 first, nil for an F32/F16/BF16 source.
+        public var decoding: Decoding? = nil
         /// The values of a tensor the converter computes instead of reading one (llama3's
         /// `rope_freqs`), in row-major order; nil for a tensor read from `source`. Always kept F32.
         public var values: [Float]? = nil
@@ -36,6 +38,25 @@ public struct ConversionPlan: Sendable {
         public init(generated name: String, values: [Float], shape: [Int]) {
             self.init(source: name + " (computed by the conversion)", name: name, shape: shape, type: .f32)
             self.values = values
+        }
+    }
+
+    /// The stored parts of a quantized source weight (fp8 or compressed-tensors) and the layout
+    /// facts from its `quantization_config` that decoding needs (partial last groups or blocks).
+    public struct Decoding: Sendable, Hashable {
+        /// The safetensors tensors of the weight, values first (`X.weight` or `X.weight_packed`),
+        /// then its `weight_scale`/`weight_scale_inv`, `weight_zero_point`, `weight_shape`.
+        public var parts: [String]
+        /// The config's `group_size`.
+        public var groupSize: Int?
+        /// The config's `weight_block_size` / `block_structure` (rows, columns).
+        public var blockSize: [Int]?
+
+        /// Creates a decoding entry.
+        public init(parts: [String], groupSize: Int? = nil, blockSize: [Int]? = nil) {
+            self.parts = parts
+            self.groupSize = groupSize
+            self.blockSize = blockSize
         }
     }
 

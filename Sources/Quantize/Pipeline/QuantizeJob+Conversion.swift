@@ -44,8 +44,15 @@ extension QuantizeJob {
             guard let source = records[entry.source] else {
                 throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(entry.source)' (planned as \(entry.name)); the checkpoint is incomplete")
             }
-            guard source.shape.reduce(1, *) == entry.shape.reduce(1, *), case .dtype(let dtype) = source.type,
-                  dtype == .f32 || dtype == .f16 || dtype == .bf16 else {
+            if let decoding = entry.decoding {
+                for part in decoding.parts where records[part] == nil {
+                    throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(part)' (a stored part of \(entry.name)); the checkpoint is incomplete")
+                }
+            } else if source.shape.reduce(1, *) != entry.shape.reduce(1, *) {
+                throw QuantizeJobError(.unsupportedConversion,
+                    "\(entry.source) is \(source.type) \(source.shape); the conversion reads F32, F16 or BF16 tensors of the planned shape \(entry.shape)")
+            }
+            guard entry.decoding != nil || source.type == .dtype(.f32) || source.type == .dtype(.f16) || source.type == .dtype(.bf16) else {
                 throw QuantizeJobError(.unsupportedConversion,
                     "\(entry.source) is \(source.type) \(source.shape); the conversion reads F32, F16 or BF16 tensors of the planned shape \(entry.shape)")
             }
@@ -76,6 +83,50 @@ extension QuantizeJob {
             throw QuantizeJobError(.unsupportedConversion, "\(input): the conversion plan names \(conversion.tensors.count) tensors but \(planned.count) were planned (duplicate GGUF names?)")
         }
         return planned
+    }
+
+    /// The FP32 values of a conversion's quantized source weight (``ConversionPlan/Decoding``), decoded
+    /// from its stored parts as the converter's `dequant_model` does (`weight.float() * scale`, the
+    /// same FP32 products), each part copied out of the mapping under the SIGBUS guard.
+    /// - Returns: the values (owned by the caller) and the source record re-typed as the F32 tensor
+    ///   of the logical shape, which the rest of the tensor's processing reads.
+    func decodedConversionSource(_ planned: PlannedTensor, decoding: ConversionPlan.Decoding) throws -> (UnsafeMutableBufferPointer<Float>, TensorRecord) {
+        guard let entry = planned.conversion else { throw QuantizeJobError(.unsupportedConversion, "\(planned.source.name) is not part of a conversion") }
+        let records = Dictionary(checkpoint.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let columns = entry.shape.count >= 2 ? entry.shape[entry.shape.count - 1] : (entry.shape.first ?? 0)
+        let elements = entry.shape.reduce(1, *)
+        let rows = columns > 0 ? elements / columns : 0
+        var parts: [QuantizedTensor.Part] = []
+        for name in decoding.parts {
+            guard let record = records[name] else { throw QuantizeJobError(.unsupportedConversion, "no tensor '\(name)' (a part of \(entry.name))") }
+            let suffix = name.split(separator: ".").last.map(String.init) ?? name
+            let data = Array(try guardedData(for: record))
+            parts.append(QuantizedTensor.Part(suffix: suffix, type: record.type, shape: record.shape, data: data))
+        }
+        if let shape = parts.first(where: { $0.suffix == "weight_shape" }), shape.data.count == 16 || shape.data.count == 8 {
+            let stored = shape.data.withUnsafeBytes { raw in
+                (0..<2).map { shape.data.count == 16 ? Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)))
+                                                     : Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+            }
+            guard stored == [rows, columns] else {
+                throw QuantizeJobError(.unsupportedConversion, "\(entry.source): its weight_shape says \(stored), but the conversion planned \(entry.shape)")
+            }
+        }
+        let block = decoding.blockSize.flatMap { $0.count == 2 ? (rows: $0[0], columns: $0[1]) : nil }
+        let values = try dequantized(QuantizedTensor(rows: rows, columns: columns, parts: parts), tensorName: entry.source,
+                                     groupSize: decoding.groupSize, blockSize: block)
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: values.count)
+        _ = buffer.initialize(from: values)
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            buffer.deallocate()
+            throw QuantizeError.nonFiniteWeight(tensor: entry.source, row: columns > 0 ? bad / columns : 0, column: columns > 0 ? bad % columns : bad, value: values[bad])
+        }
+        var record = planned.source
+        record.type = .dtype(.f32)
+        record.shape = entry.shape
+        record.elementCount = elements
+        record.byteCount = elements * 4
+        return (buffer, record)
     }
 
     /// Copies `source` into `target` with llama.cpp's Q/K row permutation (`entry.permuteHeads`

@@ -625,7 +625,20 @@ public final class QuantizeJob {
             try copyGuardedPieces(of: planned.source) { piece in try write(planned.outputs[0], piece) }
             return nil
         }
-        var source = try guardedData(for: planned.source)
+        var planned = planned
+        var source: UnsafeRawBufferPointer
+        var decodedSource: UnsafeMutableBufferPointer<Float>? = nil
+        defer { decodedSource?.deallocate() }
+        if let decoding = planned.conversion?.decoding {
+            // A quantized source weight (fp8, compressed-tensors): decoded to FP32 first; from here
+            // the tensor is processed as the F32 tensor the converter's twin holds.
+            let (values, record) = try decodedConversionSource(planned, decoding: decoding)
+            decodedSource = values
+            planned.source = record
+            source = UnsafeRawBufferPointer(values)
+        } else {
+            source = try guardedData(for: planned.source)
+        }
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
         var permutedCopy: UnsafeMutableRawBufferPointer? = nil
