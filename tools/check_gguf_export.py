@@ -11,7 +11,9 @@ For the trained fixture (fixtures/trained-llama, BF16):
   4. tokenizers: sentencepiece on our rebuilt tokenizer.model against the original tokenizer.model
      on fixtures/trained-llama/eval.txt (ids equal line by line); transformers' AutoTokenizer on the
      exported directory (when its SentencePiece conversion can run here) against the original's;
-  5. the round trip `quantize --to f32 DIR -o b.gguf` equals a.gguf byte for byte.
+  5. the round trip `quantize --to f32 DIR -o b.gguf` equals a.gguf byte for byte;
+  6. `quantize --to fp8|int8|int4 a.gguf -o DIR/` (quantized straight from the GGUF): transformers
+     loads each, and its logits equal those of the same scheme run on the original directory.
 
 Usage:  .venv-ref/bin/python tools/check_gguf_export.py [--quantize BINARY] [--json OUT.json]
         (BINARY defaults to .build/release/quantize, else .build/debug/quantize)
@@ -91,6 +93,29 @@ def main():
             row = {"gguf": label, "export": export_type, "max_rel_logit_diff": relative, "top1_agreement": top1, "passed": passed}
             report["rows"].append(row)
             print(f"{label:>7} GGUF → {export_type} directory: max |Δlogit|/max|ref| {relative:.2e}, top-1 agreement {top1:.3f} {'ok' if passed else 'FAILED'}")
+
+        # Quantized exports straight from the F32 twin (`--to fp8|int8|int4 a.gguf -o DIR/`):
+        # transformers + compressed-tensors load them, and since the twin holds the BF16 weights
+        # exactly they must give the logits of the same scheme run on the original directory.
+        # (Asymmetric int4 is left out: transformers 5.23-5.24 cannot load asymmetric pack-quantized
+        # checkpoints of any origin — `quantize verify --target transformers` says so.)
+        for scheme in [["fp8"], ["int8"], ["int4"], ["int4", "--group-size", "32"]]:
+            label = "-".join(scheme).replace("--", "")
+            exported = os.path.join(scratch, f"q-{label}-from-gguf")
+            direct = os.path.join(scratch, f"q-{label}-from-hf")
+            quantize(binary, "--to", *scheme, twin, "-o", exported)
+            quantize(binary, "--to", *scheme, FIXTURE, "-o", direct, "--no-check")
+            ours = logits(exported, tokens)
+            theirs = logits(direct, tokens)
+            same = float(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+            relative = float(np.max(np.abs(ours - reference)) / np.max(np.abs(reference)))
+            top1 = float(np.mean(np.argmax(ours, axis=-1) == np.argmax(reference, axis=-1)))
+            passed = same <= 1e-6
+            ok &= passed
+            report["rows"].append({"gguf": "f32", "export": " ".join(scheme), "max_rel_logit_diff_vs_hf_path": same,
+                                   "max_rel_logit_diff": relative, "top1_agreement": top1, "passed": passed})
+            print(f"    f32 GGUF → {' '.join(scheme)} directory: vs the same scheme from the HF original {same:.2e}; "
+                  f"vs the original {relative:.2e}, top-1 agreement {top1:.3f} {'ok' if passed else 'FAILED'}")
 
         # Tokenizers.
         directory = os.path.join(scratch, "hf-f32-f32")

@@ -169,13 +169,18 @@ extension QuantizeCommand {
 
         func run() throws {
             // A GGUF input with a directory output is the Hugging Face export (ExportInput.swift).
-            if let export = try ExportInput.job(input: input, target: to, output: output, force: force, maxShardByteCount: splitMaxSize?.bytes, threads: threads) {
-                try ExportInput.run(export, json: json, quiet: quiet, dryRun: dryRun, input: input, target: to.name)
-                return
-            }
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
                                           search: search, packInt8: int8Layout == .packQuantized,
                                           halfQuadratic: calibration.method == .hqq)
+            let inapplicable = [calibration.method != .rtn ? "--method \(calibration.method.rawValue)" : nil, imatrix.map { _ in "--imatrix" },
+                                evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil].compactMap { $0 }
+            let exportQuantization = ExportInput.Quantization(scheme: scheme, options: options, selection: TensorSelection(patterns: patterns()),
+                                                              inapplicable: inapplicable)
+            if let export = try ExportInput.job(input: input, target: to, output: output, force: force, maxShardByteCount: splitMaxSize?.bytes,
+                                                threads: threads, quantization: exportQuantization) {
+                try ExportInput.run(export, json: json, quiet: quiet, dryRun: dryRun, input: input, target: to.name)
+                return
+            }
             var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
                                                 output: output, overwrite: force, check: try checkSettings())
             settings.compressOutput = compress

@@ -26,7 +26,7 @@ struct GGUFExportCLITests {
         #expect(first.count > 1_000_000 && first == second, "a.gguf (\(first.count) bytes) and b.gguf (\(second.count) bytes) differ")
     }
 
-    @Test("--dry-run writes nothing; fp8 from a GGUF and an existing output are refused with what to do")
+    @Test("--dry-run writes nothing; fp8 from a GGUF with --eval-text and an existing output are refused with what to do")
     func refusals() throws {
         let scratch = try Fixtures.temporaryDirectory("gguf-hf-refusals")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -34,8 +34,9 @@ struct GGUFExportCLITests {
         var result = try CLI.run(["--to", "bf16", "fixtures/reference-models/llama.gguf", "-o", directory, "--dry-run"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("model.layers.0.self_attn.q_proj.weight") && !FileManager.default.fileExists(atPath: directory))
-        result = try CLI.run(["--to", "fp8", "fixtures/reference-models/llama.gguf", "-o", directory])
+        result = try CLI.run(["--to", "fp8", "fixtures/reference-models/llama.gguf", "-o", directory, "--eval-text", "fixtures/trained-llama/eval.txt"])
         #expect(result.status == 2 && result.stderr.contains("quantize --to bf16"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         result = try CLI.run(["--to", "bf16", "fixtures/reference-models/llama.gguf", "-o", directory])
         #expect(result.status == 2 && result.stderr.contains("--force"), "\(result.stderr)")

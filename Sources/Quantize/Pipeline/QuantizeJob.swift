@@ -595,10 +595,16 @@ public final class QuantizeJob {
     /// The `quantization_config` for this run: the scheme's config with the Linear modules left
     /// unquantized (the output head, MoE routers, anything `--skip` kept) in its ignore list.
     private func quantizationConfig() throws -> JSONValue? {
-        let ignore = tensors.filter { !$0.decision.quantize && $0.source.shape.count == 2 && $0.source.name.hasSuffix(".weight")
-            && TensorSelection.conventionallyKept($0.source.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
-            .map { String($0.source.name.dropLast(".weight".count)) }.sorted()
+        let ignore = QuantizeJob.ignoredModules(tensors.filter { !$0.decision.quantize }.map { ($0.source.name, $0.source.shape) })
         return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options, activationOrder: settings.calibrated?.activationOrder)
+    }
+
+    /// The modules of kept tensors that belong in `quantization_config.ignore`: 2-D `.weight`s of
+    /// Linear modules (the output head, MoE routers, anything `--skip` kept; not embeddings or norms).
+    static func ignoredModules(_ kept: [(name: String, shape: [Int])]) -> [String] {
+        kept.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight")
+            && TensorSelection.conventionallyKept($0.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
+            .map { String($0.name.dropLast(".weight".count)) }.sorted()
     }
 
     // MARK: - One tensor
