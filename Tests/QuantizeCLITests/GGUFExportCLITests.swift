@@ -26,6 +26,31 @@ struct GGUFExportCLITests {
         #expect(first.count > 1_000_000 && first == second, "a.gguf (\(first.count) bytes) and b.gguf (\(second.count) bytes) differ")
     }
 
+    @Test("llama3 RoPE scaling (rope_freqs) and the BPE vocabularies round trip: GGUF → Hugging Face → GGUF is byte-identical",
+          arguments: ["llama3-bpe", "qwen2-bpe"])
+    func familyRoundTrip(family: String) throws {
+        let scratch = try Fixtures.temporaryDirectory("gguf-hf-family")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let model = try ConversionFixtures.assemble(family, in: scratch)
+        let a = scratch.appendingPathComponent("a.gguf").path, b = scratch.appendingPathComponent("b.gguf").path
+        let directory = scratch.appendingPathComponent("exported").path
+        var result = try CLI.run(["--to", "f32", model, "-o", a, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        result = try CLI.run(["--to", "f32", a, "-o", directory])
+        #expect(result.status == 0, "\(result.stderr)")
+        result = try CLI.run(["--to", "f32", directory, "-o", b, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let first = try Data(contentsOf: URL(fileURLWithPath: a)), second = try Data(contentsOf: URL(fileURLWithPath: b))
+        #expect(first == second, "\(family): a.gguf (\(first.count) bytes) and b.gguf (\(second.count) bytes) differ")
+        // The recovered rope_parameters are the original's (llama3: factor, low/high, original positions).
+        func rope(_ path: String) throws -> NSDictionary? {
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "/config.json"))) as? [String: Any]
+            return (config?["rope_parameters"] as? [String: Any]).map { NSDictionary(dictionary: $0) }
+        }
+        let original = try rope(model), exported = try rope(directory)
+        #expect(original != nil && original == exported, "\(family): \(String(describing: exported)) vs \(String(describing: original))")
+    }
+
     @Test("--dry-run writes nothing; fp8 from a GGUF with --eval-text and an existing output are refused with what to do")
     func refusals() throws {
         let scratch = try Fixtures.temporaryDirectory("gguf-hf-refusals")

@@ -36,6 +36,50 @@ public enum HuggingFaceExport {
     /// - Throws: ``QuantizeJobError`` `.unsupportedConversion` naming what the export does not
     ///   carry (architecture, a tensor without a Hugging Face name, a metadata feature), from the
     ///   header alone.
+    /// llama3 RoPE scaling's `rope_parameters`, recovered from a GGUF's `rope_freqs.weight`.
+    struct Llama3Rope {
+        var factor: Double
+        var lowFrequencyFactor: Double
+        var highFrequencyFactor: Double
+        var originalContext: Int
+        var note: String
+    }
+
+    /// The llama3 `rope_parameters` whose factors, computed as the converter computes them
+    /// (``LlamaConversion/llama3RopeFactors(base:dimension:factor:lowFrequencyFactor:highFrequencyFactor:originalContext:)``),
+    /// equal the GGUF's `rope_freqs.weight` bit for bit. The tensor holds the factors, not the
+    /// parameters: `factor` is its largest value, and the other three are searched (the published
+    /// Llama 3.1/3.2 values first: low 1, high 4, 8192 positions). When no frequency falls in the
+    /// smooth band several choices give the same tensor — and then the same model in transformers
+    /// and llama.cpp, which use only those factors — and the first is taken.
+    static func recoverLlama3Rope(_ gguf: GGUFFile, _ info: GGUFTensorInfo, base: Double, dimension: Int, context: Int?,
+                                  refuse: (String) -> QuantizeJobError) throws -> Llama3Rope {
+        guard info.type == .f32, info.elementCount == dimension / 2, dimension > 0, dimension % 2 == 0 else {
+            throw refuse("its rope_freqs.weight is \(info.type.name) of \(info.elementCount) values; llama3 RoPE scaling has \(dimension / 2) F32 factors")
+        }
+        let bytes = try gguf.readData(for: info)
+        let stored = (0..<info.elementCount).map { Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+        guard let largest = stored.max(), largest.isFinite, largest >= 1 else {
+            throw refuse("its rope_freqs.weight holds factors below 1 or not finite, which llama3 RoPE scaling does not make")
+        }
+        let factors: [Double] = largest > 1 ? [Double(largest)] : [8, 32, 16, 4]
+        var contexts = [8192]
+        for power in 4...20 where 1 << power != 8192 { contexts.append(1 << power) }
+        if let context, !contexts.contains(context) { contexts.append(context) }
+        for factor in factors {
+            for (low, high) in [(1.0, 4.0), (1.0, 2.0), (1.0, 8.0), (2.0, 4.0), (0.5, 4.0), (1.0, 16.0)] {
+                for old in contexts {
+                    let computed = LlamaConversion.llama3RopeFactors(base: base, dimension: dimension, factor: factor, lowFrequencyFactor: low,
+                                                                     highFrequencyFactor: high, originalContext: Double(old))
+                    guard computed.map(\.bitPattern) == stored.map(\.bitPattern) else { continue }
+                    return Llama3Rope(factor: factor, lowFrequencyFactor: low, highFrequencyFactor: high, originalContext: old,
+                                      note: "rope_freqs.weight was recognised as llama3 RoPE scaling (factor \(Float(factor)), low_freq_factor \(low), high_freq_factor \(high), original_max_position_embeddings \(old)): those rope_parameters give the same factors bit for bit")
+                }
+            }
+        }
+        throw refuse("its rope_freqs.weight matches no llama3 RoPE scaling (factor \(largest), low/high frequency factors 0.5-16, 16-1M original positions), so its rope_parameters cannot be recovered")
+    }
+
     public static func plan(for gguf: GGUFFile) throws -> ExportPlan {
         let path = gguf.path
         func refuse(_ what: String) -> QuantizeJobError {
@@ -56,10 +100,12 @@ public enum HuggingFaceExport {
         for key in ["expert_count", "attention.sliding_window", "rope.scaling.original_context_length"] where gguf[p + key] != nil {
             throw refuse("it has \(p)\(key), which this export does not carry")
         }
-        if gguf.tensor(named: "rope_freqs.weight") != nil {
-            throw refuse("it has rope_freqs.weight (llama3 RoPE scaling), whose rope_parameters cannot be recovered from the tensor alone")
-        }
         let headDim = int("attention.key_length")
+        var llama3Rope: Llama3Rope? = nil
+        if let info = gguf.tensor(named: "rope_freqs.weight") {
+            llama3Rope = try recoverLlama3Rope(gguf, info, base: float("rope.freq_base") ?? 10000, dimension: headDim ?? hidden / heads,
+                                               context: int("context_length"), refuse: refuse)
+        }
         if let valueLength = int("attention.value_length"), valueLength != (headDim ?? hidden / heads) {
             throw refuse("\(p)attention.value_length \(valueLength) differs from the key length")
         }
@@ -71,7 +117,7 @@ public enum HuggingFaceExport {
 
         // Tensors, in the order transformers registers the modules (its state dict's order).
         var tensors: [ExportPlan.Tensor] = []
-        var used = Set<String>()
+        var used: Set<String> = llama3Rope == nil ? [] : ["rope_freqs.weight"]  // recomputed by the converter from rope_parameters
         func add(_ source: String, _ name: String, unpermute: Int? = nil, required: Bool = true) throws {
             guard let info = gguf.tensor(named: source) else {
                 if required { throw refuse("it has no tensor \(source)") }
@@ -138,7 +184,15 @@ public enum HuggingFaceExport {
         var rope: [JSONMember] = []
         let scaling = gguf[p + "rope.scaling.type"]?.string
         switch scaling {
-        case nil, "none": break
+        case nil, "none":
+            if let llama3Rope {
+                rope.append(JSONMember("factor", real(llama3Rope.factor)))
+                rope.append(JSONMember("high_freq_factor", real(llama3Rope.highFrequencyFactor)))
+                rope.append(JSONMember("low_freq_factor", real(llama3Rope.lowFrequencyFactor)))
+                rope.append(JSONMember("original_max_position_embeddings", number(llama3Rope.originalContext)))
+            }
+        case "linear" where llama3Rope != nil:
+            throw refuse("it has both linear RoPE scaling and rope_freqs.weight")
         case "linear":
             guard let factor = float("rope.scaling.factor") else { throw refuse("\(p)rope.scaling.type is linear without rope.scaling.factor") }
             rope.append(JSONMember("factor", real(factor)))
@@ -146,7 +200,8 @@ public enum HuggingFaceExport {
         }
         let theta = float("rope.freq_base") ?? 10000
         rope.append(JSONMember("rope_theta", real(theta)))
-        rope.append(JSONMember("rope_type", .string(scaling == "linear" ? "linear" : "default")))
+        rope.append(JSONMember("rope_type", .string(llama3Rope != nil ? "llama3" : scaling == "linear" ? "linear" : "default")))
+        if let llama3Rope { notes.append(llama3Rope.note) }
         config.append(JSONMember("rope_parameters", .object(rope)))
         if arch.name == "qwen2" {
             config.append(JSONMember("sliding_window", .null))

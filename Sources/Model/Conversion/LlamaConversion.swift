@@ -290,6 +290,14 @@ public enum LlamaConversion {
         guard dim > 0, dim % 2 == 0, high != low else {
             throw refusal(directory, "llama3 RoPE scaling with head dimension \(dim), low_freq_factor \(low) and high_freq_factor \(high) has no rope_freqs the converter can compute")
         }
+        return llama3RopeFactors(base: base, dimension: dim, factor: factor, lowFrequencyFactor: low, highFrequencyFactor: high,
+                                 originalContext: old)
+    }
+
+    /// llama3 RoPE scaling's factor per frequency pair (the converter's `rope_freqs`), from the
+    /// `rope_parameters` values; `dimension` is even and the two frequency factors differ.
+    static func llama3RopeFactors(base: Double, dimension dim: Int, factor: Double, lowFrequencyFactor low: Double,
+                                  highFrequencyFactor high: Double, originalContext old: Double) -> [Float] {
         let lowWavelength = Float(old / low), highWavelength = Float(old / high)
         let twoPi = Float(2 * Double.pi), base32 = Float(base)
         return stride(from: 0, to: dim, by: 2).map { i -> Float in

@@ -66,7 +66,16 @@ struct TokenizerExport {
             if let add = gguf["tokenizer.ggml.add_\(type)_token"]?.bool { config.append(JSONMember("add_\(type)_token", .bool(add))) }
         }
         if let prefix = gguf["tokenizer.ggml.add_space_prefix"]?.bool { config.append(JSONMember("add_prefix_space", .bool(prefix))) }
-        for (type, id) in specialIDs {
+        // gguf-py's SpecialVocab takes the special tokens named in tokenizer_config.json first (in
+        // its type order), then the ids of config.json for the types still unset; the GGUF keys'
+        // order tells which came from where. Only the first group is named here (the rest are in
+        // config.json alone), so converting the export again writes the keys in the same order.
+        let canonical = Self.specialKeys.map { "tokenizer.ggml." + $0.key }
+        let order = gguf.metadata.map(\.key).compactMap { key in canonical.firstIndex(of: key) }
+        var named = 0
+        while named < order.count, named == 0 || order[named] > order[named - 1] { named += 1 }
+        let fromTokenizerConfig = Set(order.prefix(named).map { Self.specialKeys[$0].type })
+        for (type, id) in specialIDs where fromTokenizerConfig.contains(type) {
             config.append(JSONMember("\(type)_token", .string(tokens[id])))
         }
         if let template = gguf["tokenizer.chat_template"]?.string { config.append(JSONMember("chat_template", .string(template))) }
@@ -195,7 +204,10 @@ struct TokenizerExport {
             processors.append(.object([JSONMember("type", .string("TemplateProcessing")), JSONMember("single", .array(single)),
                                        JSONMember("pair", .array(pair)), JSONMember("special_tokens", .object(specials))]))
         }
-        let vocabulary = tokens.enumerated().map { JSONMember($0.element, .number(JSONNumber($0.offset))) }
+        // The converter fills ids missing from tokenizer.json with UNUSED `[PADn]` tokens; those
+        // go back to being holes, so converting the export again gives the same vocabulary.
+        let vocabulary = tokens.enumerated().filter { types[$0.offset] != 5 || $0.element != "[PAD\($0.offset)]" }
+            .map { JSONMember($0.element, .number(JSONNumber($0.offset))) }
         let document: JSONValue = .object([
             JSONMember("version", .string("1.0")), JSONMember("truncation", .null), JSONMember("padding", .null),
             JSONMember("added_tokens", .array(added)), JSONMember("normalizer", .null), JSONMember("pre_tokenizer", preTokenizer),
