@@ -87,6 +87,55 @@ extension QuantizeJob {
         return UnsafeRawBufferPointer(copy)
     }
 
+    /// Whether `planned` is encoded piece by piece from the mapped input (``encodeInChunks``)
+    /// instead of from a guarded copy of the whole tensor: a large float tensor of a GGUF output
+    /// whose rows need no reordering, no calibrated values and no tensor-wide pass.
+    func encodesInChunks(_ planned: PlannedTensor) -> Bool {
+        guard outputKind == .gguf, planned.decision.quantize, let matrix = planned.matrix, matrix.rows > 0,
+              planned.source.byteCount >= settings.chunkedEncodingBytes, planned.conversion?.permuteHeads == nil,
+              planned.conversion?.decoding == nil, settings.calibrated == nil, planned.source.byteCount % matrix.rows == 0,
+              case .dtype(let dtype) = planned.source.type, [.f32, .f16, .bf16].contains(dtype),
+              checkpoint.mappedFile(planned.source.fileIndex).isMapping else { return false }
+        return true
+    }
+
+    /// Encodes `planned` from its mapped input in pieces of about ``Settings/chunkedEncodingBytes`` / 4 of
+    /// whole rows (aligned to the quantizer's rows), each copied under the SIGBUS guard and its
+    /// pages dropped once encoded, so resident memory holds one piece of the input, not the
+    /// tensor. The check's rows (`checkedRows`, every row when nil; none when empty) are converted
+    /// to FP32 into `weights` as their piece goes by.
+    func encodeInChunks(_ planned: PlannedTensor, quantizer: TensorQuantizer, into buffers: [UnsafeMutableRawBufferPointer],
+                        checkedRows: [Int]?, weights: UnsafeMutableBufferPointer<Float>) throws {
+        let tensor = planned.source
+        let rows = quantizer.rows, columns = quantizer.columns
+        let rowBytes = tensor.byteCount / rows
+        let align = max(1, quantizer.rowAlignment)
+        let chunkRows = max(align, (settings.chunkedEncodingBytes / 4 / max(rowBytes, 1)) / align * align)
+        let file = checkpoint.mappedFile(tensor.fileIndex)
+        let digest = tensor.fileIndex < integrity.digests.count ? integrity.digests[tensor.fileIndex] : nil
+        let copy = integrity.buffer(min(rows, chunkRows) * rowBytes)
+        var checked: [Int: Int] = [:]  // row → its place in `weights`
+        if let checkedRows { for (i, row) in checkedRows.enumerated() { checked[row] = i } }
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + chunkRows)
+            let range = (tensor.fileOffset + r0 * rowBytes)..<(tensor.fileOffset + r1 * rowBytes)
+            digest?.allow(through: range.upperBound)
+            try file.copyGuarded(range, into: copy.baseAddress!)
+            file.advise(range, willNeed: false)
+            let piece = UnsafeRawBufferPointer(rebasing: copy[0..<((r1 - r0) * rowBytes)])
+            try QuantizeJob.encodeStreaming(piece, type: tensor.type, with: quantizer, into: buffers, rows: r0..<r1, threads: settings.threads)
+            for row in r0..<r1 {
+                guard let place = checkedRows == nil ? row : checked[row] else { continue }
+                try QuantizeJob.convertToFloat32(UnsafeRawBufferPointer(rebasing: piece[((row - r0) * rowBytes)..<((row - r0 + 1) * rowBytes)]),
+                                                 type: tensor.type,
+                                                 into: UnsafeMutableBufferPointer(rebasing: weights[(place * columns)..<((place + 1) * columns)]),
+                                                 name: tensor.name, threads: 1)
+            }
+            r0 = r1
+        }
+    }
+
     /// Hands the bytes of `tensor` to `body` in pieces of at most 16 MiB, each copied out of the
     /// mapped input under the SIGBUS guard (valid during the call) and released from memory after.
     /// - Throws: ``FormatError`` `.truncated` when the input shrank while it was read, or what `body` throws.

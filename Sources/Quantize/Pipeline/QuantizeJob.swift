@@ -28,6 +28,10 @@ public final class QuantizeJob {
         /// Worker threads for the kernels (`--threads`); nil uses every core. The output bytes do
         /// not depend on it: work is split into the same row bands whatever the count.
         public var threads: Int? = nil
+        /// Input bytes from which a large tensor of a GGUF output is encoded piece by piece from
+        /// the mapping (a quarter of this per piece) rather than from a copy of the whole tensor;
+        /// the bytes written are the same either way.
+        public var chunkedEncodingBytes = QuantizeJob.chunkedEncodingBytes
         /// Write the weight files as byte-plane zstd containers (formats/compressed.md, `--compress`):
         /// a file output gets `.bpz` appended, a directory's shards become `NAME.safetensors.bpz`.
         public var compressOutput = false
@@ -642,9 +646,13 @@ public final class QuantizeJob {
             decodedSource = values
             planned.source = record
             source = UnsafeRawBufferPointer(values)
+        } else if encodesInChunks(planned) {
+            // Read piece by piece while it is encoded (below): the whole input is never copied.
+            source = UnsafeRawBufferPointer(start: nil, count: 0)
         } else {
             source = try guardedData(for: planned.source)
         }
+        let chunked = decodedSource == nil && encodesInChunks(planned)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
         var permutedCopy: UnsafeMutableRawBufferPointer? = nil
@@ -664,28 +672,34 @@ public final class QuantizeJob {
                                             tensorName: planned.source.name, options: settings.options,
                                             importance: planned.importance, rowsPerExpert: planned.rowsPerExpert)
         let buffers = outputBuffers.buffers(quantizer.layouts.map(\.byteCount))
-        if let calibrated = settings.calibrated, let tensor = calibrated.tensor(planned.source.name) {
-            try calibrated.copy(tensor, into: buffers, layouts: quantizer.layouts, name: planned.source.name)
-        } else {
-            try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
-        }
         // The FP32 rows the check compares against: only the sampled rows of a large tensor, else all.
         let selectedRows = settings.check.flatMap { $0.accuracy.checkedRows(rows: matrix.rows, columns: matrix.columns) }
         let weights: UnsafeMutableBufferPointer<Float>
-        if settings.check == nil {
-            weights = scratch.floats(0)
-        } else if let selectedRows {
-            weights = scratch.floats(selectedRows.count * matrix.columns)
-            let rowBytes = source.count / matrix.rows
-            for (i, row) in selectedRows.enumerated() {
-                try QuantizeJob.convertToFloat32(UnsafeRawBufferPointer(rebasing: source[(row * rowBytes)..<((row + 1) * rowBytes)]),
-                                                 type: planned.source.type,
-                                                 into: UnsafeMutableBufferPointer(rebasing: weights[(i * matrix.columns)..<((i + 1) * matrix.columns)]),
-                                                 name: planned.source.name, threads: settings.threads)
-            }
+        if chunked {
+            // Encoded piece by piece; `weights` gets the checked rows as the pieces go by.
+            weights = scratch.floats(settings.check == nil ? 0 : (selectedRows?.count ?? matrix.rows) * matrix.columns)
+            try encodeInChunks(planned, quantizer: quantizer, into: buffers, checkedRows: settings.check == nil ? [] : selectedRows, weights: weights)
         } else {
-            weights = scratch.floats(matrix.rows * matrix.columns)
-            try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
+            if let calibrated = settings.calibrated, let tensor = calibrated.tensor(planned.source.name) {
+                try calibrated.copy(tensor, into: buffers, layouts: quantizer.layouts, name: planned.source.name)
+            } else {
+                try QuantizeJob.encodeStreaming(source, type: planned.source.type, with: quantizer, into: buffers, threads: settings.threads)
+            }
+            if settings.check == nil {
+                weights = scratch.floats(0)
+            } else if let selectedRows {
+                weights = scratch.floats(selectedRows.count * matrix.columns)
+                let rowBytes = source.count / matrix.rows
+                for (i, row) in selectedRows.enumerated() {
+                    try QuantizeJob.convertToFloat32(UnsafeRawBufferPointer(rebasing: source[(row * rowBytes)..<((row + 1) * rowBytes)]),
+                                                     type: planned.source.type,
+                                                     into: UnsafeMutableBufferPointer(rebasing: weights[(i * matrix.columns)..<((i + 1) * matrix.columns)]),
+                                                     name: planned.source.name, threads: settings.threads)
+                }
+            } else {
+                weights = scratch.floats(matrix.rows * matrix.columns)
+                try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
+            }
         }
         let smoothed = settings.calibrated?.smoothed(planned.source.name)
         if let smoothed { try QuantizeJob.copy(smoothed, rows: selectedRows, columns: matrix.columns, into: weights, name: planned.source.name) }
@@ -715,6 +729,7 @@ public final class QuantizeJob {
             } else {
                 var weights = weights
                 if selectedRows != nil {  // sampled rows were converted, but this layout decodes only whole
+                    if chunked { source = try guardedData(for: planned.source) }
                     weights = scratch.floats(matrix.rows * matrix.columns)
                     try QuantizeJob.convertToFloat32(source, type: planned.source.type, into: weights, name: planned.source.name, threads: settings.threads)
                     if let smoothed { try QuantizeJob.copy(smoothed, rows: nil, columns: matrix.columns, into: weights, name: planned.source.name) }
@@ -800,10 +815,19 @@ public final class QuantizeJob {
     /// rows (about 128 kB of FP32, so it stays in cache) and encodes it at once, so the tensor is
     /// never held in FP32. Schemes whose scale spans the tensor (FP8 per-tensor) get one extra
     /// pass for the tensor's amax.
+    /// Input bytes from which a tensor of a GGUF output is encoded piece by piece from the mapped
+    /// input instead of from a copy of the whole tensor (``encodesInChunks(_:)``; 64 MiB: the
+    /// pieces are a quarter of that).
+    static let chunkedEncodingBytes = 64 << 20
+
+    /// `rows`: the rows of the tensor that `source` holds (the whole tensor when nil), for
+    /// encoding a tensor piece by piece; a piece starts at a multiple of the quantizer's row alignment.
     static func encodeStreaming(_ source: UnsafeRawBufferPointer, type: TensorType, with quantizer: TensorQuantizer,
-                                into output: [UnsafeMutableRawBufferPointer], threads: Int? = nil) throws {
+                                into output: [UnsafeMutableRawBufferPointer], rows piece: Range<Int>? = nil, threads: Int? = nil) throws {
         let dtype = try floatDType(type, name: quantizer.tensorName)
-        let rows = quantizer.rows, columns = quantizer.columns
+        let first = piece?.lowerBound ?? 0
+        let rows = piece?.count ?? quantizer.rows, columns = quantizer.columns
+        precondition(piece == nil || !quantizer.needsTensorAmax, "a tensor-wide scale is not encoded in pieces")
         let rowBytes = columns * dtype.bitWidth / 8
         let align = quantizer.rowAlignment
         let band = ((max(1, QuantizeJob.bandFloats / columns) + align - 1) / align) * align
@@ -842,7 +866,7 @@ public final class QuantizeJob {
                     return
                 }
                 do throws(QuantizeError) {
-                    try shared.value.2.encode(rows: r0..<r1, input: UnsafeBufferPointer(floats), tensorAmax: amax, into: shared.value.1)
+                    try shared.value.2.encode(rows: (first + r0)..<(first + r1), input: UnsafeBufferPointer(floats), tensorAmax: amax, into: shared.value.1)
                 } catch {
                     failure.value.record(error, chunk: i)
                 }
