@@ -23,7 +23,6 @@ enum ConversionInput {
         } else {
             return nil
         }
-        try LlamaConversion.check(directory: directory)
-        return try LlamaConversion.plan(for: try Checkpoint(path: input))
+        return try LlamaConversion.plan(directory: directory) { try Checkpoint(path: input) }
     }
 }

@@ -160,8 +160,19 @@ public enum LlamaConversion {
     /// - Throws: ``QuantizeJobError`` for what the converter would not map (an unknown tensor name,
     ///   a Q/K shape the permutation cannot split), ``ModelError`` for an unreadable tokenizer.model.
     public static func plan(for checkpoint: Checkpoint) throws -> ConversionPlan {
-        let directory = checkpoint.directory
+        try plan(for: checkpoint, inspection: try inspect(directory: checkpoint.directory))
+    }
+
+    /// The plan for the model directory `directory`: refused from config.json and the tokenizer
+    /// files alone (``check(directory:)``, whose tokenizer is then reused) before `open` reads the
+    /// weight headers.
+    public static func plan(directory: String, open: () throws -> Checkpoint) throws -> ConversionPlan {
         let inspection = try inspect(directory: directory)
+        return try plan(for: try open(), inspection: inspection)
+    }
+
+    static func plan(for checkpoint: Checkpoint, inspection: Inspection) throws -> ConversionPlan {
+        let directory = checkpoint.directory
         let config = inspection.config, family = inspection.family
         func int(_ keys: [String]) -> Int? {
             guard let key = keys.first(where: { config[$0] != nil }) else { return nil }
