@@ -46,6 +46,37 @@ struct GGUFQuantizedExportCLITests {
         #expect(try Self.quantizationConfig(exported) != nil)
     }
 
+    @Test("a tied output head (tie_word_embeddings) goes into quantization_config.ignore, from a directory and from a GGUF")
+    func tiedHead() throws {
+        let scratch = try Fixtures.temporaryDirectory("gguf-quantized-export-tied")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let model = scratch.appendingPathComponent("tied").path
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        for file in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: Fixtures.path("reference-models/llama-tied/" + file), toPath: model + "/" + file)
+        }
+        try FileManager.default.copyItem(atPath: Fixtures.path("trained-llama/tokenizer.model"), toPath: model + "/tokenizer.model")
+        let gguf = scratch.appendingPathComponent("tied.gguf").path
+        var result = try CLI.run(["--to", "f32", model, "-o", gguf, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for input in [model, gguf] {
+            let output = scratch.appendingPathComponent(input == model ? "from-dir" : "from-gguf").path
+            result = try CLI.run(["--to", "int4", "--group-size", "32", input, "-o", output, "--no-check", "--quiet"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let ignore = try JSONValue.parse(contentsOf: output + "/config.json")["quantization_config"]?["ignore"]?.array?.compactMap(\.string)
+            #expect(ignore == ["lm_head"], "\(input): \(String(describing: ignore))")
+            result = try CLI.run(["verify", "--target", "transformers", "--target", "vllm", "--no-load", output])
+            #expect(result.status == 0 && !result.stdout.contains("error:"), "\(result.stdout)\(result.stderr)")
+        }
+        // The rule itself: without lm_head in ignore, verify says why transformers would fail.
+        let output = scratch.appendingPathComponent("from-dir").path
+        var config = try String(contentsOfFile: output + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"lm_head\"", with: "\"model.embed_tokens\"")
+        try config.write(toFile: output + "/config.json", atomically: true, encoding: .utf8)
+        result = try CLI.run(["verify", "--target", "transformers", "--no-load", output])
+        #expect(result.status != 0 && (result.stdout + result.stderr).contains("lm_head: is tied to the embedding"), "\(result.stdout)\(result.stderr)")
+    }
+
     @Test("from a q8_0 GGUF, --only/--skip select by Hugging Face names; options that need the original are refused")
     func selectionAndRefusals() throws {
         let scratch = try Fixtures.temporaryDirectory("gguf-quantized-export-q8")

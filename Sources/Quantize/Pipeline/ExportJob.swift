@@ -290,7 +290,8 @@ public final class ExportJob {
             members.insert(JSONMember("dtype", .string(dtypeName)), at: at)
             if let scheme = settings.scheme {
                 let kept = plan.tensors.filter { fates[$0.name]?.decision.quantize == false }.map { ($0.name, $0.shape) }
-                if let quantization = scheme.quantizationConfig(ignore: QuantizeJob.ignoredModules(kept), options: settings.options) {
+                let tied = plan.config["tie_word_embeddings"]?.bool == true && fates["lm_head.weight"]?.decision.quantize != true
+                if let quantization = scheme.quantizationConfig(ignore: QuantizeJob.ignoredModules(kept, tiedHead: tied), options: settings.options) {
                     members.append(JSONMember("quantization_config", quantization))
                 }
             }

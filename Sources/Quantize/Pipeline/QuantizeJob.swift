@@ -599,16 +599,23 @@ public final class QuantizeJob {
     /// The `quantization_config` for this run: the scheme's config with the Linear modules left
     /// unquantized (the output head, MoE routers, anything `--skip` kept) in its ignore list.
     private func quantizationConfig() throws -> JSONValue? {
-        let ignore = QuantizeJob.ignoredModules(tensors.filter { !$0.decision.quantize }.map { ($0.source.name, $0.source.shape) })
+        let ignore = QuantizeJob.ignoredModules(tensors.filter { !$0.decision.quantize }.map { ($0.source.name, $0.source.shape) },
+                                                tiedHead: checkpoint.config?["tie_word_embeddings"]?.bool == true
+                                                    && !tensors.contains { $0.source.name == "lm_head.weight" && $0.decision.quantize })
         return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options, activationOrder: settings.calibrated?.activationOrder)
     }
 
     /// The modules of kept tensors that belong in `quantization_config.ignore`: 2-D `.weight`s of
     /// Linear modules (the output head, MoE routers, anything `--skip` kept; not embeddings or norms).
-    static func ignoredModules(_ kept: [(name: String, shape: [Int])]) -> [String] {
-        kept.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight")
+    /// `tiedHead`: the model ties its output head to the embedding (`tie_word_embeddings`), so
+    /// `lm_head` is a Linear module without a tensor of its own; it is ignored too (transformers
+    /// would otherwise quantize the tied module and fail to load: "Linear has no attribute weight").
+    static func ignoredModules(_ kept: [(name: String, shape: [Int])], tiedHead: Bool = false) -> [String] {
+        var modules = kept.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight")
             && TensorSelection.conventionallyKept($0.name).map { $0 == "output head (lm_head)" || $0 == "MoE router" } ?? true }
-            .map { String($0.name.dropLast(".weight".count)) }.sorted()
+            .map { String($0.name.dropLast(".weight".count)) }
+        if tiedHead && !modules.contains("lm_head") { modules.append("lm_head") }
+        return modules.sorted()
     }
 
     // MARK: - One tensor

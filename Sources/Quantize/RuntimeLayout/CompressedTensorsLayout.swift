@@ -195,6 +195,13 @@ enum CompressedTensorsLayout {
             }
         }
 
+        // A tied output head is a Linear module with no tensor of its own: a group targeting
+        // Linear quantizes it on load, and its weight is then gone (the tie points at the embedding).
+        if config["tie_word_embeddings"]?.bool == true, !ignored("lm_head"), !linear.contains(where: { $0.name == "lm_head" }),
+           groups.contains(where: { $0.targets.contains("Linear") }) {
+            error("lm_head", "is tied to the embedding (tie_word_embeddings) but not in quantization_config.ignore, so the Linear group quantizes it and \(target == .transformers ? "transformers fails to load (AttributeError: Linear has no attribute `weight`)" : "its weights are never loaded"); add \"lm_head\" to ignore")
+        }
+
         var schemes: [String: Int] = [:]
         var checked = 0
         for module in linear {
