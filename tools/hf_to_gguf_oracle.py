@@ -24,6 +24,9 @@ single type, TYPE being the llama.cpp file type our scheme writes: q4_k → Q4_K
       tools/make_fp8_block_checkpoint.py): converts each, runs llama-quantize for q8_0 and q4_k_m,
       compares our files (identical bytes; --to f32 tensor by tensor) and writes
       fixtures/hf-to-gguf/quantized-inputs.json (input sha256, the twin's tensors, the outputs).
+  hf_to_gguf_oracle.py imatrix [--quantize PATH]
+      trained-llama converted with an importance matrix (IMATRIX): llama-quantize --imatrix of the
+      twin for IMATRIX_TYPES, against ours; writes fixtures/hf-to-gguf/trained-llama-imatrix.json.
   hf_to_gguf_oracle.py compare [--quantize PATH] [--model …]
       also runs our quantize for every type and says per type whether the file is identical; then
       compares our f16/bf16/q8_0 files with convert_hf_to_gguf.py --outtype f16/bf16/q8_0 (a
@@ -407,6 +410,47 @@ def command_quantized(args):
     sys.exit(1 if bad else 0)
 
 
+# Conversions with an importance matrix: llama-quantize --imatrix of the twin, for the mixtures and
+# types whose quantizers use one. The path is given relative to the repository (it is recorded in
+# quantize.imatrix.file), and the runs happen there.
+IMATRIX = "fixtures/imatrix/llama-imatrix-c128.gguf"
+IMATRIX_TYPES = {"q4_k_m": ("Q4_K_M", False), "q3_k_s": ("Q3_K_S", False), "iq4_xs": ("IQ4_XS", False), "q4_0": ("Q4_0", True)}
+
+
+def command_imatrix(args):
+    quantize = args.quantize or os.path.join(ROOT, ".build", "debug", "quantize")
+    os.chdir(ROOT)
+    model = os.path.join("fixtures", "trained-llama")
+    doc = {"made_by": "tools/hf_to_gguf_oracle.py imatrix (convert_hf_to_gguf.py --outtype f32, then llama-quantize --imatrix "
+                      f"{IMATRIX}; llama.cpp vendored by llama-cpp-python 0.3.36)",
+           "source": model, "imatrix": IMATRIX, "imatrix_sha256": sha256(IMATRIX), "outputs": []}
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="hf-to-gguf-imatrix-") as work:
+        twin = os.path.join(work, "twin-f32.gguf")
+        run([llama_tool("convert_hf_to_gguf"), model, "--outtype", "f32", "--outfile", twin])
+        for ours, (llama, pure) in IMATRIX_TYPES.items():
+            path = os.path.join(work, f"{ours}.gguf")
+            plain = os.path.join(work, f"{ours}-plain.gguf")
+            flags = ["--pure"] if pure else []
+            run([llama_tool("llama-quantize")] + flags + ["--imatrix", IMATRIX, twin, path, llama])
+            run([llama_tool("llama-quantize")] + flags + [twin, plain, llama])
+            entry = {"to": ours, "llama_quantize": " ".join(flags + ["--imatrix", IMATRIX, llama]), "sha256": sha256(path),
+                     "bytes": os.path.getsize(path), "differs_without": sha256(path) != sha256(plain)}
+            doc["outputs"].append(entry)
+            mine = os.path.join(work, f"ours-{ours}.gguf")
+            if os.access(quantize, os.X_OK):
+                run([quantize, "--to", ours, model, "-o", mine, "--imatrix", IMATRIX, "--no-check", "--quiet"])
+                same = sha256(mine) == entry["sha256"]
+                bad += 0 if same else 1
+                print(f"{ours}: ours {'identical' if same else 'DIFFERS'}; the matrix changes llama-quantize's file: {entry['differs_without']}")
+    out = os.path.join(ROOT, "fixtures", "hf-to-gguf", "trained-llama-imatrix.json")
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {out}")
+    sys.exit(1 if bad else 0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -420,9 +464,11 @@ def main():
     c.add_argument("--quantize")
     q = sub.add_parser("quantized")
     q.add_argument("--quantize")
+    i = sub.add_parser("imatrix")
+    i.add_argument("--quantize")
     args = p.parse_args()
     {"fixture": command_fixture, "families": command_families, "compare": command_compare,
-     "quantized": command_quantized}[args.command](args)
+     "quantized": command_quantized, "imatrix": command_imatrix}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -111,3 +111,34 @@ struct HFToGGUFQuantizedInputCLITests {
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 }
+
+/// `quantize --to TYPE fixtures/trained-llama --imatrix M`: the conversion with an importance matrix
+/// (keyed by GGUF names) equals `llama-quantize --imatrix M` of the converter's F32 file, as
+/// recorded by `tools/hf_to_gguf_oracle.py imatrix` in fixtures/hf-to-gguf/trained-llama-imatrix.json.
+@Suite("quantize --to TYPE DIR --imatrix: the conversion with an importance matrix")
+struct HFToGGUFImatrixCLITests {
+    static func oracle() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("hf-to-gguf/trained-llama-imatrix.json")))
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    static var types: [String] { ((try? oracle())?["outputs"] as? [[String: Any]] ?? []).compactMap { $0["to"] as? String } }
+
+    @Test("the file is byte-identical to llama-quantize --imatrix of the converter's F32 file", arguments: types)
+    func byteIdentical(type: String) throws {
+        let doc = try Self.oracle()
+        let entry = try #require((doc["outputs"] as? [[String: Any]])?.first { $0["to"] as? String == type })
+        #expect(entry["differs_without"] as? Bool == true, "the matrix must change llama-quantize's \(type) file, or this proves nothing")
+        let matrix = try #require(doc["imatrix"] as? String)
+        let bytes = try [UInt8](Data(contentsOf: Fixtures.repositoryRoot.appendingPathComponent(matrix)))
+        #expect(SHA256.hex(bytes) == doc["imatrix_sha256"] as? String, "\(matrix) changed; rerun tools/hf_to_gguf_oracle.py imatrix")
+        let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-imatrix")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let output = scratch.appendingPathComponent("out.gguf").path
+        // The matrix is named as llama-quantize was given it: the path is recorded in quantize.imatrix.file.
+        let result = try CLI.run(["--to", type, "fixtures/trained-llama", "-o", output, "--imatrix", matrix, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let written = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
+        #expect(SHA256.hex(written) == entry["sha256"] as? String, "--to \(type) --imatrix differs from \(entry["llama_quantize"] ?? "")")
+    }
+}
