@@ -818,15 +818,15 @@ public final class QuantizeJob {
         return viewing(0, [])
     }
 
-    /// Converts and encodes a tensor block by block on all cores: each task converts a band of
-    /// rows (about 128 kB of FP32, so it stays in cache) and encodes it at once, so the tensor is
-    /// never held in FP32. Schemes whose scale spans the tensor (FP8 per-tensor) get one extra
-    /// pass for the tensor's amax.
     /// Input bytes from which a tensor of a GGUF output is encoded piece by piece from the mapped
     /// input instead of from a copy of the whole tensor (``encodesInChunks(_:)``; 64 MiB: the
     /// pieces are a quarter of that).
     static let chunkedEncodingBytes = 64 << 20
 
+    /// Converts and encodes a tensor block by block on all cores: each task converts a band of
+    /// rows (about 128 kB of FP32, so it stays in cache) and encodes it at once, so the tensor is
+    /// never held in FP32. Schemes whose scale spans the tensor (FP8 per-tensor) get one extra
+    /// pass for the tensor's amax.
     /// `rows`: the rows of the tensor that `source` holds (the whole tensor when nil), for
     /// encoding a tensor piece by piece; a piece starts at a multiple of the quantizer's row alignment.
     static func encodeStreaming(_ source: UnsafeRawBufferPointer, type: TensorType, with quantizer: TensorQuantizer,
