@@ -9,7 +9,7 @@ import TestSupport
 /// (``QuantizeJob/Settings/chunkedEncodingBytes``, 64 MiB by default) instead of from a copy of the
 /// whole tensor. With the threshold at one byte every float tensor of the fixtures goes that way,
 /// in pieces of one aligned row group: the bytes must be llama-quantize's still, and the accuracy
-/// report the one the whole-tensor path makes.
+/// report the one the whole-tensor path makes (within float rounding: it goes through BLAS).
 @Suite("large tensors encoded piece by piece from the mapping write the same bytes and report")
 struct ChunkedEncodingTests {
     static func run(_ input: String, _ name: MixtureName, conversion: ConversionPlan?, pieces: Bool, check: Bool,
@@ -44,7 +44,13 @@ struct ChunkedEncodingTests {
         let whole = try Self.run(model, name, conversion: plan, pieces: false, check: true)
         #expect(pieces.sha256 == expected, "\(name.rawValue) in pieces differs from llama-quantize of the F32 twin")
         #expect(whole.sha256 == expected)
-        #expect(pieces.report.count > 20 && pieces.report == whole.report)
+        // The report's errors come through BLAS (the probe's sgemm), whose rounding may follow the
+        // buffers' alignment: equal within float rounding, not bit for bit.
+        #expect(pieces.report.count > 20 && Set(pieces.report.keys) == Set(whole.report.keys))
+        for (tensor, error) in whole.report {
+            let other = pieces.report[tensor] ?? .nan
+            #expect(abs(other - error) <= 1e-4 * max(abs(error), 1e-6), "\(name.rawValue) \(tensor): \(other) vs \(error)")
+        }
     }
 
     @Test("GGUF → GGUF with an importance matrix (tiny-llama): the file is llama-quantize --imatrix's")
