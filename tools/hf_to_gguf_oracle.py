@@ -354,6 +354,16 @@ QUANTIZED_INPUTS = {
 QUANTIZED_TYPES = {"q8_0": ("Q8_0", True), "q4_k_m": ("Q4_K_M", False)}
 
 
+def write_fixture(doc, name, bad):
+    """Writes fixtures/hf-to-gguf/NAME and exits 1 when `bad` comparisons failed."""
+    out = os.path.join(ROOT, "fixtures", "hf-to-gguf", name)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {out}")
+    sys.exit(1 if bad else 0)
+
+
 def make_quantized_input(name, source, target, quantize):
     how = QUANTIZED_INPUTS[name]
     if how[0] == "quantize":
@@ -402,12 +412,7 @@ def command_quantized(args):
             line.append(f"f32 tensors {'identical' if same else 'DIFFER'}")
             doc["cases"].append(case)
             print("  ".join(line))
-    out = os.path.join(ROOT, "fixtures", "hf-to-gguf", "quantized-inputs.json")
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    print(f"wrote {out}")
-    sys.exit(1 if bad else 0)
+    write_fixture(doc, "quantized-inputs.json", bad)
 
 
 # Conversions with an importance matrix: llama-quantize --imatrix of the twin, for the mixtures and
@@ -443,12 +448,7 @@ def command_imatrix(args):
                 same = sha256(mine) == entry["sha256"]
                 bad += 0 if same else 1
                 print(f"{ours}: ours {'identical' if same else 'DIFFERS'}; the matrix changes llama-quantize's file: {entry['differs_without']}")
-    out = os.path.join(ROOT, "fixtures", "hf-to-gguf", "trained-llama-imatrix.json")
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    print(f"wrote {out}")
-    sys.exit(1 if bad else 0)
+    write_fixture(doc, "trained-llama-imatrix.json", bad)
 
 
 def main():
