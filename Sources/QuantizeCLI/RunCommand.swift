@@ -174,14 +174,15 @@ extension QuantizeCommand {
                                           halfQuadratic: calibration.method == .hqq)
             let inapplicable = [calibration.method != .rtn ? "--method \(calibration.method.rawValue)" : nil, imatrix.map { _ in "--imatrix" },
                                 evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil].compactMap { $0 }
-            let exportQuantization = ExportInput.Quantization(scheme: scheme, options: options, selection: TensorSelection(patterns: patterns()),
+            let selection = TensorSelection(patterns: patterns())
+            let exportQuantization = ExportInput.Quantization(scheme: scheme, options: options, selection: selection,
                                                               inapplicable: inapplicable)
             if let export = try ExportInput.job(input: input, target: to, output: output, force: force, maxShardByteCount: splitMaxSize?.bytes,
                                                 threads: threads, quantization: exportQuantization) {
                 try ExportInput.run(export, json: json, quiet: quiet, dryRun: dryRun, input: input, target: to.name)
                 return
             }
-            var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: TensorSelection(patterns: patterns()),
+            var settings = QuantizeJob.Settings(scheme: try scheme(), options: options, selection: selection,
                                                 output: output, overwrite: force, check: try checkSettings())
             settings.compressOutput = compress
             settings.mixture = to.mixture

@@ -19,6 +19,14 @@ struct HFToGGUFQuantizedInputCLITests {
         ((try? oracle())?["cases"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
     }
 
+    /// The sha256 of every tensor's bytes of the GGUF at `path`, by name.
+    static func tensorDigests(_ path: String) throws -> [String: String] {
+        let written = try Checkpoint(path: path)
+        var digests: [String: String] = [:]
+        for tensor in written.tensors { digests[tensor.name] = SHA256.hex([UInt8](try written.readData(for: tensor))) }
+        return digests
+    }
+
     /// Makes the case's quantized directory as the oracle made it, and checks it is the same file.
     static func makeInput(_ entry: [String: Any], in scratch: URL) throws -> String {
         let name = try #require(entry["name"] as? String)
@@ -58,9 +66,7 @@ struct HFToGGUFQuantizedInputCLITests {
         let path = scratch.appendingPathComponent("f32.gguf").path
         let result = try CLI.run(["--to", "f32", model, "-o", path, "--no-check", "--quiet"])
         #expect(result.status == 0, "\(result.stderr)")
-        let written = try Checkpoint(path: path)
-        var ours: [String: String] = [:]
-        for tensor in written.tensors { ours[tensor.name] = SHA256.hex([UInt8](try written.readData(for: tensor))) }
+        let ours = try Self.tensorDigests(path)
         let twin = try #require(entry["twin_tensors"] as? [[String: Any]])
         #expect(ours.count == twin.count)
         for tensor in twin {
@@ -80,16 +86,13 @@ struct HFToGGUFQuantizedInputCLITests {
             #expect(result.status == 0, "\(result.stderr)")
             result = try CLI.run(["--to", "f32", model, "-o", path, "--no-check", "--quiet"])
             #expect(result.status == 0, "\(result.stderr)")
-            let written = try Checkpoint(path: path)
-            var digest: [String: String] = [:]
-            for tensor in written.tensors { digest[tensor.name] = SHA256.hex([UInt8](try written.readData(for: tensor))) }
-            digests.append(digest)
+            digests.append(try Self.tensorDigests(path))
         }
         #expect(digests[0].count == 39)
         #expect(digests[0] == digests[1])
     }
 
-    @Test("a stored part that is missing or of the wrong shape is a clear error, and nothing is written")
+    @Test("a stored part that is missing is a clear error naming it, and nothing is written")
     func damagedParts() throws {
         let scratch = try Fixtures.temporaryDirectory("hf-to-gguf-damaged")
         defer { try? FileManager.default.removeItem(at: scratch) }

@@ -130,7 +130,7 @@ extension Checkpoint {
     public var logicalParameterCount: Int { logicalTensors.reduce(0) { $0 + $1.elementCount } }
 
     /// A `weight_shape` tensor's values (two little-endian I64 or I32), nil when unreadable.
-    private func storedShape(_ record: TensorRecord) -> [Int]? {
+    public func storedShape(_ record: TensorRecord) -> [Int]? {
         guard case .dtype(let dtype) = record.type, dtype == .i64 || dtype == .i32, record.elementCount == 2 else { return nil }
         guard let bytes = try? readData(for: record) else { return nil }
         let width = dtype == .i64 ? 8 : 4

@@ -201,7 +201,7 @@ public enum LlamaConversion {
             }
             var tensor = ConversionPlan.Tensor(source: weight.parts[0].name, name: name, shape: weight.shape, permuteHeads: permute, type: .f32)
             if weight.parts.count > 1 || weight.isQuantizedValues {
-                tensor.decoding = ConversionPlan.Decoding(parts: weight.parts.map(\.name), groupSize: weight.groupSize, blockSize: weight.blockSize)
+                tensor.decoding = ConversionPlan.Decoding(parts: weight.parts, groupSize: weight.groupSize, blockSize: weight.blockSize)
             }
             tensors.append(tensor)
         }

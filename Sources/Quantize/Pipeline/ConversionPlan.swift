@@ -46,14 +46,14 @@ public struct ConversionPlan: Sendable {
     public struct Decoding: Sendable, Hashable {
         /// The safetensors tensors of the weight, values first (`X.weight` or `X.weight_packed`),
         /// then its `weight_scale`/`weight_scale_inv`, `weight_zero_point`, `weight_shape`.
-        public var parts: [String]
+        public var parts: [TensorRecord]
         /// The config's `group_size`.
         public var groupSize: Int?
         /// The config's `weight_block_size` / `block_structure` (rows, columns).
         public var blockSize: [Int]?
 
         /// Creates a decoding entry.
-        public init(parts: [String], groupSize: Int? = nil, blockSize: [Int]? = nil) {
+        public init(parts: [TensorRecord], groupSize: Int? = nil, blockSize: [Int]? = nil) {
             self.parts = parts
             self.groupSize = groupSize
             self.blockSize = blockSize

@@ -45,8 +45,8 @@ extension QuantizeJob {
                 throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(entry.source)' (planned as \(entry.name)); the checkpoint is incomplete")
             }
             if let decoding = entry.decoding {
-                for part in decoding.parts where records[part] == nil {
-                    throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(part)' (a stored part of \(entry.name)); the checkpoint is incomplete")
+                for part in decoding.parts where records[part.name] != part {
+                    throw QuantizeJobError(.unsupportedConversion, "\(input) has no tensor '\(part.name)' (a stored part of \(entry.name)); the checkpoint is incomplete")
                 }
             } else if source.shape.reduce(1, *) != entry.shape.reduce(1, *) {
                 throw QuantizeJobError(.unsupportedConversion,
@@ -92,25 +92,20 @@ extension QuantizeJob {
     ///   of the logical shape, which the rest of the tensor's processing reads.
     func decodedConversionSource(_ planned: PlannedTensor, decoding: ConversionPlan.Decoding) throws -> (UnsafeMutableBufferPointer<Float>, TensorRecord) {
         guard let entry = planned.conversion else { throw QuantizeJobError(.unsupportedConversion, "\(planned.source.name) is not part of a conversion") }
-        let records = Dictionary(checkpoint.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let columns = entry.shape.count >= 2 ? entry.shape[entry.shape.count - 1] : (entry.shape.first ?? 0)
         let elements = entry.shape.reduce(1, *)
         let rows = columns > 0 ? elements / columns : 0
         var parts: [QuantizedTensor.Part] = []
-        for name in decoding.parts {
-            guard let record = records[name] else { throw QuantizeJobError(.unsupportedConversion, "no tensor '\(name)' (a part of \(entry.name))") }
-            let suffix = name.split(separator: ".").last.map(String.init) ?? name
+        for record in decoding.parts {
+            let suffix = record.name.split(separator: ".").last.map(String.init) ?? record.name
+            if suffix == "weight_shape" {
+                let stored = checkpoint.storedShape(record)
+                guard stored == [rows, columns] else {
+                    throw QuantizeJobError(.unsupportedConversion, "\(entry.source): its weight_shape says \(stored.map { "\($0)" } ?? "no two positive I64/I32 values"), but the conversion planned \(entry.shape)")
+                }
+            }
             let data = Array(try guardedData(for: record))
             parts.append(QuantizedTensor.Part(suffix: suffix, type: record.type, shape: record.shape, data: data))
-        }
-        if let shape = parts.first(where: { $0.suffix == "weight_shape" }), shape.data.count == 16 || shape.data.count == 8 {
-            let stored = shape.data.withUnsafeBytes { raw in
-                (0..<2).map { shape.data.count == 16 ? Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)))
-                                                     : Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
-            }
-            guard stored == [rows, columns] else {
-                throw QuantizeJobError(.unsupportedConversion, "\(entry.source): its weight_shape says \(stored), but the conversion planned \(entry.shape)")
-            }
         }
         let block = decoding.blockSize.flatMap { $0.count == 2 ? (rows: $0[0], columns: $0[1]) : nil }
         let values = try dequantized(QuantizedTensor(rows: rows, columns: columns, parts: parts), tensorName: entry.source,

@@ -646,6 +646,7 @@ public final class QuantizeJob {
         var source: UnsafeRawBufferPointer
         var decodedSource: UnsafeMutableBufferPointer<Float>? = nil
         defer { decodedSource?.deallocate() }
+        let chunked = encodesInChunks(planned)
         if let decoding = planned.conversion?.decoding {
             // A quantized source weight (fp8, compressed-tensors): decoded to FP32 first; from here
             // the tensor is processed as the F32 tensor the converter's twin holds.
@@ -653,13 +654,12 @@ public final class QuantizeJob {
             decodedSource = values
             planned.source = record
             source = UnsafeRawBufferPointer(values)
-        } else if encodesInChunks(planned) {
+        } else if chunked {
             // Read piece by piece while it is encoded (below): the whole input is never copied.
             source = UnsafeRawBufferPointer(start: nil, count: 0)
         } else {
             source = try guardedData(for: planned.source)
         }
-        let chunked = decodedSource == nil && encodesInChunks(planned)
         // A conversion reorders Q/K rows into a copy of this one tensor, and keeps tensors as F32.
         let conversion = planned.conversion
         var permutedCopy: UnsafeMutableRawBufferPointer? = nil
