@@ -41,6 +41,21 @@ static float qk_probe_half(uint16_t h) {
 
 static uint16_t qk_probe_rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
+#if QK_PROBE_X86
+// One F16 → F32 with no dependency on any other register. clang compiles `_cvtsh_ss` (and every
+// intrinsic spelling of it) to a `vpinsrw` that merges the loaded half into a register it treats as
+// undefined, because only lane 0 is used — in the dot loops the accumulator, which chained every
+// block's scale onto the previous block's FMA and ran the Q8_0/Q4_0 probes 2-4x slower than the
+// kernels they stand for (gcc-built ggml has no such chain). `vmovd` writes the whole register and
+// the conversion is an asm operand, so all its lanes are demanded and the zeros stay.
+QK_PROBE_AVX2 static inline float qk_probe_half_avx2(uint16_t h) {
+    __m128i bits = _mm_cvtsi32_si128((int)h);
+    __m128 value;
+    __asm__("vcvtph2ps %1, %0" : "=x"(value) : "x"(bits));
+    return _mm_cvtss_f32(value);
+}
+#endif
+
 // MARK: Streaming read
 
 static uint64_t read_scalar(const void *data, size_t bytes) {
@@ -115,7 +130,7 @@ QK_PROBE_AVX2 static inline float horizontal(__m256 v) {
 QK_PROBE_AVX2 static float dot_q8_0_avx2(const uint8_t *x, const uint8_t *y, size_t blocks) {
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < blocks; b++, x += 34, y += 34) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(qk_probe_rd16(x)) * _cvtsh_ss(qk_probe_rd16(y)));
+        __m256 d = _mm256_set1_ps(qk_probe_half_avx2(qk_probe_rd16(x)) * qk_probe_half_avx2(qk_probe_rd16(y)));
         __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2)), qy = _mm256_loadu_si256((const __m256i *)(y + 2));
         acc = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc);
     }
@@ -150,7 +165,7 @@ QK_PROBE_AVX2 static float dot_q4_0_avx2(const uint8_t *x, const uint8_t *y, siz
     __m256 acc = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
     for (size_t b = 0; b < blocks; b++, x += 18, y += 34) {
-        __m256 d = _mm256_set1_ps(_cvtsh_ss(qk_probe_rd16(x)) * _cvtsh_ss(qk_probe_rd16(y)));
+        __m256 d = _mm256_set1_ps(qk_probe_half_avx2(qk_probe_rd16(x)) * qk_probe_half_avx2(qk_probe_rd16(y)));
         __m128i packed = _mm_loadu_si128((const __m128i *)(x + 2));
         // Low nibbles are elements 0–15, high nibbles 16–31.
         __m256i both = _mm256_insertf128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
@@ -222,7 +237,7 @@ QK_PROBE_AVX2 static float dot_q4_k_avx2(const uint8_t *x, const uint8_t *y, siz
         __m128i prod = _mm_madd_epi16(sums, m16);
         prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x4E));
         prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0xB1));
-        minAcc += dy * _cvtsh_ss(qk_probe_rd16(x + 2)) * (float)_mm_cvtsi128_si32(prod);
+        minAcc += dy * qk_probe_half_avx2(qk_probe_rd16(x + 2)) * (float)_mm_cvtsi128_si32(prod);
         __m256i total = _mm256_setzero_si256();
         const uint8_t *qs = x + 16;
         const uint8_t *q8 = y + 4;
@@ -234,7 +249,7 @@ QK_PROBE_AVX2 static float dot_q4_k_avx2(const uint8_t *x, const uint8_t *y, siz
             __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32))), _mm256_set1_epi16(sc[2 * j + 1]));
             total = _mm256_add_epi32(total, _mm256_add_epi32(plo, phi));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * _cvtsh_ss(qk_probe_rd16(x))), _mm256_cvtepi32_ps(total), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qk_probe_half_avx2(qk_probe_rd16(x))), _mm256_cvtepi32_ps(total), acc);
     }
     return horizontal(acc) - minAcc;
 }

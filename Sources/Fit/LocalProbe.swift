@@ -98,18 +98,20 @@ public enum LocalProbe {
     }
 
     /// Runs every probe with `threads` threads: read bandwidth over `bufferBytes`, the four dot
-    /// products, and a 512³ sgemm.
+    /// products, the lock-step and sustained stretches, and last a 512³ sgemm.
     public static func measure(threads: Int, bufferBytes: Int) -> CPUProbe {
         let start = DispatchTime.now().uptimeNanoseconds
         let threads = max(threads, 1)
         let read = measureReadBandwidth(bytes: bufferBytes, threads: threads)
         var dots: [String: Double] = [:]
         for family in CPUProbe.families { dots[family] = measureDotRate(family: family, threads: threads) }
-        let size = 512
-        let sgemm = measureSgemm(size: size)
         let sync = measureSynchronized(threads: threads, q8WeightsPerSecond: dots["q8_0"] ?? 1e9)
         let sustained = measureDotRate(family: "q8_0", threads: threads, sustainedSeconds: 0.2)
         let share = min(1, max(0.01, sustained / max(dots["q8_0"] ?? sustained, 1)))
+        // Last: OpenBLAS's threads spin for a while after a call, and a probe run beside them
+        // measured that spinning as machine load (lock-step stretch 1.4-2.3 on an idle machine).
+        let size = 512
+        let sgemm = measureSgemm(size: size)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return CPUProbe(threads: threads, readBytesPerSecond: read, bufferBytes: max(bufferBytes, 1 << 20) / 4096 * 4096,
                         dotWeightsPerSecond: dots, sgemmFlopsPerSecond: sgemm, sgemmSize: size,
