@@ -9,8 +9,9 @@ synthetic F16 GGUF from tools/make_synthetic.py (--gigabytes, default 3: hidden 
 beyond the caches, so decode reads memory), and the trained fixture (fixtures/trained-llama,
 converted by `quantize --to q8_0`, 3 MB: a case where per-layer costs dominate).
 
-Each round runs, for every model, `quantize fit MODEL --device local --json` (which probes this
-machine), then `llama-bench -m MODEL -p P -n N -t T -r R -o json`, then the probe again, so the
+Each round runs, for every model, `quantize fit MODEL --device local --json` twice (each probes this
+machine: once with --input-tokens P for the prefill, once with 1 input token for llama-bench's
+decode test, which starts from an empty cache), then `llama-bench -m MODEL -p P -n N -t T -r R -o json`, then the probe again, so the
 probe and llama-bench see the same machine load; the prediction is the mean of the two probes'.
 Measured speeds are llama-bench's fastest repetition (the probe is a best-of-passes too); its
 mean is recorded as well. Both run at the same --nice. The tables give, per model and overall,
@@ -67,14 +68,24 @@ def prepare(a):
 
 
 def predict(a, path):
-    r = run([a.binary, "fit", path, "--device", "local", "--json", "--input-tokens", str(a.prompt), "--output-tokens", str(a.generate)], a.nice)
-    if r.returncode not in (0, 1):
-        sys.exit(f"quantize fit failed on {path}: {r.stderr}")
-    doc = json.loads(r.stdout)
-    result = doc[0] if isinstance(doc, list) else doc
-    cpu = result.get("cpu")
-    if not cpu:
-        sys.exit(f"quantize fit gave no cpu estimate for {path}")
+    """fit's prediction for llama-bench's two tests: prefill of --prompt tokens, and decode of
+    --generate tokens from an empty cache (llama-bench's tg test has no prompt), so its decode is
+    asked for at 1 input token (context ≈ generate ÷ 2, as in llama-bench)."""
+    cpu = {}
+    for key, tokens in (("prefill", a.prompt), ("decode", 1)):
+        r = run([a.binary, "fit", path, "--device", "local", "--json", "--input-tokens", str(tokens), "--output-tokens", str(a.generate)], a.nice)
+        if r.returncode not in (0, 1):
+            sys.exit(f"quantize fit failed on {path}: {r.stderr}")
+        doc = json.loads(r.stdout)
+        result = (doc[0] if isinstance(doc, list) else doc).get("cpu")
+        if not result:
+            sys.exit(f"quantize fit gave no cpu estimate for {path}")
+        if key == "prefill":
+            cpu.update({k: v for k, v in result.items() if k.startswith("prefill")})
+            cpu["probe"] = result["probe"]
+        else:
+            cpu.update({k: v for k, v in result.items() if k.startswith("decode")})
+            cpu["decodeProbe"] = result["probe"]
     return cpu
 
 
@@ -122,7 +133,8 @@ def main():
                    "load": (load_before + load_after) / 2,
                    "predictedDecode": (first["decodeTokensPerSecond"] + second["decodeTokensPerSecond"]) / 2,
                    "predictedPrefill": (first["prefillTokensPerSecond"] + second["prefillTokensPerSecond"]) / 2,
-                   "probes": [first["probe"], second["probe"]], "measured": measured,
+                   "probes": [first["probe"], second["probe"]], "decodeProbes": [first["decodeProbe"], second["decodeProbe"]],
+                   "measured": measured,
                    "decodeBound": first["decodeBound"]}
             row["decodeRatio"] = row["predictedDecode"] / measured["decode"]["best"]
             row["prefillRatio"] = row["predictedPrefill"] / measured["prefill"]["best"]

@@ -6,12 +6,16 @@ import Quantize
 /// step needs, per ggml kernel family, over the rates the probe measured.
 ///
 /// Decode (one token): every matrix's bytes stream from memory while its dot products run, so each
-/// family costs `max(bytes ÷ read bandwidth, weights ÷ (probe dot rate × decodeKernelFactor))`;
+/// family costs the longer of `bytes ÷ (read bandwidth × decodeBandwidthFactor)` and `weights ÷
+/// (probe dot rate × decodeKernelFactor)` plus `decodeOverlap` × the shorter (two threads do not hide
+/// all of one behind the other);
 /// the KV cache is read the same way; the sum (plus fixed costs) is multiplied by the probe's
 /// lock-step stretch (llama.cpp's threads meet at a barrier after every graph op, so a loaded
 /// machine slows the step by what it did to the probe's synchronized rounds). Prefill (`T`
 /// tokens): the matrices run as GEMMs, `2 × weights × T` FLOPs at `2 × probe dot rate ×
-/// prefillKernelFactor`, the attention `4 × layers × heads × head_dim × T²` FLOPs at the F16 rate
+/// prefillKernelFactor[type]` (llama.cpp's GEMMs differ by ggml type more than by probe family:
+/// here Q5_K and Q6_K ran faster than Q4_K), plus `prefillSecondsPerLayer` per layer and 512-token
+/// ubatch (graph ops too small for the GEMMs' rate, what a tiny model's prefill is made of), the attention `4 × layers × heads × head_dim × T²` FLOPs at the F16 rate
 /// (ggml computes the masked square), never faster than reading the weights once, divided by the
 /// probe's sustained core share. The token embedding is a row lookup (not read, unless tied to the
 /// output); the output matrix runs for the last prompt token only, as llama-bench asks for one row
@@ -21,10 +25,16 @@ public enum CPUModel {
     public struct Parameters: Codable, Sendable, Hashable {
         /// llama.cpp's matrix-vector kernel speed ÷ the probe's dot product of the same family.
         public var decodeKernelFactor: [String: Double]
-        /// llama.cpp's GEMM speed at a 512-token ubatch ÷ the probe's dot product of the same family.
+        /// llama.cpp's GEMM speed at a 512-token ubatch ÷ the probe's dot product of the same family,
+        /// keyed by ggml type name (`Q4_K`) or, as a fallback, by probe family (`q4_k`).
         public var prefillKernelFactor: [String: Double]
         /// Fraction of the probed read bandwidth decode's weight reads reach.
         public var decodeBandwidthFactor: Double
+        /// Share of the shorter of a family's memory and compute time that is not hidden behind the
+        /// longer one in decode (0: perfect overlap, 1: none).
+        public var decodeOverlap: Double = 0
+        /// Fixed cost per layer per 512-token ubatch of a prefill, seconds.
+        public var prefillSecondsPerLayer: Double = 0
         /// Fixed cost per layer per decode step, seconds.
         public var secondsPerLayer: Double
         /// Fixed cost per decode step (sampling, graph build), seconds.
@@ -34,10 +44,13 @@ public enum CPUModel {
 
         /// Creates a parameter set.
         public init(decodeKernelFactor: [String: Double], prefillKernelFactor: [String: Double], decodeBandwidthFactor: Double,
+                    decodeOverlap: Double = 0, prefillSecondsPerLayer: Double = 0,
                     secondsPerLayer: Double, secondsPerToken: Double, source: String) {
             self.decodeKernelFactor = decodeKernelFactor
             self.prefillKernelFactor = prefillKernelFactor
             self.decodeBandwidthFactor = decodeBandwidthFactor
+            self.decodeOverlap = decodeOverlap
+            self.prefillSecondsPerLayer = prefillSecondsPerLayer
             self.secondsPerLayer = secondsPerLayer
             self.secondsPerToken = secondsPerToken
             self.source = source
@@ -45,15 +58,19 @@ public enum CPUModel {
     }
 
     /// The parameters for llama.cpp's CPU backend (build of llama-cpp-python 0.3.36's vendored
-    /// llama.cpp, AVX2/AVX-512/VNNI, repack and llamafile GEMMs on), from the llama-bench runs of
-    /// `tools/fit_cpu_check.py` on the 2-core build machine (formats/fit-validation.md §CPU model).
+    /// llama.cpp, AVX2/AVX-512/VNNI, repack and llamafile GEMMs on), fitted to the llama-bench runs of
+    /// `tools/fit_cpu_check.py` on the 2-core build machine when it was quiet
+    /// (formats/fit-validation.md §CPU model, fixtures/fit/cpu-check/).
     public static let llamaCpp = Parameters(
-        decodeKernelFactor: ["q8_0": 1.0, "q4_0": 1.0, "q4_k": 1.0, "f16": 1.0],
-        prefillKernelFactor: ["q8_0": 10.3, "q4_0": 4.0, "q4_k": 6.4, "f16": 3.1],
-        decodeBandwidthFactor: 1.0,
+        decodeKernelFactor: ["q8_0": 1.25, "q4_0": 2.0, "q4_k": 1.0, "f16": 2.0],
+        prefillKernelFactor: ["F16": 4.49, "Q8_0": 2.59, "Q4_0": 5.32, "Q5_0": 2.72, "Q4_K": 3.59, "Q5_K": 6.52, "Q6_K": 5.52,
+                              "f16": 4.49, "q8_0": 2.59, "q4_0": 5.32, "q4_k": 3.59],
+        decodeBandwidthFactor: 0.78,
+        decodeOverlap: 0.3,
+        prefillSecondsPerLayer: 3.18e-3,
         secondsPerLayer: 0,
         secondsPerToken: 0,
-        source: "decode: the probe's own rates (factors 1, no fixed cost); prefill: llama-bench pp512 ÷ the probe's dot rate per family on the 1.57 B synthetic GGUFs, first calibration run of tools/fit_cpu_check.py, 2026-12-01 14:00–14:25 UTC, load 12–15 on 2 cores")
+        source: "decode: grid fit of bandwidth factor, overlap and family factors to 18 llama-bench tg32 runs (8 synthetic 1.57 B GGUFs q4_0…f16 + the trained fixture, 2 rounds), prefill: per-type pp512 ÷ the probe's rate on the same runs, tools/fit_cpu_check.py 2026-12-01 23:20–23:45 UTC, load 1.6–2.1 on 2 cores")
 
     /// The probe family whose kernel stands for a ggml or safetensors type name (`Q4_K`, `F16`):
     /// Q8_0 for 8-bit blocks, Q4_0 for the legacy 4/5-bit blocks, Q4_K for k-quants and i-quants,
@@ -73,6 +90,8 @@ public enum CPUModel {
     public struct TensorGroup: Codable, Sendable, Hashable {
         /// The probe family (`q8_0`, `q4_0`, `q4_k`, `f16`).
         public var family: String
+        /// The ggml type the tensors are stored as (`Q4_K`); nil when only the family is known.
+        public var type: String?
         /// The role of the tensors.
         public var role: WeightTensor.Role
         /// Weights (elements) of the group as read per token (routed experts: the active share).
@@ -81,8 +100,9 @@ public enum CPUModel {
         public var bytes: Double
 
         /// Creates a group.
-        public init(family: String, role: WeightTensor.Role, weights: Double, bytes: Double) {
+        public init(family: String, type: String? = nil, role: WeightTensor.Role, weights: Double, bytes: Double) {
             self.family = family
+            self.type = type
             self.role = role
             self.weights = weights
             self.bytes = bytes
@@ -147,9 +167,9 @@ public enum CPUModel {
                 weights *= share
                 bytes *= share
             }
-            let family = family(ofType: entry.type)
-            let key = "\(family)/\(entry.role.rawValue)"
-            var group = groups[key] ?? TensorGroup(family: family, role: entry.role, weights: 0, bytes: 0)
+            let type = entry.type.uppercased()
+            let key = "\(type)/\(entry.role.rawValue)"
+            var group = groups[key] ?? TensorGroup(family: family(ofType: type), type: type, role: entry.role, weights: 0, bytes: 0)
             group.weights += weights
             group.bytes += bytes
             groups[key] = group
@@ -216,16 +236,18 @@ public enum CPUModel {
             guard weights > 0 else { continue }
             let memory = bytes / bandwidth
             let compute = weights / rate(family, probe: probe, factor: parameters.decodeKernelFactor)
-            families.append(FamilyTime(family: family, bytes: bytes, multiplyAdds: weights, seconds: max(memory, compute),
+            let seconds = max(memory, compute) + parameters.decodeOverlap * min(memory, compute)
+            families.append(FamilyTime(family: family, bytes: bytes, multiplyAdds: weights, seconds: seconds,
                                        bound: compute > memory ? "compute" : "memory"))
             weightBytes += bytes
         }
         let kvBytes = Double(model.kvTokens(context: context)) * kvBytesPerToken
         let attentionMultiplyAdds = 2 * Double(model.layerCount * model.attentionHeads * model.headDim) * Double(model.kvTokens(context: context))
-        let attention = max(kvBytes / bandwidth, attentionMultiplyAdds / rate("f16", probe: probe, factor: parameters.decodeKernelFactor))
+        let kvMemory = kvBytes / bandwidth, kvCompute = attentionMultiplyAdds / rate("f16", probe: probe, factor: parameters.decodeKernelFactor)
+        let attention = max(kvMemory, kvCompute) + parameters.decodeOverlap * min(kvMemory, kvCompute)
         if kvBytes > 0 {
             families.append(FamilyTime(family: "attention", bytes: kvBytes, multiplyAdds: attentionMultiplyAdds, seconds: attention,
-                                       bound: attention > kvBytes / bandwidth ? "compute" : "memory"))
+                                       bound: kvCompute > kvMemory ? "compute" : "memory"))
         }
         let fixed = parameters.secondsPerToken + parameters.secondsPerLayer * Double(model.layerCount)
         let work = families.reduce(0) { $0 + $1.seconds }
@@ -243,13 +265,24 @@ public enum CPUModel {
         var families: [FamilyTime] = []
         var flops = 0.0
         for family in CPUProbe.families {
-            let used = groups.filter { $0.family == family && $0.role != .embedding && $0.role != .vector }
-            // The output head runs for the last token only (one row of logits); tied embeddings likewise.
-            let multiplyAdds = used.reduce(0) { $0 + $1.weights * ($1.role == .lmHead ? 1 : t) }
-                + (model.tiedEmbeddings ? groups.filter { $0.family == family && $0.role == .embedding }.reduce(0) { $0 + $1.weights } : 0)
+            var multiplyAdds = 0.0, bytes = 0.0, compute = 0.0
+            for group in groups where group.family == family {
+                // The output head runs for the last token only (one row of logits); tied embeddings
+                // likewise; an untied embedding is a row lookup and vectors are not GEMMs.
+                let count: Double
+                switch group.role {
+                case .lmHead: count = group.weights
+                case .embedding: count = model.tiedEmbeddings ? group.weights : 0
+                case .vector: count = 0
+                default: count = group.weights * t
+                }
+                guard count > 0 else { continue }
+                if group.role != .embedding { bytes += group.bytes }
+                multiplyAdds += count
+                let factor = group.type.flatMap { parameters.prefillKernelFactor[$0] } ?? parameters.prefillKernelFactor[family] ?? 1
+                compute += count / max((probe.dotWeightsPerSecond[family] ?? probe.dotWeightsPerSecond["q8_0"] ?? 1) * factor, 1)
+            }
             guard multiplyAdds > 0 else { continue }
-            let bytes = used.reduce(0) { $0 + $1.bytes }
-            let compute = multiplyAdds / rate(family, probe: probe, factor: parameters.prefillKernelFactor)
             let memory = bytes / probe.readBytesPerSecond
             families.append(FamilyTime(family: family, bytes: bytes, multiplyAdds: multiplyAdds, seconds: max(compute, memory),
                                        bound: compute >= memory ? "compute" : "memory"))
@@ -257,12 +290,13 @@ public enum CPUModel {
         }
         let attentionMultiplyAdds = 2 * Double(model.layerCount * model.attentionHeads * model.headDim) * t * t
         let attention = attentionMultiplyAdds / rate("f16", probe: probe, factor: parameters.prefillKernelFactor)
+        let ubatches = (t / 512).rounded(.up)
         families.append(FamilyTime(family: "attention", bytes: 0, multiplyAdds: attentionMultiplyAdds, seconds: attention, bound: "compute"))
         flops += 2 * attentionMultiplyAdds
         // Prefill ops are long (tens of ms): each thread works through its share of a GEMM at the
         // share of a core it gets over time, not held at barriers op by op as decode's short ops are.
-        let seconds = (families.reduce(0) { $0 + $1.seconds } + parameters.secondsPerToken + parameters.secondsPerLayer * Double(model.layerCount))
-            / probe.sustainedShare
+        let fixed = parameters.secondsPerToken + (parameters.secondsPerLayer + parameters.prefillSecondsPerLayer * ubatches) * Double(model.layerCount)
+        let seconds = (families.reduce(0) { $0 + $1.seconds } + fixed) / probe.sustainedShare
         return (seconds, flops, families)
     }
 

@@ -168,6 +168,56 @@ struct CPUModelFormulaTests {
         #expect(abs(one.seconds / two.seconds - 2) <= 1e-9)
     }
 
+    @Test("decode overlap adds its share of the shorter of memory and compute time")
+    func decodeOverlap() throws {
+        let shape = try #require(try ModelShape.preset(named: "llama-3.1-8b"))
+        let groups = try #require(CPUModel.tensorGroups(model: shape, variant: try Variant.parse("q8_0")))
+        let probe = fixedProbe(read: 10e9, dot: 4e9)
+        var overlapping = bare
+        overlapping.decodeOverlap = 0.25
+        let a = CPUModel.decode(groups: groups, model: shape, probe: probe, parameters: bare, context: 0, kvBytesPerToken: 0)
+        let b = CPUModel.decode(groups: groups, model: shape, probe: probe, parameters: overlapping, context: 0, kvBytesPerToken: 0)
+        var expected = 0.0
+        for family in a.families {
+            let memory = family.bytes / 10e9, compute = family.multiplyAdds / 4e9
+            #expect(abs(family.seconds - max(memory, compute)) <= 1e-9 * family.seconds)
+            expected += max(memory, compute) + 0.25 * min(memory, compute)
+        }
+        #expect(abs(b.seconds - expected) <= 1e-9 * expected, "decode with overlap \(b.seconds) s vs \(expected) s")
+        #expect(b.seconds > a.seconds)
+    }
+
+    @Test("a prefill factor for a ggml type applies to that type's tensors only, before its family's")
+    func typeFactors() throws {
+        let shape = try #require(try ModelShape.preset(named: "llama-3.1-8b"))
+        let groups = try #require(CPUModel.tensorGroups(model: shape, variant: try Variant.parse("q4_k_m")))
+        #expect(Set(groups.filter { $0.role == .mlp }.compactMap(\.type)) == ["Q4_K", "Q6_K"], "q4_k_m keeps half of ffn_down at Q6_K")
+        let probe = fixedProbe(read: 1e15, dot: 5e9)
+        var q6Faster = bare
+        q6Faster.prefillKernelFactor = ["Q6_K": 2, "q4_k": 1]
+        let base = CPUModel.prefill(groups: groups, model: shape, probe: probe, parameters: bare, tokens: 512)
+        let faster = CPUModel.prefill(groups: groups, model: shape, probe: probe, parameters: q6Faster, tokens: 512)
+        // Only the Q6_K work runs twice as fast: the saving is half of its time at the bare rate.
+        let q6Work = groups.filter { $0.type == "Q6_K" }.reduce(0.0) { $0 + $1.weights * ($1.role == .lmHead ? 1 : 512) }
+        let saving = q6Work / 5e9 / 2
+        #expect(abs((base.seconds - faster.seconds) - saving) <= 1e-9 * base.seconds, "saved \(base.seconds - faster.seconds) s vs \(saving) s")
+    }
+
+    @Test("the prefill's per-layer cost is paid once per 512-token ubatch")
+    func prefillLayerCost() throws {
+        let shape = try #require(try ModelShape.preset(named: "llama-3.1-8b"))
+        let groups = try #require(CPUModel.tensorGroups(model: shape, variant: try Variant.parse("q8_0")))
+        let probe = fixedProbe(read: 1e15, dot: 5e9)
+        var perLayer = bare
+        perLayer.prefillSecondsPerLayer = 1e-3
+        for (tokens, ubatches) in [(512, 1.0), (513, 2.0), (2048, 4.0)] {
+            let a = CPUModel.prefill(groups: groups, model: shape, probe: probe, parameters: bare, tokens: tokens)
+            let b = CPUModel.prefill(groups: groups, model: shape, probe: probe, parameters: perLayer, tokens: tokens)
+            let expected = 1e-3 * Double(shape.layerCount) * ubatches
+            #expect(abs((b.seconds - a.seconds) - expected) <= 1e-9 * b.seconds, "\(tokens) tokens: \(b.seconds - a.seconds) s vs \(expected) s")
+        }
+    }
+
     @Test("fit on a probed CPU reports the CPU model's decode and prefill in its result")
     func planUsesModel() throws {
         let r = try request("llama-3.1-8b", "q4_k_m", probe: fixedProbe())
