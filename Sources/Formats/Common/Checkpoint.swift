@@ -1,7 +1,8 @@
 import Foundation
 
 /// A model checkpoint opened for reading, whatever its format: one .safetensors file, a Hugging
-/// Face model directory (sharded or not, with config.json), or a .gguf file.
+/// Face model directory (sharded or not, with config.json), or a .gguf file (or any shard of a
+/// gguf-split set, which opens the whole set as one model).
 ///
 /// Only headers are read when opening; tensor data stays in the mapped files until asked for, so
 /// a checkpoint of hundreds of GB opens in milliseconds.
@@ -24,8 +25,11 @@ public final class Checkpoint: @unchecked Sendable {
     public let tensors: [TensorRecord]
     /// The opened safetensors checkpoint, when ``format`` is safetensors.
     public let safetensors: SafetensorsCheckpoint?
-    /// The opened GGUF file, when ``format`` is GGUF.
+    /// The opened GGUF file, when ``format`` is GGUF: the first shard of a split set, which holds
+    /// the metadata.
     public let gguf: GGUFFile?
+    /// Every shard of a gguf-split set in split order (one file when not split); empty for safetensors.
+    public let ggufShards: [GGUFFile]
     /// The parsed config.json of the model directory, if there is one.
     public let config: JSONValue?
     /// The architecture from config.json or GGUF metadata, if declared.
@@ -61,11 +65,13 @@ public final class Checkpoint: @unchecked Sendable {
             if Checkpoint.startsWithGGUFMagic(path) || path.hasSuffix(".gguf") || CompressedFormat.originalFormat(atPath: path) == .gguf { ggufPath = path }
         }
         if let ggufPath {
-            let file = try GGUFFile(path: ggufPath)
+            let shards = try GGUFFile.splitSet(containing: try GGUFFile(path: ggufPath))
+            let file = shards[0]
             format = .gguf
             gguf = file
+            ggufShards = shards
             safetensors = nil
-            tensors = file.records(fileIndex: 0)
+            tensors = shards.enumerated().flatMap { index, shard in shard.records(fileIndex: index) }
             config = nil
             architecture = ModelArchitecture(ggufValue: { key in file[key].flatMap(Checkpoint.plainValue) })
         } else {
@@ -73,6 +79,7 @@ public final class Checkpoint: @unchecked Sendable {
             format = .safetensors
             safetensors = checkpoint
             gguf = nil
+            ggufShards = []
             tensors = checkpoint.tensors
             let configPath = (checkpoint.directory as NSString).appendingPathComponent("config.json")
             if FileManager.default.fileExists(atPath: configPath) {
@@ -93,27 +100,31 @@ public final class Checkpoint: @unchecked Sendable {
         self.directory = directory
         format = .gguf
         gguf = file
+        ggufShards = [file]
         safetensors = nil
         tensors = file.records(fileIndex: 0)
         config = nil
         architecture = ModelArchitecture(ggufValue: { key in file[key].flatMap(Checkpoint.plainValue) })
     }
 
+    /// The tensor infos of every GGUF shard, in split order (empty for safetensors).
+    public var ggufTensors: [GGUFTensorInfo] { ggufShards.flatMap(\.tensors) }
+
     /// The paths of the files holding tensor data, indexed by ``TensorRecord/fileIndex``.
     public var files: [String] {
-        if let gguf { return [gguf.path] }
+        if gguf != nil { return ggufShards.map(\.path) }
         return safetensors?.shards.map(\.path) ?? []
     }
 
     /// The byte sizes of ``files``.
     public var fileByteCounts: [Int] {
-        if let gguf { return [gguf.file.count] }
+        if gguf != nil { return ggufShards.map(\.file.count) }
         return safetensors?.shards.map(\.file.count) ?? []
     }
 
     /// The mapped file behind ``files``[index].
     public func mappedFile(_ index: Int) -> MappedFile {
-        if let gguf { return gguf.file }
+        if gguf != nil { return ggufShards[index].file }
         return safetensors!.shards[index].file
     }
 

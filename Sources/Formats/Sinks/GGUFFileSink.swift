@@ -26,7 +26,9 @@ public final class GGUFFileSink: CheckpointSink {
     public init(target: String, metadata: [(key: String, value: GGUFValue)], tensors: [GGUFWriter.Tensor],
                 fileType: UInt32? = nil, quantizationVersion: UInt32? = nil,
                 trailing: [(key: String, value: GGUFValue)] = []) throws(FormatError) {
-        var metadata = metadata
+        // A split input's shard keys describe the input's split, not this one file (llama-quantize
+        // removes them the same way).
+        var metadata = metadata.filter { !$0.key.hasPrefix("split.") }
         func set(_ key: String, _ value: GGUFValue) {
             metadata.removeAll { $0.key == key }
             metadata.append((key, value))

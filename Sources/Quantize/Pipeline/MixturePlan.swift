@@ -18,7 +18,7 @@ extension QuantizeJob {
         let metadata = Dictionary(gguf.metadata.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
         let model = try MixtureModel(metadata: metadata)
         let decisions = try MixturePlanner.plan(mixture, model: model,
-                                                tensors: gguf.tensors.map { MixtureTensor(name: $0.name, shape: $0.dimensions, type: $0.type) },
+                                                tensors: checkpoint.ggufTensors.map { MixtureTensor(name: $0.name, shape: $0.dimensions, type: $0.type) },
                                                 overrides: settings.tensorTypes, pure: settings.pure,
                                                 hasImportanceMatrix: (settings.importance?.matrix.entryCount ?? 0) > 0)
         let records = Dictionary(checkpoint.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })

@@ -98,9 +98,12 @@ enum LlamaCppLayout {
             error("general.architecture", "'\(DisplayText.shortened(architecture))' is not an architecture llama.cpp knows (LLM_ARCH_NAMES)")
             return done("unknown architecture \(DisplayText.shortened(architecture))", 0)
         }
-        let shards = gguf["split.count"]?.int ?? 1
-        if shards > 1 {
-            warning("split.count", "this is shard \((gguf["split.no"]?.int ?? 0) + 1) of \(shards); llama.cpp loads the set from the first shard — its keys and vocabulary are checked here, the tensors (spread over the shards) are not")
+        // A split set opens as one model (Checkpoint reads every shard, with the first's metadata),
+        // as llama.cpp loads it from the first shard.
+        let tensors = checkpoint.ggufTensors
+        let shards = checkpoint.ggufShards.count
+        if shards > 1, checkpoint.path != gguf.path {
+            warning("split.no", "\(checkpoint.path) is not the first shard; llama.cpp must be given \(gguf.path) (it refuses the others)")
         }
 
         // Hyperparameters (load_hparams + the architecture's load_arch_hparams).
@@ -154,18 +157,15 @@ enum LlamaCppLayout {
         }
 
         // Tensor types: every type must be one ggml implements and rows must fill whole blocks.
-        for tensor in gguf.tensors {
+        for tensor in tensors {
             let type = tensor.type
             if let row = tensor.dimensions.first, type.blockSize > 1, row % type.blockSize != 0 {
                 error(tensor.name, "has rows of \(row) elements, not a multiple of \(type.name)'s block of \(type.blockSize)")
             }
         }
 
-        if shards > 1 {
-            return done("\(architecture), split into \(shards) shards — keys and vocabulary of this shard checked", gguf.tensors.count)
-        }
         guard let expected = layerTensors(architecture) else {
-            return done("\(architecture) — keys and vocabulary checked; tensor shapes are checked for llama, qwen2 and qwen3 only", gguf.tensors.count)
+            return done("\(architecture) — keys and vocabulary checked; tensor shapes are checked for llama, qwen2 and qwen3 only", tensors.count)
         }
 
         var h = Hyper()
@@ -177,7 +177,9 @@ enum LlamaCppLayout {
         h.keyLength = int("attention.key_length") ?? (h.heads > 0 ? h.embedding / h.heads : 0)
         h.valueLength = int("attention.value_length") ?? (h.heads > 0 ? h.embedding / h.heads : 0)
         h.rope = int("rope.dimension_count") ?? h.keyLength
-        h.vocabulary = vocabulary > 0 ? vocabulary : (gguf.tensor(named: "token_embd.weight")?.dimensions.last ?? 0)
+        var byName: [String: GGUFTensorInfo] = [:]
+        for tensor in tensors { byName[tensor.name] = tensor }
+        h.vocabulary = vocabulary > 0 ? vocabulary : (byName["token_embd.weight"]?.dimensions.last ?? 0)
         if architecture == "llama", h.rope != h.keyLength { error(architecture + ".rope.dimension_count", "is \(h.rope), expected \(h.keyLength) (invalid n_rot)") }
         if h.heads > 0, h.kvHeads > 0, h.heads % h.kvHeads != 0 { error(architecture + ".attention.head_count_kv", "\(h.kvHeads) does not divide the \(h.heads) query heads") }
 
@@ -187,12 +189,10 @@ enum LlamaCppLayout {
             ("output.weight", [h.embedding, h.vocabulary], false),
         ]
         if architecture == "qwen2" { wanted.append(("output.bias", [h.vocabulary], false)) }
-        if gguf.tensor(named: "rope_freqs.weight") != nil { wanted.append(("rope_freqs.weight", [h.rope / 2], false)) }
+        if byName["rope_freqs.weight"] != nil { wanted.append(("rope_freqs.weight", [h.rope / 2], false)) }
         for layer in 0..<max(0, min(h.layers, 512)) {
             for entry in expected { wanted.append((entry.name.replacingOccurrences(of: "{i}", with: String(layer)), entry.shape(h), entry.required)) }
         }
-        var byName: [String: GGUFTensorInfo] = [:]
-        for tensor in gguf.tensors { byName[tensor.name] = tensor }
         var used: Set<String> = []
         for entry in wanted {
             guard let tensor = byName[entry.name] else {
@@ -204,12 +204,13 @@ enum LlamaCppLayout {
                 error(entry.name, "has shape \(tensor.dimensions) (ggml order); the \(architecture) loader expects \(entry.shape) from the metadata (wrong shape)")
             }
         }
-        let extra = gguf.tensors.filter { !used.contains($0.name) }
+        let extra = tensors.filter { !used.contains($0.name) }
         for tensor in extra.prefix(20) {
             error(tensor.name, "is not a tensor the \(architecture) loader creates; llama.cpp counts every tensor and refuses the file (wrong number of tensors)")
         }
         if extra.count > 20 { error("", "\(extra.count - 20) more tensors the loader does not create") }
         let summary = "\(architecture), \(h.layers) layers, vocabulary \(h.vocabulary), \(model ?? "no") tokenizer" +
+            (shards > 1 ? ", \(shards) shards" : "") +
             (byName["output.weight"] == nil ? ", output tied to token_embd" : "")
         return done(summary, used.count)
     }
