@@ -183,6 +183,7 @@ extension Checkpoint {
         let strategy = weights["strategy"]?.string
         let group = weights["group_size"]?.int
         let symmetric = weights["symmetric"]?.bool
+        let block = weights["block_structure"]?.array?.compactMap(\.int)
         var name: String
         switch (valueType, bits) {
         case ("float", 8?): name = e5m2 ? "fp8-e5m2" : "fp8"
@@ -192,7 +193,7 @@ extension Checkpoint {
         if valueType == "int", bits == 4, strategy == "group", let group, group != 128 { name += "-g\(group)" }
         if valueType == "int", symmetric == false { name += "-asym" }
         return StoredQuantization(method: method, format: groups.first?.value["format"]?.string ?? declared["format"]?.string,
-                                  bits: bits, valueType: valueType, strategy: strategy, groupSize: group, symmetric: symmetric,
-                                  schemeName: name)
+                                  bits: bits, valueType: valueType, strategy: strategy, groupSize: group,
+                                  blockSize: block?.count == 2 ? block : nil, symmetric: symmetric, schemeName: name)
     }
 }
