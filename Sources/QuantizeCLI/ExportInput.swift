@@ -55,11 +55,7 @@ enum ExportInput {
         }
         let checkpoint = try Checkpoint(path: input)
         guard let gguf = checkpoint.gguf else { return nil }
-        if checkpoint.ggufShards.count > 1 {
-            throw QuantizeJobError(.unsupportedConversion,
-                "\(input) is part of a \(checkpoint.ggufShards.count)-shard gguf-split set, and the export to a Hugging Face directory reads one GGUF file: merge the set first (llama-gguf-split --merge \(gguf.path) merged.gguf) and export merged.gguf")
-        }
-        let plan = try HuggingFaceExport.plan(for: gguf)
+        let plan = try HuggingFaceExport.plan(for: gguf, shards: checkpoint.ggufShards)
         var trimmed = outputPath
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         var settings = ExportJob.Settings(dtype: dtype, output: trimmed, overwrite: force, threads: threads)

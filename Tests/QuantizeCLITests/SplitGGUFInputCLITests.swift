@@ -3,7 +3,8 @@ import Testing
 import TestSupport
 
 /// A gguf-split set (`NAME-0000i-of-0000N.gguf`) given by any of its shards is one model to
-/// `inspect`, `verify --target llama.cpp` and `--to`, as llama.cpp's loader reads it from the first.
+/// `inspect`, `verify --target llama.cpp`, `--to` and the Hugging Face export, as llama.cpp's
+/// loader reads it from the first.
 @Suite("split GGUF sets read as one model")
 struct SplitGGUFInputCLITests {
     /// The unsplit f16 file and the shards of the same file split 8 tensors per shard, in `scratch`.
@@ -109,8 +110,32 @@ struct SplitGGUFInputCLITests {
         #expect(result.status == 2 && result.stderr.contains("shard 2 of \(shards.count)") && result.stderr.contains("missing"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: scratch.appendingPathComponent("out.gguf").path))
         try FileManager.default.moveItem(atPath: saved, toPath: shards[1])
-        // GGUF → Hugging Face from a split set is refused with the merge command.
-        result = try CLI.run(["--to", "bf16", shards[0], "-o", scratch.appendingPathComponent("hf").path])
-        #expect(result.status == 2 && result.stderr.contains("llama-gguf-split --merge"), "\(result.stderr)")
+    }
+
+    @Test("GGUF → Hugging Face from a split set writes the directory the unsplit file gives")
+    func exportFromSplit() throws {
+        let scratch = try Fixtures.temporaryDirectory("split-input-export")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let whole = scratch.appendingPathComponent("whole.gguf").path
+        var result = try CLI.run(["--to", "f32", "fixtures/trained-llama", "-o", whole, "--no-check", "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        result = try CLI.run(["--to", "f32", "fixtures/trained-llama", "-o", scratch.appendingPathComponent("split.gguf").path,
+                              "--no-check", "--quiet", "--split-max-tensors", "10"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let firstName = try #require(try FileManager.default.contentsOfDirectory(atPath: scratch.path).first { $0.hasPrefix("split-00001-of-") && $0.hasSuffix(".gguf") })
+        let first = scratch.appendingPathComponent(firstName).path
+        #expect(!firstName.hasSuffix("-of-00001.gguf"), "the export must read more than one shard")
+        for (input, name) in [(whole, "from-whole"), (first, "from-split")] {
+            result = try CLI.run(["--to", "bf16", input, "-o", scratch.appendingPathComponent(name).path, "--quiet"])
+            #expect(result.status == 0, "\(input): \(result.stderr)")
+        }
+        let a = scratch.appendingPathComponent("from-whole"), b = scratch.appendingPathComponent("from-split")
+        let names = try FileManager.default.contentsOfDirectory(atPath: a.path).filter { !$0.hasPrefix(".") }.sorted()
+        #expect(names == (try FileManager.default.contentsOfDirectory(atPath: b.path).filter { !$0.hasPrefix(".") }.sorted()))
+        #expect(names.contains("config.json") && names.contains { $0.hasSuffix(".safetensors") })
+        for name in names where !name.hasSuffix("manifest.json") {
+            let x = try Data(contentsOf: a.appendingPathComponent(name)), y = try Data(contentsOf: b.appendingPathComponent(name))
+            #expect(x == y, "\(name) differs between the export of the unsplit file and of the split set")
+        }
     }
 }

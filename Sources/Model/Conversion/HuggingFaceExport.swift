@@ -80,8 +80,13 @@ public enum HuggingFaceExport {
         throw refuse("its rope_freqs.weight matches no llama3 RoPE scaling (factor \(largest), low/high frequency factors 0.5-16, 16-1M original positions), so its rope_parameters cannot be recovered")
     }
 
-    public static func plan(for gguf: GGUFFile) throws -> ExportPlan {
+    /// `shards`: every shard of a gguf-split set, first (`gguf`) first; nil for one file.
+    public static func plan(for gguf: GGUFFile, shards: [GGUFFile]? = nil) throws -> ExportPlan {
         let path = gguf.path
+        let shards = shards ?? [gguf]
+        var infos: [String: (info: GGUFTensorInfo, shard: GGUFFile)] = [:]
+        for shard in shards { for info in shard.tensors where infos[info.name] == nil { infos[info.name] = (info, shard) } }
+        let allTensors = shards.flatMap(\.tensors)
         func refuse(_ what: String) -> QuantizeJobError {
             QuantizeJobError(.unsupportedConversion, "\(path) cannot be exported to a Hugging Face directory: \(what). The export writes llama (Llama 2/3, Mistral) and qwen2 GGUFs so far")
         }
@@ -102,8 +107,8 @@ public enum HuggingFaceExport {
         }
         let headDim = int("attention.key_length")
         var llama3Rope: Llama3Rope? = nil
-        if let info = gguf.tensor(named: "rope_freqs.weight") {
-            llama3Rope = try recoverLlama3Rope(gguf, info, base: float("rope.freq_base") ?? 10000, dimension: headDim ?? hidden / heads,
+        if let (info, shard) = infos["rope_freqs.weight"] {
+            llama3Rope = try recoverLlama3Rope(shard, info, base: float("rope.freq_base") ?? 10000, dimension: headDim ?? hidden / heads,
                                                context: int("context_length"), refuse: refuse)
         }
         if let valueLength = int("attention.value_length"), valueLength != (headDim ?? hidden / heads) {
@@ -113,13 +118,13 @@ public enum HuggingFaceExport {
             throw refuse("\(p)rope.dimension_count \(rotary) is not the head size \(headDim ?? hidden / heads) (partial rotary)")
         }
         let tokens = gguf["tokenizer.ggml.tokens"]?.array ?? []
-        let vocabSize = int("vocab_size") ?? (tokens.isEmpty ? gguf.tensor(named: "token_embd.weight")?.dimensions.last : tokens.count) ?? 0
+        let vocabSize = int("vocab_size") ?? (tokens.isEmpty ? infos["token_embd.weight"]?.info.dimensions.last : tokens.count) ?? 0
 
         // Tensors, in the order transformers registers the modules (its state dict's order).
         var tensors: [ExportPlan.Tensor] = []
         var used: Set<String> = llama3Rope == nil ? [] : ["rope_freqs.weight"]  // recomputed by the converter from rope_parameters
         func add(_ source: String, _ name: String, unpermute: Int? = nil, required: Bool = true) throws {
-            guard let info = gguf.tensor(named: source) else {
+            guard let info = infos[source]?.info else {
                 if required { throw refuse("it has no tensor \(source)") }
                 return
             }
@@ -145,7 +150,7 @@ public enum HuggingFaceExport {
         try add("output_norm.weight", "model.norm.weight")
         try add("output.weight", "lm_head.weight", required: false)
         let tied = !used.contains("output.weight")
-        if let extra = gguf.tensors.first(where: { !used.contains($0.name) }) {
+        if let extra = allTensors.first(where: { !used.contains($0.name) }) {
             throw refuse("its tensor \(extra.name) has no Hugging Face name in this export")
         }
         for tensor in tensors {
@@ -160,7 +165,7 @@ public enum HuggingFaceExport {
         func number(_ value: Int) -> JSONValue { .number(JSONNumber(value)) }
         /// A float32 from the GGUF as its shortest decimal (1e-05, not 9.99999974738e-06).
         func real(_ value: Double) -> JSONValue { .number(JSONNumber(Double(Float(value).description) ?? value)) }
-        if let id = nameOrPath(gguf) { config.append(JSONMember("_name_or_path", .string(id))) }
+        if let id = nameOrPath(gguf, parameters: allTensors.reduce(0) { $0 + $1.elementCount }) { config.append(JSONMember("_name_or_path", .string(id))) }
         config.append(JSONMember("architectures", .array([.string(arch.className)])))
         config.append(JSONMember("attention_dropout", .number(JSONNumber(0.0))))
         if arch.name == "llama" {
@@ -249,12 +254,11 @@ public enum HuggingFaceExport {
     /// A `_name_or_path` from which llama.cpp's converter (gguf-py's `Metadata`) derives the same
     /// `general.name`, organization, basename, finetune, version and size label as this GGUF
     /// has: the first candidate that reproduces them all, else nil (the directory's name then decides).
-    static func nameOrPath(_ gguf: GGUFFile) -> String? {
+    static func nameOrPath(_ gguf: GGUFFile, parameters: Int) -> String? {
         guard let name = gguf["general.name"]?.string else { return nil }
         let organization = gguf["general.organization"]?.string, basename = gguf["general.basename"]?.string
         let finetune = gguf["general.finetune"]?.string, version = gguf["general.version"]?.string
         let sizeLabel = gguf["general.size_label"]?.string
-        let parameters = gguf.tensors.reduce(0) { $0 + $1.elementCount }
         var candidates: [String] = []
         let parts = [basename, sizeLabel, finetune, version].compactMap { $0 }
         let dashed = name.replacingOccurrences(of: " ", with: "-")
