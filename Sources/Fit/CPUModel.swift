@@ -15,8 +15,8 @@ import Quantize
 /// tokens): the matrices run as GEMMs, `2 × weights × T` FLOPs at `2 × probe dot rate ×
 /// prefillKernelFactor[type]` (llama.cpp's GEMMs differ by ggml type more than by probe family:
 /// here Q5_K and Q6_K ran faster than Q4_K), plus `prefillSecondsPerLayer` per layer and 512-token
-/// ubatch (graph ops too small for the GEMMs' rate, what a tiny model's prefill is made of), the attention `4 × layers × heads × head_dim × T²` FLOPs at the F16 rate
-/// (ggml computes the masked square), never faster than reading the weights once, divided by the
+/// ubatch (graph ops too small for the GEMMs' rate, what a tiny model's prefill is made of), the
+/// attention `4 × layers × heads × head_dim × T²` FLOPs at the F16 rate (ggml computes the masked square), never faster than reading the weights once, divided by the
 /// probe's sustained core share. The token embedding is a row lookup (not read, unless tied to the
 /// output); the output matrix runs for the last prompt token only, as llama-bench asks for one row
 /// of logits. Formulas and parameters: formats/fit-validation.md §CPU model.
@@ -70,7 +70,7 @@ public enum CPUModel {
         prefillSecondsPerLayer: 3.18e-3,
         secondsPerLayer: 0,
         secondsPerToken: 0,
-        source: "decode: grid fit of bandwidth factor, overlap and family factors to 18 llama-bench tg32 runs (8 synthetic 1.57 B GGUFs q4_0…f16 + the trained fixture, 2 rounds), prefill: per-type pp512 ÷ the probe's rate on the same runs, tools/fit_cpu_check.py 2026-12-01 23:20–23:45 UTC, load 1.6–2.1 on 2 cores")
+        source: "tools/fit_cpu_calibrate.py on the 26 llama-bench runs of fixtures/fit/cpu-check/calibration-1.json and calibration-2.json (8 synthetic 1.57 B GGUFs q4_0 … f16 and the trained fixture; tools/fit_cpu_check.py, 2026-12-01 23:15–23:35 UTC, load 0.3–2.1 on 2 cores): decode by a grid over bandwidth factor, overlap and family factors (tg32), prefill by one factor per ggml type (pp512) and the per-layer cost from the trained fixture")
 
     /// The probe family whose kernel stands for a ggml or safetensors type name (`Q4_K`, `F16`):
     /// Q8_0 for 8-bit blocks, Q4_0 for the legacy 4/5-bit blocks, Q4_K for k-quants and i-quants,
