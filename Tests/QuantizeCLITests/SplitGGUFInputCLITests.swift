@@ -7,13 +7,15 @@ import TestSupport
 /// loader reads it from the first.
 @Suite("split GGUF sets read as one model")
 struct SplitGGUFInputCLITests {
-    /// The unsplit f16 file and the shards of the same file split 8 tensors per shard, in `scratch`.
-    static func make(_ scratch: URL) throws -> (whole: String, shards: [String]) {
+    /// `input` converted to `type` in `scratch` twice: whole, and split `perShard` tensors per
+    /// shard (the shard paths in order).
+    static func make(_ scratch: URL, input: String = "fixtures/tiny-llama.gguf", type: String = "f16",
+                     perShard: Int = 8) throws -> (whole: String, shards: [String]) {
         let whole = scratch.appendingPathComponent("whole.gguf").path
-        var result = try CLI.run(["--to", "f16", "fixtures/tiny-llama.gguf", "-o", whole, "--no-check", "--quiet"])
+        var result = try CLI.run(["--to", type, input, "-o", whole, "--no-check", "--quiet"])
         #expect(result.status == 0, "\(result.stderr)")
-        result = try CLI.run(["--to", "f16", "fixtures/tiny-llama.gguf", "-o", scratch.appendingPathComponent("split.gguf").path,
-                              "--no-check", "--quiet", "--split-max-tensors", "8"])
+        result = try CLI.run(["--to", type, input, "-o", scratch.appendingPathComponent("split.gguf").path,
+                              "--no-check", "--quiet", "--split-max-tensors", String(perShard)])
         #expect(result.status == 0, "\(result.stderr)")
         let shards = try FileManager.default.contentsOfDirectory(atPath: scratch.path)
             .filter { $0.hasPrefix("split-") && $0.hasSuffix(".gguf") }.sorted().map { scratch.appendingPathComponent($0).path }
@@ -116,15 +118,10 @@ struct SplitGGUFInputCLITests {
     func exportFromSplit() throws {
         let scratch = try Fixtures.temporaryDirectory("split-input-export")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let whole = scratch.appendingPathComponent("whole.gguf").path
-        var result = try CLI.run(["--to", "f32", "fixtures/trained-llama", "-o", whole, "--no-check", "--quiet"])
-        #expect(result.status == 0, "\(result.stderr)")
-        result = try CLI.run(["--to", "f32", "fixtures/trained-llama", "-o", scratch.appendingPathComponent("split.gguf").path,
-                              "--no-check", "--quiet", "--split-max-tensors", "10"])
-        #expect(result.status == 0, "\(result.stderr)")
-        let firstName = try #require(try FileManager.default.contentsOfDirectory(atPath: scratch.path).first { $0.hasPrefix("split-00001-of-") && $0.hasSuffix(".gguf") })
-        let first = scratch.appendingPathComponent(firstName).path
-        #expect(!firstName.hasSuffix("-of-00001.gguf"), "the export must read more than one shard")
+        let (whole, shards) = try Self.make(scratch, input: "fixtures/trained-llama", type: "f32", perShard: 10)
+        #expect(shards.count > 1, "the export must read more than one shard")
+        let first = try #require(shards.first)
+        var result: CLI.Result
         for (input, name) in [(whole, "from-whole"), (first, "from-split")] {
             result = try CLI.run(["--to", "bf16", input, "-o", scratch.appendingPathComponent(name).path, "--quiet"])
             #expect(result.status == 0, "\(input): \(result.stderr)")
