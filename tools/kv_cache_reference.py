@@ -11,7 +11,8 @@
         QuantizationModifier (or GPTQModifier with --gptq) with kv_cache_scheme
         {num_bits 8, type float, strategy tensor, dynamic false, symmetric true}, sequential
         pipeline, the token windows of TOKENS.json in their order (shuffle_calibration_samples off,
-        batch size 1: the observer's running average depends on the order); writes OUT and prints
+        batch size 1, and the windows placed so that its length-sorting sampler visits them in the
+        file's order: the observer's running average depends on the order); writes OUT and prints
         one JSON line with the wall time, peak memory and quantization_config.kv_cache_scheme.
   compare OURS THEIRS
         k_scale/v_scale of every layer of two outputs and their relative difference; one JSON document.
@@ -101,7 +102,15 @@ def oneshot_run(args) -> int:
         scheme.weights.group_size = args.group_size
     kwargs = dict(config_groups={"group_0": scheme}, ignore=["lm_head"], kv_cache_scheme=dict(KV_SCHEME))
     recipe = GPTQModifier(**kwargs) if args.gptq else QuantizationModifier(**kwargs)
-    dataset = Dataset.from_dict({"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]})
+    # llm-compressor's LengthAwareSampler visits samples in torch.argsort(lengths, descending=True)
+    # order, which for equal lengths is a fixed permutation P, not the given order; the observer's
+    # running average depends on the order, so the windows are placed such that P visits them as
+    # given (window i at index P[i]), as quantize reads them.
+    order = torch.argsort(torch.tensor([len(w) for w in windows]), descending=True).tolist()
+    placed = [None] * len(windows)
+    for i, index in enumerate(order):
+        placed[index] = windows[i]
+    dataset = Dataset.from_dict({"input_ids": placed, "attention_mask": [[1] * len(w) for w in placed]})
     oneshot(model=model, dataset=dataset, recipe=recipe, max_seq_length=len(windows[0]), num_calibration_samples=len(windows),
             pipeline="sequential", shuffle_calibration_samples=False, batch_size=1)
     seconds = time.time() - started
