@@ -29,7 +29,12 @@ CALIB=(--calibration "$CAL" --calibration-samples "$SAMPLES" --calibration-lengt
 
 [ -f "$CAL" ] || $N "$VENV/bin/python" "$ROOT/tools/make_calibration.py" --samples "$SAMPLES" --length "$LENGTH" -o "$CAL"
 
-run() { local name="$1"; shift; [ -d "$OUT/$name" ] || { /usr/bin/time -f "$name %e s %M KB" $N "$@" 2>>"$OUT/times.txt" >/dev/null || { cat "$OUT/times.txt"; exit 1; }; }; }
+# Each run once (an existing output is kept); its wall time and peak RSS go to times.txt, its log to NAME.log.
+run() {
+    local name="$1"; shift
+    [ -d "$OUT/$name" ] && return 0
+    /usr/bin/time -a -o "$OUT/times.txt" -f "$name %e s %M KB" $N "$@" >"$OUT/$name.log" 2>&1 || { tail -20 "$OUT/$name.log"; exit 1; }
+}
 run ours-fp8 "$QUANTIZE" --to fp8 "$MODEL" --no-check -o "$OUT/ours-fp8" --quiet
 run ours-fp8-kv "$QUANTIZE" --to fp8 "$MODEL" --kv-cache fp8 "${CALIB[@]}" --no-check -o "$OUT/ours-fp8-kv" --quiet
 run lc-fp8-kv "$VENV_REF/bin/python" "$ROOT/tools/kv_cache_reference.py" oneshot "$MODEL" "$OUT/lc-fp8-kv" --calibration "$CAL" --scheme FP8_DYNAMIC
