@@ -150,8 +150,12 @@ public enum GPTQCalibration {
     /// - Parameters:
     ///   - progress: after each layer: layers done, layer count, seconds so far.
     ///   - warning: a sentence for the user (a tensor that fell back to round-to-nearest).
+    ///   - keyValueObserver: sees each layer's keys and values in the pass that feeds its Hessians
+    ///     (the original weights of the layer on the quantized layers' output, as llm-compressor's
+    ///     calibration pass does), for `--kv-cache fp8`.
     /// - Throws: ``ModelError`` (architecture, input), ``QuantizeError`` (the solve), ``FormatError``.
     public static func run(checkpointPath: String, calibration: CalibrationSet, quantize: Set<String>, settings: Settings,
+                           keyValueObserver: KeyValueObserver? = nil,
                            progress: ((_ done: Int, _ layers: Int, _ seconds: Double) -> Void)? = nil,
                            warning: ((String) -> Void)? = nil) throws -> Result {
         let started = Date()
@@ -201,6 +205,7 @@ public enum GPTQCalibration {
                 for item in selected where hessians[item.role.inputGroupLeader] == nil {
                     hessians[item.role.inputGroupLeader] = HessianAccumulator(columns: item.shape[1])
                 }
+                model.keyValueObserver = keyValueObserver
                 try eachBatch { slice, count in
                     var copy = slice
                     try model.runDecoderLayer(layer, state: &copy, sequences: count, length: length, observer: { input in
@@ -208,6 +213,7 @@ public enum GPTQCalibration {
                         hessians[input.role]?.add(input.values, rows: input.rows)
                     })
                 }
+                model.keyValueObserver = nil
                 // The solve, one tensor at a time.
                 var solved: [WeightRole: [Float]] = [:]
                 for item in selected {
@@ -249,7 +255,10 @@ public enum GPTQCalibration {
                     replacements[item.role] = DecodedTensor(rows: rows, columns: columns, values: decoded)
                 }
             }
-            // Pass 2: the quantized layer produces the next layer's input.
+            // Pass 2: the quantized layer produces the next layer's input (and, where nothing of
+            // the layer was quantized, is also the pass that observes its keys and values).
+            model.keyValueObserver = selected.isEmpty ? keyValueObserver : nil
+            defer { model.keyValueObserver = nil }
             try eachBatch { slice, count in
                 try model.runDecoderLayer(layer, state: &slice, sequences: count, length: length, replacing: replacements)
             }

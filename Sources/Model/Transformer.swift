@@ -39,6 +39,10 @@ public final class Transformer: @unchecked Sendable {
     private let cosines: [Float]
     private let sines: [Float]
     private let maximumPositions: Int
+    /// Sees every attention layer's keys (after RoPE) and values before they are attended to
+    /// (``KeyValueCacheObserver`` calibrates the FP8 KV cache with it); nil: none. Set it before a
+    /// forward pass, not during one.
+    public var keyValueObserver: KeyValueObserver?
 
     /// Prepares the forward pass.
     /// - Parameters:
@@ -342,10 +346,17 @@ public final class Transformer: @unchecked Sendable {
             Kernels.rope($0.baseAddress!, rows: tokens, stride: kvWidth, heads: kvHeads, dimension: d, positions: { $0 % length },
                          cosines: cosines, sines: sines, threads: threads)
         }
+        if let observe = keyValueObserver {
+            k.withUnsafeBufferPointer { kb in
+                v.withUnsafeBufferPointer { vb in
+                    observe(KeyValueStates(layer: layer, sequences: sequences, length: length, width: kvWidth, keys: kb, values: vb))
+                }
+            }
+        }
         if weights.fp8KeyValueCache {
-            let ks = weights.scale(.keyCacheScale(layer)) ?? 1, vs = weights.scale(.valueCacheScale(layer)) ?? 1
-            k.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: 1, width: $0.count, fixedScale: ks, threads: threads) }
-            v.withUnsafeMutableBufferPointer { Kernels.fakeQuantize($0.baseAddress!, rows: 1, width: $0.count, fixedScale: vs, threads: threads) }
+            let (ks, vs) = weights.keyValueCacheScales(layer: layer)
+            k.withUnsafeMutableBufferPointer { Kernels.roundToFP8Cache($0, scale: ks, threads: threads) }
+            v.withUnsafeMutableBufferPointer { Kernels.roundToFP8Cache($0, scale: vs, threads: threads) }
         }
         var attended = [Float](repeating: 0, count: tokens * qWidth)
         attention(q: q, k: k, v: v, into: &attended, sequences: sequences, length: length, window: config.slidingWindows[layer])

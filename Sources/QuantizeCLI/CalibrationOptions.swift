@@ -39,18 +39,20 @@ struct CalibrationOptions: ParsableArguments {
     var actOrder = false
 
     /// Rejects combinations that cannot work, before any work starts.
-    func validate(scheme: SchemeName, search: Bool) throws {
+    /// - Parameter calibratesKVCache: `--kv-cache fp8` also reads `--calibration`, so it is allowed
+    ///   without a calibrated weight method.
+    func validate(scheme: SchemeName, search: Bool, calibratesKVCache: Bool = false) throws {
         if method == .hqq {
             guard scheme == .int4 || scheme == .int8 else {
                 throw ValidationError("--method hqq applies to int4 and int8 (it chooses their scales and zero points), not \(scheme.rawValue)")
             }
-            if calibration != nil || actOrder { throw ValidationError("--method hqq needs no calibration data: --calibration and --act-order apply to --method gptq") }
+            if (calibration != nil && !calibratesKVCache) || actOrder { throw ValidationError("--method hqq needs no calibration data: --calibration and --act-order apply to --method gptq") }
             if search { throw ValidationError("--search and --method hqq both choose the scales; pick one") }
             return
         }
         if method == .awq { return try validateAWQ(scheme: scheme, search: search) }
         guard method == .gptq else {
-            if calibration != nil || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq)") }
+            if (calibration != nil && !calibratesKVCache) || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq and --kv-cache fp8)") }
             return
         }
         guard scheme == .int4 || scheme == .int8 else {
@@ -83,7 +85,8 @@ struct CalibrationOptions: ParsableArguments {
     }
 
     /// Runs GPTQ over the tensors `job` quantizes and returns them for the job to write; nil for `--method rtn`.
-    func calibrate(job: QuantizeJob, input: String, threads: Int?, verbose: Bool) throws -> CalibratedWeights? {
+    /// - Parameter keyValueObserver: with GPTQ, sees each layer's keys and values in its calibration pass (`--kv-cache fp8`).
+    func calibrate(job: QuantizeJob, input: String, threads: Int?, verbose: Bool, keyValueObserver: KeyValueObserver? = nil) throws -> CalibratedWeights? {
         if method == .awq { return try calibrateAWQ(job: job, input: input, threads: threads, verbose: verbose) }
         guard method == .gptq, let path = calibration else { return nil }
         // The calibration is forward passes: on CPUs OpenBLAS 0.3.21 does not recognise it would run
@@ -112,6 +115,7 @@ struct CalibrationOptions: ParsableArguments {
         let result = try GPTQCalibration.run(
             checkpointPath: input, calibration: data, quantize: names,
             settings: GPTQCalibration.Settings(scheme: settings.scheme, options: settings.options, gptq: gptq, threads: threads),
+            keyValueObserver: keyValueObserver,
             progress: { done, layers, seconds in
                 guard verbose else { return }
                 let eta = seconds / Double(done) * Double(layers - done)

@@ -97,6 +97,9 @@ extension QuantizeCommand {
         @OptionGroup(title: "Calibrated quantization")
         var calibration: CalibrationOptions
 
+        @OptionGroup(title: "KV cache")
+        var kvCache: KVCacheOptions
+
         @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
         var threads: Int?
 
@@ -123,7 +126,8 @@ extension QuantizeCommand {
             if (!tensorType.isEmpty || pure) && to.mixture == nil {
                 throw ValidationError("--tensor-type and --pure apply to llama.cpp mixtures (\(MixtureName.allCases.map(\.rawValue).joined(separator: ", "))), not to \(to.name)")
             }
-            try calibration.validate(scheme: to.schemeName, search: search)
+            try calibration.validate(scheme: to.schemeName, search: search, calibratesKVCache: kvCache.kvCache != nil)
+            try kvCache.validate(target: to, calibration: calibration)
             if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
@@ -173,7 +177,8 @@ extension QuantizeCommand {
                                           search: search, packInt8: int8Layout == .packQuantized,
                                           halfQuadratic: calibration.method == .hqq)
             let inapplicable = [calibration.method != .rtn ? "--method \(calibration.method.rawValue)" : nil, imatrix.map { _ in "--imatrix" },
-                                evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil].compactMap { $0 }
+                                evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil,
+                                kvCache.kvCache.map { _ in "--kv-cache" }].compactMap { $0 }
             let selection = TensorSelection(patterns: patterns())
             let exportQuantization = ExportInput.Quantization(scheme: scheme, options: options, selection: selection,
                                                               inapplicable: inapplicable)
@@ -200,8 +205,15 @@ extension QuantizeCommand {
             settings.conversion = try ConversionInput.plan(input: input, target: to)
             settings.calibrated = calibration.halfQuadraticRecord()
             var job = try QuantizeJob(input: input, settings: settings)
-            if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
+            let observed = dryRun ? nil : try kvCache.observerForGPTQ(job: job, method: calibration.method)
+            if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json,
+                                                                   keyValueObserver: observed.map { o -> KeyValueObserver in { o.observe($0) } }) {
                 settings.calibrated = calibrated
+                job = try QuantizeJob(input: input, settings: settings)
+            }
+            if !dryRun, let scales = try kvCache.scales(job: job, input: input, calibration: calibration, observed: observed,
+                                                        threads: threads, verbose: !quiet && !json) {
+                settings.keyValueCache = scales
                 job = try QuantizeJob(input: input, settings: settings)
             }
             if dryRun {

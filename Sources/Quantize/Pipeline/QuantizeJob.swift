@@ -56,6 +56,9 @@ public final class QuantizeJob {
         /// Tensors a calibrated method (`--method gptq`) encoded before the run, written instead of
         /// round-to-nearest; its record goes into the config (``CalibratedWeights``).
         public var calibrated: CalibratedWeights? = nil
+        /// FP8 KV-cache scales (`--kv-cache fp8`) added to a safetensors output with
+        /// `kv_cache_scheme` (``KeyValueCacheScales``); nil for none.
+        public var keyValueCache: KeyValueCacheScales? = nil
         /// A Hugging Face checkpoint → GGUF conversion (built by the Model module): with it a
         /// safetensors input writes GGUF, the tensors and metadata are the plan's, and the output is
         /// what llama-quantize writes from llama.cpp's F32 conversion of the same directory.
@@ -255,6 +258,9 @@ public final class QuantizeJob {
                 throw QuantizeJobError(.unsupportedConversion, "--imatrix weights the GGUF quantizers (llama-quantize --imatrix); \(scheme.name.rawValue) writes safetensors and does not use an importance matrix")
             }
             try importance.matrix.validateForQuantization()
+        }
+        if let scales = settings.keyValueCache {
+            try QuantizeJob.checkKeyValueCache(scales, kind: outputKind, checkpoint: checkpoint, scheme: scheme)
         }
         if let conversion = settings.conversion {
             tensors = try QuantizeJob.planConversion(conversion, checkpoint: checkpoint, settings: settings, selection: selection, input: input)
@@ -468,6 +474,7 @@ public final class QuantizeJob {
             file.advise(range, willNeed: false)
             progress?(index, tensors.count, done, total, planned.source.name)
         }
+        try writeKeyValueCacheScales(write: { output, bytes in try sink.write(bytes, for: output.name) })
         // Every input byte has been hashed once; a mismatch with a recorded checksum stops here.
         var inputs = try finishInputDigests() + smallInputEntries()
         let stagedFiles = try sink.finishTensors()
@@ -497,6 +504,8 @@ public final class QuantizeJob {
                 members.removeAll { $0.key == "quantization_config" || $0.key == CalibratedWeights.configKey }
                 members.append(JSONMember("quantization_config", config))
                 if let calibrated = settings.calibrated { members.append(JSONMember(CalibratedWeights.configKey, calibrated.record)) }
+                members.removeAll { $0.key == KeyValueCacheScales.configKey }
+                if let scales = settings.keyValueCache { members.append(JSONMember(KeyValueCacheScales.configKey, scales.record)) }
                 try directory.writeConfig(.object(members))
             }
         }
@@ -581,10 +590,12 @@ public final class QuantizeJob {
                     // A lone file has no config.json: it carries its layout in its own metadata.
                     metadata["quantization_config"] = config.serializedString(.compact)
                     if let calibrated = settings.calibrated { metadata[CalibratedWeights.configKey] = calibrated.record.serializedString(.compact) }
+                    if let scales = settings.keyValueCache { metadata[KeyValueCacheScales.configKey] = scales.record.serializedString(.compact) }
                 }
                 shards.append(SafetensorsShardedWriter.PlannedShard(fileName: CompressedFormat.originalName(URL(fileURLWithPath: path).lastPathComponent),
                                                                     tensors: entries, metadata: metadata))
             }
+            appendKeyValueCacheEntries(to: &shards)
             if outputKind == .safetensorsFile {
                 return try SafetensorsFileSink(target: outputPath, tensors: shards[0].tensors, metadata: shards[0].metadata)
             }
@@ -602,7 +613,7 @@ public final class QuantizeJob {
         let ignore = QuantizeJob.ignoredModules(tensors.filter { !$0.decision.quantize }.map { ($0.source.name, $0.source.shape) },
                                                 tiedHead: checkpoint.config?["tie_word_embeddings"]?.bool == true
                                                     && !tensors.contains { $0.source.name == "lm_head.weight" && $0.decision.quantize })
-        return settings.scheme.quantizationConfig(ignore: ignore, options: settings.options, activationOrder: settings.calibrated?.activationOrder)
+        return withKeyValueCacheScheme(settings.scheme.quantizationConfig(ignore: ignore, options: settings.options, activationOrder: settings.calibrated?.activationOrder))
     }
 
     /// The modules of kept tensors that belong in `quantization_config.ignore`: 2-D `.weight`s of

@@ -182,6 +182,9 @@ enum CompressedTensorsLayout {
                 error("config.json", "kv_cache_scheme must be 8-bit float, per tensor, symmetric for vLLM (CompressedTensorsKVCacheMethod.validate_kv_cache_scheme)")
             }
         }
+        if let kv = quantization["kv_cache_scheme"], !kv.isNull {
+            checkKeyValueCacheScales(checkpoint: checkpoint, target: target, error: error, warning: warning)
+        }
 
         func ignored(_ name: String) -> Bool {
             ignore.contains { entry in
@@ -370,6 +373,44 @@ enum CompressedTensorsLayout {
     }
 
     /// The two numbers of a `weight_shape` tensor (16 bytes at most), nil when unreadable.
+    /// With `kv_cache_scheme`: every attention module (a `*.self_attn` with a `k_proj`) needs its
+    /// `k_scale` and `v_scale` — one finite, positive F32/F16/BF16 value each (compressed-tensors'
+    /// `initialize_qparams` makes them `(1,)`; vLLM's `BaseKVCacheMethod` falls back to 1.0 for a
+    /// layer without them, which clips every key or value above 448).
+    static func checkKeyValueCacheScales(checkpoint: Checkpoint, target: RuntimeTarget,
+                                         error: (String, String) -> Void, warning: (String, String) -> Void) {
+        var byName: [String: TensorRecord] = [:]
+        for record in checkpoint.tensors { byName[record.name] = record }
+        var attention = Set<String>()
+        for record in checkpoint.tensors {
+            for projection in [".k_proj.weight", ".k_proj.weight_packed"] where record.name.hasSuffix(projection) {
+                attention.insert(String(record.name.dropLast(projection.count)))
+            }
+        }
+        for module in attention.sorted() {
+            for leaf in ["k_scale", "v_scale"] {
+                let name = module + "." + leaf
+                guard let record = byName[name] else {
+                    error(name, "is missing: kv_cache_scheme declares an FP8 KV cache, and without this scale \(target == .vllm ? "vLLM stores the layer's cache with scale 1.0 (every value above 448 clipped)" : "compressed-tensors initialises the scale uncalibrated"); calibrate the scales (quantize --kv-cache fp8 --calibration FILE) or remove kv_cache_scheme")
+                    continue
+                }
+                guard case .dtype(let dtype) = record.type, [.f32, .f16, .bf16].contains(dtype) else {
+                    error(name, "must be F32, F16 or BF16; it is \(record.type)")
+                    continue
+                }
+                if record.elementCount != 1 { error(name, "must hold one value (shape [1]); it has shape \(record.shape)"); continue }
+                if record.shape != [1] { warning(name, "has shape \(record.shape); llm-compressor writes [1] (vLLM reads any one-element tensor)") }
+                if let bytes = try? checkpoint.readData(for: record) {
+                    var value = [Float](repeating: 0, count: 1)
+                    if (try? value.withUnsafeMutableBufferPointer { try ElementConversion.toFloat32(bytes, from: dtype, into: $0) }) != nil,
+                       !(value[0].isFinite && value[0] > 0) {
+                        error(name, "is \(value[0]); a KV-cache scale must be finite and positive (vLLM would store NaN or zeros)")
+                    }
+                }
+            }
+        }
+    }
+
     static func readShape(_ record: TensorRecord, checkpoint: Checkpoint) -> [Int]? {
         guard record.byteCount <= 16, let bytes = try? checkpoint.readData(for: record) else { return nil }
         let width = record.byteCount / 2
