@@ -23,13 +23,13 @@ struct CalibrationOptions: ParsableArguments {
     @Option(help: "int4/int8: rtn (round to nearest, default), gptq (calibrated with --calibration; llm-compressor's GPTQ), awq (activation-aware scales from --calibration folded into the norms; llm-compressor's AWQ) or hqq (half-quadratic refinement of each group's scale and zero point; no calibration data).")
     var method: WeightMethod = .rtn
 
-    @Option(help: ArgumentHelp("With --method gptq or awq: the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
+    @Option(help: ArgumentHelp("With --method gptq or awq (or --smooth): the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
     var calibration: String?
 
-    @Option(help: "With --method gptq or awq: windows of calibration tokens.")
+    @Option(help: "With --method gptq or awq (or --smooth): windows of calibration tokens.")
     var calibrationSamples: Int = 128
 
-    @Option(help: "With --method gptq or awq: tokens per window.")
+    @Option(help: "With --method gptq or awq (or --smooth): tokens per window.")
     var calibrationLength: Int = 512
 
     @Option(help: "With --method gptq: fraction of the mean Hessian diagonal added to it.")
@@ -38,8 +38,9 @@ struct CalibrationOptions: ParsableArguments {
     @Flag(help: "With --method gptq: quantize columns in descending order of activation (llm-compressor's actorder static; no g_idx).")
     var actOrder = false
 
-    /// Rejects combinations that cannot work, before any work starts.
-    func validate(scheme: SchemeName, search: Bool) throws {
+    /// Rejects combinations that cannot work, before any work starts; `smoothing`: `--smooth`
+    /// reads `--calibration` too (ActivationOptions checks that use).
+    func validate(scheme: SchemeName, search: Bool, smoothing: Bool = false) throws {
         if method == .hqq {
             guard scheme == .int4 || scheme == .int8 else {
                 throw ValidationError("--method hqq applies to int4 and int8 (it chooses their scales and zero points), not \(scheme.rawValue)")
@@ -50,7 +51,7 @@ struct CalibrationOptions: ParsableArguments {
         }
         if method == .awq { return try validateAWQ(scheme: scheme, search: search) }
         guard method == .gptq else {
-            if calibration != nil || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq)") }
+            if (calibration != nil && !smoothing) || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq and --smooth)") }
             return
         }
         guard scheme == .int4 || scheme == .int8 else {

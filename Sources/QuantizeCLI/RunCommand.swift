@@ -97,6 +97,9 @@ extension QuantizeCommand {
         @OptionGroup(title: "Calibrated quantization")
         var calibration: CalibrationOptions
 
+        @OptionGroup(title: "Activation quantization (W8A8)")
+        var activation: ActivationOptions
+
         @Option(help: "Worker threads for the kernels (default: every core); the output bytes are the same for any count.")
         var threads: Int?
 
@@ -123,7 +126,8 @@ extension QuantizeCommand {
             if (!tensorType.isEmpty || pure) && to.mixture == nil {
                 throw ValidationError("--tensor-type and --pure apply to llama.cpp mixtures (\(MixtureName.allCases.map(\.rawValue).joined(separator: ", "))), not to \(to.name)")
             }
-            try calibration.validate(scheme: to.schemeName, search: search)
+            try activation.validate(target: to, granularity: granularity, groupSize: groupSize, calibration: calibration)
+            try calibration.validate(scheme: to.schemeName, search: search, smoothing: activation.smooth != nil)
             if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }
             if let t = threads, t <= 0 { throw ValidationError("--threads must be positive") }
@@ -170,10 +174,10 @@ extension QuantizeCommand {
         func run() throws {
             // A GGUF input with a directory output is the Hugging Face export (ExportInput.swift).
             let options = QuantizeOptions(allowNonFinite: allowNonFinite, scaleType: scaleDtype.dtype,
-                                          search: search, packInt8: int8Layout == .packQuantized,
-                                          halfQuadratic: calibration.method == .hqq)
+                                          search: search, packInt8: int8Layout == .packQuantized && !activation.forcesIntQuantized,
+                                          halfQuadratic: calibration.method == .hqq, int8Activations: activation.actQuant == .int8)
             let inapplicable = [calibration.method != .rtn ? "--method \(calibration.method.rawValue)" : nil, imatrix.map { _ in "--imatrix" },
-                                evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil].compactMap { $0 }
+                                evalText.map { _ in "--eval-text" }, compress ? "--compress" : nil, activation.smooth.map { _ in "--smooth" }].compactMap { $0 }
             let selection = TensorSelection(patterns: patterns())
             let exportQuantization = ExportInput.Quantization(scheme: scheme, options: options, selection: selection,
                                                               inapplicable: inapplicable)
@@ -200,7 +204,8 @@ extension QuantizeCommand {
             settings.conversion = try ConversionInput.plan(input: input, target: to)
             settings.calibrated = calibration.halfQuadraticRecord()
             var job = try QuantizeJob(input: input, settings: settings)
-            if !dryRun, let calibrated = try calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
+            if !dryRun, let calibrated = try activation.calibrate(job: job, input: input, calibration: calibration, threads: threads, verbose: !quiet && !json)
+                ?? calibration.calibrate(job: job, input: input, threads: threads, verbose: !quiet && !json) {
                 settings.calibrated = calibrated
                 job = try QuantizeJob(input: input, settings: settings)
             }
