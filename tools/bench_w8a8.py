@@ -6,7 +6,8 @@
 2. Ours (`quantize`): int8 W8A16 RTN (pack-quantized), W8A8 RTN (`--act-quant int8`), W8A8 with
    `--smooth 0.5` and `--smooth 0.8`, and `--smooth 0.8 --method gptq`.
 3. llm-compressor's SmoothQuantModifier (α 0.5 and 0.8, default llama mappings) + QuantizationModifier
-   W8A8, sequential pipeline, CPU, nice -n 19 (tools/smoothquant_reference.py run) on the same windows.
+   W8A8 (and GPTQModifier W8A8 at α 0.8), sequential pipeline, CPU, nice -n 19
+   (tools/smoothquant_reference.py run) on the same windows.
 4. One `quantize eval` of every output against the original on fixtures/trained-llama/eval.txt
    (llama-perplexity's protocol): PPL and mean KLD, computed the way vLLM runs W8A8 (every quantized
    linear layer's input rounded to INT8 per token, amax/127, round half to even).
@@ -61,8 +62,9 @@ def main() -> int:
         ("W8A8 SmoothQuant α 0.8 + GPTQ", "w8a8-sq08-gptq", ["--to", "int8", "--act-quant", "int8", "--smooth", "0.8", "--method", "gptq", *data]),
     ]
     theirs = [
-        ("W8A8 SmoothQuant α 0.5", "lc-w8a8-sq05", 0.5),
-        ("W8A8 SmoothQuant α 0.8", "lc-w8a8-sq08", 0.8),
+        ("W8A8 SmoothQuant α 0.5", "lc-w8a8-sq05", 0.5, False),
+        ("W8A8 SmoothQuant α 0.8", "lc-w8a8-sq08", 0.8, False),
+        ("W8A8 SmoothQuant α 0.8 + GPTQ", "lc-w8a8-sq08-gptq", 0.8, True),
     ]
     runs = []
     for label, name, extra in ours:
@@ -73,11 +75,12 @@ def main() -> int:
             if result.returncode != 0:
                 sys.exit(f"quantize {label} failed: {result.stderr[-800:]}")
         runs.append({"tool": "quantize", "method": label, "path": str(out)})
-    for label, name, alpha in theirs:
+    for label, name, alpha, gptq in theirs:
         out = work / name
         if not (args.reuse and out.exists()):
             subprocess.run(["nice", "-n", "19", python, str(REPO / "tools" / "smoothquant_reference.py"), "run", str(MODEL), str(out),
-                            "--calibration", str(calibration), "--smooth", str(alpha), "--threads", str(args.threads)], check=True, env=env)
+                            "--calibration", str(calibration), "--smooth", str(alpha), "--threads", str(args.threads),
+                            *(["--gptq"] if gptq else [])], check=True, env=env)
         runs.append({"tool": "llm-compressor", "method": label, "path": str(out)})
 
     evaluation = subprocess.run([args.quantize, "eval", str(MODEL), *[r["path"] for r in runs], "--text", str(MODEL / "eval.txt"), "--json"],

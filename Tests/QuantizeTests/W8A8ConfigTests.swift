@@ -23,7 +23,7 @@ struct W8A8ConfigTests {
     func tensorsMatch() throws {
         let reference = try #require(Self.reference)
         let tensors = try #require(reference["_q_proj_tensors"])
-        #expect(tensors["model.layers.0.self_attn.q_proj.weight"]?[0]?.string == "int8")
+        #expect(tensors["model.layers.0.self_attn.q_proj.weight"]?[0]?.string == "I8")
         #expect(tensors["model.layers.0.self_attn.q_proj.weight_scale"]?[1]?.array?.count == 2)
         #expect(tensors["model.layers.0.self_attn.q_proj.weight_scale"]?[1]?[1]?.int == 1, "one scale per output channel")
     }
