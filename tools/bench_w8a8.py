@@ -101,7 +101,7 @@ def main() -> int:
             rtn = run["kld"]
     for run in runs:
         ratio = f"{run['kld'] / rtn:.2f}" if rtn else ""
-        print(f"| {run['tool']} | {run['method']} | {run['activations']} | {run['ppl']:.4f} | {run['kld']:.6f} ± {run['kld_uncertainty']:.6f} | {ratio} |")
+        print(f"| {run['tool']} | {run['method']} | {run['activations']} | {run['ppl']:.4f} | {run['kld']:.3e} ± {run['kld_uncertainty']:.1e} | {ratio} |")
 
     comparisons = {}
     for alpha, a, b in [(0.5, "w8a8-sq05", "lc-w8a8-sq05"), (0.8, "w8a8-sq08", "lc-w8a8-sq08")]:

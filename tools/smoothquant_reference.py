@@ -196,17 +196,23 @@ def logits(original: str, outputs: list[str], count: int) -> None:
 
     reference = run_model(original)
     base = torch.log_softmax(reference, dim=-1)
-    results = []
+    results, found_logits = [], {}
     for path in outputs:
         try:
             found = run_model(path)
         except Exception as error:  # a layout transformers refuses: reported, not raised
             results.append({"path": path, "loaded": False, "error": f"{type(error).__name__}: {error}"[:400]})
             continue
+        found_logits[path] = found
         log = torch.log_softmax(found, dim=-1)
         kld = (base.exp() * (base - log)).sum(-1).mean().item()
         results.append({"path": path, "loaded": True, "max_abs_logit_diff": (found - reference).abs().max().item(), "mean_kld": kld})
-    print(json.dumps({"tokens": int(ids.shape[1]), "results": results}, indent=1))
+    # Every two outputs that loaded, against each other (ours against llm-compressor's).
+    names = list(found_logits)
+    pairs = [{"a": a, "b": b, "max_abs_logit_diff": (found_logits[a] - found_logits[b]).abs().max().item(),
+              "max_abs_logit": found_logits[b].abs().max().item()}
+             for i, a in enumerate(names) for b in names[i + 1:]]
+    print(json.dumps({"tokens": int(ids.shape[1]), "results": results, "pairs": pairs}, indent=1))
 
 
 def main() -> int:
