@@ -89,6 +89,35 @@ struct SmoothQuantTests {
         for (a, b) in zip(h, smoothed.hessian) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b)), "\(a) vs \(b)") }
     }
 
+    @Test("folding the scales into the norms and q/k/v, gate/up leaves each float layer's output unchanged")
+    func foldingIsInvariant() throws {
+        let path = Fixtures.path("tiny-llama")
+        let windows: [[Int32]] = [(0..<32).map { Int32(($0 * 37 + 11) % 1000) }, (0..<32).map { Int32(($0 * 53 + 5) % 1000) }]
+        let calibration = CalibrationSet(windows: windows, source: "test windows")
+        let result = try SmoothQuantCalibration.run(checkpointPath: path, calibration: calibration, quantize: [],
+                                                    settings: SmoothQuantCalibration.Settings(scheme: Scheme(name: .int8), strength: 0.8, threads: 2))
+        #expect(result.mappings.count == 4 && result.tensors.isEmpty, "two mappings per layer; nothing selected, nothing encoded")
+        #expect(result.mappings.allSatisfy { m in m.scales.contains { abs($0 - 1) > 0.01 } }, "the scales are not the identity")
+        let model = try Transformer(weights: ModelWeights(path: path, weightsOnly: true), threads: 2, maximumPositions: 32)
+        let hidden = model.weights.configuration.hiddenSize
+        var original = try model.embeddedStates(sequences: windows)
+        var smoothed = original
+        try model.runDecoderLayer(0, state: &original, sequences: 2, length: 32)
+        var replacing: [WeightRole: DecodedTensor] = [:]
+        for role in [WeightRole.attentionNorm(0), .feedForwardNorm(0), .query(0), .key(0), .value(0), .gate(0), .up(0)] {
+            let name = try #require(role.safetensorsNames.first { result.smoothed[$0] != nil }, "\(role) was smoothed")
+            let values = try #require(result.smoothed[name])
+            let isVector: Bool
+            switch role { case .attentionNorm, .feedForwardNorm: isVector = true; default: isVector = false }
+            replacing[role] = DecodedTensor(rows: isVector ? 1 : values.count / hidden, columns: hidden, values: values)
+        }
+        try model.runDecoderLayer(0, state: &smoothed, sequences: 2, length: 32, replacing: replacing)
+        let scale = original.reduce(0) { max($0, abs($1)) }
+        let worst = zip(original, smoothed).reduce(0) { max($0, abs($1.0 - $1.1)) }
+        // FP32 rounding of the folded weights through two sgemm chains: a few ulps of the magnitude.
+        #expect(worst <= 1e-5 * scale, "max |Δ| \(worst) of \(scale)")
+    }
+
     @Test("per-token INT8 rounds x·127/amax half to even, saturates, and dequantizes with amax/127, row by row (vLLM's kernel)")
     func int8ActivationRounding() {
         // Row 0: amax 127 → multiplier 1: ties at ±2.5 and 3.5 go to the even code.
