@@ -79,7 +79,8 @@ enum Kernels {
 
     /// Rounds `count` values to FP8 E4M3 with one scale per row of `width` (or one for all when
     /// `width == count`): x̂ = e4m3(x / s) · s, s = amax/448 floored at 1/(448·512) as vLLM does,
-    /// unless `fixedScale` is given. INT8 (`isFloat == false`): s = amax/127, round half to even, clamp.
+    /// unless `fixedScale` is given. INT8 (`isFloat == false`): vLLM's kernels — codes round(x · 127/amax) half
+    /// to even, saturated to [−128, 127], times amax/127 (x / s with a fixed scale s).
     static func fakeQuantize(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, groupSize: Int? = nil,
                              isFloat: Bool = true, fixedScale: Float? = nil, threads: Int) {
         let group = min(groupSize ?? width, width)
@@ -90,25 +91,25 @@ enum Kernels {
                 let r = index / groupsPerRow, g = index % groupsPerRow
                 let start = x + r * width + g * group
                 let n = min(group, width - g * group)
-                var scale: Float
-                if let fixedScale {
-                    scale = fixedScale
-                } else {
-                    var amax: Float = 0
-                    for i in 0..<n { amax = max(amax, abs(start[i])) }
-                    scale = isFloat ? max(amax / 448, 1 / (448 * 512)) : (amax > 0 ? amax / 127 : 1)
-                }
+                var amax: Float = 0
+                if fixedScale == nil { for i in 0..<n { amax = max(amax, abs(start[i])) } }
                 if isFloat {
+                    let scale = fixedScale ?? max(amax / 448, 1 / (448 * 512))
                     let inverse = 1 / scale
                     codes.withUnsafeMutableBufferPointer { c in
                         for i in 0..<n { c[i] = FP8Format.e4m3.encode(start[i] * inverse) }
                         for i in 0..<n { start[i] = FP8Format.e4m3.decode(c[i]) * scale }
                     }
+                } else if let fixedScale {
+                    // vLLM's static_scaled_int8_quant_kernel divides by the scale.
+                    for i in 0..<n { start[i] = min(127, max(-128, (start[i] / fixedScale).rounded(.toNearestOrEven))) * fixedScale }
                 } else {
-                    for i in 0..<n {
-                        let q = min(127, max(-128, (start[i] / scale).rounded(.toNearestOrEven)))
-                        start[i] = q * scale
-                    }
+                    // vLLM's dynamic_scaled_int8_quant_kernel: codes = cvt.rni.sat(x · (127/amax)) (a
+                    // multiply by the inverse, round half to even, saturate; 0 for an all-zero row),
+                    // dequantized with the stored scale amax/127.
+                    let multiplier: Float = amax == 0 ? 0 : 127 / amax
+                    let step = amax / 127
+                    for i in 0..<n { start[i] = min(127, max(-128, (start[i] * multiplier).rounded(.toNearestOrEven))) * step }
                 }
             }
         }

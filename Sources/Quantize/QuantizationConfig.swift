@@ -48,7 +48,10 @@ extension Scheme {
             // then derives it (int8 for 4- and 8-bit ints) — the same value.
             if let activationOrder { weights["actorder"] = activationOrder }
             let format = bits == 8 && !options.packInt8 ? "int-quantized" : "pack-quantized"
-            config = Self.compressedTensors(format: format, weights: weights, inputActivations: nil, ignore: ignore)
+            // W8A8 (llm-compressor's preset W8A8): dynamic per-token symmetric INT8 inputs, I8 weights.
+            let activations: [String: Any]? = format == "int-quantized" && options.int8Activations
+                ? ["num_bits": 8, "type": "int", "symmetric": true, "strategy": "token", "dynamic": true, "group_size": NSNull()] : nil
+            config = Self.compressedTensors(format: format, weights: weights, inputActivations: activations, ignore: ignore)
         case .ggml:
             return nil
         }

@@ -23,12 +23,17 @@ public struct QuantizeOptions: Sendable, Hashable {
     /// codes per word, plus `weight_shape`), the only INT8 weight-only (W8A16) layout vLLM's WNA16
     /// kernels load; false stores `int-quantized` (`weight` I8), see formats/quantize-int.md.
     public var packInt8: Bool
+    /// INT8 `int-quantized` only: declare dynamic per-token symmetric INT8 input activations in
+    /// the config (W8A8, the layout vLLM serves with INT8 tensor cores as CompressedTensorsW8A8Int8;
+    /// llm-compressor's preset `W8A8`). The stored tensors are the same as without it.
+    public var int8Activations: Bool
 
-    /// Creates options; the defaults refuse non-finite weights, store BF16 int scales, do not search
-    /// and store INT8 as `int-quantized`.
+    /// Creates options; the defaults refuse non-finite weights, store BF16 int scales, do not search,
+    /// store INT8 as `int-quantized` and declare no activation quantization.
     public init(allowNonFinite: Bool = false, scaleType: DType = .bf16, search: Bool = false, packInt8: Bool = false,
-                halfQuadratic: Bool = false) {
+                halfQuadratic: Bool = false, int8Activations: Bool = false) {
         self.allowNonFinite = allowNonFinite
+        self.int8Activations = int8Activations
         self.scaleType = scaleType
         self.search = search
         self.halfQuadratic = halfQuadratic

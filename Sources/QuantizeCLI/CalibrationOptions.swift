@@ -23,13 +23,13 @@ struct CalibrationOptions: ParsableArguments {
     @Option(help: "int4/int8: rtn (round to nearest, default), gptq (calibrated with --calibration; llm-compressor's GPTQ), awq (activation-aware scales from --calibration folded into the norms; llm-compressor's AWQ) or hqq (half-quadratic refinement of each group's scale and zero point; no calibration data).")
     var method: WeightMethod = .rtn
 
-    @Option(help: ArgumentHelp("With --method gptq or awq: the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
+    @Option(help: ArgumentHelp("With --method gptq or awq (or --smooth): the calibration data, a text file (tokenized with the model's tokenizer) or a JSON array of token-id windows.", valueName: "file"))
     var calibration: String?
 
-    @Option(help: "With --method gptq or awq: windows of calibration tokens.")
+    @Option(help: "With --method gptq or awq (or --smooth): windows of calibration tokens.")
     var calibrationSamples: Int = 128
 
-    @Option(help: "With --method gptq or awq: tokens per window.")
+    @Option(help: "With --method gptq or awq (or --smooth): tokens per window.")
     var calibrationLength: Int = 512
 
     @Option(help: "With --method gptq: fraction of the mean Hessian diagonal added to it.")
@@ -39,9 +39,11 @@ struct CalibrationOptions: ParsableArguments {
     var actOrder = false
 
     /// Rejects combinations that cannot work, before any work starts.
-    /// - Parameter calibratesKVCache: `--kv-cache fp8` also reads `--calibration`, so it is allowed
-    ///   without a calibrated weight method.
-    func validate(scheme: SchemeName, search: Bool, calibratesKVCache: Bool = false) throws {
+    /// - Parameters:
+    ///   - calibratesKVCache: `--kv-cache fp8` also reads `--calibration`, so it is allowed
+    ///     without a calibrated weight method.
+    ///   - smoothing: `--smooth` reads `--calibration` too (ActivationOptions checks that use).
+    func validate(scheme: SchemeName, search: Bool, calibratesKVCache: Bool = false, smoothing: Bool = false) throws {
         if method == .hqq {
             guard scheme == .int4 || scheme == .int8 else {
                 throw ValidationError("--method hqq applies to int4 and int8 (it chooses their scales and zero points), not \(scheme.rawValue)")
@@ -52,7 +54,7 @@ struct CalibrationOptions: ParsableArguments {
         }
         if method == .awq { return try validateAWQ(scheme: scheme, search: search) }
         guard method == .gptq else {
-            if (calibration != nil && !calibratesKVCache) || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq and --kv-cache fp8)") }
+            if (calibration != nil && !calibratesKVCache && !smoothing) || actOrder { throw ValidationError("--calibration and --act-order apply to --method gptq (and --calibration to awq, --smooth and --kv-cache fp8)") }
             return
         }
         guard scheme == .int4 || scheme == .int8 else {

@@ -200,6 +200,7 @@ extension QuantizeJob {
             options["scale_dtype"] = settings.options.scaleType.rawValue
             options["search"] = "\(settings.options.search)"
             if case .integer(bits: 8) = scheme.descriptor.kernel { options["int8_layout"] = settings.options.packInt8 ? "pack-quantized" : "int-quantized" }
+            if settings.options.int8Activations { options["activations"] = "int8 dynamic per-token" }
         }
         options["allow_non_finite"] = "\(settings.options.allowNonFinite)"
         if !settings.selection.patterns.isEmpty {
