@@ -133,8 +133,11 @@ extension QuantizeCommand {
             try calibration.validate(scheme: to.schemeName, search: search, calibratesKVCache: kvCache.kvCache != nil,
                                      smoothing: activation.smooth != nil)
             try kvCache.validate(target: to, calibration: calibration)
-            if kvCache.kvCache != nil && activation.smooth != nil {
-                throw ValidationError("--kv-cache fp8 and --smooth are not combined yet (the smoothing pass does not observe K and V): write the W8A8 model with --smooth, or the FP8 KV-cache scales without it")
+            // Smoothing leaves the float K and V unchanged, so the scales' own float pass serves
+            // --smooth with round-to-nearest; under GPTQ they come from GPTQ's pass, which the
+            // smoothing pass runs without a K/V observer.
+            if kvCache.kvCache != nil && activation.smooth != nil && calibration.method == .gptq {
+                throw ValidationError("--kv-cache fp8 is not combined with --smooth and --method gptq yet (the smoothed GPTQ pass does not observe K and V): drop --method gptq, or --smooth")
             }
             if granularity != nil && to.schemeName.descriptor.container == .gguf { throw ValidationError("--granularity does not apply to GGUF types: their block is fixed") }
             if let g = groupSize, g <= 0 { throw ValidationError("--group-size must be positive") }

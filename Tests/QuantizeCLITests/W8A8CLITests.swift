@@ -74,6 +74,26 @@ struct W8A8CLITests {
         #expect(report["passed"] as? Bool == true, "the check against the smoothed weights passes: \(report["summary"] ?? "")")
     }
 
+    @Test("--smooth with --kv-cache fp8: the FP8 KV-cache scales are the unsmoothed model's (smoothing keeps K and V)")
+    func smoothedWithKeyValueCache() throws {
+        let scratch = try Fixtures.temporaryDirectory("cli-w8a8-kv")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let both = scratch.appendingPathComponent("sq-kv").path, kvOnly = scratch.appendingPathComponent("kv").path
+        for (arguments, output) in [(["--act-quant", "int8", "--smooth", "0.5"], both), (["--act-quant", "int8"], kvOnly)] {
+            let run = try CLI.run(["--to", "int8"] + arguments + ["fixtures/tiny-llama", "--kv-cache", "fp8", "--calibration", Self.text,
+                                   "--calibration-samples", "4", "--calibration-length", "64", "--quiet", "-o", output])
+            #expect(run.status == 0, "\(arguments): \(run.stderr)")
+        }
+        let config = try json(both + "/config.json")
+        let quantization = try #require(config["quantization_config"] as? [String: Any])
+        #expect((quantization["kv_cache_scheme"] as? [String: Any])?["type"] as? String == "float")
+        let a = try Checkpoint(path: both), b = try Checkpoint(path: kvOnly)
+        for name in ["model.layers.0.self_attn.k_scale", "model.layers.1.self_attn.v_scale"] {
+            let s = try #require(a.tensors.first { $0.name == name }, "\(name) written"), p = try #require(b.tensors.first { $0.name == name })
+            #expect(Array(a.data(for: s)) == Array(b.data(for: p)), "\(name): the same scale with and without smoothing")
+        }
+    }
+
     @Test("--smooth with --method gptq records both and writes the same layout")
     func smoothedGPTQ() throws {
         let scratch = try Fixtures.temporaryDirectory("cli-w8a8-gptq")
@@ -123,7 +143,7 @@ struct W8A8CLITests {
         (["--to", "int8", "--act-quant", "int8", "--granularity", "group", "--group-size", "128", "fixtures/tiny-llama"], "per-channel"),
         (["--to", "int8", "--act-quant", "int8", "--smooth", "0.5", "--method", "awq", "--calibration", text, "fixtures/tiny-llama"], "--method rtn"),
         (["--to", "int8", "--act-quant", "int8", "--smooth", "0.5", "--calibration", text, "fixtures/tiny-llama.gguf", "-o", "/tmp/unused-dir"], "--smooth"),
-        (["--to", "int8", "--act-quant", "int8", "--smooth", "0.5", "--kv-cache", "fp8", "--calibration", text, "fixtures/tiny-llama"], "not combined yet"),
+        (["--to", "int8", "--act-quant", "int8", "--smooth", "0.5", "--method", "gptq", "--kv-cache", "fp8", "--calibration", text, "fixtures/tiny-llama"], "not combined"),
     ])
     func refusesBadCombinations(_ arguments: [String], _ mention: String) throws {
         let out = "/tmp/quantize-w8a8-refused-\(UUID().uuidString)"
